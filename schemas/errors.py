@@ -1,0 +1,70 @@
+"""One error taxonomy for the whole pipeline: contract errors and provider errors."""
+
+from __future__ import annotations
+
+
+class ReelflowError(Exception):
+    """Base of every error reelflow raises on purpose; its message is one line for a person."""
+
+
+class ContractError(ReelflowError):
+    """A project file breaks the on-disk contract (file, shot and field are in the message)."""
+
+
+class MediaError(ReelflowError):
+    """An image or video operation failed (ffmpeg exit, unreadable file, wrong size)."""
+
+
+class ProviderError(ReelflowError):
+    """A provider call failed. `retryable` errors were not billed and may be retried."""
+
+    retryable: bool = False
+    kind: str = "provider_error"
+
+    def __init__(self, message: str, *, provider: str = "", request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.request_id = request_id
+
+
+class RateLimited(ProviderError):
+    retryable = True
+    kind = "rate_limit"
+
+
+class ServerError(ProviderError):
+    retryable = True
+    kind = "server_error"
+
+
+class ProviderTimeout(ProviderError):
+    retryable = True
+    kind = "timeout"
+
+
+class TransportError(ProviderError):
+    retryable = True
+    kind = "transport"
+
+
+class ContentRejected(ProviderError):
+    """The provider refused the content (moderation); never retried, may go to a fallback."""
+
+    kind = "content_rejected"
+
+
+class BadRequest(ProviderError):
+    """The request itself is wrong; retrying cannot help."""
+
+    kind = "bad_request"
+
+
+class MissingCredentials(ProviderError):
+    """A provider's key is missing or invalid; raised before any work is submitted."""
+
+    kind = "missing_credentials"
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for errors that were not billed and may succeed on a later attempt."""
+    return isinstance(error, ProviderError) and error.retryable

@@ -1,0 +1,102 @@
+"""`project.json` and `breakdown.json` as the project-layout contract defines them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from reelflow.schemas.names import NO_CHARACTER
+
+ProviderName = Literal["local", "fal", "gemini", "runpod"]
+StageName = Literal["candidates", "training", "previz", "keyframes", "upscale", "video", "qc"]
+STAGES: tuple[str, ...] = StageName.__args__
+AspectRatio = Literal["9:16", "16:9"]
+
+ProjectCode = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,5}$")]
+CharacterId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,12}$")]
+LocationId = Annotated[str, StringConstraints(min_length=1)]
+
+PRODUCTION_SIZES: dict[str, tuple[int, int]] = {"9:16": (768, 1344), "16:9": (1344, 768)}
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class StageChoice(_Contract):
+    """Which provider serves a stage, which one takes content it rejects, and an optional model."""
+
+    use: ProviderName
+    fallback: ProviderName | None = None
+    model: str | None = None
+
+
+class Project(_Contract):
+    code: ProjectCode
+    title: str
+    aspect_ratio: AspectRatio
+    fps: int = Field(ge=1, le=120)
+    providers: dict[str, ProviderName | StageChoice] = Field(default_factory=lambda: {"default": "local"})
+    concurrency: dict[ProviderName, Annotated[int, Field(ge=1, le=64)]] = Field(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _known_stages(cls, providers: dict[str, object]) -> dict[str, object]:
+        for key in providers:
+            if key != "default" and key not in STAGES:
+                raise ValueError(f"unknown stage {key!r} (stages: default, {', '.join(STAGES)})")
+        return providers
+
+    def stage(self, stage: str) -> StageChoice:
+        """The provider choice for a stage, falling back to `default`, then to `local`."""
+        choice = self.providers.get(stage, self.providers.get("default", "local"))
+        return StageChoice(use=choice) if isinstance(choice, str) else choice
+
+    @property
+    def production_size(self) -> tuple[int, int]:
+        return PRODUCTION_SIZES[self.aspect_ratio]
+
+
+class Character(_Contract):
+    id: CharacterId
+    name: str | None = None
+    height_cm: float | None = None
+    description: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value == NO_CHARACTER:
+            raise ValueError(f"{NO_CHARACTER} is reserved for shots without characters")
+        return value
+
+
+class Location(_Contract):
+    id: LocationId
+    zone: str | None = None
+    description: str | None = None
+
+
+class Breakdown(_Contract):
+    characters: list[Character]
+    locations: list[Location]
+    props: list[dict[str, object]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Breakdown:
+        for label, ids in (("characters", [c.id for c in self.characters]), ("locations", [loc.id for loc in self.locations])):
+            seen: set[str] = set()
+            for item_id in ids:
+                if item_id in seen:
+                    raise ValueError(f"{label}: id {item_id} appears twice")
+                seen.add(item_id)
+        return self
+
+    @property
+    def character_ids(self) -> set[str]:
+        return {c.id for c in self.characters}
+
+    @property
+    def location_ids(self) -> set[str]:
+        return {loc.id for loc in self.locations}

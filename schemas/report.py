@@ -1,0 +1,50 @@
+"""What a render reports: per-shot status, totals, calls and cost."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+ShotStatus = Literal["rendered", "cached", "failed"]
+
+
+class ShotLine(BaseModel):
+    shot: int
+    approach: str
+    status: ShotStatus
+    provider_calls: int = 0
+    cost_usd: float = 0.0
+    stage: str | None = None
+    reason: str | None = None
+
+
+class ShotCounts(BaseModel):
+    total: int
+    rendered: int
+    cached: int
+    failed: int
+
+
+class RenderReport(BaseModel):
+    episode: int
+    output: str | None
+    manifest: str
+    shots: ShotCounts
+    provider_calls: int
+    cost_usd: float
+    lines: list[ShotLine] = Field(default_factory=list)
+    cut_skipped: str | None = None
+
+    def summary(self) -> dict[str, object]:
+        """The `--json` object: episode, output, manifest, shot counts, provider calls, cost, failures."""
+        failures = [{"shot": line.shot, "stage": line.stage, "reason": line.reason} for line in self.lines if line.status == "failed"]
+        return {
+            "episode": self.episode,
+            "output": self.output,
+            "manifest": self.manifest,
+            "shots": self.shots.model_dump(),
+            "provider_calls": self.provider_calls,
+            "cost_usd": round(self.cost_usd, 6),
+            "failures": failures,
+        }

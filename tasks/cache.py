@@ -1,0 +1,95 @@
+"""Run an operation once per content key: stage, version, provider, model, params, input hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reelflow.media.probe import probe
+from reelflow.schemas.assets import AssetRef, InputRef, Provenance
+from reelflow.schemas.requests import Generation
+from reelflow.tasks.store import AssetStore, CacheRecord, StoredFile
+
+MEDIA = "media"  # the provider name of pure media operations: no calls, no cost
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One cacheable unit of work and everything its output depends on."""
+
+    stage: str
+    version: int
+    provider: str
+    model: str
+    params: dict[str, Any]
+    inputs: list[AssetRef] = field(default_factory=list)
+    seed: int | None = None
+
+    @property
+    def key(self) -> str:
+        content = {
+            "stage": self.stage,
+            "version": self.version,
+            "provider": self.provider,
+            "model": self.model,
+            "params": self.params,
+            "inputs": [ref.sha256 for ref in self.inputs],
+        }
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The files an operation produced (blob references) and whether this run paid for them."""
+
+    files: list[AssetRef]
+    provenance: Provenance
+    provider_calls: int
+    cost_usd: float
+
+    @property
+    def file(self) -> AssetRef:
+        return self.files[0]
+
+
+def _refs(store: AssetStore, record: CacheRecord) -> list[AssetRef]:
+    return [AssetRef(path=store.blob_path(f.sha256, f.ext), sha256=f.sha256, media=f.media) for f in record.outputs]
+
+
+def run_cached(store: AssetStore, operation: Operation, make: Callable[[Path], Generation]) -> Outcome:
+    """Return the cached result of `operation` if its files are intact, else make it and record it."""
+    key = operation.key
+    with store.lock(key):
+        record = store.lookup(key)
+        if record is not None:
+            return Outcome(_refs(store, record), record.provenance, provider_calls=0, cost_usd=0.0)
+        started = time.monotonic()
+        with store.scratch_dir() as scratch:
+            generation = make(scratch)
+            outputs = []
+            for produced in generation.files:
+                media = probe(produced)
+                sha, _ = store.put(produced)
+                outputs.append(StoredFile(sha256=sha, ext=produced.suffix.lstrip(".").lower(), media=media))
+        provenance = Provenance(
+            stage=operation.stage,
+            stage_version=operation.version,
+            provider=operation.provider,
+            model=generation.model,
+            params=operation.params,
+            seed=operation.seed,
+            inputs=[InputRef(sha256=ref.sha256) for ref in operation.inputs],
+            cost_usd=generation.cost_usd,
+            request_id=generation.request_id,
+            seconds=round(generation.seconds or time.monotonic() - started, 3),
+        )
+        record = CacheRecord(key=key, outputs=outputs, provenance=provenance)
+        store.save(record)
+        calls = 0 if operation.provider == MEDIA else 1
+        return Outcome(_refs(store, record), provenance, provider_calls=calls, cost_usd=generation.cost_usd)

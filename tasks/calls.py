@@ -1,0 +1,83 @@
+"""Provider calls from stages: cached by content, bounded per provider, routed to the fallback on rejection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger
+
+from reelflow.providers.registry import get_provider
+from reelflow.schemas.assets import AssetRef, ManifestEntry
+from reelflow.schemas.errors import ContentRejected
+from reelflow.schemas.requests import Generation, _Request
+from reelflow.tasks.cache import MEDIA, Operation, Outcome, run_cached
+from reelflow.tasks.events import StageEvent, emit
+from reelflow.tasks.plan import ShotJob
+from reelflow.tasks.slots import provider_slot
+
+RequestBuilder = Callable[[str], _Request]
+
+
+def _report(job: ShotJob, stage: str, outcome: Outcome) -> None:
+    status = "done" if outcome.provider_calls else "cached"
+    emit(StageEvent(job.run, job.shot.shot, stage, status, outcome.provider_calls, outcome.cost_usd))
+
+
+def call_provider(
+    job: ShotJob,
+    *,
+    stage: str,
+    version: int,
+    capability: str,
+    build: RequestBuilder,
+    inputs: list[AssetRef],
+    ext: str,
+) -> Outcome:
+    """Call the stage's provider (or its fallback after a content rejection), once per content key."""
+    choice = job.project.stage(stage)
+    candidates = [choice.use] + ([choice.fallback] if choice.fallback and choice.fallback != choice.use else [])
+    for attempt, name in enumerate(candidates):
+        provider = get_provider(name)
+        model = choice.model if (attempt == 0 and choice.model) else provider.default_models[stage]
+        request = build(model)
+        operation = Operation(stage, version, name, model, provider.cache_params(request), inputs, request.seed)
+
+        def make(scratch: Path, provider: Any = provider, request: _Request = request, name: str = name) -> Generation:
+            with provider_slot(name, job.project.concurrency):
+                return getattr(provider, capability)(request, scratch / f"out.{ext}")
+
+        try:
+            outcome = run_cached(job.store, operation, make)
+        except ContentRejected as exc:
+            if attempt + 1 < len(candidates):
+                get_run_logger().warning("%s rejected %s content (%s); trying %s", name, stage, exc, candidates[attempt + 1])
+                continue
+            raise
+        _report(job, stage, outcome)
+        return outcome
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def run_media(job: ShotJob, *, stage: str, version: int, model: str, params: dict[str, Any],
+              inputs: list[AssetRef], make: Callable[[Path], list[Path]]) -> Outcome:
+    """A pure media operation (no provider, no cost), cached like every other operation."""
+    operation = Operation(stage, version, MEDIA, model, params, inputs, None)
+    outcome = run_cached(
+        job.store, operation, lambda scratch: Generation(provider=MEDIA, model=model, files=make(scratch))
+    )
+    _report(job, stage, outcome)
+    return outcome
+
+
+def publish(job: ShotJob, outcome: Outcome, *, suffix: str | None, ext: str, index: int = 0) -> ManifestEntry:
+    """The manifest entry of one output, named by the convention when it has a suffix.
+
+    Named files are copied into the assets folder only once the whole shot has succeeded.
+    """
+    ref = outcome.files[index]
+    name = job.asset_path(suffix, ext).name if suffix is not None else None
+    return ManifestEntry(
+        **outcome.provenance.model_dump(), name=name, shot=job.shot.shot, sha256=ref.sha256, media=ref.media
+    )

@@ -1,0 +1,36 @@
+"""Shot clip: the shot's segments joined and retimed to exactly `duration_s` at production size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from reelflow.media.concat import fit_clip
+from reelflow.tasks.calls import publish, run_media
+from reelflow.tasks.events import StageEvent, emit
+from reelflow.tasks.plan import ShotJob, StageResult
+from reelflow.tasks.retry import stage_task_options
+
+VERSION = 1
+
+
+@task(name="clip", task_run_name="{job.label}-clip", **stage_task_options())
+def make_clip(job: ShotJob, video: StageResult) -> StageResult:
+    """The `_clip` of an FLF shot; held-frame shots already made theirs in the video stage."""
+    if "clip" in video.assets:
+        return StageResult(assets={"clip": video.assets["clip"]})
+    emit(StageEvent(job.run, job.shot.shot, "clip", "running"))
+    segments = [video.assets[key] for key in sorted(video.assets)]
+    size, fps, duration = job.project.production_size, job.project.fps, job.shot.duration_s
+
+    def make(scratch: Path) -> list[Path]:
+        out = scratch / "clip.mp4"
+        fit_clip([s.path for s in segments], out, duration_s=duration, fps=fps, size=size)
+        return [out]
+
+    outcome = run_media(
+        job, stage="clip", version=VERSION, model="fit-clip",
+        params={"duration_s": duration, "fps": fps, "size": list(size)}, inputs=segments, make=make,
+    )
+    return StageResult(assets={"clip": outcome.file}, entries=[publish(job, outcome, suffix="clip", ext="mp4")])

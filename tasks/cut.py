@@ -1,0 +1,37 @@
+"""The episode cut: shot clips in storyboard order, joined by stream copy (normalised where streams differ)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from reelflow.media.concat import concat_videos
+from reelflow.schemas.assets import AssetRef, ManifestEntry
+from reelflow.schemas.requests import Generation
+from reelflow.tasks.cache import MEDIA, Operation, run_cached
+from reelflow.tasks.retry import stage_task_options
+from reelflow.tasks.store import materialise, store_for
+
+VERSION = 1
+
+
+def cut_path(assets_dir: Path, episode: int) -> Path:
+    return assets_dir / f"ep_{episode:03d}.mp4"
+
+
+@task(name="cut", task_run_name="ep{episode:03d}-cut", **stage_task_options())
+def cut_episode(root: Path, episode: int, clips: list[AssetRef], assets_dir: Path) -> ManifestEntry:
+    """Join the clips into `ep_NNN.mp4` in the episode's asset folder."""
+    store = store_for(root / ".reelflow")
+    operation = Operation("cut", VERSION, MEDIA, "concat", {}, clips, None)
+
+    def make(scratch: Path) -> Generation:
+        out = scratch / "cut.mp4"
+        concat_videos([clip.path for clip in clips], out)
+        return Generation(provider=MEDIA, model="concat", files=[out])
+
+    outcome = run_cached(store, operation, make)
+    ref, target = outcome.file, cut_path(assets_dir, episode)
+    materialise(ref.path, ref.sha256, target)
+    return ManifestEntry(**outcome.provenance.model_dump(), name=target.name, sha256=ref.sha256, media=ref.media)

@@ -1,0 +1,63 @@
+"""Progress events of a render, for the CLI's live view and the run's tally of calls and cost."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+Status = Literal["running", "cached", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    run: str
+    shot: int
+    stage: str
+    status: Status
+    provider_calls: int = 0
+    cost_usd: float = 0.0
+    detail: str = ""
+
+
+Listener = Callable[[StageEvent], None]
+_listeners: list[Listener] = []
+_lock = threading.Lock()
+
+
+def subscribe(listener: Listener) -> Callable[[], None]:
+    """Receive every event from now on; call the returned function to stop."""
+    with _lock:
+        _listeners.append(listener)
+
+    def unsubscribe() -> None:
+        with _lock:
+            if listener in _listeners:
+                _listeners.remove(listener)
+
+    return unsubscribe
+
+
+def emit(event: StageEvent) -> None:
+    with _lock:
+        listeners = list(_listeners)
+    for listener in listeners:
+        listener(event)
+
+
+class Tally:
+    """Provider calls and cost per shot for one run, fed by events."""
+
+    def __init__(self, run: str) -> None:
+        self.run = run
+        self.calls: dict[int, int] = {}
+        self.cost: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: StageEvent) -> None:
+        if event.run != self.run:
+            return
+        with self._lock:
+            self.calls[event.shot] = self.calls.get(event.shot, 0) + event.provider_calls
+            self.cost[event.shot] = self.cost.get(event.shot, 0.0) + event.cost_usd

@@ -1,0 +1,85 @@
+"""Keyframes: a triptych strip split into first / hero / last, or single first (and last) frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+from prefect import task
+
+from reelflow.media.images import save_png, split_triptych
+from reelflow.schemas.requests import FrameRole, ImageRequest
+from reelflow.schemas.storyboard import Approach
+from reelflow.tasks.calls import call_provider, publish, run_media
+from reelflow.tasks.events import StageEvent, emit
+from reelflow.tasks.plan import ShotJob, StageResult
+from reelflow.tasks.retry import stage_task_options
+
+VERSION = 1
+SPLIT_VERSION = 1
+STRIP_SIZE = {"9:16": (1536, 912), "16:9": (912, 1536)}
+FRAME_SIZE = {"9:16": (576, 1024), "16:9": (1024, 576)}
+STEPS = 28
+FRAME_PROMPTS: dict[str, str] = {"first": "first_frame_prompt", "last": "last_frame_prompt"}
+
+
+def _prompt(job: ShotJob, text: str) -> str:
+    """The prompt with the trigger words of the shot's character LoRAs in front."""
+    triggers = [lora.trigger for lora in job.loras if lora.trigger]
+    return ", ".join(triggers + [text]) if triggers else text
+
+
+def _image_request(job: ShotJob, model: str, prompt: str, size: tuple[int, int], role: FrameRole) -> ImageRequest:
+    return ImageRequest(
+        model=model,
+        seed=job.seed,
+        prompt=_prompt(job, prompt),
+        negative_prompt=job.shot.negative_prompt,
+        width=size[0],
+        height=size[1],
+        steps=STEPS,
+        loras=job.loras,
+        notes=job.notes(role),
+    )
+
+
+def _split(scratch: Path, strip: Path) -> list[Path]:
+    outputs = []
+    with Image.open(strip) as image:
+        for role, panel in zip(("first", "hero", "last"), split_triptych(image)):
+            path = scratch / f"{role}.png"
+            save_png(panel, path)
+            outputs.append(path)
+    return outputs
+
+
+@task(name="keyframes", task_run_name="{job.label}-keyframes", **stage_task_options())
+def make_keyframes(job: ShotJob) -> StageResult:
+    """Generate the shot's raw keyframes (before upscale), by its generation approach."""
+    emit(StageEvent(job.run, job.shot.shot, "keyframes", "running"))
+    shot, aspect = job.shot, job.project.aspect_ratio
+    result = StageResult()
+    if shot.generation_approach is Approach.TRIPTYCH:
+        prompt = f"{shot.triptych_prompt}\nHero (middle panel): {shot.prompt('hero_frame.prompt')}"
+        strip = call_provider(
+            job, stage="keyframes", version=VERSION, capability="generate_image", ext="png", inputs=[],
+            build=lambda model: _image_request(job, model, prompt, STRIP_SIZE[aspect], "strip"),
+        )
+        result.entries.append(publish(job, strip, suffix="strip", ext="png"))
+        panels = run_media(
+            job, stage="split", version=SPLIT_VERSION, model="split-thirds", params={}, inputs=[strip.file],
+            make=lambda scratch: _split(scratch, strip.file.path),
+        )
+        for index, role in enumerate(("first", "hero", "last")):
+            result.assets[role] = panels.files[index]
+            result.entries.append(publish(job, panels, suffix=None, ext="png", index=index))
+        return result
+    for role in shot.keyframe_roles:
+        text = shot.prompt(FRAME_PROMPTS[role]) or ""
+        frame = call_provider(
+            job, stage="keyframes", version=VERSION, capability="generate_image", ext="png", inputs=[],
+            build=lambda model, text=text, role=role: _image_request(job, model, text, FRAME_SIZE[aspect], role),
+        )
+        result.assets[role] = frame.file
+        result.entries.append(publish(job, frame, suffix=None, ext="png"))
+    return result

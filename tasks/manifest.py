@@ -1,0 +1,56 @@
+"""`manifest.json` of an episode: every asset with name, hash, stage, provider, model, params, seed, inputs, cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reelflow.schemas.assets import AssetRef, InputRef, Manifest, ManifestEntry
+from reelflow.tasks.store import sha256_file, write_atomic
+
+MANIFEST = "manifest.json"
+
+
+def read_manifest(assets_dir: Path, project: str, episode: int) -> Manifest:
+    path = assets_dir / MANIFEST
+    if not path.is_file():
+        return Manifest(project=project, episode=episode)
+    return Manifest.model_validate_json(path.read_bytes())
+
+
+def merge(old: Manifest, rendered: dict[int, list[ManifestEntry]], cut: ManifestEntry | None) -> Manifest:
+    """The old manifest with the entries of every shot rendered now replaced; input names filled in."""
+    keep = [e for e in old.assets + old.intermediates if e.shot is not None and e.shot not in rendered]
+    entries = keep + [entry for shot_entries in rendered.values() for entry in shot_entries]
+    names = {e.sha256: e.name for e in entries if e.name}
+    if cut is not None:
+        names[cut.sha256] = cut.name
+    named_inputs = [
+        e.model_copy(update={"inputs": [InputRef(sha256=i.sha256, name=i.name or names.get(i.sha256)) for i in e.inputs]})
+        for e in entries
+    ]
+    order = sorted(named_inputs, key=lambda e: (e.shot or 0, e.stage, e.name or "", e.sha256))
+    if cut is not None:
+        cut = cut.model_copy(update={"inputs": [InputRef(sha256=i.sha256, name=names.get(i.sha256)) for i in cut.inputs]})
+    return Manifest(
+        project=old.project,
+        episode=old.episode,
+        cut=cut.name if cut else old.cut,
+        assets=[e for e in order if e.name] + ([cut] if cut else [e for e in old.assets if e.shot is None]),
+        intermediates=[e for e in order if not e.name],
+    )
+
+
+def write_manifest(assets_dir: Path, manifest: Manifest) -> Path:
+    path = assets_dir / MANIFEST
+    write_atomic(path, manifest.model_dump_json(indent=2).encode())
+    return path
+
+
+def published_clip(assets_dir: Path, manifest: Manifest, shot: int) -> AssetRef | None:
+    """A shot's clip from an earlier render, if its named file is still there with the recorded hash."""
+    for entry in manifest.assets:
+        if entry.shot == shot and entry.name and entry.name.endswith("_clip.mp4"):
+            path = assets_dir / entry.name
+            if path.is_file() and sha256_file(path) == entry.sha256:
+                return AssetRef(path=path, sha256=entry.sha256, media=entry.media)
+    return None

@@ -1,0 +1,73 @@
+"""What a shot's stages need to know (ShotJob) and what each stage hands on (StageResult)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reelflow.schemas.assets import AssetRef, ManifestEntry
+from reelflow.schemas.names import AssetName
+from reelflow.schemas.project import Project
+from reelflow.schemas.requests import FrameNotes, FrameRole, LoraRef
+from reelflow.schemas.storyboard import Shot
+from reelflow.tasks.store import AssetStore, store_for
+
+
+def shot_seed(project_code: str, episode: int, shot: Shot) -> int:
+    """The shot's `seed` if it has one, else a stable seed derived from project, episode and shot."""
+    if shot.seed is not None:
+        return shot.seed % 2**32
+    digest = hashlib.sha256(f"{project_code}:{episode}:{shot.shot}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+class ShotJob(BaseModel):
+    """One shot of one episode, with everything its stages read."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    run: str
+    root: Path
+    project: Project
+    episode: int
+    shot: Shot
+    name: AssetName
+    seed: int
+    loras: tuple[LoraRef, ...] = ()
+    video_loras: tuple[LoraRef, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How a person reads this shot in the Prefect UI, e.g. `ep001-S07`."""
+        return f"ep{self.episode:03d}-S{self.shot.shot:02d}"
+
+    @property
+    def assets_dir(self) -> Path:
+        return self.root / "storyboards" / "assets" / f"ep_{self.episode:03d}"
+
+    @property
+    def store(self) -> AssetStore:
+        return store_for(self.root / ".reelflow")
+
+    def asset_path(self, suffix: str, ext: str) -> Path:
+        return self.assets_dir / self.name.with_(suffix=suffix, ext=ext).format()
+
+    def notes(self, role: FrameRole) -> FrameNotes:
+        return FrameNotes(
+            project=self.project.code,
+            episode=self.episode,
+            shot=self.shot.shot,
+            approach=self.shot.generation_approach.value,
+            role=role,
+            characters=tuple(self.shot.characters_in_shot),
+            location=self.shot.location,
+        )
+
+
+class StageResult(BaseModel):
+    """Assets a stage made (blob references by role) and their manifest entries."""
+
+    assets: dict[str, AssetRef] = Field(default_factory=dict)
+    entries: list[ManifestEntry] = Field(default_factory=list)

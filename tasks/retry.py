@@ -1,0 +1,46 @@
+"""Retry policy shared by every stage: only unbilled, retryable errors; exponential backoff with jitter."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from reelflow.schemas.errors import ContractError, is_retryable
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ContractError(f"{name}: {raw!r} is not a number") from None
+    if value < 0:
+        raise ContractError(f"{name}: must not be negative")
+    return value
+
+
+def retry_delays(retries: int, base_s: float, cap_s: float = 60.0) -> list[float]:
+    """base, 2·base, 4·base … capped: the wait before each retry (jitter is added by Prefect)."""
+    return [min(cap_s, base_s * 2**attempt) for attempt in range(retries)]
+
+
+def should_retry(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry rate limits, server errors, timeouts and transport errors only."""
+    try:
+        state.result()
+    except Exception as exc:
+        return is_retryable(exc)
+    return False
+
+
+def stage_task_options() -> dict[str, Any]:
+    """Options for every stage task, read from REELFLOW_RETRIES and REELFLOW_RETRY_DELAY_S."""
+    retries = int(_env_number("REELFLOW_RETRIES", 8))
+    return {
+        "retries": retries,
+        "retry_delay_seconds": retry_delays(retries, _env_number("REELFLOW_RETRY_DELAY_S", 2.0)),
+        "retry_jitter_factor": 0.5,
+        "retry_condition_fn": should_retry,
+    }

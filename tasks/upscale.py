@@ -1,0 +1,32 @@
+"""Upscale: every keyframe to the episode's production size (768x1344 or 1344x768)."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from reelflow.schemas.requests import UpscaleRequest
+from reelflow.tasks.calls import call_provider, publish
+from reelflow.tasks.events import StageEvent, emit
+from reelflow.tasks.plan import ShotJob, StageResult
+from reelflow.tasks.retry import stage_task_options
+
+VERSION = 1
+
+
+@task(name="upscale", task_run_name="{job.label}-upscale", **stage_task_options())
+def upscale_keyframes(job: ShotJob, raw: StageResult) -> StageResult:
+    """Production-size keyframes, published as `_first`, `_hero`, `_last`."""
+    emit(StageEvent(job.run, job.shot.shot, "upscale", "running"))
+    width, height = job.project.production_size
+    result = StageResult()
+    for role, frame in raw.assets.items():
+        outcome = call_provider(
+            job, stage="upscale", version=VERSION, capability="upscale_image", ext="png", inputs=[frame],
+            build=lambda model, frame=frame: UpscaleRequest(
+                model=model, seed=job.seed, image=frame.path, width=width, height=height,
+                prompt=f"Upscale to {width}x{height}; keep composition, faces and every detail.",
+            ),
+        )
+        result.assets[role] = outcome.file
+        result.entries.append(publish(job, outcome, suffix=role, ext="png"))
+    return result

@@ -1,0 +1,61 @@
+"""Small projects written on the fly for tests: one shot of each generation approach."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PROJECT = {"code": "TST", "title": "Test Reel", "aspect_ratio": "9:16", "fps": 16, "providers": {"default": "local"}}
+BREAKDOWN = {
+    "characters": [
+        {"id": "ANA", "name": "Ana", "height_cm": 170, "description": "pilot"},
+        {"id": "BO", "name": "Bo", "height_cm": 180, "description": "engineer"},
+    ],
+    "locations": [
+        {"id": "DECK", "zone": "ship", "description": "flight deck"},
+        {"id": "HOLD", "zone": "ship", "description": "cargo hold"},
+    ],
+    "props": [],
+}
+
+
+def shots() -> list[dict[str, Any]]:
+    return [
+        {
+            "shot": 1, "duration_s": 2.5, "generation_approach": "triptych_split_flf",
+            "characters_in_shot": ["ANA", "BO"], "location": "DECK",
+            "camera": {"shot_type": "medium", "lens": "35mm", "movement": "slow push"},
+            "triptych_prompt": "Triptych, three frames: Ana reaches for the throttle",
+            "hero_frame": {"prompt": "Ana grips the throttle as alarms flash red across the deck"},
+            "motion_prompt": "she pushes the throttle forward", "director_mood": "tense",
+        },
+        {
+            "shot": 2, "duration_s": 2, "generation_approach": "standard_flf",
+            "characters_in_shot": ["BO"], "location": "HOLD",
+            "first_frame_prompt": "Bo kneels by a crate", "last_frame_prompt": "Bo stands holding a wrench",
+            "motion_prompt": "he rises", "seed": 1234,
+        },
+        {
+            "shot": 3, "duration_s": 1.5, "generation_approach": "held_frame_push",
+            "characters_in_shot": [], "location": "HOLD", "first_frame_prompt": "Empty hold, lights swinging",
+        },
+        {
+            "shot": 4, "duration_s": 1, "generation_approach": "held_frame_static",
+            "characters_in_shot": ["ANA"], "location": "DECK", "first_frame_prompt": "Ana alone at the window",
+        },
+    ]
+
+
+def storyboard(episode: int = 1) -> dict[str, Any]:
+    return {"schema_version": 3, "episode": episode, "title": "Pilot", "shots": shots()}
+
+
+def write_project(root: Path, board: dict[str, Any] | None = None, project: dict[str, Any] | None = None) -> Path:
+    """Write a project folder and return it."""
+    (root / "storyboards").mkdir(parents=True, exist_ok=True)
+    (root / "project.json").write_text(json.dumps(project or PROJECT))
+    (root / "breakdown.json").write_text(json.dumps(BREAKDOWN))
+    board = board or storyboard()
+    (root / "storyboards" / f"storyboard_ep_{board['episode']:03d}.json").write_text(json.dumps(board))
+    return root
