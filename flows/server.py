@@ -58,8 +58,9 @@ def _port_free(port: int) -> bool:
 
 
 def _pick_port() -> int:
-    wanted = int(os.environ.get("REELFLOW_SERVER_PORT", DEFAULT_PORT))
-    if _port_free(wanted):
+    """REELFLOW_SERVER_PORT (default 4200) if free, else any free port; 0 asks for any free port."""
+    wanted = int(os.environ.get("REELFLOW_SERVER_PORT") or DEFAULT_PORT)
+    if wanted and _port_free(wanted):
         return wanted
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

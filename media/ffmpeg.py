@@ -21,6 +21,7 @@ H264_ARGS: tuple[str, ...] = (
 
 @lru_cache(maxsize=1)
 def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -37,6 +38,15 @@ def run_ffmpeg(args: list[str], *, stdin: bytes | None = None, what: str = "ffmp
     return stderr
 
 
-def output_args(out: Path, fps: int) -> list[str]:
+def output_args(out: Path, fps: float) -> list[str]:
     """Encoder arguments for an H.264 MP4 at `fps`, written to `out`."""
     return ["-r", str(fps), *H264_ARGS, str(out)]
+
+
+def cover_filter(size: tuple[int, int]) -> str:
+    """Filter chain that scales (Lanczos) to cover `size` keeping aspect, then centre-crops to it."""
+    width, height = size
+    return (
+        f"scale={width}:{height}:force_original_aspect_ratio=increase:flags=lanczos,"
+        f"crop={width}:{height},setsar=1"
+    )

@@ -12,7 +12,7 @@ from reelflow.tasks.events import StageEvent, emit
 from reelflow.tasks.plan import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
-VERSION = 1
+VERSION = 2
 
 
 @task(name="clip", task_run_name="{job.label}-clip", **stage_task_options())
@@ -26,7 +26,7 @@ def make_clip(job: ShotJob, video: StageResult) -> StageResult:
 
     def make(scratch: Path) -> list[Path]:
         out = scratch / "clip.mp4"
-        fit_clip([s.path for s in segments], out, duration_s=duration, fps=fps, size=size)
+        fit_clip([s.path for s in segments], out, duration_s=duration, fps=fps, size=size, shared_boundaries=True)
         return [out]
 
     outcome = run_media(

@@ -1,0 +1,116 @@
+"""Join videos: stream-copy concatenation of a cut, and retimed shot clips from model segments."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+from reelflow.media.ffmpeg import cover_filter, output_args, run_ffmpeg
+from reelflow.media.motion import frames_for
+from reelflow.media.probe import check_video, probe_video
+from reelflow.schemas.assets import MediaInfo
+from reelflow.schemas.errors import MediaError
+
+# Muxer settings for stream copies: video only, no metadata, reproducible bytes.
+_COPY_ARGS: tuple[str, ...] = (
+    "-map", "0:v:0", "-c", "copy", "-an", "-map_metadata", "-1",
+    "-fflags", "+bitexact", "-movflags", "+faststart",
+)
+
+
+def same_streams(a: MediaInfo, b: MediaInfo) -> bool:
+    """True when two videos can be stream-copied together: same codec, size and frame rate."""
+    return (
+        (a.codec, a.width, a.height) == (b.codec, b.width, b.height)
+        and a.fps is not None
+        and b.fps is not None
+        and math.isclose(a.fps, b.fps, rel_tol=1e-6)
+    )
+
+
+def _concat_list_line(path: Path) -> str:
+    escaped = str(path.resolve()).replace("'", "'\\''")
+    return f"file '{escaped}'\n"
+
+
+def _concat_copy(inputs: list[Path], out: Path, scratch: Path) -> None:
+    listing = scratch / "concat.txt"
+    listing.write_text("".join(_concat_list_line(path) for path in inputs), encoding="utf-8")
+    run_ffmpeg(
+        ["-f", "concat", "-safe", "0", "-i", str(listing), *_COPY_ARGS, str(out)],
+        what=f"concatenating {out.name}",
+    )
+
+
+def _normalise(source: Path, out: Path, size: tuple[int, int], fps: float) -> None:
+    run_ffmpeg(
+        ["-i", str(source), "-map", "0:v:0", "-vf", f"{cover_filter(size)},fps={fps}", *output_args(out, fps)],
+        what=f"normalising {source.name}",
+    )
+
+
+def concat_videos(inputs: list[Path], out: Path) -> MediaInfo:
+    """Join videos in order, stream-copying when they match, else re-encoding all to the first's size and rate."""
+    if not inputs:
+        raise MediaError(f"nothing to concatenate into {out.name}")
+    infos = [probe_video(path) for path in inputs]
+    first = infos[0]
+    size = (first.width, first.height)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="reelflow-concat-") as tmp:
+        scratch = Path(tmp)
+        parts = inputs
+        if not all(same_streams(first, info) for info in infos[1:]):
+            assert first.fps is not None
+            parts = [scratch / f"part{index:03d}.mp4" for index in range(len(inputs))]
+            for source, part in zip(inputs, parts):
+                _normalise(source, part, size, first.fps)
+            infos = [probe_video(part) for part in parts]
+        _concat_copy(parts, out, scratch)
+    return check_video(out, frames=sum(info.frames or 0 for info in infos), size=size)
+
+
+def fit_clip(
+    inputs: list[Path],
+    out: Path,
+    *,
+    duration_s: float,
+    fps: int,
+    size: tuple[int, int],
+    shared_boundaries: bool = False,
+) -> MediaInfo:
+    """Join segments in order and retime them uniformly to exactly frames_for(duration_s, fps) frames at `size`.
+
+    With `shared_boundaries`, each segment after the first starts on the previous one's last frame
+    (split first-last-frame video), and that repeated frame is dropped at the join.
+    """
+    if not inputs:
+        raise MediaError(f"no segments for {out.name}")
+    frames = frames_for(duration_s, fps)
+    skip = [1 if shared_boundaries and index else 0 for index in range(len(inputs))]
+    source_frames = sum((probe_video(path).frames or 0) - drop for path, drop in zip(inputs, skip))
+    # Output frame j shows the input frame nearest to j * (source_frames - 1) / (frames - 1), so the
+    # first and last frames are kept: input frame i is stamped (i - 1/2) * step output periods, where
+    # step = (frames - 1) / (source_frames - 1), and fps rounding up then keeps the latest frame at or
+    # before each slot. Input timestamps are ignored; tpad clones the last frame should one be missing.
+    num, den = (frames - 1, source_frames - 1) if frames > 1 and source_frames > 1 else (1, 1)
+    segments = "".join(
+        f"[{index}:v:0]{f'trim=start_frame={drop},setpts=PTS-STARTPTS,' if drop else ''}{cover_filter(size)}[s{index}];"
+        for index, drop in enumerate(skip)
+    )
+    joined = "".join(f"[s{index}]" for index in range(len(inputs)))
+    graph = (
+        f"{segments}{joined}concat=n={len(inputs)}:v=1:a=0,settb=AVTB,"
+        f"setpts=(N-0.5)*{num}/({den}*{fps})/TB,fps=fps={fps}:start_time=0:round=up,"
+        f"tpad=stop_mode=clone:stop={frames}[v]"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_ffmpeg(
+        [
+            *(arg for path in inputs for arg in ("-i", str(path))),
+            "-filter_complex", graph, "-map", "[v]", "-frames:v", str(frames), *output_args(out, fps),
+        ],
+        what=f"fitting {out.name}",
+    )
+    return check_video(out, frames=frames, size=size)

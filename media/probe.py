@@ -1,0 +1,76 @@
+"""Read size, frame count, rate and codec of images (Pillow) and videos (`ffmpeg -i`, no ffprobe)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from reelflow.media.ffmpeg import run_ffmpeg
+from reelflow.schemas.assets import MediaInfo
+from reelflow.schemas.errors import MediaError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".webm"})
+
+_VIDEO_STREAM = re.compile(r"^\s*Stream #0:\d+\S*: Video: (?P<codec>\w+)(?P<rest>.*)$", re.MULTILINE)
+# Hex tags such as "0x31637661" start with 0, so they never match a size.
+_SIZE = re.compile(r"(?<![\w.])([1-9]\d*)x([1-9]\d*)(?![\w.])")
+_FPS = re.compile(r"(\d+(?:\.\d+)?) fps")
+_TBR = re.compile(r"(\d+(?:\.\d+)?) tbr")
+_FRAME = re.compile(r"frame=\s*(\d+)")
+
+
+def probe_image(path: Path) -> MediaInfo:
+    """Kind and size of an image file."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError) as error:
+        raise MediaError(f"cannot read image {path.name}: {error}") from None
+    return MediaInfo(kind="image", width=width, height=height)
+
+
+def probe_video(path: Path) -> MediaInfo:
+    """Size, exact frame count, rate, duration and codec of a video's first video stream."""
+    stderr = run_ffmpeg(
+        ["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"], what=f"probing {path.name}"
+    )
+    stream = _VIDEO_STREAM.search(stderr)
+    if stream is None:
+        raise MediaError(f"{path.name} has no video stream")
+    rest = stream.group("rest")
+    size = _SIZE.search(rest)
+    rate = _FPS.search(rest) or _TBR.search(rest)
+    counts = _FRAME.findall(stderr.replace("\r", "\n"))
+    if size is None or rate is None or not counts:
+        raise MediaError(f"cannot read size, rate or frame count of {path.name}")
+    frames, fps = int(counts[-1]), float(rate.group(1))
+    if frames < 1 or fps <= 0:
+        raise MediaError(f"{path.name} has no video frames")
+    return MediaInfo(
+        kind="video", width=int(size.group(1)), height=int(size.group(2)),
+        frames=frames, fps=fps, duration_s=frames / fps, codec=stream.group("codec"),
+    )
+
+
+def probe(path: Path) -> MediaInfo:
+    """Probe an image or a video, chosen by the file's suffix."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return probe_image(path)
+    if suffix in VIDEO_SUFFIXES:
+        return probe_video(path)
+    raise MediaError(f"cannot probe {path.name}: unknown media suffix {suffix or '(none)'}")
+
+
+def check_video(path: Path, *, frames: int, size: tuple[int, int]) -> MediaInfo:
+    """Probe a video just written and raise MediaError unless it has exactly `frames` frames at `size`."""
+    info = probe_video(path)
+    if info.frames != frames or (info.width, info.height) != size:
+        raise MediaError(
+            f"{path.name} has {info.frames} frames at {info.width}x{info.height}, "
+            f"expected {frames} at {size[0]}x{size[1]}"
+        )
+    return info

@@ -1,0 +1,370 @@
+"""Animatic keyframes drawn from a request: location backdrop, labelled figures, caption block."""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import math
+import random
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from reelflow.media.images import resize_cover
+from reelflow.schemas.requests import FrameNotes, ImageRequest, LoraRef
+
+RGB = tuple[int, int, int]
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+INK: RGB = (10, 10, 14)
+PAPER: RGB = (236, 236, 232)
+LORA_TAG: RGB = (250, 214, 72)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a role puts its camera and its figures (fractions of the frame unless noted)."""
+
+    zoom: float
+    camera_x: float
+    horizon: float
+    figure_height: float
+    group_x: float
+    feet: float
+
+
+LAYOUTS: dict[str, Layout] = {
+    "first": Layout(zoom=1.0, camera_x=0.0, horizon=0.56, figure_height=0.26, group_x=0.36, feet=0.70),
+    "hero": Layout(zoom=1.9, camera_x=-0.05, horizon=0.48, figure_height=0.74, group_x=0.5, feet=1.04),
+    "last": Layout(zoom=1.35, camera_x=0.12, horizon=0.52, figure_height=0.42, group_x=0.66, feet=0.80),
+    "previz": Layout(zoom=1.0, camera_x=0.0, horizon=0.56, figure_height=0.3, group_x=0.5, feet=0.72),
+}
+STRIP_ROLES: tuple[str, ...] = ("first", "hero", "last")
+
+_fonts = threading.local()
+
+
+def font(size: int) -> Font:
+    """Pillow's bundled font at `size` px, cached per thread (FreeType faces are not thread-safe)."""
+    cache: dict[int, Font] = _fonts.__dict__.setdefault("cache", {})
+    if size not in cache:
+        cache[size] = ImageFont.load_default(size=size)
+    return cache[size]
+
+
+def digest(*parts: object) -> bytes:
+    """sha256 of the parts, joined unambiguously."""
+    return hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).digest()
+
+
+def unit(*parts: object) -> float:
+    """A number in [0, 1) that depends only on the parts."""
+    return int.from_bytes(digest(*parts)[:8], "big") / 2**64
+
+
+def rng(*parts: object) -> random.Random:
+    """A random generator seeded from the parts through sha256."""
+    return random.Random(int.from_bytes(digest(*parts)[:16], "big"))
+
+
+def hls(hue: float, lightness: float, saturation: float) -> RGB:
+    red, green, blue = colorsys.hls_to_rgb(hue % 1.0, lightness, saturation)
+    return round(red * 255), round(green * 255), round(blue * 255)
+
+
+def shade(colour: RGB, factor: float) -> RGB:
+    red, green, blue = (max(0, min(255, round(channel * factor))) for channel in colour)
+    return red, green, blue
+
+
+def character_colour(character: str) -> RGB:
+    """The flat body colour of a character's figure, the same in every frame."""
+    return hls(unit("character", character), 0.5, 0.72)
+
+
+def character_height(character: str) -> float:
+    """A character's height relative to the others (0.82 to 1.12)."""
+    return 0.82 + 0.30 * unit("height", character)
+
+
+def fit(text: str, face: Font, width: float) -> str:
+    """`text`, cut with an ellipsis so it fits in `width` px."""
+    if face.getlength(text) <= width:
+        return text
+    while text and face.getlength(text + "…") > width:
+        text = text[:-1]
+    return text.rstrip() + "…"
+
+
+def wrap(text: str, face: Font, width: float, lines: int) -> list[str]:
+    """At most `lines` lines of `text` that fit `width` px, the last ending in an ellipsis if cut."""
+    words = text.split()
+    out: list[str] = []
+    current = ""
+    while words and len(out) < lines:
+        candidate = f"{current} {words[0]}".strip()
+        if not current or face.getlength(candidate) <= width:
+            current = candidate
+            words.pop(0)
+        else:
+            out.append(current)
+            current = ""
+    if current and len(out) < lines:
+        out.append(current)
+    if words and out:
+        out[-1] = f"{out[-1]} …"
+    return [fit(line, face, width) for line in out] or [""]
+
+
+def _gradient(size: tuple[int, int], stops: list[tuple[float, RGB]]) -> Image.Image:
+    """A vertical gradient through `stops` (position 0..1, colour), as an RGB image of `size`."""
+    width, height = size
+    y = (np.arange(height, dtype=np.float32) + 0.5) / height
+    positions = [position for position, _ in stops]
+    column = np.stack([np.interp(y, positions, [colour[c] for _, colour in stops]) for c in range(3)], axis=-1)
+    strip = Image.fromarray(np.round(column).astype(np.uint8)[:, None, :], "RGB")
+    return strip.resize((width, height), Image.Resampling.NEAREST)
+
+
+class _Canvas:
+    """One frame being drawn: maps world units (frame heights, y up from the horizon) to pixels."""
+
+    def __init__(self, image: Image.Image, layout: Layout) -> None:
+        self.image = image
+        self.draw = ImageDraw.Draw(image)
+        self.width, self.height = image.size
+        self.layout = layout
+
+    def x(self, world: float) -> float:
+        return self.width / 2 + (world - self.layout.camera_x) * self.layout.zoom * self.height
+
+    def y(self, world: float) -> float:
+        return self.layout.horizon * self.height - world * self.layout.zoom * self.height
+
+    def box(self, left: float, bottom: float, right: float, top: float) -> tuple[float, float, float, float]:
+        return self.x(left), self.y(top), self.x(right), self.y(bottom)
+
+
+def _backdrop(canvas: _Canvas, place: str) -> float:
+    """Floor, wall and architecture of a location, the same in every shot; returns its hue."""
+    hue = unit("location", place)
+    style = digest("style", place)[0] % 3
+    accent = hls(hue + 0.45, 0.62, 0.75)
+    wall = hls(hue, 0.16, 0.35)
+    horizon = canvas.layout.horizon
+    canvas.image.paste(_gradient(canvas.image.size, [
+        (0.0, hls(hue, 0.08, 0.4)), (horizon, hls(hue + 0.04, 0.36, 0.42)),
+        (horizon + 0.001, hls(hue + 0.5, 0.24, 0.2)), (1.0, hls(hue + 0.5, 0.07, 0.25)),
+    ]))
+    draw = canvas.draw
+    vanish = (canvas.x(0.0), canvas.y(0.0))
+    for step in range(-8, 9):
+        draw.line([vanish, (canvas.x(step * 0.35), canvas.y(-1.2))], fill=hls(hue + 0.5, 0.3, 0.2), width=1)
+    layout = rng("architecture", place)
+    left = -2.4
+    while left < 2.4:
+        width = layout.uniform(0.08, 0.32)
+        top = layout.uniform(0.1, 0.5)
+        colour = shade(wall, layout.uniform(0.6, 1.4))
+        if style == 0:
+            draw.rectangle(canvas.box(left, 0.0, left + width * 0.92, top), fill=colour)
+            for row in range(int(top / 0.07)):
+                if layout.random() < 0.45:
+                    y = 0.04 + row * 0.07
+                    draw.rectangle(canvas.box(left + width * 0.2, y, left + width * 0.5, y + 0.025), fill=accent)
+        elif style == 1:
+            radius = width * 0.4
+            cx, cy = left + width / 2, radius + 0.05
+            draw.ellipse(canvas.box(cx - radius, cy - radius, cx + radius, cy + radius), fill=colour, outline=accent,
+                         width=max(1, round(radius * canvas.layout.zoom * canvas.height * 0.12)))
+            draw.line([(canvas.x(left), canvas.y(top + 0.1)), (canvas.x(left + width), canvas.y(top + 0.1))],
+                      fill=shade(colour, 1.5), width=max(1, round(0.012 * canvas.layout.zoom * canvas.height)))
+        else:
+            draw.rectangle(canvas.box(left + width * 0.35, 0.0, left + width * 0.6, 0.8), fill=colour)
+            draw.rectangle(canvas.box(left + width * 0.25, 0.0, left + width * 0.7, 0.04), fill=shade(colour, 1.4))
+        left += width
+    return hue
+
+
+def _lights(canvas: _Canvas, details: random.Random, hue: float) -> None:
+    """A few glowing practical lights placed by the prompt and seed."""
+    for _ in range(details.randint(3, 7)):
+        x, y = details.uniform(-1.2, 1.2), details.uniform(0.15, 0.55)
+        radius = details.uniform(0.008, 0.02)
+        glow = hls(hue + details.uniform(0.3, 0.6), 0.7, 0.9)
+        for ring, factor in ((3.0, 0.35), (1.8, 0.6), (1.0, 1.0)):
+            r = radius * ring
+            canvas.draw.ellipse(canvas.box(x - r, y - r, x + r, y + r), fill=shade(glow, factor))
+
+
+def _figure(canvas: _Canvas, character: str, foot_x: float, feet_y: float, height: float,
+            pose: random.Random, tag: str | None) -> None:
+    """A simple standing figure (legs, body, arms, head) in the character's colour, labelled."""
+    draw = canvas.draw
+    colour = character_colour(character)
+    outline = shade(colour, 0.35)
+    edge = max(1, round(height * 0.012))
+    head = height * 0.11
+    top = feet_y - height
+    hips = feet_y - height * 0.45
+    neck = top + head * 2.05
+    shoulder, waist = height * 0.17, height * 0.13
+    leg = height * 0.05
+    for side in (-1, 1):
+        draw.rectangle((foot_x + side * waist * 0.5 - leg, hips - leg, foot_x + side * waist * 0.5 + leg, feet_y),
+                       fill=shade(colour, 0.55), outline=outline, width=edge)
+    for side in (-1, 1):
+        angle = pose.uniform(0.15, 0.75)
+        hand = (foot_x + side * (shoulder + height * 0.3 * math.sin(angle)), neck + height * 0.3 * math.cos(angle))
+        draw.line([(foot_x + side * shoulder * 0.9, neck + height * 0.04), hand], fill=outline, width=round(leg * 1.6) + edge * 2)
+        draw.line([(foot_x + side * shoulder * 0.9, neck + height * 0.04), hand], fill=shade(colour, 0.8), width=round(leg * 1.6))
+    draw.polygon([(foot_x - shoulder, neck), (foot_x + shoulder, neck), (foot_x + waist, hips), (foot_x - waist, hips)],
+                 fill=colour, outline=outline, width=edge)
+    skin = hls(0.06 + 0.04 * unit("skin", character), 0.35 + 0.4 * unit("tone", character), 0.45)
+    draw.ellipse((foot_x - head, top, foot_x + head, top + head * 2), fill=skin, outline=outline, width=edge)
+    draw.chord((foot_x - head, top - head * 0.08, foot_x + head, top + head * 1.3), 180, 360,
+               fill=hls(unit("hair", character), 0.2 + 0.5 * unit("blond", character), 0.5))
+    size = max(9, min(round(canvas.height / 22), round(height * 0.08)))
+    label_font = font(size)
+    labels = [(character, PAPER, INK)] + ([(tag, INK, LORA_TAG)] if tag else [])
+    y = top - 4 - len(labels) * (size + 6)
+    for text, ink, fill in labels:
+        text = fit(text, label_font, canvas.width * 0.9)
+        half = label_font.getlength(text) / 2
+        x = min(max(foot_x, half + 4), canvas.width - half - 4)
+        draw.rectangle((x - half - 3, y, x + half + 3, y + size + 4), fill=fill)
+        draw.text((x, y + 2), text, font=label_font, fill=ink, anchor="mt")
+        y += size + 6
+
+
+def _caption(canvas: _Canvas, header: list[str], prompt: str, accent: RGB) -> None:
+    """The caption block at the bottom: the header (one line where it fits), then a prompt excerpt."""
+    width, height = canvas.width, canvas.height
+    size = max(9, round((width * height) ** 0.5 / 36))
+    face = font(size)
+    pad = max(3, size // 3)
+    line = round(size * 1.25)
+    joined = "   ".join(header)
+    heading = [joined] if face.getlength(joined) <= width - 2 * pad else [fit(text, face, width - 2 * pad) for text in header]
+    lines = heading + wrap(prompt, face, width - 2 * pad, 3 if height > width else 2)
+    top = height - len(lines) * line - 2 * pad
+    canvas.draw.rectangle((0, top, width, height), fill=(16, 16, 20))
+    canvas.draw.rectangle((0, top, width, top + max(1, size // 8)), fill=accent)
+    for index, text in enumerate(lines):
+        ink = PAPER if index < len(heading) else (178, 178, 172)
+        canvas.draw.text((pad, top + pad + index * line), text, font=face, fill=ink)
+
+
+def _border(image: Image.Image) -> None:
+    """The dark frame line every panel has, so strips split into clean, complete frames."""
+    width = max(1, round(min(image.size) / 256))
+    ImageDraw.Draw(image).rectangle((0, 0, image.width - 1, image.height - 1), outline=INK, width=width)
+
+
+def lora_tag(lora: LoraRef) -> str:
+    """`LoRA <trigger>` (or the weights' file name when the adapter has no trigger)."""
+    return f"LoRA {lora.trigger or lora.path.rsplit('/', 1)[-1]}"
+
+
+def _lora_tags(loras: tuple[LoraRef, ...]) -> dict[str, str]:
+    """The tag per character that has an adapter in the request."""
+    return {lora.character: lora_tag(lora) for lora in loras if lora.character}
+
+
+def _shot_frame(size: tuple[int, int], request: ImageRequest, notes: FrameNotes, role: str) -> Image.Image:
+    """One complete frame of a shot in the composition of `role`."""
+    layout = LAYOUTS.get(role, LAYOUTS["previz"])
+    canvas = _Canvas(Image.new("RGB", size), layout)
+    hue = _backdrop(canvas, notes.location or notes.project)
+    loras = [lora.model_dump_json() for lora in request.loras]
+    details = rng("details", request.prompt, request.seed, role, *loras)
+    _lights(canvas, details, hue)
+    tags = _lora_tags(request.loras)
+    count = len(notes.characters)
+    height = layout.figure_height * canvas.height
+    spacing = min(height * 0.62, canvas.width * 0.8 / max(1, count))
+    placed = []
+    for index, character in enumerate(notes.characters):
+        jitter = details.uniform(-0.02, 0.02) * canvas.width
+        foot_x = layout.group_x * canvas.width + (index - (count - 1) / 2) * spacing + jitter
+        placed.append((character, foot_x, height * character_height(character)))
+    for character, foot_x, figure in reversed(placed):
+        _figure(canvas, character, foot_x, layout.feet * canvas.height, figure, rng("pose", request.seed, role, character),
+                tags.get(character))
+    header = [
+        f"S{notes.shot:02d}  {role.upper()}  {notes.approach}",
+        f"{notes.location or '-'}  {notes.project} EP{notes.episode:03d}",
+    ]
+    _caption(canvas, header, request.prompt, hls(hue + 0.45, 0.62, 0.75))
+    _border(canvas.image)
+    return canvas.image
+
+
+def _generic_frame(size: tuple[int, int], request: ImageRequest) -> Image.Image:
+    """A frame from the prompt and seed alone: backdrop from the prompt, shapes from the seed."""
+    canvas = _Canvas(Image.new("RGB", size), LAYOUTS["previz"])
+    hue = _backdrop(canvas, digest("prompt", request.prompt).hex())
+    shapes = rng("shapes", request.prompt, request.seed, *(lora.model_dump_json() for lora in request.loras))
+    _lights(canvas, shapes, hue)
+    for _ in range(shapes.randint(2, 5)):
+        x, y, r = shapes.uniform(-0.4, 0.4), shapes.uniform(-0.15, 0.3), shapes.uniform(0.03, 0.12)
+        colour = hls(hue + shapes.uniform(0.2, 0.8), shapes.uniform(0.35, 0.7), 0.7)
+        if shapes.random() < 0.5:
+            canvas.draw.ellipse(canvas.box(x - r, y - r, x + r, y + r), fill=colour, outline=INK, width=2)
+        else:
+            canvas.draw.rectangle(canvas.box(x - r, y - r, x + r, y + r * 1.6), fill=colour, outline=INK, width=2)
+    header = [f"seed {request.seed}"]
+    if request.loras:
+        header.append("  ".join(lora_tag(lora) for lora in request.loras))
+    _caption(canvas, header, request.prompt, hls(hue + 0.45, 0.62, 0.75))
+    _border(canvas.image)
+    return canvas.image
+
+
+def strip_boxes(size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """The three panels of a strip along its long side, cut where `media.images.split_triptych` cuts."""
+    width, height = size
+    long_side = max(width, height)
+    cuts = (0, round(long_side / 3), round(2 * long_side / 3), long_side)
+    if width >= height:
+        return [(cuts[k], 0, cuts[k + 1], height) for k in range(3)]
+    return [(0, cuts[k], width, cuts[k + 1]) for k in range(3)]
+
+
+def draw_keyframe(request: ImageRequest) -> Image.Image:
+    """The animatic frame for `request`, exactly `width` x `height`; a 3-panel strip for role "strip"."""
+    size = (request.width, request.height)
+    notes = request.notes
+    if notes is None:
+        return _generic_frame(size, request)
+    if notes.role != "strip":
+        return _shot_frame(size, request, notes, notes.role)
+    image = Image.new("RGB", size)
+    for role, box in zip(STRIP_ROLES, strip_boxes(size), strict=True):
+        image.paste(_shot_frame((box[2] - box[0], box[3] - box[1]), request, notes, role), box[:2])
+    return image
+
+
+def draw_edit(image: Image.Image, instruction: str, seed: int, size: tuple[int, int]) -> Image.Image:
+    """A visible, deterministic edit: reframed and re-tinted by the instruction, which is stamped on top."""
+    pick = rng("edit", instruction, seed)
+    zoom = pick.uniform(1.04, 1.16)
+    width, height = image.size
+    crop_w, crop_h = width / zoom, height / zoom
+    left, top = pick.uniform(0, width - crop_w), pick.uniform(0, height - crop_h)
+    reframed = resize_cover(image.crop((round(left), round(top), round(left + crop_w), round(top + crop_h))), size)
+    colour = hls(pick.random(), 0.5, 0.65)
+    edited = Image.blend(reframed, Image.new("RGB", size, colour), 0.16)
+    draw = ImageDraw.Draw(edited)
+    text_size = max(9, round((size[0] * size[1]) ** 0.5 / 40))
+    face = font(text_size)
+    pad = max(3, text_size // 3)
+    lines = wrap(f"EDIT  {instruction}", face, size[0] - 2 * pad, 2)
+    bottom = 2 * pad + len(lines) * round(text_size * 1.25)
+    draw.rectangle((0, 0, size[0], bottom), fill=(16, 16, 20))
+    draw.rectangle((0, bottom, size[0], bottom + max(1, text_size // 8)), fill=colour)
+    for index, text in enumerate(lines):
+        draw.text((pad, pad + index * round(text_size * 1.25)), text, font=face, fill=PAPER)
+    return edited

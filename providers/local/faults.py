@@ -1,0 +1,155 @@
+"""Configurable latency and injected faults for the local provider, drawn deterministically."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+import time
+from collections.abc import Mapping
+
+from reelflow.schemas.errors import (
+    ContentRejected,
+    ContractError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+)
+
+LATENCY_VAR = "REELFLOW_LOCAL_LATENCY"
+FAULTS_VAR = "REELFLOW_LOCAL_FAULTS"
+SEED_VAR = "REELFLOW_LOCAL_FAULT_SEED"
+BANNED_VAR = "REELFLOW_LOCAL_BANNED_WORDS"
+
+TRANSIENT: dict[str, type[ProviderError]] = {
+    "rate_limit": RateLimited,
+    "server_error": ServerError,
+    "timeout": ProviderTimeout,
+}
+FAULT_NAMES: tuple[str, ...] = (*TRANSIENT, "reject")
+
+_MESSAGES = {
+    "rate_limit": "rate limited (429)",
+    "server_error": "server error (500)",
+    "timeout": "timed out",
+    "reject": "content rejected by moderation",
+}
+
+
+def parse_latency(value: str | None) -> float:
+    """Seconds per call from `REELFLOW_LOCAL_LATENCY` (unset or blank: 0)."""
+    if value is None or not value.strip():
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ContractError(f"{LATENCY_VAR}: {value.strip()!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ContractError(f"{LATENCY_VAR}: {value.strip()!r} must be a finite number of seconds >= 0")
+    return seconds
+
+
+def parse_faults(value: str | None) -> dict[str, float]:
+    """Fault probabilities from `REELFLOW_LOCAL_FAULTS`, e.g. `rate_limit=0.3,reject=0.02`."""
+    rates: dict[str, float] = {}
+    if value is None:
+        return rates
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        name, sep, number = (part.strip() for part in item.partition("="))
+        if name not in FAULT_NAMES:
+            raise ContractError(f"{FAULTS_VAR}: unknown fault {name!r} (use {', '.join(FAULT_NAMES)})")
+        if not sep or not number:
+            raise ContractError(f"{FAULTS_VAR}: {name} needs a probability, e.g. {name}=0.1")
+        if name in rates:
+            raise ContractError(f"{FAULTS_VAR}: {name} is given twice")
+        try:
+            probability = float(number)
+        except ValueError:
+            raise ContractError(f"{FAULTS_VAR}: {name}={number} is not a number") from None
+        if not 0.0 <= probability <= 1.0:
+            raise ContractError(f"{FAULTS_VAR}: {name}={number} is not a probability (use 0 to 1)")
+        rates[name] = probability
+    return rates
+
+
+def parse_seed(value: str | None) -> int:
+    """The fault seed from `REELFLOW_LOCAL_FAULT_SEED` (unset or blank: 0)."""
+    if value is None or not value.strip():
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        raise ContractError(f"{SEED_VAR}: {value.strip()!r} is not an integer") from None
+
+
+def parse_banned(value: str | None) -> tuple[str, ...]:
+    """Lower-case words from `REELFLOW_LOCAL_BANNED_WORDS` (comma-separated) that moderation rejects."""
+    if value is None:
+        return ()
+    return tuple(word.strip().lower() for word in value.split(",") if word.strip())
+
+
+def _uniform(*parts: object) -> float:
+    """A number in [0, 1) that depends only on `parts`."""
+    digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class FaultPlan:
+    """Sleeps a fixed latency before each call, then may raise an injected provider error.
+
+    Each fault is drawn independently with its own probability. `reject` depends only on
+    (seed, key), so the same content is always rejected; transient faults also depend on how many
+    calls this process has made for that key, so a retry of the same request can succeed.
+    """
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        rates: Mapping[str, float] | None = None,
+        seed: int = 0,
+        banned: tuple[str, ...] = (),
+    ) -> None:
+        self.latency = latency
+        self.banned = banned
+        self.rates = dict(rates or {})
+        self.seed = seed
+        self._attempts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> FaultPlan:
+        """The plan the `REELFLOW_LOCAL_*` variables describe (`os.environ` by default)."""
+        env = os.environ if environ is None else environ
+        return cls(
+            latency=parse_latency(env.get(LATENCY_VAR)),
+            rates=parse_faults(env.get(FAULTS_VAR)),
+            seed=parse_seed(env.get(SEED_VAR)),
+            banned=parse_banned(env.get(BANNED_VAR)),
+        )
+
+    def before_call(self, key: str, text: str = "") -> None:
+        """Wait the latency, then raise the fault drawn for this call of `key`, if any.
+
+        `text` (the request's prompts) is rejected outright when it holds a banned word, as moderation would.
+        """
+        with self._lock:
+            attempt = self._attempts.get(key, 0)
+            self._attempts[key] = attempt + 1
+        if self.latency > 0:
+            time.sleep(self.latency)
+        request_id = f"local-{key[:16]}"
+        words = set(text.lower().replace(",", " ").replace(".", " ").split())
+        banned = next((word for word in self.banned if word in words), None)
+        if banned is not None:
+            raise ContentRejected(f"local: content rejected by moderation: {banned!r}", provider="local", request_id=request_id)
+        if _uniform(self.seed, key, "reject") < self.rates.get("reject", 0.0):
+            raise ContentRejected(f"local: {_MESSAGES['reject']}", provider="local", request_id=request_id)
+        for name, error in TRANSIENT.items():
+            if _uniform(self.seed, key, attempt, name) < self.rates.get(name, 0.0):
+                raise error(f"local: {_MESSAGES[name]} (attempt {attempt + 1})", provider="local", request_id=request_id)

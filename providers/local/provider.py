@@ -1,0 +1,169 @@
+"""The embedded default provider: real media made locally and deterministically, priced as the cloud."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from PIL import ImageFilter
+
+from reelflow.media.images import load_image, resize_cover, save_png
+from reelflow.providers.local.draw import draw_edit, draw_keyframe
+from reelflow.providers.local.faults import FaultPlan
+from reelflow.providers.local.flf import render_first_last
+from reelflow.schemas.errors import BadRequest, ContractError, MediaError
+from reelflow.schemas.pricing import load_prices
+from reelflow.schemas.requests import (
+    EditRequest,
+    Generation,
+    ImageRequest,
+    UpscaleRequest,
+    VideoRequest,
+    _Request,
+)
+
+NAME = "local"
+DEFAULT_MODELS: dict[str, str] = {
+    "keyframes": "fal-ai/flux-2/lora",
+    "previz": "fal-ai/z-image/turbo",
+    "upscale": "gemini-2.5-flash-image",
+    "video": "fal-ai/wan/v2.2-a14b/image-to-video/lora",
+    "candidates": "gemini-2.5-flash-image",
+}
+SHARPEN = ImageFilter.UnsharpMask(radius=1.2, percent=45, threshold=2)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _input_sha256(field: str, path: Path) -> str:
+    try:
+        return file_sha256(path)
+    except OSError as error:
+        raise MediaError(f"local: cannot read {field} input {path.name}: {error.strerror or error}") from None
+
+
+def shadow_cost(model: str, frames: int | None = None) -> float:
+    """What the same call costs on the cloud (0.0 for a model the price table does not list)."""
+    try:
+        return load_prices().cost(model, frames=frames)
+    except ContractError:
+        return 0.0
+
+
+@contextmanager
+def _written(out: Path) -> Iterator[Path]:
+    """A temporary path beside `out` that replaces `out` only once it is completely written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
+    os.close(handle)
+    partial = Path(name)
+    try:
+        yield partial
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _check_size(width: int, height: int, *, even: bool = False) -> None:
+    if width < 1 or height < 1 or (even and (width % 2 or height % 2)):
+        need = "positive even" if even else "positive"
+        raise BadRequest(f"local: size {width}x{height} must be {need} width and height", provider=NAME)
+
+
+class LocalProvider:
+    """Every stage offline: animatic keyframes, resampling, visible edits and first-last-frame motion."""
+
+    name = NAME
+
+    def __init__(self, faults: FaultPlan | None = None) -> None:
+        self.faults = faults or FaultPlan()
+        self.default_models = dict(DEFAULT_MODELS)
+
+    @classmethod
+    def from_env(cls) -> LocalProvider:
+        """A provider with the latency and faults the `REELFLOW_LOCAL_*` variables ask for."""
+        return cls(FaultPlan.from_env())
+
+    def cache_params(self, request: _Request) -> dict[str, Any]:
+        """Every field: the local output depends on all of them, notes included."""
+        return request.params()
+
+    def request_key(self, method: str, request: _Request) -> str:
+        """sha256 of the method, the request's params and the content of its input files."""
+        inputs = {field: _input_sha256(field, path) for field, path in request.input_paths().items()}
+        canonical = json.dumps([method, self.cache_params(request), inputs], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def generate_image(self, request: ImageRequest, out: Path) -> Generation:
+        _check_size(request.width, request.height)
+        return self._call("generate_image", request, out, lambda path: save_png(draw_keyframe(request), path))
+
+    def upscale_image(self, request: UpscaleRequest, out: Path) -> Generation:
+        _check_size(request.width, request.height)
+
+        def produce(path: Path) -> None:
+            resized = resize_cover(load_image(request.image), (request.width, request.height))
+            save_png(resized.filter(SHARPEN), path)
+
+        return self._call("upscale_image", request, out, produce)
+
+    def edit_image(self, request: EditRequest, out: Path) -> Generation:
+        _check_size(1 if request.width is None else request.width, 1 if request.height is None else request.height)
+
+        def produce(path: Path) -> None:
+            image = load_image(request.image)
+            width, height = image.size
+            if request.width and request.height:
+                size = (request.width, request.height)
+            elif request.width:
+                size = (request.width, max(1, round(request.width * height / width)))
+            elif request.height:
+                size = (max(1, round(request.height * width / height)), request.height)
+            else:
+                size = (width, height)
+            save_png(draw_edit(image, request.prompt, request.seed, size), path)
+
+        return self._call("edit_image", request, out, produce)
+
+    def first_last_video(self, request: VideoRequest, out: Path) -> Generation:
+        _check_size(request.width, request.height, even=True)
+
+        def produce(path: Path) -> None:
+            render_first_last(
+                request.first, request.last, path,
+                num_frames=request.num_frames, fps=request.fps, size=(request.width, request.height), seed=request.seed,
+            )
+
+        return self._call("first_last_video", request, out, produce, frames=request.num_frames)
+
+    def _call(
+        self, method: str, request: _Request, out: Path, produce: Callable[[Path], None], *, frames: int | None = None
+    ) -> Generation:
+        """Faults first, then the file, then what the cloud would have charged."""
+        started = time.monotonic()
+        key = self.request_key(method, request)
+        prompts = " ".join(str(getattr(request, field, None) or "") for field in ("prompt", "negative_prompt"))
+        self.faults.before_call(key, prompts)
+        with _written(out) as partial:
+            produce(partial)
+        return Generation(
+            provider=NAME,
+            model=request.model,
+            files=[out],
+            cost_usd=shadow_cost(request.model, frames),
+            request_id=f"local-{key[:16]}",
+            seconds=time.monotonic() - started,
+        )

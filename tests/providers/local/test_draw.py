@@ -1,0 +1,188 @@
+"""Animatic keyframes: sizes, determinism, strips that split cleanly, figures, captions, edits."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from reelflow.media.images import save_png, split_triptych
+from reelflow.providers.local.draw import INK, LORA_TAG, character_colour, draw_edit, draw_keyframe
+from reelflow.schemas.requests import FrameNotes, FrameRole, ImageRequest, LoraRef
+
+PROMPT = "Jinx braces against the flooded bulkhead as the bell tolls, water to her knees, red light strobing"
+JINX_LORA = LoraRef(path="loras/jinx_v3.safetensors", trigger="jnx_v3", character="JINX")
+
+
+def request(
+    role: FrameRole | None = "first",
+    *,
+    width: int = 256,
+    height: int = 448,
+    characters: tuple[str, ...] = ("JINX", "KIAN"),
+    location: str = "HABITAT_RING_C",
+    shot: int = 7,
+    prompt: str = PROMPT,
+    seed: int = 11,
+    loras: tuple[LoraRef, ...] = (),
+) -> ImageRequest:
+    notes = None
+    if role is not None:
+        notes = FrameNotes(project="LEV", episode=1, shot=shot, approach="triptych_split_flf", role=role,
+                           characters=characters, location=location)
+    return ImageRequest(model="fal-ai/flux-2/lora", prompt=prompt, seed=seed, width=width, height=height,
+                        notes=notes, loras=loras)
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.uint8)
+
+
+def colour_mask(image: Image.Image, colour: tuple[int, int, int]) -> np.ndarray:
+    mask: np.ndarray = np.all(pixels(image) == np.array(colour, dtype=np.uint8), axis=-1)
+    return mask
+
+
+def body(image: Image.Image, character: str) -> tuple[float, int]:
+    """Centre x and height of the pixels in a character's body colour."""
+    ys, xs = np.nonzero(colour_mask(image, character_colour(character)))
+    assert len(xs) > 0, f"{character} is not in the frame"
+    return float(xs.mean()), int(ys.max() - ys.min() + 1)
+
+
+@pytest.mark.parametrize("role", ["first", "hero", "last", "previz", "strip", None])
+@pytest.mark.parametrize("size", [(256, 448), (448, 256), (131, 227), (1536, 912)])
+def test_frames_have_exactly_the_requested_size(role: FrameRole | None, size: tuple[int, int]) -> None:
+    image = draw_keyframe(request(role, width=size[0], height=size[1]))
+    assert image.size == size and image.mode == "RGB"
+
+
+@pytest.mark.parametrize("role", ["hero", "strip", None])
+def test_same_request_gives_identical_png_bytes(role: FrameRole | None, tmp_path: Path) -> None:
+    save_png(draw_keyframe(request(role, loras=(JINX_LORA,))), tmp_path / "a.png")
+    save_png(draw_keyframe(request(role, loras=(JINX_LORA,))), tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_frames_are_identical_across_processes_with_different_hash_seeds() -> None:
+    script = (
+        "import hashlib, sys; sys.path.insert(0, sys.argv[1]); from test_draw import request, JINX_LORA;"
+        "from reelflow.providers.local.draw import draw_keyframe;"
+        "print(hashlib.sha256(b''.join(draw_keyframe(request(r, loras=(JINX_LORA,))).tobytes()"
+        " for r in ('strip', None))).hexdigest())"
+    )
+    here = hashlib.sha256(b"".join(draw_keyframe(request(r, loras=(JINX_LORA,))).tobytes() for r in ("strip", None)))
+    for hash_seed in ("1", "2"):
+        done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True,
+                              text=True, check=True, env=os.environ | {"PYTHONHASHSEED": hash_seed})
+        assert done.stdout.strip() == here.hexdigest()
+
+
+@pytest.mark.parametrize("role", ["first", "hero", "last", "strip", None])
+def test_seed_prompt_and_loras_change_the_frame(role: FrameRole | None) -> None:
+    base = pixels(draw_keyframe(request(role)))
+    for changed in (request(role, seed=12), request(role, prompt=PROMPT + " and smoke"),
+                    request(role, loras=(LoraRef(path="loras/other.safetensors", trigger="oth"),))):
+        assert not np.array_equal(base, pixels(draw_keyframe(changed)))
+
+
+def test_backdrop_comes_from_the_location() -> None:
+    def above_caption(req: ImageRequest) -> np.ndarray:
+        return pixels(draw_keyframe(req))[: int(req.height * 0.6)]
+
+    ring = above_caption(request(characters=()))
+    same_place = above_caption(request(characters=(), prompt="Empty corridor, water dripping", seed=99))
+    elsewhere = above_caption(request(characters=(), location="MOON_POOL"))
+    assert np.mean(np.all(ring == same_place, axis=-1)) > 0.85
+    assert np.mean(np.all(ring == elsewhere, axis=-1)) < 0.3
+
+
+def changed_rows(one: ImageRequest, other: ImageRequest) -> np.ndarray:
+    return np.nonzero(np.any(pixels(draw_keyframe(one)) != pixels(draw_keyframe(other)), axis=(1, 2)))[0]
+
+
+def test_caption_carries_the_shot_details() -> None:
+    base = request("hero", shot=7)
+    assert base.notes is not None
+    other_approach = base.model_copy(update={"notes": base.notes.model_copy(update={"approach": "standard_flf"})})
+    for changed in (request("hero", shot=8), other_approach):
+        rows = changed_rows(base, changed)
+        assert len(rows) > 0 and rows.min() > 0.7 * base.height
+    rows = changed_rows(base, request("hero", prompt="A different moment entirely"))
+    assert np.any(rows > 0.85 * base.height)
+
+
+def test_each_character_is_drawn_in_its_own_colour() -> None:
+    cast = ("JINX", "KIAN", "VAREK")
+    image = draw_keyframe(request("first", characters=cast))
+    for character in cast:
+        assert colour_mask(image, character_colour(character)).sum() > 100
+    assert len({character_colour(character) for character in cast}) == 3
+    assert colour_mask(image, character_colour("NOBODY")).sum() == 0
+
+
+def test_composition_differs_by_role() -> None:
+    width = 256
+    first_x, first_h = body(draw_keyframe(request("first", characters=("JINX",))), "JINX")
+    hero_x, hero_h = body(draw_keyframe(request("hero", characters=("JINX",))), "JINX")
+    last_x, last_h = body(draw_keyframe(request("last", characters=("JINX",))), "JINX")
+    assert first_x < 0.45 * width
+    assert abs(hero_x - width / 2) < 0.08 * width and hero_h > 2 * first_h
+    assert last_x > 0.55 * width and first_h < last_h < hero_h
+
+
+def test_characters_have_different_heights() -> None:
+    image = draw_keyframe(request("first", characters=("JINX", "KIAN")))
+    assert body(image, "JINX")[1] != body(image, "KIAN")[1]
+
+
+def test_lora_tag_appears_only_for_a_character_with_an_adapter() -> None:
+    tagged = draw_keyframe(request("first", loras=(JINX_LORA,)))
+    assert colour_mask(tagged, LORA_TAG).sum() > 20
+    assert colour_mask(draw_keyframe(request("first")), LORA_TAG).sum() == 0
+    absent = LoraRef(path="loras/varek.safetensors", trigger="vrk", character="VAREK")
+    assert colour_mask(draw_keyframe(request("first", loras=(absent,))), LORA_TAG).sum() == 0
+
+
+@pytest.mark.parametrize("size", [(384, 224), (224, 384), (400, 230), (1536, 912)])
+def test_strip_is_three_complete_frames_cut_at_thirds(size: tuple[int, int]) -> None:
+    strip = draw_keyframe(request("strip", width=size[0], height=size[1], loras=(JINX_LORA,)))
+    panels = split_triptych(strip)
+    wide = size[0] >= size[1]
+    long_side = max(size)
+    ink = np.array(INK, dtype=np.uint8)
+    array = pixels(strip)
+    for cut in (round(long_side / 3), round(2 * long_side / 3)):
+        lines = array[:, cut - 1 : cut + 1] if wide else array[cut - 1 : cut + 1, :]
+        assert np.all(lines == ink), f"no panel border at {cut}"
+    roles: tuple[FrameRole, ...] = ("first", "hero", "last")
+    for role, panel in zip(roles, panels, strict=True):
+        alone = draw_keyframe(request(role, width=panel.width, height=panel.height, loras=(JINX_LORA,)))
+        assert np.array_equal(pixels(panel), pixels(alone)), f"{role} panel is not a complete frame"
+    first, hero, last = (np.asarray(panel.resize(panels[0].size), dtype=np.uint8) for panel in panels)
+    for one, other in ((first, hero), (hero, last), (first, last)):
+        assert np.mean(np.any(one != other, axis=-1)) > 0.2
+
+
+def test_generic_frame_without_notes_follows_prompt_and_seed() -> None:
+    plain = pixels(draw_keyframe(request(None)))
+    assert np.array_equal(plain, pixels(draw_keyframe(request(None))))
+    assert not np.array_equal(plain, pixels(draw_keyframe(request(None, seed=5))))
+    assert np.mean(np.any(plain != pixels(draw_keyframe(request(None, prompt="A lighthouse in fog"))), axis=-1)) > 0.3
+
+
+def test_edit_is_visible_deterministic_and_sized() -> None:
+    source = draw_keyframe(request("hero"))
+    edited = draw_edit(source, "Replace the background with the moon pool", 0, (200, 350))
+    assert edited.size == (200, 350)
+    assert np.array_equal(pixels(edited), pixels(draw_edit(source, "Replace the background with the moon pool", 0, (200, 350))))
+    same_size = draw_edit(source, "Replace the background with the moon pool", 0, source.size)
+    assert np.mean(np.abs(pixels(same_size).astype(int) - pixels(source).astype(int))) > 8
+    other = draw_edit(source, "Turn her head to the left", 0, source.size)
+    assert not np.array_equal(pixels(same_size), pixels(other))

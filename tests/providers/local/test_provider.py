@@ -1,0 +1,239 @@
+"""The local provider end to end: files, shadow costs, request ids, faults before output, registry."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reelflow.media.images import load_image, resize_cover, save_png
+from reelflow.media.probe import probe
+from reelflow.providers.base import FrameToVideo, ImageEditor, ImageGenerator
+from reelflow.providers.local.draw import draw_keyframe
+from reelflow.providers.local.faults import FaultPlan
+from reelflow.providers.local.provider import LocalProvider
+from reelflow.schemas.errors import (
+    BadRequest,
+    ContentRejected,
+    ContractError,
+    MediaError,
+    ProviderError,
+    RateLimited,
+    is_retryable,
+)
+from reelflow.schemas.requests import EditRequest, FrameNotes, FrameRole, ImageRequest, UpscaleRequest, VideoRequest
+
+FLUX = "fal-ai/flux-2/lora"
+WAN = "fal-ai/wan/v2.2-a14b/image-to-video/lora"
+GEMINI = "gemini-2.5-flash-image"
+Ends = tuple[Path, Path]
+
+
+def image_request(
+    role: FrameRole | None = "first", *, width: int = 128, height: int = 224, model: str = FLUX, seed: int = 5
+) -> ImageRequest:
+    notes = None if role is None else FrameNotes(project="LEV", episode=2, shot=9, approach="standard_flf", role=role,
+                                                 characters=("JINX",), location="MOON_POOL")
+    return ImageRequest(model=model, prompt="Jinx dives into the moon pool", seed=seed, width=width, height=height, notes=notes)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def provider() -> LocalProvider:
+    return LocalProvider(FaultPlan())
+
+
+@pytest.fixture
+def keyframes(tmp_path: Path) -> Ends:
+    first, last = tmp_path / "in" / "first.png", tmp_path / "in" / "last.png"
+    save_png(draw_keyframe(image_request("first")), first)
+    save_png(draw_keyframe(image_request("last")), last)
+    return first, last
+
+
+def video_request(keyframes: Ends, frames: int = 9, *, width: int = 64, height: int = 112) -> VideoRequest:
+    return VideoRequest(model=WAN, first=keyframes[0], last=keyframes[1], prompt="she dives", num_frames=frames,
+                        fps=16, width=width, height=height, seed=3)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith("."))
+
+
+def test_it_is_every_media_protocol_with_the_cloud_models_it_stands_in_for(provider: LocalProvider) -> None:
+    assert isinstance(provider, ImageGenerator) and isinstance(provider, ImageEditor) and isinstance(provider, FrameToVideo)
+    assert provider.name == "local"
+    assert provider.default_models == {
+        "keyframes": FLUX, "previz": "fal-ai/z-image/turbo", "upscale": GEMINI, "video": WAN, "candidates": GEMINI,
+    }
+
+
+def test_registry_builds_it_from_the_environment() -> None:
+    from reelflow.providers.registry import get_provider
+
+    assert isinstance(get_provider("local"), LocalProvider)
+
+
+def test_from_env_applies_and_checks_the_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REELFLOW_LOCAL_FAULTS", "rate_limit=1")
+    with pytest.raises(RateLimited):
+        LocalProvider.from_env().generate_image(image_request(), tmp_path / "a.png")
+    monkeypatch.setenv("REELFLOW_LOCAL_FAULTS", "hiccup=1")
+    with pytest.raises(ContractError, match=r"^REELFLOW_LOCAL_FAULTS: unknown fault 'hiccup'"):
+        LocalProvider.from_env()
+
+
+def test_cache_params_are_every_field(provider: LocalProvider, keyframes: Ends) -> None:
+    request = image_request("hero")
+    assert provider.cache_params(request) == request.params()
+    assert provider.cache_params(request)["notes"]["role"] == "hero"
+    assert "first" not in provider.cache_params(video_request(keyframes))
+
+
+def test_generate_image_writes_the_keyframe_and_reports_the_shadow_cost(provider: LocalProvider, tmp_path: Path) -> None:
+    out = tmp_path / "deep" / "folder" / "S09_first.png"
+    result = provider.generate_image(image_request(), out)
+    assert result.provider == "local" and result.model == FLUX and result.files == [out]
+    assert result.cost_usd == 0.02
+    assert result.request_id is not None and len(result.request_id) == len("local-") + 16
+    assert result.seconds >= 0
+    assert probe(out).width == 128 and probe(out).height == 224
+    assert np.array_equal(np.asarray(load_image(out)), np.asarray(draw_keyframe(image_request())))
+    assert leftovers(out.parent) == []
+
+
+def test_same_request_gives_identical_bytes_and_request_id(provider: LocalProvider, tmp_path: Path) -> None:
+    one = provider.generate_image(image_request("strip", width=384, height=224), tmp_path / "a.png")
+    two = LocalProvider().generate_image(image_request("strip", width=384, height=224), tmp_path / "b.png")
+    assert sha256(tmp_path / "a.png") == sha256(tmp_path / "b.png")
+    assert one.request_id == two.request_id
+    other = provider.generate_image(image_request("strip", width=384, height=224, seed=6), tmp_path / "c.png")
+    assert other.request_id != one.request_id and sha256(tmp_path / "c.png") != sha256(tmp_path / "a.png")
+
+
+def test_request_id_follows_input_content_not_its_path(provider: LocalProvider, keyframes: Ends, tmp_path: Path) -> None:
+    copy = tmp_path / "elsewhere" / "same.png"
+    copy.parent.mkdir()
+    shutil.copy(keyframes[0], copy)
+    ids = [
+        provider.upscale_image(UpscaleRequest(model=GEMINI, image=path, width=64, height=112), tmp_path / f"up{i}.png").request_id
+        for i, path in enumerate((keyframes[0], copy, keyframes[1]))
+    ]
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_upscale_resizes_and_sharpens(provider: LocalProvider, keyframes: Ends, tmp_path: Path) -> None:
+    out = tmp_path / "up.png"
+    result = provider.upscale_image(UpscaleRequest(model=GEMINI, image=keyframes[0], width=192, height=336), out)
+    assert result.cost_usd == 0.039
+    upscaled = np.asarray(load_image(out), dtype=np.int16)
+    plain = np.asarray(resize_cover(load_image(keyframes[0]), (192, 336)), dtype=np.int16)
+    assert upscaled.shape == (336, 192, 3)
+    assert 0 < np.abs(upscaled - plain).mean() < 4
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "expected"),
+    [(100, 150, (100, 150)), (None, None, (128, 224)), (64, None, (64, 112)), (None, 112, (64, 112))],
+)
+def test_edit_size_is_given_or_follows_the_input(
+    provider: LocalProvider, keyframes: Ends, tmp_path: Path,
+    width: int | None, height: int | None, expected: tuple[int, int],
+) -> None:
+    prompt = "Keep her face, swap the background"
+    request = EditRequest(model=GEMINI, image=keyframes[0], prompt=prompt, width=width, height=height)
+    result = provider.edit_image(request, tmp_path / "edit.png")
+    assert (probe(tmp_path / "edit.png").width, probe(tmp_path / "edit.png").height) == expected
+    assert result.cost_usd == 0.039
+
+
+def test_edit_changes_the_image_by_instruction(provider: LocalProvider, keyframes: Ends, tmp_path: Path) -> None:
+    for name, prompt in (("a.png", "Turn her head left"), ("b.png", "Turn her head left"), ("c.png", "Make it night")):
+        provider.edit_image(EditRequest(model=GEMINI, image=keyframes[0], prompt=prompt), tmp_path / name)
+    source = np.asarray(load_image(keyframes[0]), dtype=np.int16)
+    assert np.abs(np.asarray(load_image(tmp_path / "a.png"), dtype=np.int16) - source).mean() > 8
+    assert sha256(tmp_path / "a.png") == sha256(tmp_path / "b.png") != sha256(tmp_path / "c.png")
+
+
+def test_first_last_video_is_deterministic_with_exact_frames(provider: LocalProvider, keyframes: Ends, tmp_path: Path) -> None:
+    result = provider.first_last_video(video_request(keyframes), tmp_path / "a.mp4")
+    provider.first_last_video(video_request(keyframes), tmp_path / "b.mp4")
+    info = probe(tmp_path / "a.mp4")
+    assert (info.frames, info.width, info.height, info.fps) == (9, 64, 112, 16.0)
+    assert result.files == [tmp_path / "a.mp4"] and sha256(tmp_path / "a.mp4") == sha256(tmp_path / "b.mp4")
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(("frames", "cost"), [(49, 0.04), (81, 0.08)])
+def test_video_shadow_cost_goes_by_clip_length(
+    provider: LocalProvider, keyframes: Ends, tmp_path: Path, frames: int, cost: float
+) -> None:
+    result = provider.first_last_video(video_request(keyframes, frames, width=32, height=56), tmp_path / "clip.mp4")
+    assert result.cost_usd == cost and probe(tmp_path / "clip.mp4").frames == frames
+
+
+def test_models_without_a_price_cost_nothing(provider: LocalProvider, tmp_path: Path) -> None:
+    assert provider.generate_image(image_request(model="local/sketch"), tmp_path / "a.png").cost_usd == 0.0
+    assert provider.generate_image(image_request(model=WAN), tmp_path / "b.png").cost_usd == 0.0
+
+
+def test_faults_happen_before_any_output_is_written(keyframes: Ends, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    failing = LocalProvider(FaultPlan(rates={"rate_limit": 1.0}))
+    with pytest.raises(RateLimited) as caught:
+        failing.first_last_video(video_request(keyframes), out / "clip.mp4")
+    assert caught.value.provider == "local" and is_retryable(caught.value)
+    rejecting = LocalProvider(FaultPlan(rates={"reject": 1.0}))
+    with pytest.raises(ContentRejected) as rejected:
+        rejecting.generate_image(image_request(), out / "a.png")
+    assert rejected.value.request_id == LocalProvider().generate_image(image_request(), tmp_path / "ok.png").request_id
+    assert list(out.iterdir()) == []
+
+
+def test_retries_succeed_and_outputs_never_depend_on_faults(keyframes: Ends, tmp_path: Path) -> None:
+    flaky = LocalProvider(FaultPlan(rates={"rate_limit": 0.5, "server_error": 0.3, "timeout": 0.2}, seed=1))
+    failures = 0
+    for _ in range(40):
+        try:
+            flaky.generate_image(image_request("hero"), tmp_path / "flaky.png")
+            break
+        except ProviderError as error:
+            assert is_retryable(error)
+            failures += 1
+    LocalProvider().generate_image(image_request("hero"), tmp_path / "calm.png")
+    assert sha256(tmp_path / "flaky.png") == sha256(tmp_path / "calm.png")
+    assert 0 < failures < 40
+
+
+def test_latency_counts_in_the_reported_seconds(tmp_path: Path) -> None:
+    result = LocalProvider(FaultPlan(latency=0.05)).generate_image(image_request(), tmp_path / "a.png")
+    assert result.seconds >= 0.05
+
+
+def test_bad_sizes_and_missing_inputs_are_refused(provider: LocalProvider, keyframes: Ends, tmp_path: Path) -> None:
+    with pytest.raises(BadRequest, match="0x224"):
+        provider.generate_image(image_request(width=0), tmp_path / "a.png")
+    with pytest.raises(BadRequest, match="even"):
+        provider.first_last_video(video_request(keyframes, width=63), tmp_path / "a.mp4")
+    missing = UpscaleRequest(model=GEMINI, image=tmp_path / "missing.png", width=64, height=64)
+    with pytest.raises(MediaError, match=r"image input missing\.png"):
+        provider.upscale_image(missing, tmp_path / "b.png")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]
+
+
+def test_concurrent_calls_give_the_same_files_as_sequential_ones(provider: LocalProvider, tmp_path: Path) -> None:
+    requests = [image_request(role, width=192, height=336) for role in ("strip", "hero", "last", None)] * 3
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda item: provider.generate_image(item[1], tmp_path / f"par{item[0]}.png"), enumerate(requests)))
+    for index, request in enumerate(requests[:4]):
+        provider.generate_image(request, tmp_path / f"seq{index}.png")
+    for index in range(len(requests)):
+        assert sha256(tmp_path / f"par{index}.png") == sha256(tmp_path / f"seq{index % 4}.png")

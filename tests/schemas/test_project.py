@@ -1,0 +1,76 @@
+"""project.json and breakdown.json: contract examples load; breaks name the file and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from projects import BREAKDOWN, PROJECT, write_project
+
+from reelflow.schemas.errors import ContractError
+from reelflow.schemas.load import load_project
+
+
+def test_contract_example_loads(tmp_path: Path) -> None:
+    folder = load_project(write_project(tmp_path))
+    assert folder.project.code == "TST"
+    assert folder.project.production_size == (768, 1344)
+    assert folder.project.stage("video").use == "local"
+    assert folder.breakdown.character_ids == {"ANA", "BO"}
+
+
+def test_stage_choice_with_fallback_and_default(tmp_path: Path) -> None:
+    project = PROJECT | {
+        "aspect_ratio": "16:9",
+        "providers": {"default": "fal", "video": {"use": "fal", "fallback": "runpod"}, "qc": "gemini"},
+        "studio_notes": "kept",
+    }
+    folder = load_project(write_project(tmp_path, project=project))
+    assert folder.project.production_size == (1344, 768)
+    assert (folder.project.stage("video").use, folder.project.stage("video").fallback) == ("fal", "runpod")
+    assert folder.project.stage("keyframes").use == "fal"
+    assert folder.project.stage("qc").use == "gemini"
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"code": "lev"}, "code"),
+    ({"code": "L"}, "code"),
+    ({"code": "LEVIATHAN"}, "code"),
+    ({"aspect_ratio": "4:3"}, "aspect_ratio"),
+    ({"fps": "16"}, "fps"),
+    ({"fps": 0}, "fps"),
+    ({"providers": {"default": "openai"}}, "providers"),
+    ({"providers": {"sound": "local"}}, "providers"),
+    ({"providers": {"video": {"fallback": "runpod"}}}, "providers.video"),
+])
+def test_project_breaks_name_file_and_field(tmp_path: Path, change: dict, field: str) -> None:
+    with pytest.raises(ContractError) as raised:
+        load_project(write_project(tmp_path, project=PROJECT | change))
+    first_line = str(raised.value).splitlines()[0]
+    assert first_line.startswith(f"project.json: {field}"), first_line
+
+
+def test_project_missing_field(tmp_path: Path) -> None:
+    project = {k: v for k, v in PROJECT.items() if k != "aspect_ratio"}
+    with pytest.raises(ContractError, match=r"^project.json: aspect_ratio: field required"):
+        load_project(write_project(tmp_path, project=project))
+
+
+@pytest.mark.parametrize(("breakdown", "expected"), [
+    (BREAKDOWN | {"characters": [{"id": "ana"}]}, "breakdown.json: characters[0].id"),
+    (BREAKDOWN | {"characters": [{"id": "ENV"}]}, "breakdown.json: characters[0].id"),
+    (BREAKDOWN | {"characters": [{"id": "ANA"}, {"id": "ANA"}]}, "breakdown.json: characters: id ANA appears twice"),
+    ({"locations": []}, "breakdown.json: characters: field required"),
+])
+def test_breakdown_breaks(tmp_path: Path, breakdown: dict, expected: str) -> None:
+    root = write_project(tmp_path)
+    (root / "breakdown.json").write_text(json.dumps(breakdown))
+    with pytest.raises(ContractError) as raised:
+        load_project(root)
+    assert str(raised.value).startswith(expected), str(raised.value)
+
+
+def test_missing_project_file(tmp_path: Path) -> None:
+    with pytest.raises(ContractError, match="project.json: file not found"):
+        load_project(tmp_path)

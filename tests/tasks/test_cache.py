@@ -1,0 +1,89 @@
+"""The content cache: keys from content only, hits only for intact assets, one generation per key."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from reelflow.schemas.assets import AssetRef, MediaInfo
+from reelflow.schemas.requests import Generation
+from reelflow.tasks.cache import Operation, run_cached
+from reelflow.tasks.store import AssetStore
+
+INFO = MediaInfo(kind="image", width=8, height=8)
+
+
+def maker(calls: list[int], colour: tuple[int, int, int] = (200, 10, 10), delay: float = 0.0):
+    def make(scratch: Path) -> Generation:
+        time.sleep(delay)
+        calls.append(1)
+        out = scratch / "out.png"
+        Image.new("RGB", (8, 8), colour).save(out)
+        return Generation(provider="local", model="m", files=[out], cost_usd=0.02, request_id="r1")
+    return make
+
+
+def op(**changes) -> Operation:
+    fields = {"stage": "keyframes", "version": 1, "provider": "local", "model": "m", "params": {"prompt": "a"}}
+    return Operation(**(fields | changes))
+
+
+def test_key_depends_on_content_not_paths(tmp_path: Path) -> None:
+    a = AssetRef(path=tmp_path / "a.png", sha256="1" * 64, media=INFO)
+    b = AssetRef(path=tmp_path / "elsewhere" / "b.png", sha256="1" * 64, media=INFO)
+    assert op(inputs=[a]).key == op(inputs=[b]).key
+    assert op(params={"prompt": "a", "w": 1}).key == op(params={"w": 1, "prompt": "a"}).key
+    base = op().key
+    for changed in (op(stage="upscale"), op(version=2), op(provider="fal"), op(model="n"), op(params={"prompt": "b"}),
+                    op(inputs=[a])):
+        assert changed.key != base
+
+
+def test_second_run_is_a_hit_with_no_cost(tmp_path: Path) -> None:
+    store, calls = AssetStore(tmp_path), []
+    first = run_cached(store, op(), maker(calls))
+    second = run_cached(store, op(), maker(calls))
+    assert calls == [1]
+    assert (first.provider_calls, first.cost_usd) == (1, 0.02)
+    assert (second.provider_calls, second.cost_usd) == (0, 0.0)
+    assert second.file == first.file and second.file.path.is_file()
+    assert second.provenance.request_id == "r1" and second.provenance.cost_usd == 0.02
+    assert first.file.media == MediaInfo(kind="image", width=8, height=8)
+
+
+def test_missing_or_altered_asset_is_not_a_hit(tmp_path: Path) -> None:
+    store, calls = AssetStore(tmp_path), []
+    ref = run_cached(store, op(), maker(calls)).file
+    ref.path.unlink()
+    assert run_cached(store, op(), maker(calls)).file.sha256 == ref.sha256
+    ref.path.write_bytes(b"tampered")
+    run_cached(store, op(), maker(calls))
+    assert len(calls) == 3 and ref.path.read_bytes() != b"tampered"
+
+
+def test_concurrent_equal_operations_generate_once(tmp_path: Path) -> None:
+    store, calls = AssetStore(tmp_path), []
+    threads = [threading.Thread(target=run_cached, args=(store, op(), maker(calls, delay=0.2))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [1]
+
+
+def test_failed_generation_records_nothing(tmp_path: Path) -> None:
+    store = AssetStore(tmp_path)
+
+    def broken(scratch: Path) -> Generation:
+        (scratch / "half.png").write_bytes(b"\x89PNG")
+        raise RuntimeError("provider went away")
+
+    try:
+        run_cached(store, op(), broken)
+    except RuntimeError:
+        pass
+    assert store.lookup(op().key) is None
+    assert not any((tmp_path / "tmp").iterdir())
