@@ -26,7 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="reelflow: storyboards in, rendered episodes out.")
 server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server that records every run.")
 app.add_typer(server_app, name="server")
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 STATUS_STYLE = {"running": "yellow", "cached": "blue", "done": "green", "failed": "red", "waiting": "dim"}
@@ -111,6 +111,7 @@ def render(
 ) -> None:
     """Render an episode: keyframes, upscale, video and clip per shot, then the cut and the manifest."""
     numbers = parse_shots(shots)
+    project = project.resolve()
     try:
         folder = load_project(project)
         storyboard = load_storyboard(folder, episode)

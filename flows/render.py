@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
+from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from reelflow.schemas.errors import ContractError
@@ -96,8 +97,11 @@ def _shot_table(report: RenderReport) -> str:
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
     log_prints=False,
 )
-def render_episode(project: str, episode: int, shots: list[int] | None = None) -> RenderReport:
-    """Render the selected shots of one episode (all by default) and cut the episode."""
+def render_episode(project: str, episode: int, shots: list[int] | None = None) -> RenderReport | State:
+    """Render the selected shots of one episode (all by default) and cut the episode.
+
+    With failed shots the run ends Failed (visible as such in the UI), still carrying the report.
+    """
     logger = get_run_logger()
     started = time.monotonic()
     folder = load_project(project)
@@ -165,4 +169,7 @@ def render_episode(project: str, episode: int, shots: list[int] | None = None) -
         description=f"{folder.project.title} episode {episode}: shots, status and cost",
     )
     logger.info("episode %s: %s in %.1f s", episode, counts.model_dump(), time.monotonic() - started)
+    if counts.failed:
+        failed = ", ".join(f"{line.shot} ({line.stage})" for line in report.lines if line.status == "failed")
+        return Failed(message=f"{counts.failed} of {counts.total} shots failed: {failed}", data=report)
     return report

@@ -1,0 +1,44 @@
+"""What every rendered episode must satisfy, whatever the project: cut length, clips, names, manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from reelflow.media.probe import probe
+from reelflow.schemas.names import AssetName
+
+MANIFEST_FIELDS = ("name", "sha256", "stage", "provider", "model", "params", "seed", "inputs", "cost_usd",
+                   "request_id", "seconds")
+
+
+def check_episode(root: Path, episode: int) -> dict[str, AssetName]:
+    """Assert the rendered episode keeps the contract; returns its named assets by file name."""
+    project = json.loads((root / "project.json").read_text())
+    board = json.loads((root / "storyboards" / f"storyboard_ep_{episode:03d}.json").read_text())
+    fps, shots = project["fps"], board["shots"]
+    folder = root / "storyboards" / "assets" / f"ep_{episode:03d}"
+    cut_name = f"ep_{episode:03d}.mp4"
+
+    cut = probe(folder / cut_name)
+    assert cut.fps == fps
+    assert abs(cut.duration_s - sum(s["duration_s"] for s in shots)) <= 0.1 * len(shots)
+
+    named = {p.name: AssetName.parse(p.name) for p in folder.iterdir() if p.name not in {"manifest.json", cut_name}}
+    assert all((n.project, n.episode, n.take) == (project["code"], episode, 1) for n in named.values())
+    clips = {n.shot: name for name, n in named.items() if n.suffix == "clip"}
+    assert sorted(clips) == sorted(s["shot"] for s in shots)
+    for shot in shots:
+        name = named[clips[shot["shot"]]]
+        assert name.character == (shot["characters_in_shot"][0] if shot["characters_in_shot"] else "ENV")
+        assert abs(probe(folder / clips[shot["shot"]]).duration_s - shot["duration_s"]) <= 0.1
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["cut"] == cut_name
+    entries = {entry["name"]: entry for entry in manifest["assets"]}
+    assert set(entries) == set(named) | {cut_name}
+    for name, entry in entries.items():
+        assert all(field in entry for field in MANIFEST_FIELDS), entry
+        assert entry["sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    return named

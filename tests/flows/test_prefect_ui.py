@@ -1,0 +1,53 @@
+"""Every flow and task run of a render is recorded on the Prefect server, with names a person can read."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+from conftest import run_cli
+from projects import write_project
+
+
+def _task_run_names(api: str, flow_run_id: str, expected: int) -> list[str]:
+    deadline, names = time.monotonic() + 20, []
+    while time.monotonic() < deadline:
+        response = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [flow_run_id]}}, "limit": 200})
+        response.raise_for_status()
+        names = sorted(run["name"] for run in response.json() if run["state_type"] == "COMPLETED")
+        if len(names) >= expected:
+            break
+        time.sleep(0.5)
+    return names
+
+
+def test_render_is_visible_in_the_prefect_ui(prefect_api: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    result = run_cli("render", str(root), "--episode", "1", "--shots", "2,4")
+    assert result.code == 0, result.stderr
+    assert "no cut: shots 1, 3 have no clip" in result.stdout
+    match = re.search(r"/runs/flow-run/([0-9a-f-]{36})", result.stdout)
+    assert match, result.stdout
+    flow_run = httpx.get(f"{prefect_api}/flow_runs/{match[1]}").json()
+    assert (flow_run["name"], flow_run["state_type"]) == ("ep001-render", "COMPLETED")
+
+    stages = ("keyframes", "upscale", "video", "clip")
+    expected = sorted([f"ep001-S{n:02d}" for n in (2, 4)] + [f"ep001-S{n:02d}-{s}" for n in (2, 4) for s in stages])
+    assert _task_run_names(prefect_api, match[1], len(expected)) == expected
+
+    artifacts = httpx.post(f"{prefect_api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["tst-ep001-render"]}}}).json()
+    assert any("| 2 | standard_flf | rendered |" in artifact["data"] for artifact in artifacts)
+
+
+def test_failed_shots_fail_the_flow_run(prefect_api: str, tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    result = run_cli("render", str(root), "--episode", "1", "--shots", "3", env={"REELFLOW_LOCAL_FAULTS": "reject=1"})
+    assert result.code == 1
+    match = re.search(r"/runs/flow-run/([0-9a-f-]{36})", result.stdout)
+    assert match, result.stdout
+    flow_run = httpx.get(f"{prefect_api}/flow_runs/{match[1]}").json()
+    assert flow_run["state_type"] == "FAILED"
+    assert "1 of 1 shots failed: 3 (keyframes)" in flow_run["state"]["message"]
+    assert "rejected" in result.stdout
