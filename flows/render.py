@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 
 from reelflow.providers.base import Provider
 from reelflow.schemas.errors import ContractError
@@ -18,7 +18,7 @@ def _local() -> Provider:
 FACTORIES: dict[str, Callable[[], Provider]] = {"local": _local}
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_provider(name: str) -> Provider:
     """The provider registered under `name` (one instance per process)."""
     factory = FACTORIES.get(name)

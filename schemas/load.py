@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from reelflow.schemas.errors import ContractError
-from reelflow.schemas.names import AssetName, NO_CHARACTER, shot_digits_for
+from reelflow.schemas.names import NO_CHARACTER, AssetName, shot_digits_for
 from reelflow.schemas.project import Breakdown, Project
 from reelflow.schemas.storyboard import Shot, Storyboard
 
@@ -79,7 +79,8 @@ def _describe(file_name: str, error: dict[str, Any], document: Any) -> str:
         shots = document.get("shots") if isinstance(document, dict) else None
         raw = shots[loc[1]] if isinstance(shots, list) and loc[1] < len(shots) else None
         number = raw.get("shot") if isinstance(raw, dict) else None
-        where.append(f"shot {number}" if isinstance(number, int) and not isinstance(number, bool) else f"shot at position {loc[1] + 1}")
+        numbered = isinstance(number, int) and not isinstance(number, bool)
+        where.append(f"shot {number}" if numbered else f"shot at position {loc[1] + 1}")
         loc = loc[2:]
     loc = tuple(part for part in loc if not (isinstance(part, str) and part.startswith(("function-", "tagged-union"))))
     if loc:

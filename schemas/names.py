@@ -80,7 +80,8 @@ class AssetName:
         """Parse a name; anything that does not match the convention is an error, never a guess."""
         match = _NAME.fullmatch(name)
         if match is None:
-            raise ContractError(f"asset name {name!r} does not match {{PRJ}}_EP{{NNN}}_S{{NN}}_T{{NN}}_{{CHAR}}[_{{suffix}}].{{ext}}")
+            pattern = "{PRJ}_EP{NNN}_S{NN}_T{NN}_{CHAR}[_{suffix}].{ext}"
+            raise ContractError(f"asset name {name!r} does not match {pattern}")
         shot = match["shot"]
         return cls(
             project=match["project"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -43,7 +43,7 @@ class PriceTable(BaseModel):
         return round((price.usd or 0.0) * count, 6)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prices(path: Path = PRICE_FILE) -> PriceTable:
     with path.open("rb") as handle:
         return PriceTable.model_validate(tomllib.load(handle))

@@ -38,7 +38,8 @@ class RenderReport(BaseModel):
 
     def summary(self) -> dict[str, object]:
         """The `--json` object: episode, output, manifest, shot counts, provider calls, cost, failures."""
-        failures = [{"shot": line.shot, "stage": line.stage, "reason": line.reason} for line in self.lines if line.status == "failed"]
+        failed = [line for line in self.lines if line.status == "failed"]
+        failures = [{"shot": line.shot, "stage": line.stage, "reason": line.reason} for line in failed]
         return {
             "episode": self.episode,
             "output": self.output,

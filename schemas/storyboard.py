@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 
-class Approach(str, Enum):
+class Approach(StrEnum):
     TRIPTYCH = "triptych_split_flf"
     STANDARD_FLF = "standard_flf"
     PUSH = "held_frame_push"

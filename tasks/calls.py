@@ -21,7 +21,13 @@ RequestBuilder = Callable[[str], _Request]
 
 
 def _report(job: ShotJob, stage: str, outcome: Outcome) -> None:
+    """Log the operation to the task run and tell the live view and the run's tally."""
     status = "done" if outcome.provider_calls else "cached"
+    made = outcome.provenance
+    get_run_logger().info(
+        "%s %s: %s by %s/%s, %s (cost $%.3f this run)",
+        job.label, stage, status, made.provider, made.model, outcome.file.path.name, outcome.cost_usd,
+    )
     emit(StageEvent(job.run, job.shot.shot, stage, status, outcome.provider_calls, outcome.cost_usd))
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reelflow.media.hashing import sha256_file
 from reelflow.schemas.assets import AssetRef, InputRef, Manifest, ManifestEntry
-from reelflow.tasks.store import sha256_file, write_atomic
+from reelflow.tasks.store import write_atomic
 
 MANIFEST = "manifest.json"
 

@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import shutil
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from reelflow.media.hashing import sha256_file
 from reelflow.schemas.assets import MediaInfo, Provenance
-
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class StoredFile(BaseModel):
@@ -133,7 +123,7 @@ def materialise(blob: Path, sha256: str, target: Path) -> None:
     os.replace(temporary, target)
 
 
-@lru_cache(maxsize=None)
+@cache
 def store_for(state_dir: Path) -> AssetStore:
     """One store per project in a process, so its locks are shared by every shot."""
     return AssetStore(state_dir)

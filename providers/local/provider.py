@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import ImageFilter
 
+from reelflow.media.hashing import sha256_file
 from reelflow.media.images import load_image, resize_cover, save_png
 from reelflow.providers.local.draw import draw_edit, draw_keyframe
 from reelflow.providers.local.faults import FaultPlan
@@ -40,17 +41,9 @@ DEFAULT_MODELS: dict[str, str] = {
 SHARPEN = ImageFilter.UnsharpMask(radius=1.2, percent=45, threshold=2)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _input_sha256(field: str, path: Path) -> str:
     try:
-        return file_sha256(path)
+        return sha256_file(path)
     except OSError as error:
         raise MediaError(f"local: cannot read {field} input {path.name}: {error.strerror or error}") from None
 

@@ -7,7 +7,6 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from checks import check_episode
 from conftest import run_cli
 

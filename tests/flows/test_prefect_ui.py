@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from conftest import run_cli
 from projects import write_project
 

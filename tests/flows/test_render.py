@@ -8,12 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from checks import check_episode
-from conftest import run_cli
-from projects import PROJECT, storyboard, write_project
 
 from reelflow.media.probe import probe
 from reelflow.schemas.names import AssetName
+
+from checks import check_episode
+from conftest import run_cli
+from projects import PROJECT, storyboard, write_project
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

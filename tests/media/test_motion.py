@@ -82,7 +82,7 @@ def test_ken_burns_moves_content_sub_pixel_exactly_and_keeps_focus_still(
 
     frames = decode(out).mean(axis=3)
     windows = push_windows(24, SIZE, SIZE, zoom=(1.0, 1.5), focus=focus)
-    expected = np.array([((marker[0] - l) / w * SIZE[0], (marker[1] - t) / h * SIZE[1]) for l, t, w, h in windows])
+    expected = np.array([((marker[0] - left) / w * SIZE[0], (marker[1] - t) / h * SIZE[1]) for left, t, w, h in windows])
     measured = np.array([_centroid(frame, 0, 58, 0, 90) for frame in frames])
     # Integer crop windows would be off by up to half a source pixel times the zoom; this is sub-pixel.
     assert np.abs(measured - expected).max() < 0.3

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from projects import BREAKDOWN, PROJECT, write_project
 
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import load_project
+
+from projects import BREAKDOWN, PROJECT, write_project
 
 
 def test_contract_example_loads(tmp_path: Path) -> None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-from projects import storyboard, write_project
 
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import load_project, load_storyboard, validate_folder
 from reelflow.schemas.storyboard import Approach
+
+from projects import storyboard, write_project
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -75,12 +76,6 @@ BREAKS: dict[str, tuple[Edit, str | None, str]] = {
 }
 
 
-def broken_project(tmp_path: Path, edit: Edit) -> Path:
-    doc = storyboard()
-    edit(doc)
-    return write_project(tmp_path, doc if "episode" in doc else {**doc, "episode": 1})
-
-
 def test_contract_document_loads(tmp_path: Path) -> None:
     folder = load_project(write_project(tmp_path))
     board = load_storyboard(folder, 1)
@@ -108,9 +103,10 @@ def test_single_field_break_is_one_line_naming_file_shot_and_field(tmp_path: Pat
     edit, shot, field = BREAKS[case]
     doc = storyboard()
     edit(doc)
-    root = write_project(tmp_path, {**doc, "episode": doc.get("episode", 1)} if "episode" in doc else doc)
+    root = write_project(tmp_path, doc if "episode" in doc else {**doc, "episode": 1})
     if case.startswith("episode"):
-        (root / "storyboards" / f"storyboard_ep_{doc['episode']:03d}.json").rename(root / "storyboards" / "storyboard_ep_001.json")
+        written = root / "storyboards" / f"storyboard_ep_{doc['episode']:03d}.json"
+        written.rename(root / "storyboards" / "storyboard_ep_001.json")
     folder = load_project(root)
     with pytest.raises(ContractError) as raised:
         load_storyboard(folder, 1)
