@@ -37,21 +37,23 @@ class Project(_Contract):
     title: str
     aspect_ratio: AspectRatio
     fps: int = Field(ge=1, le=120)
-    providers: dict[str, ProviderName | StageChoice] = Field(default_factory=lambda: {"default": "local"})
+    providers: dict[str, StageChoice] = Field(default_factory=lambda: {"default": StageChoice(use="local")})
     concurrency: dict[ProviderName, Annotated[int, Field(ge=1, le=64)]] = Field(default_factory=dict)
 
-    @field_validator("providers")
+    @field_validator("providers", mode="before")
     @classmethod
-    def _known_stages(cls, providers: dict[str, object]) -> dict[str, object]:
+    def _known_stages(cls, providers: object) -> object:
+        """Stage names must be known; a bare provider name means `{"use": name}`."""
+        if not isinstance(providers, dict):
+            return providers
         for key in providers:
             if key != "default" and key not in STAGES:
                 raise ValueError(f"unknown stage {key!r} (stages: default, {', '.join(STAGES)})")
-        return providers
+        return {key: {"use": value} if isinstance(value, str) else value for key, value in providers.items()}
 
     def stage(self, stage: str) -> StageChoice:
         """The provider choice for a stage, falling back to `default`, then to `local`."""
-        choice = self.providers.get(stage, self.providers.get("default", "local"))
-        return StageChoice(use=choice) if isinstance(choice, str) else choice
+        return self.providers.get(stage) or self.providers.get("default") or StageChoice(use="local")
 
     @property
     def production_size(self) -> tuple[int, int]:
