@@ -12,6 +12,7 @@ from typing import Any
 
 from reelflow.media.probe import probe
 from reelflow.schemas.assets import AssetRef, InputRef, Provenance
+from reelflow.schemas.errors import ContentRejected
 from reelflow.schemas.requests import Generation
 from reelflow.tasks.store import AssetStore, CacheRecord, StoredFile
 
@@ -69,9 +70,16 @@ def run_cached(store: AssetStore, operation: Operation, make: Callable[[Path], G
         record = store.lookup(key)
         if record is not None:
             return Outcome(_refs(store, record), record.provenance, provider_calls=0, cost_usd=0.0)
+        rejection = store.rejection(key)
+        if rejection is not None:
+            raise ContentRejected(f"{rejection} (recorded earlier; not submitted again)", provider=operation.provider)
         started = time.monotonic()
         with store.scratch_dir() as scratch:
-            generation = make(scratch)
+            try:
+                generation = make(scratch)
+            except ContentRejected as exc:
+                store.save_rejection(key, str(exc))
+                raise
             outputs = []
             for produced in generation.files:
                 media = probe(produced)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_logger
 
 from reelflow.providers.registry import get_provider
 from reelflow.schemas.assets import AssetRef, ManifestEntry
@@ -20,15 +23,36 @@ from reelflow.tasks.slots import provider_slot
 RequestBuilder = Callable[[str], _Request]
 
 
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The task run's logger inside a run, else reelflow's Prefect logger."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return get_logger("reelflow")
+
+
 def _report(job: ShotJob, stage: str, outcome: Outcome) -> None:
     """Log the operation to the task run and tell the live view and the run's tally."""
     status = "done" if outcome.provider_calls else "cached"
     made = outcome.provenance
-    get_run_logger().info(
+    _logger().info(
         "%s %s: %s by %s/%s, %s (cost $%.3f this run)",
         job.label, stage, status, made.provider, made.model, outcome.file.path.name, outcome.cost_usd,
     )
     emit(StageEvent(job.run, job.shot.shot, stage, status, outcome.provider_calls, outcome.cost_usd))
+
+
+def _call_one(job: ShotJob, name: str, model: str | None, stage: str, version: int, capability: str,
+              build: RequestBuilder, inputs: list[AssetRef], ext: str) -> Outcome:
+    provider = get_provider(name)
+    request = build(model or provider.default_models[stage])
+    operation = Operation(stage, version, name, request.model, provider.cache_params(request), inputs, request.seed)
+
+    def make(scratch: Path) -> Generation:
+        with provider_slot(name, job.project.concurrency):
+            return getattr(provider, capability)(request, scratch / f"out.{ext}")
+
+    return run_cached(job.store, operation, make)
 
 
 def call_provider(
@@ -41,29 +65,18 @@ def call_provider(
     inputs: list[AssetRef],
     ext: str,
 ) -> Outcome:
-    """Call the stage's provider (or its fallback after a content rejection), once per content key."""
+    """Call the stage's provider once per content key; content it rejects goes to the stage's fallback."""
     choice = job.project.stage(stage)
-    candidates = [choice.use] + ([choice.fallback] if choice.fallback and choice.fallback != choice.use else [])
-    for attempt, name in enumerate(candidates):
-        provider = get_provider(name)
-        model = choice.model if (attempt == 0 and choice.model) else provider.default_models[stage]
-        request = build(model)
-        operation = Operation(stage, version, name, model, provider.cache_params(request), inputs, request.seed)
-
-        def make(scratch: Path, provider: Any = provider, request: _Request = request, name: str = name) -> Generation:
-            with provider_slot(name, job.project.concurrency):
-                return getattr(provider, capability)(request, scratch / f"out.{ext}")
-
-        try:
-            outcome = run_cached(job.store, operation, make)
-        except ContentRejected as exc:
-            if attempt + 1 < len(candidates):
-                get_run_logger().warning("%s rejected %s content (%s); trying %s", name, stage, exc, candidates[attempt + 1])
-                continue
+    args = (stage, version, capability, build, inputs, ext)
+    try:
+        outcome = _call_one(job, choice.use, choice.model, *args)
+    except ContentRejected as exc:
+        if choice.fallback is None or choice.fallback == choice.use:
             raise
-        _report(job, stage, outcome)
-        return outcome
-    raise AssertionError("unreachable: the loop returns or raises")
+        _logger().warning("%s %s: %s rejected the content (%s); trying %s", job.label, stage, choice.use, exc, choice.fallback)
+        outcome = _call_one(job, choice.fallback, None, *args)
+    _report(job, stage, outcome)
+    return outcome
 
 
 def run_media(job: ShotJob, *, stage: str, version: int, model: str, params: dict[str, Any],

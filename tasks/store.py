@@ -75,6 +75,14 @@ class AssetStore:
             return None
         return record if all(self.is_intact(out) for out in record.outputs) else None
 
+    def rejection(self, key: str) -> str | None:
+        """Why the provider rejected this exact request before, if it did (rejections may be billed)."""
+        path = self.root / "rejections" / f"{key}.txt"
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def save_rejection(self, key: str, reason: str) -> None:
+        write_atomic(self.root / "rejections" / f"{key}.txt", reason.encode())
+
     def save(self, record: CacheRecord) -> None:
         path = self._record_path(record.key)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,68 @@
+"""Retries go only to unbilled, retryable errors, with exponential backoff; provider calls are bounded."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from reelflow.schemas.errors import BadRequest, ContentRejected, ProviderTimeout, RateLimited, ServerError, TransportError
+from reelflow.tasks.retry import retry_delays, should_retry, stage_task_options
+from reelflow.tasks.slots import provider_slot
+
+
+class FinalState:
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+    def result(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.mark.parametrize(("error", "retried"), [
+    (RateLimited("429"), True),
+    (ServerError("503"), True),
+    (ProviderTimeout("deadline"), True),
+    (TransportError("reset"), True),
+    (ContentRejected("policy"), False),
+    (BadRequest("width"), False),
+    (ValueError("bug"), False),
+])
+def test_only_retryable_errors_are_retried(error: BaseException, retried: bool) -> None:
+    assert should_retry(None, None, FinalState(error)) is retried
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    assert retry_delays(5, 2.0) == [2.0, 4.0, 8.0, 16.0, 32.0]
+    assert retry_delays(3, 40.0) == [40.0, 60.0, 60.0]
+
+
+def test_options_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REELFLOW_RETRIES", "3")
+    monkeypatch.setenv("REELFLOW_RETRY_DELAY_S", "0.5")
+    options = stage_task_options()
+    assert options["retries"] == 3 and options["retry_delay_seconds"] == [0.5, 1.0, 2.0]
+    assert options["retry_jitter_factor"] > 0 and options["retry_condition_fn"] is should_retry
+
+
+def test_provider_slots_bound_calls_in_flight() -> None:
+    in_flight, peak, lock = 0, 0, threading.Lock()
+
+    def call() -> None:
+        nonlocal in_flight, peak
+        with provider_slot("fal", {"fal": 3}):
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+            time.sleep(0.05)
+            with lock:
+                in_flight -= 1
+
+    threads = [threading.Thread(target=call) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak == 3
