@@ -1,10 +1,17 @@
-"""The small protocols every provider implements, and how stages find a provider by name."""
+"""The small protocols every provider implements.
+
+A provider translates one common request shape (schemas/requests.py) to its wire and back, writes
+its output to `out`, verifies it, and reports cost from the price table. Paid calls write their
+request id to the ledger through `ticket` before waiting, and resume a pending one instead of
+submitting again.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from reelflow.providers.ledger import Ticket
 from reelflow.schemas.requests import (
     EditRequest,
     Generation,
@@ -29,29 +36,32 @@ class Provider(Protocol):
     def cache_params(self, request: _Request) -> dict[str, Any]:
         """The request fields this provider's output depends on (input files excluded)."""
 
+    def estimate(self, request: _Request) -> float:
+        """What the call would cost, from the price table, without making it."""
+
 
 @runtime_checkable
 class ImageGenerator(Provider, Protocol):
-    def generate_image(self, request: ImageRequest, out: Path) -> Generation: ...
+    def generate_image(self, request: ImageRequest, out: Path, *, ticket: Ticket | None = None) -> Generation: ...
 
 
 @runtime_checkable
 class ImageEditor(Provider, Protocol):
-    def edit_image(self, request: EditRequest, out: Path) -> Generation: ...
+    def edit_image(self, request: EditRequest, out: Path, *, ticket: Ticket | None = None) -> Generation: ...
 
-    def upscale_image(self, request: UpscaleRequest, out: Path) -> Generation: ...
+    def upscale_image(self, request: UpscaleRequest, out: Path, *, ticket: Ticket | None = None) -> Generation: ...
 
 
 @runtime_checkable
 class FrameToVideo(Provider, Protocol):
-    def first_last_video(self, request: VideoRequest, out: Path) -> Generation: ...
+    def first_last_video(self, request: VideoRequest, out: Path, *, ticket: Ticket | None = None) -> Generation: ...
 
 
 @runtime_checkable
 class LoraTrainer(Provider, Protocol):
-    def train_lora(self, request: TrainRequest) -> TrainedLora: ...
+    def train_lora(self, request: TrainRequest, *, ticket: Ticket | None = None) -> TrainedLora: ...
 
 
 @runtime_checkable
 class VisionJudge(Provider, Protocol):
-    def judge_image(self, request: JudgeRequest) -> Verdict: ...
+    def judge_image(self, request: JudgeRequest, *, ticket: Ticket | None = None) -> Verdict: ...

@@ -19,17 +19,20 @@ class Tier(BaseModel):
 
 
 class Price(BaseModel):
+    """Per call (`usd`), per clip length (`tiers`) or per training steps (`usd_per_1000_steps`)."""
+
     unit: str
     usd: float | None = None
     tiers: list[Tier] = []
+    usd_per_1000_steps: float | None = None
 
 
 class PriceTable(BaseModel):
     date: str
     models: dict[str, Price]
 
-    def cost(self, model: str, *, count: int = 1, frames: int | None = None) -> float:
-        """Cost of `count` calls to `model`; clip prices go by frame-count tier."""
+    def cost(self, model: str, *, count: int = 1, frames: int | None = None, steps: int | None = None) -> float:
+        """Cost of `count` calls to `model`; clips are priced by frame-count tier, training by steps."""
         price = self.models.get(model)
         if price is None:
             raise ContractError(f"prices.toml: model {model!r} has no price")
@@ -40,6 +43,10 @@ class PriceTable(BaseModel):
             if tier is None:
                 raise ContractError(f"prices.toml: model {model!r} has no price above {price.tiers[-1].max_frames} frames")
             return round(tier.usd * count, 6)
+        if price.usd_per_1000_steps is not None:
+            if steps is None:
+                raise ContractError(f"prices.toml: model {model!r} is priced per training step; steps missing")
+            return round(price.usd_per_1000_steps * steps / 1000 * count, 6)
         return round((price.usd or 0.0) * count, 6)
 
 

@@ -42,12 +42,19 @@ class _Request(BaseModel):
     seed: int = 0
 
     def input_paths(self) -> dict[str, Path]:
-        """Fields that name input files: cache keys use their content, never their paths."""
-        return {name: value for name, value in self if isinstance(value, Path)}
+        """Input files by field (`references[1]` for lists): cache keys use their content, never their paths."""
+        paths: dict[str, Path] = {}
+        for name, value in self:
+            if isinstance(value, Path):
+                paths[name] = value
+            elif isinstance(value, tuple) and value and all(isinstance(item, Path) for item in value):
+                paths.update({f"{name}[{index}]": item for index, item in enumerate(value)})
+        return paths
 
     def params(self) -> dict[str, Any]:
         """Every field but input files, as JSON-ready values."""
-        return self.model_dump(mode="json", exclude=set(self.input_paths()))
+        files = {name.split("[")[0] for name in self.input_paths()}
+        return self.model_dump(mode="json", exclude=files)
 
 
 class ImageRequest(_Request):
@@ -72,12 +79,16 @@ class UpscaleRequest(_Request):
 
 
 class EditRequest(_Request):
-    """Edit an image by instruction (identity, background, angle)."""
+    """Edit an image by instruction (identity, background), or turn the camera around it (angles)."""
 
     image: Path
     prompt: str
+    references: tuple[Path, ...] = ()
     width: int | None = None
     height: int | None = None
+    horizontal_angle: float | None = None
+    vertical_angle: float | None = None
+    zoom: float | None = None
 
 
 class VideoRequest(_Request):

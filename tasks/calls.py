@@ -48,9 +48,11 @@ def _call_one(job: ShotJob, name: str, model: str | None, stage: str, version: i
     request = build(model or provider.default_models[stage])
     operation = Operation(stage, version, name, request.model, provider.cache_params(request), inputs, request.seed)
 
+    ticket = job.ledger.ticket(operation.key, name)
+
     def make(scratch: Path) -> Generation:
         with provider_slot(name, job.project.concurrency):
-            return getattr(provider, capability)(request, scratch / f"out.{ext}")
+            return getattr(provider, capability)(request, scratch / f"out.{ext}", ticket=ticket)
 
     return run_cached(job.store, operation, make)
 

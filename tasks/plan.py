@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reelflow.providers.ledger import Ledger, ledger_for
 from reelflow.schemas.assets import AssetRef, ManifestEntry
 from reelflow.schemas.names import AssetName
 from reelflow.schemas.project import Project
@@ -50,6 +51,11 @@ class ShotJob(BaseModel):
     @property
     def store(self) -> AssetStore:
         return store_for(self.root / ".reelflow")
+
+    @property
+    def ledger(self) -> Ledger:
+        """The project's ledger of paid requests."""
+        return ledger_for(self.root / ".reelflow" / "ledger.jsonl")
 
     def asset_path(self, suffix: str, ext: str) -> Path:
         return self.assets_dir / self.name.with_(suffix=suffix, ext=ext).format()

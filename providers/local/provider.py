@@ -16,6 +16,7 @@ from PIL import ImageFilter
 
 from reelflow.media.hashing import sha256_file
 from reelflow.media.images import load_image, resize_cover, save_png
+from reelflow.providers.ledger import Ticket
 from reelflow.providers.local.draw import draw_edit, draw_keyframe
 from reelflow.providers.local.faults import FaultPlan
 from reelflow.providers.local.flf import render_first_last
@@ -56,6 +57,10 @@ def shadow_cost(model: str, frames: int | None = None) -> float:
         return 0.0
 
 
+def _frames(request: _Request) -> int | None:
+    return request.num_frames if isinstance(request, VideoRequest) else None
+
+
 @contextmanager
 def _written(out: Path) -> Iterator[Path]:
     """A temporary path beside `out` that replaces `out` only once it is completely written."""
@@ -77,7 +82,10 @@ def _check_size(width: int, height: int, *, even: bool = False) -> None:
 
 
 class LocalProvider:
-    """Every stage offline: animatic keyframes, resampling, visible edits and first-last-frame motion."""
+    """Every stage offline: animatic keyframes, resampling, visible edits and first-last-frame motion.
+
+    Nothing is paid, so calls take a ledger `ticket` like every provider but write nothing to it.
+    """
 
     name = NAME
 
@@ -90,6 +98,10 @@ class LocalProvider:
         """A provider with the latency and faults the `REELFLOW_LOCAL_*` variables ask for."""
         return cls(FaultPlan.from_env())
 
+    def estimate(self, request: _Request) -> float:
+        """The shadow cost of the call: what it would cost on the cloud."""
+        return shadow_cost(request.model, _frames(request))
+
     def cache_params(self, request: _Request) -> dict[str, Any]:
         """Every field: the local output depends on all of them, notes included."""
         return request.params()
@@ -100,11 +112,11 @@ class LocalProvider:
         canonical = json.dumps([method, self.cache_params(request), inputs], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def generate_image(self, request: ImageRequest, out: Path) -> Generation:
+    def generate_image(self, request: ImageRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height)
         return self._call("generate_image", request, out, lambda path: save_png(draw_keyframe(request), path))
 
-    def upscale_image(self, request: UpscaleRequest, out: Path) -> Generation:
+    def upscale_image(self, request: UpscaleRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height)
 
         def produce(path: Path) -> None:
@@ -113,7 +125,7 @@ class LocalProvider:
 
         return self._call("upscale_image", request, out, produce)
 
-    def edit_image(self, request: EditRequest, out: Path) -> Generation:
+    def edit_image(self, request: EditRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(1 if request.width is None else request.width, 1 if request.height is None else request.height)
 
         def produce(path: Path) -> None:
@@ -131,7 +143,7 @@ class LocalProvider:
 
         return self._call("edit_image", request, out, produce)
 
-    def first_last_video(self, request: VideoRequest, out: Path) -> Generation:
+    def first_last_video(self, request: VideoRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height, even=True)
 
         def produce(path: Path) -> None:

@@ -28,3 +28,9 @@ def test_edited_table_is_read(tmp_path: Path) -> None:
     table = tmp_path / "prices.toml"
     table.write_text('date = "2027-01-01"\n[models."x/y"]\nunit = "image"\nusd = 0.5\n')
     assert load_prices(table).cost("x/y", count=2) == 1.0
+
+
+def test_training_is_priced_per_thousand_steps() -> None:
+    assert load_prices().cost("fal-ai/z-image-trainer", steps=2000) == 1.7
+    with pytest.raises(ContractError, match="steps missing"):
+        load_prices().cost("fal-ai/flux-2-trainer")
