@@ -25,7 +25,7 @@ class FakeProvider:
     def cache_params(self, request: _Request) -> dict[str, Any]:
         return request.params()
 
-    def generate_image(self, request: ImageRequest, out: Path) -> Generation:
+    def generate_image(self, request: ImageRequest, out: Path, *, ticket: object = None) -> Generation:
         self.requests.append(request)
         if self.rejects:
             raise ContentRejected("fake: content_policy_violation", provider=self.name)
