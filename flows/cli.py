@@ -19,8 +19,11 @@ from rich.live import Live
 from rich.table import Table
 
 from reelflow.flows import server
-from reelflow.schemas.errors import ReelflowError
+from reelflow.providers.registry import require_providers
+from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import load_project, load_storyboard, validate_folder
+from reelflow.schemas.project import RENDER_STAGES
+from reelflow.schemas.storyboard import Storyboard
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="reelflow: storyboards in, rendered episodes out.")
@@ -102,26 +105,69 @@ def summary_table(report: Any) -> Table:
     return table
 
 
+ProjectArg = Annotated[Path, typer.Argument(help="Project folder")]
+EpisodeOpt = Annotated[int, typer.Option("--episode", "-e", help="Episode number")]
+ShotsOpt = Annotated[str | None, typer.Option("--shots", help="Only these shots, e.g. 3,7")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else on stdout")]
+
+
+def checked_episode(project: Path, episode: int, numbers: list[int] | None) -> Storyboard:
+    """Validate the project and storyboard and set up the providers it needs, before any work."""
+    folder = load_project(project)
+    storyboard = load_storyboard(folder, episode)
+    unknown = sorted(set(numbers or []) - {s.shot for s in storyboard.shots})
+    if unknown:
+        raise ContractError(f"{folder.storyboard_path(episode).name}: --shots: shot {unknown[0]} is not in the storyboard")
+    require_providers(folder.project, RENDER_STAGES)
+    return storyboard
+
+
+def quiet_prefect_console() -> None:
+    """Prefect's console logs stay out of the way of ours; every log still reaches the Prefect UI."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+
+
+@app.command()
+def estimate(project: ProjectArg, episode: EpisodeOpt, shots: ShotsOpt = None, as_json: JsonOpt = False) -> None:
+    """What a render would submit now, per stage and in total; cached work costs nothing."""
+    numbers = parse_shots(shots)
+    quiet_prefect_console()
+    try:
+        checked_episode(project, episode, numbers)
+        from reelflow.flows.estimate import estimate_episode
+
+        result = estimate_episode(project, episode, numbers)
+    except ReelflowError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps({"total_usd": result.total_usd, "by_stage": result.by_stage}))
+        return
+    table = Table(title=f"estimate: episode {episode:03d}")
+    for column in ("stage", "calls", "cost"):
+        table.add_column(column)
+    for stage, cost in result.by_stage.items():
+        table.add_row(stage, str(result.calls_by_stage[stage]), f"${cost:.3f}")
+    table.add_row("total", str(sum(result.calls_by_stage.values())), f"${result.total_usd:.3f}")
+    out.print(table)
+
+
 @app.command()
 def render(
-    project: Annotated[Path, typer.Argument(help="Project folder")],
-    episode: Annotated[int, typer.Option("--episode", "-e", help="Episode number")],
-    shots: Annotated[str | None, typer.Option("--shots", help="Only these shots, e.g. 3,7")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else on stdout")] = False,
+    project: ProjectArg,
+    episode: EpisodeOpt,
+    shots: ShotsOpt = None,
+    as_json: JsonOpt = False,
+    max_cost: Annotated[float | None, typer.Option("--max-cost", min=0, help="Submit nothing past this many USD")] = None,
 ) -> None:
     """Render an episode: keyframes, upscale, video and clip per shot, then the cut and the manifest."""
     numbers = parse_shots(shots)
     project = project.resolve()
     try:
-        folder = load_project(project)
-        storyboard = load_storyboard(folder, episode)
-        unknown = sorted(set(numbers or []) - {s.shot for s in storyboard.shots})
-        if unknown:
-            raise fail(f"{folder.storyboard_path(episode).name}: --shots: shot {unknown[0]} is not in the storyboard")
+        storyboard = checked_episode(project, episode, numbers)
         api_url = server.connect()
     except ReelflowError as exc:
         raise fail(str(exc)) from None
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    quiet_prefect_console()
 
     from reelflow.flows.render import render_episode
     from reelflow.tasks.events import subscribe
@@ -131,11 +177,11 @@ def render(
     unsubscribe = subscribe(view)
     try:
         if as_json:
-            state = render_episode(str(project), episode, numbers, return_state=True)
+            state = render_episode(str(project), episode, numbers, max_cost, return_state=True)
         else:
             with Live(view.table(), console=err, refresh_per_second=8, transient=True) as live:
                 view.live = live
-                state = render_episode(str(project), episode, numbers, return_state=True)
+                state = render_episode(str(project), episode, numbers, max_cost, return_state=True)
         report = state.result(raise_on_failure=False)
     except ReelflowError as exc:
         raise fail(str(exc)) from None

@@ -16,11 +16,14 @@ from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from reelflow.providers.registry import require_providers
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder, base_name, load_project, load_storyboard
 from reelflow.schemas.loras import LoraRegistry
+from reelflow.schemas.project import RENDER_STAGES
 from reelflow.schemas.report import RenderReport, ShotCounts, ShotLine
 from reelflow.schemas.storyboard import Storyboard
+from reelflow.tasks.budget import close_budget, open_budget
 from reelflow.tasks.cut import cut_episode, cut_path
 from reelflow.tasks.events import Tally, subscribe
 from reelflow.tasks.manifest import merge, published_clip, read_manifest, write_manifest
@@ -96,20 +99,25 @@ def _shot_table(report: RenderReport) -> str:
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
     log_prints=False,
 )
-def render_episode(project: str, episode: int, shots: list[int] | None = None) -> RenderReport | State:
+def render_episode(
+    project: str, episode: int, shots: list[int] | None = None, max_cost_usd: float | None = None
+) -> RenderReport | State:
     """Render the selected shots of one episode (all by default) and cut the episode.
 
-    With failed shots the run ends Failed (visible as such in the UI), still carrying the report.
+    Paid calls stop at `max_cost_usd` (else the project's `budget_usd`). With failed shots the run
+    ends Failed (visible as such in the UI), still carrying the report.
     """
     logger = get_run_logger()
     started = time.monotonic()
     folder = load_project(project)
     storyboard = load_storyboard(folder, episode)
     numbers = select_shots(storyboard, shots, folder.storyboard_path(episode).name)
+    require_providers(folder.project, RENDER_STAGES)
 
     run = uuid.uuid4().hex
     tally = Tally(run)
     unsubscribe = subscribe(tally)
+    budget = open_budget(run, max_cost_usd if max_cost_usd is not None else folder.project.budget_usd)
     try:
         jobs = plan_jobs(folder, storyboard, numbers, run)
         futures: dict[int, PrefectFuture[ShotOutcome]] = {job.shot.shot: render_shot.submit(job) for job in jobs}
@@ -130,6 +138,7 @@ def render_episode(project: str, episode: int, shots: list[int] | None = None) -
             line.cost_usd = round(tally.cost.get(line.shot, 0.0), 6)
     finally:
         unsubscribe()
+        close_budget(run)
 
     assets_dir = folder.assets_dir(episode)
     manifest = read_manifest(assets_dir, folder.project.code, episode)
@@ -161,6 +170,7 @@ def render_episode(project: str, episode: int, shots: list[int] | None = None) -
         cost_usd=round(sum(tally.cost.values()), 6),
         lines=sorted(lines, key=lambda line: numbers.index(line.shot)),
         cut_skipped=cut_skipped,
+        budget_usd=budget.cap_usd,
     )
     create_markdown_artifact(
         key=f"{folder.project.code.lower()}-ep{episode:03d}-render",

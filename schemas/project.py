@@ -11,6 +11,7 @@ from reelflow.schemas.names import NO_CHARACTER
 ProviderName = Literal["local", "fal", "gemini", "runpod"]
 StageName = Literal["candidates", "training", "previz", "keyframes", "upscale", "video", "qc"]
 STAGES: tuple[str, ...] = StageName.__args__
+RENDER_STAGES: tuple[str, ...] = ("keyframes", "upscale", "video")  # the stages an episode render calls
 AspectRatio = Literal["9:16", "16:9"]
 
 ProjectCode = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,5}$")]
@@ -39,6 +40,7 @@ class Project(_Contract):
     fps: int = Field(ge=1, le=120)
     providers: dict[str, StageChoice] = Field(default_factory=lambda: {"default": StageChoice(use="local")})
     concurrency: dict[ProviderName, Annotated[int, Field(ge=1, le=64)]] = Field(default_factory=dict)
+    budget_usd: Annotated[float, Field(gt=0)] | None = None
 
     @field_validator("providers", mode="before")
     @classmethod

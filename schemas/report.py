@@ -35,6 +35,7 @@ class RenderReport(BaseModel):
     cost_usd: float
     lines: list[ShotLine] = Field(default_factory=list)
     cut_skipped: str | None = None
+    budget_usd: float | None = None
 
     def summary(self) -> dict[str, object]:
         """The `--json` object: episode, output, manifest, shot counts, provider calls, cost, failures."""
@@ -48,4 +49,4 @@ class RenderReport(BaseModel):
             "provider_calls": self.provider_calls,
             "cost_usd": round(self.cost_usd, 6),
             "failures": failures,
-        }
+        } | ({"budget_usd": self.budget_usd} if self.budget_usd is not None else {})

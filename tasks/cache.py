@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reelflow.media.probe import probe
-from reelflow.schemas.assets import AssetRef, InputRef, Provenance
+from reelflow.schemas.assets import AssetRef, InputRef, MediaInfo, Provenance
 from reelflow.schemas.errors import ContentRejected
 from reelflow.schemas.requests import Generation
 from reelflow.tasks.store import AssetStore, CacheRecord, StoredFile
@@ -63,8 +65,63 @@ def _refs(store: AssetStore, record: CacheRecord) -> list[AssetRef]:
     return [AssetRef(path=store.blob_path(f.sha256, f.ext), sha256=f.sha256, media=f.media) for f in record.outputs]
 
 
-def run_cached(store: AssetStore, operation: Operation, make: Callable[[Path], Generation]) -> Outcome:
-    """Return the cached result of `operation` if its files are intact, else make it and record it."""
+@dataclass
+class Plan:
+    """A dry run: what a render would make now (cached work is free), and its cost by stage."""
+
+    cost_by_stage: dict[str, float] = field(default_factory=dict)
+    calls_by_stage: dict[str, int] = field(default_factory=dict)
+
+    def add(self, stage: str, cost_usd: float, calls: int) -> None:
+        self.cost_by_stage[stage] = round(self.cost_by_stage.get(stage, 0.0) + cost_usd, 6)
+        self.calls_by_stage[stage] = self.calls_by_stage.get(stage, 0) + calls
+
+    @property
+    def total_usd(self) -> float:
+        return round(sum(self.cost_by_stage.values()), 6)
+
+
+_plan: ContextVar[Plan | None] = ContextVar("reelflow_plan", default=None)
+PLANNED_MEDIA = MediaInfo(kind="image", width=0, height=0)
+
+
+@contextmanager
+def planning() -> Iterator[Plan]:
+    """Within this block run_cached makes nothing: misses are priced into the plan and stand in as planned files."""
+    plan = Plan()
+    token = _plan.set(plan)
+    try:
+        yield plan
+    finally:
+        _plan.reset(token)
+
+
+def _planned(operation: Operation, plan: Plan, price: float, outputs: int) -> Outcome:
+    calls = 0 if operation.provider == MEDIA else 1
+    plan.add(operation.stage, price, calls)
+    key = operation.key
+    files = [
+        AssetRef(path=Path("planned") / f"{key}-{i}", sha256=f"planned-{key}-{i}", media=PLANNED_MEDIA)
+        for i in range(outputs)
+    ]
+    provenance = Provenance(stage=operation.stage, stage_version=operation.version, provider=operation.provider,
+                            model=operation.model, params=operation.params, seed=operation.seed, cost_usd=price)
+    return Outcome(files, provenance, provider_calls=calls, cost_usd=price)
+
+
+def run_cached(
+    store: AssetStore,
+    operation: Operation,
+    make: Callable[[Path], Generation],
+    *,
+    price: float = 0.0,
+    outputs: int = 1,
+) -> Outcome:
+    """Return the cached result of `operation` if its files are intact, else make it and record it.
+
+    `price` is what making it would cost and `outputs` how many files it makes; a dry run (see
+    `planning`) uses them instead of making anything.
+    """
     key = operation.key
     with store.lock(key):
         record = store.lookup(key)
@@ -73,6 +130,9 @@ def run_cached(store: AssetStore, operation: Operation, make: Callable[[Path], G
         rejection = store.rejection(key)
         if rejection is not None:
             raise ContentRejected(f"{rejection} (recorded earlier; not submitted again)", provider=operation.provider)
+        plan = _plan.get()
+        if plan is not None:
+            return _planned(operation, plan, price, outputs)
         started = time.monotonic()
         with store.scratch_dir() as scratch:
             try:

@@ -15,6 +15,7 @@ from reelflow.providers.registry import get_provider
 from reelflow.schemas.assets import AssetRef, ManifestEntry
 from reelflow.schemas.errors import ContentRejected
 from reelflow.schemas.requests import Generation, _Request
+from reelflow.tasks.budget import budget_for
 from reelflow.tasks.cache import MEDIA, Operation, Outcome, run_cached
 from reelflow.tasks.events import StageEvent, emit
 from reelflow.tasks.plan import ShotJob
@@ -49,12 +50,19 @@ def _call_one(job: ShotJob, name: str, model: str | None, stage: str, version: i
     operation = Operation(stage, version, name, request.model, provider.cache_params(request), inputs, request.seed)
 
     ticket = job.ledger.ticket(operation.key, name)
+    price = provider.estimate(request)
 
     def make(scratch: Path) -> Generation:
-        with provider_slot(name, job.project.concurrency):
-            return getattr(provider, capability)(request, scratch / f"out.{ext}", ticket=ticket)
+        budget = budget_for(job.run)
+        budget.reserve(price)
+        try:
+            with provider_slot(name, job.project.concurrency):
+                return getattr(provider, capability)(request, scratch / f"out.{ext}", ticket=ticket)
+        except Exception:
+            budget.refund(price)
+            raise
 
-    return run_cached(job.store, operation, make)
+    return run_cached(job.store, operation, make, price=price)
 
 
 def call_provider(
@@ -82,11 +90,12 @@ def call_provider(
 
 
 def run_media(job: ShotJob, *, stage: str, version: int, model: str, params: dict[str, Any],
-              inputs: list[AssetRef], make: Callable[[Path], list[Path]]) -> Outcome:
+              inputs: list[AssetRef], make: Callable[[Path], list[Path]], outputs: int = 1) -> Outcome:
     """A pure media operation (no provider, no cost), cached like every other operation."""
     operation = Operation(stage, version, MEDIA, model, params, inputs, None)
     outcome = run_cached(
-        job.store, operation, lambda scratch: Generation(provider=MEDIA, model=model, files=make(scratch))
+        job.store, operation, lambda scratch: Generation(provider=MEDIA, model=model, files=make(scratch)),
+        outputs=outputs,
     )
     _report(job, stage, outcome)
     return outcome

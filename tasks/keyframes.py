@@ -68,7 +68,7 @@ def make_keyframes(job: ShotJob) -> StageResult:
         result.entries.append(publish(job, strip, suffix="strip", ext="png"))
         panels = run_media(
             job, stage="split", version=SPLIT_VERSION, model="split-thirds", params={}, inputs=[strip.file],
-            make=lambda scratch: _split(scratch, strip.file.path),
+            make=lambda scratch: _split(scratch, strip.file.path), outputs=3,
         )
         for index, role in enumerate(("first", "hero", "last")):
             result.assets[role] = panels.files[index]

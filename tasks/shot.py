@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prefect import task
+from collections.abc import Callable
+from typing import Any
+
+from prefect import Task, task
 from pydantic import BaseModel
 
 from reelflow.schemas.assets import AssetRef, ManifestEntry
@@ -10,7 +13,7 @@ from reelflow.schemas.errors import ReelflowError
 from reelflow.tasks.clip import make_clip
 from reelflow.tasks.events import StageEvent, emit
 from reelflow.tasks.keyframes import make_keyframes
-from reelflow.tasks.plan import ShotJob
+from reelflow.tasks.plan import ShotJob, StageResult
 from reelflow.tasks.store import materialise
 from reelflow.tasks.upscale import upscale_keyframes
 from reelflow.tasks.video import make_video
@@ -35,31 +38,38 @@ def _one_line(error: BaseException) -> str:
     return text if isinstance(error, ReelflowError) else f"{error.__class__.__name__}: {text}"
 
 
+def shot_stages(job: ShotJob, run: Callable[..., StageResult]) -> list[StageResult]:
+    """keyframes → upscale → video → clip, each fed the one before; `run(stage_task, *args)` runs one."""
+    raw = run(make_keyframes, job)
+    frames = run(upscale_keyframes, job, raw)
+    video = run(make_video, job, frames)
+    return [raw, frames, video, run(make_clip, job, video)]
+
+
 @task(name="shot", task_run_name="{job.label}")
 def render_shot(job: ShotJob) -> ShotOutcome:
-    """Run the shot's stages in order; a failure names the stage and the reason."""
-    stage, results = "keyframes", []
+    """Run the shot's stages as tasks; publish its named assets only once all succeeded."""
+    current = "keyframes"
+
+    def run(stage_task: Task[..., StageResult], *args: Any) -> StageResult:
+        nonlocal current
+        current = stage_task.name
+        return stage_task(*args)
+
     try:
-        raw = make_keyframes(job)
-        results.append(raw)
-        stage = "upscale"
-        frames = upscale_keyframes(job, raw)
-        results.append(frames)
-        stage = "video"
-        video = make_video(job, frames)
-        results.append(video)
-        stage = "clip"
-        clip = make_clip(job, video)
-        results.append(clip)
+        results = shot_stages(job, run)
     except Exception as exc:
         reason = _one_line(exc)
-        emit(StageEvent(job.run, job.shot.shot, stage, "failed", detail=reason))
-        raise ShotFailed(job.shot.shot, stage, reason) from exc
+        emit(StageEvent(job.run, job.shot.shot, current, "failed", detail=reason))
+        raise ShotFailed(job.shot.shot, current, reason) from exc
     entries = [entry for result in results for entry in result.entries]
     for entry in entries:
         if entry.name is not None:
             blob = job.store.blob_path(entry.sha256, entry.name.rsplit(".", 1)[1])
             materialise(blob, entry.sha256, job.assets_dir / entry.name)
-    return ShotOutcome(shot=job.shot.shot, clip=clip.assets["clip"], entries=entries)
+    return ShotOutcome(shot=job.shot.shot, clip=results[-1].assets["clip"], entries=entries)
 
 
+def plan_shot(job: ShotJob) -> None:
+    """Walk the shot's stages without Prefect; inside `planning()` this prices what a render would make."""
+    shot_stages(job, lambda stage_task, *args: stage_task.fn(*args))

@@ -1,0 +1,42 @@
+"""What a render would submit now, and what it would cost: the render's own stages, walked as a dry run.
+
+Cached work costs nothing; a stage downstream of work still to be made is priced as made too. The local
+provider prices its calls at their shadow (cloud) cost, so an estimate equals its render's `cost_usd`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from reelflow.flows.render import plan_jobs, select_shots
+from reelflow.providers.registry import require_providers
+from reelflow.schemas.load import load_project, load_storyboard
+from reelflow.schemas.project import RENDER_STAGES
+from reelflow.tasks.cache import planning
+from reelflow.tasks.shot import plan_shot
+
+
+class Estimate(BaseModel):
+    episode: int
+    total_usd: float
+    by_stage: dict[str, float]
+    calls_by_stage: dict[str, int]
+
+
+def estimate_episode(project: Path | str, episode: int, shots: list[int] | None = None) -> Estimate:
+    """Price the render of these shots (all by default) as it would run now, submitting nothing."""
+    folder = load_project(project)
+    storyboard = load_storyboard(folder, episode)
+    numbers = select_shots(storyboard, shots, folder.storyboard_path(episode).name)
+    require_providers(folder.project, RENDER_STAGES)
+    with planning() as plan:
+        for job in plan_jobs(folder, storyboard, numbers, run="estimate"):
+            plan_shot(job)
+    return Estimate(
+        episode=episode,
+        total_usd=plan.total_usd,
+        by_stage={stage: plan.cost_by_stage.get(stage, 0.0) for stage in RENDER_STAGES},
+        calls_by_stage={stage: plan.calls_by_stage.get(stage, 0) for stage in RENDER_STAGES},
+    )
