@@ -1,0 +1,283 @@
+"""Google Gemini through google-genai: text to image, instruction edits, upscales and the Gate 2 judge.
+
+Environment: GEMINI_API_KEY (falling back to GOOGLE_API_KEY), REELFLOW_GEMINI_BASE_URL (another endpoint,
+e.g. the test fake), REELFLOW_GEMINI_TIMEOUT_S (per request, default 120). The client makes exactly one
+attempt per call (retries belong to the Prefect tasks) and speaks API version v1beta, where the
+generateContent reference documents image output and structured output (sources in wire.py).
+
+Ledger: generateContent is synchronous, so there is no request id to poll after a crash. A request the
+ledger still shows pending was cut off mid-call by a process that died; it is recorded `failed` as
+abandoned and the call is made again. That is the one place a crash can pay twice.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from google import genai
+from google.genai import types
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from reelflow.media.images import load_image, resize_cover, save_png
+from reelflow.providers.gemini.errors import NAME, one_line, translate
+from reelflow.providers.gemini.wire import image_config, image_part, response_image, response_json
+from reelflow.providers.ledger import Ticket
+from reelflow.schemas.errors import BadRequest, ContractError, MissingCredentials, ProviderError
+from reelflow.schemas.pricing import load_prices
+from reelflow.schemas.requests import (
+    EditRequest,
+    Generation,
+    ImageRequest,
+    JudgeRequest,
+    UpscaleRequest,
+    Verdict,
+    _Request,
+)
+
+DEFAULT_MODELS: dict[str, str] = {
+    "upscale": "gemini-2.5-flash-image",
+    "keyframes": "gemini-2.5-flash-image",
+    "candidates": "gemini-3-pro-image-preview",
+    "qc": "gemini-2.5-flash",
+}
+API_VERSION = "v1beta"
+DEFAULT_TIMEOUT_S = 120.0
+PASS_SCORE = 0.6
+MAX_REFERENCES = 2
+IGNORED_FIELDS = frozenset({"notes", "steps", "loras"})
+MISSING_KEY = "GEMINI_API_KEY is not set: export your Google AI Studio key as GEMINI_API_KEY"
+ABANDONED = "abandoned: synchronous request interrupted; resubmitting"
+UPSCALE_BRIEF = (
+    "Upscale this image to a sharp, high-resolution {width}x{height} version. Keep the composition, framing, "
+    "identities, colours and lighting exactly; add fine detail only; do not add, remove or move anything."
+)
+JUDGE_BRIEF = (
+    "You are the quality-control judge of an AI-rendered serial drama. Score from 0 to 1 how well the image "
+    "shows what the shot asks for: 1 exactly, 0.6 acceptable, below 0.6 it must be redone. List the named "
+    "characters you can identify, say whether the location matches, and give short reasons for anything "
+    "that lowers the score."
+)
+Result = TypeVar("Result")
+
+
+class Judgement(BaseModel):
+    """The structured answer the judge model must give (sent as the response schema)."""
+
+    score: float = Field(ge=0, le=1, description="How well the image matches the shot, 0 to 1.")
+    matches_prompt: bool = Field(description="The image shows what the shot describes.")
+    characters_present: list[str] = Field(description="Names of the listed characters visible in the image.")
+    location_matches: bool = Field(description="The setting is the requested location.")
+    reasons: list[str] = Field(description="Short reasons for anything that lowers the score.")
+
+
+def _timeout_from_env() -> float:
+    raw = os.environ.get("REELFLOW_GEMINI_TIMEOUT_S", "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ContractError(f"REELFLOW_GEMINI_TIMEOUT_S: {raw!r} is not a number") from None
+    if value <= 0:
+        raise ContractError("REELFLOW_GEMINI_TIMEOUT_S: must be positive")
+    return value
+
+
+def _check_size(width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise BadRequest(f"{NAME}: size {width}x{height} must be positive width and height", provider=NAME)
+
+
+def _edit_size(request: EditRequest, source: Image.Image) -> tuple[int, int]:
+    """The requested size; a missing side follows the input's aspect; neither means the input's size."""
+    width, height = source.size
+    if request.width and request.height:
+        return request.width, request.height
+    if request.width:
+        return request.width, max(1, round(request.width * height / width))
+    if request.height:
+        return max(1, round(request.height * width / height)), request.height
+    return width, height
+
+
+def _edit_text(request: EditRequest) -> str:
+    """The edit instruction, with the camera move and the role of reference images spelled out."""
+    lines = [f"Edit the first image: {request.prompt}"]
+    camera = []
+    if request.horizontal_angle is not None:
+        camera.append(f"view the subject from {request.horizontal_angle:g} degrees around it (0 is the front)")
+    if request.vertical_angle is not None:
+        camera.append(f"camera elevation {request.vertical_angle:g} degrees")
+    if request.zoom is not None:
+        camera.append(f"zoom level {request.zoom:g}")
+    if camera:
+        lines.append(f"Camera: {'; '.join(camera)}. Keep the subject's identity, costume and lighting.")
+    if request.references:
+        lines.append("The other images are references: keep the identity, face, costume and style they show.")
+    return "\n".join(lines)
+
+
+def _judge_text(request: JudgeRequest) -> str:
+    characters = ", ".join(request.characters) or "none named"
+    return f"{JUDGE_BRIEF}\n\nShot: {request.prompt}\nCharacters: {characters}\nLocation: {request.location or 'any'}"
+
+
+def _verdict_reasons(request: JudgeRequest, judgement: Judgement) -> list[str]:
+    """The judge's reasons, plus the missing characters and a wrong location it reported."""
+    reasons = list(judgement.reasons)
+    seen = {name.strip().lower() for name in judgement.characters_present}
+    missing = [name for name in request.characters if name.lower() not in seen]
+    if missing:
+        reasons.append(f"characters missing: {', '.join(missing)}")
+    if request.location and not judgement.location_matches:
+        reasons.append(f"location is not {request.location}")
+    return reasons
+
+
+def _recorded(ticket: Ticket | None, endpoint: str, request_id: str, billed: float, step: Callable[[], Result]) -> Result:
+    """`step()`; if it raises, the request is recorded failed: unbilled for provider errors, else at `billed`."""
+    try:
+        return step()
+    except ProviderError as error:
+        if ticket is not None:
+            ticket.failed(endpoint, request_id, f"{error.kind}: {error}")
+        raise
+    except Exception as error:
+        if ticket is not None:
+            ticket.failed(endpoint, request_id, one_line(f"{type(error).__name__}: {error}"), cost_usd=billed)
+        raise
+
+
+class GeminiProvider:
+    """Gemini's native image models, sized exactly by resampling, and the Gate 2 judge; LoRAs and steps are ignored."""
+
+    name = NAME
+
+    def __init__(self, api_key: str, *, base_url: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        if not api_key.strip():
+            raise MissingCredentials(MISSING_KEY, provider=NAME)
+        self.default_models = dict(DEFAULT_MODELS)
+        options = types.HttpOptions(
+            base_url=base_url,
+            api_version=API_VERSION,
+            timeout=max(1, round(timeout_s * 1000)),
+            retry_options=types.HttpRetryOptions(attempts=1),
+        )
+        self._client = genai.Client(vertexai=False, api_key=api_key.strip(), http_options=options)
+
+    @classmethod
+    def from_env(cls) -> GeminiProvider:
+        """A provider keyed by GEMINI_API_KEY (or GOOGLE_API_KEY); MissingCredentials when neither is set."""
+        key = os.environ.get("GEMINI_API_KEY", "").strip() or os.environ.get("GOOGLE_API_KEY", "").strip()
+        if not key:
+            raise MissingCredentials(MISSING_KEY, provider=NAME)
+        base_url = os.environ.get("REELFLOW_GEMINI_BASE_URL", "").strip() or None
+        return cls(key, base_url=base_url, timeout_s=_timeout_from_env())
+
+    def cache_params(self, request: _Request) -> dict[str, Any]:
+        """Every field Gemini's output depends on: not the frame notes, steps or LoRAs."""
+        return {field: value for field, value in request.params().items() if field not in IGNORED_FIELDS}
+
+    def estimate(self, request: _Request) -> float:
+        """One call at the price table's price for the model."""
+        return load_prices().cost(request.model)
+
+    def generate_image(self, request: ImageRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
+        """Text to image, resampled to exactly request.width x request.height."""
+        _check_size(request.width, request.height)
+        text = request.prompt + (f"\n\nAvoid: {request.negative_prompt}" if request.negative_prompt else "")
+        return self._image(request, out, [text], (request.width, request.height), ticket)
+
+    def edit_image(self, request: EditRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
+        """The image edited by instruction, with up to two reference images (Gemini takes three inputs)."""
+        if len(request.references) > MAX_REFERENCES:
+            raise BadRequest(
+                f"{NAME}: edit takes at most {MAX_REFERENCES} reference images beside the image; got {len(request.references)}",
+                provider=NAME,
+            )
+        _check_size(1 if request.width is None else request.width, 1 if request.height is None else request.height)
+        source = load_image(request.image)
+        references = [image_part(load_image(path)) for path in request.references]
+        contents: list[Any] = [_edit_text(request), image_part(source), *references]
+        return self._image(request, out, contents, _edit_size(request, source), ticket)
+
+    def upscale_image(self, request: UpscaleRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
+        """The image redrawn at high resolution, then resampled to exactly request.width x request.height."""
+        _check_size(request.width, request.height)
+        text = UPSCALE_BRIEF.format(width=request.width, height=request.height)
+        if request.prompt:
+            text += f"\nThe image shows: {request.prompt}"
+        contents: list[Any] = [text, image_part(load_image(request.image))]
+        return self._image(request, out, contents, (request.width, request.height), ticket)
+
+    def judge_image(self, request: JudgeRequest, *, ticket: Ticket | None = None) -> Verdict:
+        """Gate 2: a structured score of the image against the shot; it passes at 0.6."""
+        contents: list[Any] = [_judge_text(request), image_part(load_image(request.image))]
+        config = types.GenerateContentConfig(
+            response_mime_type="application/json", response_schema=Judgement, temperature=0.0, seed=request.seed,
+        )
+        judgement, _, _, cost = self._call(
+            request.model, contents, config, lambda response: response_json(response, request.model, Judgement), ticket,
+        )
+        return Verdict(
+            score=judgement.score, passed=judgement.score >= PASS_SCORE,
+            reasons=_verdict_reasons(request, judgement), cost_usd=cost,
+        )
+
+    def _image(
+        self, request: _Request, out: Path, contents: list[Any], size: tuple[int, int], ticket: Ticket | None
+    ) -> Generation:
+        """One image call: the output verified, resampled to `size` and saved as PNG at `out`."""
+        model = request.model
+        config = types.GenerateContentConfig(
+            response_modalities=["IMAGE"], image_config=image_config(model, *size), seed=request.seed,
+        )
+
+        def write(response: types.GenerateContentResponse) -> None:
+            save_png(resize_cover(response_image(response, model), size), out)
+
+        _, request_id, seconds, cost = self._call(model, contents, config, write, ticket)
+        return Generation(provider=NAME, model=model, files=[out], cost_usd=cost, request_id=request_id, seconds=seconds)
+
+    def _call(
+        self,
+        model: str,
+        contents: list[Any],
+        config: types.GenerateContentConfig,
+        read: Callable[[types.GenerateContentResponse], Result],
+        ticket: Ticket | None,
+    ) -> tuple[Result, str, float, float]:
+        """generateContent once, under the ledger: (what `read` made of it, request id, seconds, cost)."""
+        endpoint = f"{NAME}/{model}"
+        cost = load_prices().cost(model)
+        if ticket is not None:
+            stale = ticket.resume(endpoint)
+            if stale is not None:
+                ticket.failed(endpoint, stale, ABANDONED)
+        request_id = uuid.uuid4().hex
+        if ticket is not None:
+            ticket.submitted(endpoint, request_id)
+        started = time.monotonic()
+        response = _recorded(ticket, endpoint, request_id, 0.0, lambda: self._generate(model, contents, config))
+        result = _recorded(ticket, endpoint, request_id, cost, lambda: read(response))
+        if ticket is not None:
+            ticket.completed(endpoint, request_id, cost)
+        return result, response.response_id or request_id, time.monotonic() - started, cost
+
+    def _generate(
+        self, model: str, contents: list[Any], config: types.GenerateContentConfig
+    ) -> types.GenerateContentResponse:
+        """The SDK call, its exceptions translated to reelflow's taxonomy where they are known."""
+        try:
+            return self._client.models.generate_content(model=model, contents=contents, config=config)
+        except Exception as error:
+            translated = translate(error, model)
+            if translated is None:
+                raise
+            raise translated from error

@@ -1,0 +1,37 @@
+"""Against the real Gemini API, only when GEMINI_API_KEY is set: one image (about $0.04) and one judgement."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from reelflow.media.images import load_image
+from reelflow.providers.gemini.provider import GeminiProvider
+from reelflow.providers.ledger import Ledger
+from reelflow.schemas.requests import ImageRequest, JudgeRequest
+
+pytestmark = pytest.mark.skipif(not os.environ.get("GEMINI_API_KEY"), reason="GEMINI_API_KEY is not set")
+
+
+@pytest.fixture
+def live(monkeypatch: pytest.MonkeyPatch) -> GeminiProvider:
+    monkeypatch.delenv("REELFLOW_GEMINI_BASE_URL", raising=False)
+    return GeminiProvider.from_env()
+
+
+def test_generate_then_judge_for_real(live: GeminiProvider, tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    prompt = "A red lighthouse on a rocky island at dusk, cinematic, no text"
+    out = tmp_path / "lighthouse.png"
+    generation = live.generate_image(
+        ImageRequest(model=live.default_models["keyframes"], prompt=prompt, width=384, height=672),
+        out, ticket=ledger.ticket("live-image", "gemini"),
+    )
+    assert load_image(out).size == (384, 672)
+    assert generation.cost_usd == 0.039 and generation.request_id
+    assert [line.event for line in ledger.lines()] == ["submitted", "completed"]
+
+    verdict = live.judge_image(JudgeRequest(model=live.default_models["qc"], image=out, prompt=prompt))
+    assert 0.0 <= verdict.score <= 1.0 and verdict.passed == (verdict.score >= 0.6)
