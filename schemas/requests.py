@@ -19,6 +19,7 @@ class LoraRef(BaseModel):
     scale: float = 1.0
     trigger: str | None = None
     character: str | None = None
+    transformer: Literal["high", "low", "both"] | None = None
 
 
 class FrameNotes(BaseModel):

@@ -25,6 +25,9 @@ class FakeProvider:
     def cache_params(self, request: _Request) -> dict[str, Any]:
         return request.params()
 
+    def estimate(self, request: _Request) -> float:
+        return 0.02
+
     def generate_image(self, request: ImageRequest, out: Path, *, ticket: object = None) -> Generation:
         self.requests.append(request)
         if self.rejects:

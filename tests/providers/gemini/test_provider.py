@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes.gemini import FakeGemini
 from google.genai import errors as genai_errors
 from google.genai import types
 from PIL import Image
@@ -29,6 +28,8 @@ from reelflow.schemas.errors import (
     is_retryable,
 )
 from reelflow.schemas.requests import EditRequest, FrameNotes, ImageRequest, JudgeRequest, LoraRef, UpscaleRequest
+
+from fakes.gemini import FakeGemini
 
 FLASH_IMAGE = "gemini-2.5-flash-image"
 PRO_IMAGE = "gemini-3-pro-image-preview"

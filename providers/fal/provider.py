@@ -1,0 +1,195 @@
+"""The fal.ai provider: keyframes, previz, upscales, edits, first-last-frame video and LoRA training on fal's queue."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fal_client.client import SyncClient
+
+from reelflow.media.images import resize_cover, save_png
+from reelflow.media.probe import probe_image
+from reelflow.providers.fal import endpoints
+from reelflow.providers.fal.endpoints import Output
+from reelflow.providers.fal.errors import NAME
+from reelflow.providers.fal.hosts import configure_fal_client
+from reelflow.providers.fal.queue import DEADLINE_S, POLL_S, FalQueue, Result, download, verified_image, verified_video
+from reelflow.providers.ledger import Ticket
+from reelflow.schemas.errors import ContractError, MissingCredentials
+from reelflow.schemas.pricing import load_prices
+from reelflow.schemas.requests import (
+    EditRequest,
+    Generation,
+    ImageRequest,
+    TrainedLora,
+    TrainRequest,
+    UpscaleRequest,
+    VideoRequest,
+    _Request,
+)
+
+KEY_ENV = "FAL_KEY"
+POLL_ENV = "REELFLOW_FAL_POLL_S"
+DEADLINE_ENV = "REELFLOW_FAL_DEADLINE_S"
+DEFAULT_MODELS: dict[str, str] = {
+    "keyframes": endpoints.FLUX2_LORA,
+    "previz": endpoints.Z_IMAGE_TURBO,
+    "upscale": endpoints.SEEDVR_UPSCALE,
+    "video": endpoints.WAN_FLF,
+    "candidates": endpoints.QWEN_ANGLES,
+    "training": endpoints.Z_IMAGE_TRAINER,
+}
+# Fields only offline providers draw; fal's output does not depend on them.
+NOT_SENT = frozenset({"notes"})
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ContractError(f"{name}: {raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise ContractError(f"{name}: must be more than 0 seconds")
+    return value
+
+
+@contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A scratch folder beside `out` for downloads, removed afterwards; `out` is replaced only when complete."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.") as folder:
+        yield Path(folder)
+
+
+def _edit_size(request: EditRequest, size: tuple[int, int]) -> tuple[int, int]:
+    """The requested output size; one given side keeps the edit's aspect, none keeps its size."""
+    width, height = size
+    if request.width and request.height:
+        return request.width, request.height
+    if request.width:
+        return request.width, max(1, round(request.width * height / width))
+    if request.height:
+        return max(1, round(request.height * width / height)), request.height
+    return size
+
+
+class FalProvider:
+    """Every cloud stage on fal.ai, paid once per request: ids are in the ledger before any waiting."""
+
+    name = NAME
+
+    def __init__(self, key: str, *, poll_s: float = POLL_S, deadline_s: float = DEADLINE_S) -> None:
+        configure_fal_client()
+        self.default_models = dict(DEFAULT_MODELS)
+        self.queue = FalQueue(SyncClient(key=key), poll_s=poll_s, deadline_s=deadline_s)
+
+    @classmethod
+    def from_env(cls) -> FalProvider:
+        """A provider with the key in FAL_KEY, polling and deadline from REELFLOW_FAL_POLL_S / _DEADLINE_S."""
+        key = os.environ.get(KEY_ENV, "").strip()
+        if not key:
+            raise MissingCredentials("FAL_KEY is not set: export your fal.ai key as FAL_KEY", provider=NAME)
+        return cls(key, poll_s=_env_seconds(POLL_ENV, POLL_S), deadline_s=_env_seconds(DEADLINE_ENV, DEADLINE_S))
+
+    def cache_params(self, request: _Request) -> dict[str, Any]:
+        """Every field but input files and the offline-only frame notes."""
+        return {name: value for name, value in request.params().items() if name not in NOT_SENT}
+
+    def estimate(self, request: _Request) -> float:
+        """The price-table cost of the call: per image, per clip length, or per training steps."""
+        prices = load_prices()
+        if isinstance(request, ImageRequest):
+            return prices.cost(endpoints.image_endpoint(request))
+        if isinstance(request, VideoRequest):
+            return prices.cost(request.model, frames=request.num_frames)
+        if isinstance(request, TrainRequest):
+            return prices.cost(request.model, steps=request.steps)
+        return prices.cost(request.model)
+
+    def generate_image(self, request: ImageRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
+        """Text to image at exactly the requested size: FLUX.2 with LoRAs, or Z-Image Turbo."""
+        endpoint = endpoints.image_endpoint(request)
+        arguments = endpoints.text_to_image(request)
+        size = (request.width, request.height)
+
+        def finish(result: Result) -> None:
+            self._write_image(endpoint, endpoints.images(endpoint, result)[0], out, expected=size)
+
+        return self._generation(request, endpoint, arguments, out, ticket, finish)
+
+    def edit_image(self, request: EditRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
+        """Nano Banana Pro edit by instruction, or Qwen multiple angles; resampled to the requested size."""
+        mapping = endpoints.edit_endpoint(request)
+        urls = [self.queue.upload(path) for path in (request.image, *request.references)]
+        arguments = mapping(request, urls)
+
+        def finish(result: Result) -> None:
+            self._write_image(request.model, endpoints.images(request.model, result)[0], out,
+                              resize=lambda size: _edit_size(request, size))
+
+        return self._generation(request, request.model, arguments, out, ticket, finish)
+
+    def upscale_image(self, request: UpscaleRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
+        """SeedVR2 by the factor that covers the target, then resampled to exactly its size."""
+        endpoints.expect_model(request.model, endpoints.SEEDVR_UPSCALE, "an upscale")
+        source = probe_image(request.image)
+        arguments = endpoints.upscale(request, self.queue.upload(request.image), (source.width, source.height))
+        size = (request.width, request.height)
+
+        def finish(result: Result) -> None:
+            self._write_image(request.model, endpoints.image(request.model, result)[0], out, resize=lambda _: size)
+
+        return self._generation(request, request.model, arguments, out, ticket, finish)
+
+    def first_last_video(self, request: VideoRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
+        """WAN 2.2 from the first to the last frame, with exactly `num_frames` frames (720p)."""
+        endpoints.expect_model(request.model, endpoints.WAN_FLF, "a first-last-frame video")
+        endpoints.check_frames(request.num_frames)
+        first_url, last_url = self.queue.upload(request.first), self.queue.upload(request.last)
+        arguments = endpoints.first_last_video(request, first_url, last_url)
+
+        def finish(result: Result) -> None:
+            output = endpoints.video(request.model, result)[0]
+            with _staged(out) as folder:
+                clip = download(output.url, folder / "download.mp4", request.model)
+                verified_video(clip, request.model, frames=request.num_frames)
+                os.replace(clip, out)
+
+        return self._generation(request, request.model, arguments, out, ticket, finish)
+
+    def train_lora(self, request: TrainRequest, *, ticket: Ticket | None = None) -> TrainedLora:
+        """A character LoRA from the zip; the weights stay at fal's URLs."""
+        mapping = endpoints.trainer(request)
+        arguments = mapping(request, self.queue.upload(request.images_zip))
+        cost = self.estimate(request)
+        done = self.queue.run(request.model, arguments, ticket=ticket, cost_usd=cost,
+                              finish=lambda result: endpoints.weights(request.model, result))
+        return TrainedLora(provider=NAME, model=request.model, weights=done.value, trigger=request.trigger,
+                           cost_usd=cost, request_id=done.request_id)
+
+    def _generation(self, request: _Request, endpoint: str, arguments: dict[str, Any], out: Path,
+                    ticket: Ticket | None, finish: Callable[[Result], None]) -> Generation:
+        cost = self.estimate(request)
+        done = self.queue.run(endpoint, arguments, ticket=ticket, cost_usd=cost, finish=finish)
+        return Generation(provider=NAME, model=endpoint, files=[out], cost_usd=cost, request_id=done.request_id,
+                          seconds=done.seconds)
+
+    @staticmethod
+    def _write_image(endpoint: str, output: Output, out: Path, *, expected: tuple[int, int] | None = None,
+                     resize: Callable[[tuple[int, int]], tuple[int, int]] | None = None) -> None:
+        """Download, verify and write one image as PNG at `out`, resampled to the size `resize` gives."""
+        reported = (output.width, output.height) if output.width and output.height else None
+        with _staged(out) as folder:
+            image = verified_image(download(output.url, folder / "download", endpoint), endpoint,
+                                   expected=expected, reported=reported)
+            if resize is not None and image.size != resize(image.size):
+                image = resize_cover(image, resize(image.size))
+            save_png(image, folder / out.name)
+            os.replace(folder / out.name, out)

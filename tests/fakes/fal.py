@@ -1,0 +1,487 @@
+"""A loopback fal.ai: the queue, storage and CDN wire that fal-client speaks, on 127.0.0.1.
+
+One ThreadingHTTPServer serves four roots; `.env()` gives the REELFLOW_FAL_* base URLs and FAL_KEY a provider
+(in this process or a subprocess) needs:
+
+- `/queue/` (QUEUE_URL_FORMAT): POST /queue/{endpoint} → {request_id, status_url, response_url, cancel_url,
+  queue_position}; GET .../requests/{id}/status → IN_QUEUE (queue_position) → IN_PROGRESS → COMPLETED; GET
+  .../requests/{id} → the result, or the 422 `detail[{loc, msg, type}]` fal settles it with; PUT
+  .../requests/{id}/cancel → 202 CANCELLATION_REQUESTED, 400 ALREADY_COMPLETED or 404 NOT_FOUND. Status, result
+  and cancel live under owner/alias only: the endpoint's sub-path is dropped, as on fal.
+- `/rest` (REST_URL): POST /rest/storage/auth/token → a CDN token; POST /rest/storage/upload/initiate → an upload
+  URL (fal-client's fallback when the CDN upload fails).
+- `/cdn` (CDN_URL): POST /cdn/files/upload (bearer token) → {access_url}; PUT /cdn/put/{id} for the fallback.
+- `/files/...`: every uploaded input and every output, public.
+
+Queue and storage calls need `Authorization: Key <key>` (else 401). Outputs are real media made from the request
+body alone: PNGs of `image_size`; SeedVR2 upscales of the input by `upscale_factor`; edits at the input's size
+(turned with the angles); WAN clips of exactly `num_frames` frames at `frames_per_second`, 720x1280 or 1280x720
+by `aspect_ratio` (or the first image's aspect) blending first into last image; trainers' safetensors files.
+Scripted behaviours: a reject word in the prompt (content policy 422), `rate_limited` / `server_errors` submits
+(429 / `server_error_status`), `status_errors` (503 on status polls), `progress_polls` / `slow_s` of IN_PROGRESS,
+`corrupt_outputs` (truncated files), `finish_before_cancel` (the request completes just as a cancel arrives), a
+wrong key (401), and sizes or frame counts out of range (422 naming the field). The log: `submits` per endpoint
+and `submits_by_body` per body hash (accepted, billable submits only), `cancels`, `uploads`, `status_polls`.
+All state lives in the FakeFal object, served from a thread: clients in subprocesses share it, so a client killed
+mid-request and started again finds its request where it left it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+from PIL import Image
+
+from reelflow.media.encode import encode_frames
+
+Body = dict[str, Any]
+Answer = tuple[int, Body | bytes]
+
+TEXT_TO_IMAGE = frozenset({"fal-ai/flux-2/lora", "fal-ai/z-image/turbo", "fal-ai/z-image/turbo/lora"})
+UPSCALE = "fal-ai/seedvr/upscale/image"
+ANGLES = "fal-ai/qwen-image-edit-2511-multiple-angles"
+EDIT = "fal-ai/nano-banana-pro/edit"
+VIDEO = "fal-ai/wan/v2.2-a14b/image-to-video/lora"
+TRAINERS = {
+    "fal-ai/z-image-trainer": ("diffusers_lora_file",),
+    "fal-ai/flux-2-trainer": ("diffusers_lora_file",),
+    "fal-ai/wan-22-image-trainer": ("diffusers_lora_file", "high_noise_lora"),
+}
+ENDPOINTS = TEXT_TO_IMAGE | {UPSCALE, ANGLES, EDIT, VIDEO} | set(TRAINERS)
+SIDE_RANGE = (16, 4096)
+FRAME_RANGE = (17, 161)
+SIZES_720P = {"9:16": (720, 1280), "16:9": (1280, 720), "1:1": (960, 960)}
+CDN_TOKEN = "fake-cdn-token"
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _problem(loc: list[str | int], msg: str, kind: str, value: Any = None) -> Body:
+    return {"loc": ["body", *loc], "msg": msg, "type": kind, "input": value}
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _picture(size: tuple[int, int], digest: str) -> Image.Image:
+    """A gradient between two colours taken from `digest`, with a band whose place comes from it too."""
+    width, height = size
+    seed = bytes.fromhex(digest[:16])
+    start, end = np.array(list(seed[:3]), float), np.array(list(seed[3:6]), float)
+    ramp = np.linspace(0.0, 1.0, width)[None, :, None]
+    pixels = np.broadcast_to(start + (end - start) * ramp, (height, width, 3)).copy()
+    top = seed[6] * height // 256
+    pixels[top : top + max(1, height // 8)] = 255 - pixels[top : top + max(1, height // 8)]
+    return Image.fromarray(pixels.astype(np.uint8), "RGB")
+
+
+def _tinted(image: Image.Image, digest: str) -> Image.Image:
+    tint = Image.new("RGB", image.size, tuple(bytes.fromhex(digest[:6])))
+    return Image.blend(image.convert("RGB"), tint, 0.25)
+
+
+@dataclass
+class Job:
+    """One submitted request: what was asked, how often it was polled, and how fal settled it."""
+
+    request_id: str
+    endpoint: str
+    body: Body
+    submitted_at: float
+    polls: int = 0
+    cancelled: bool = False
+    fetched: bool = False
+    outcome: tuple[int, Body] | None = None
+    settling: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def app(self) -> str:
+        return "/".join(self.endpoint.split("/")[:2])
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    fake: FakeFal
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def _answer(self, method: str) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, answer = self.server.fake.answer(method, self.path, dict(self.headers.items()), raw)
+        data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+        kind = "application/octet-stream" if isinstance(answer, bytes) else "application/json"
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except ConnectionError:
+            return
+
+    def do_GET(self) -> None:
+        self._answer("GET")
+
+    def do_POST(self) -> None:
+        self._answer("POST")
+
+    def do_PUT(self) -> None:
+        self._answer("PUT")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class FakeFal:
+    """The fake fal: start()/stop() or a context manager; `.env()` points a FalProvider at it."""
+
+    def __init__(
+        self,
+        *,
+        key: str = "fake-fal-key",
+        reject_word: str = "forbidden",
+        progress_polls: int = 1,
+        slow_s: float = 0.0,
+    ) -> None:
+        self.key, self.reject_word = key, reject_word
+        self.progress_polls, self.slow_s = progress_polls, slow_s
+        self.rate_limited = 0
+        self.server_errors = 0
+        self.server_error_status = 500
+        self.status_errors = 0
+        self.corrupt_outputs = 0
+        self.finish_before_cancel = False
+        self.jobs: dict[str, Job] = {}
+        self.submits: Counter[str] = Counter()
+        self.submits_by_body: Counter[str] = Counter()
+        self.cancels: list[str] = []
+        self.uploads: list[str] = []
+        self.status_polls: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._files: dict[str, bytes] = {}
+        self._pending_puts: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self._scratch = tempfile.TemporaryDirectory(prefix="fake-fal-")
+        self._server: _Server | None = None
+
+    def start(self) -> FakeFal:
+        """Listen on 127.0.0.1 at a free port, serving from a daemon thread."""
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.fake = self
+        self._server = server
+        threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-fal", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and drop the scratch files."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        self._scratch.cleanup()
+
+    def __enter__(self) -> FakeFal:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:PORT, the one server behind every base URL in `.env()`."""
+        if self._server is None:
+            raise RuntimeError("FakeFal is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def env(self) -> dict[str, str]:
+        """The environment that points FalProvider.from_env() (here or in a subprocess) at this fake."""
+        return {
+            "REELFLOW_FAL_QUEUE_URL": f"{self.url}/queue/",
+            "REELFLOW_FAL_REST_URL": f"{self.url}/rest",
+            "REELFLOW_FAL_CDN_URL": f"{self.url}/cdn",
+            "REELFLOW_FAL_POLL_S": "0.01",
+            "FAL_KEY": self.key,
+        }
+
+    def total_submits(self) -> int:
+        """Requests fal accepted (and would bill), over every endpoint."""
+        with self._lock:
+            return sum(self.submits.values())
+
+    # -- routing -----------------------------------------------------------------------------------------------
+
+    def answer(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Answer:
+        """The status and body (JSON or bytes) for one HTTP request."""
+        path = urlsplit(target).path
+        parts = [part for part in path.split("/") if part]
+        auth = headers.get("Authorization") or headers.get("authorization") or ""
+        root, rest = (parts[0], parts[1:]) if parts else ("", [])
+        if root == "files" and method == "GET":
+            return self._file(path)
+        if root == "cdn":
+            return self._cdn(method, rest, headers, auth, raw)
+        if auth != f"Key {self.key}":
+            return 401, {"detail": "Invalid key: authentication failed"}
+        if root == "rest" and method == "POST" and rest == ["storage", "auth", "token"]:
+            expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+            return 200, {"token": CDN_TOKEN, "token_type": "Bearer", "base_url": f"{self.url}/cdn", "expires_at": expires}
+        if root == "rest" and method == "POST" and rest == ["storage", "upload", "initiate"]:
+            return self._initiate(raw)
+        if root == "queue" and len(rest) >= 4 and rest[2] == "requests":
+            return self._request(method, "/".join(rest[:2]), rest[3], rest[4:])
+        if root == "queue" and method == "POST" and len(rest) >= 2:
+            return self._submit("/".join(rest), raw)
+        return 404, {"detail": f"{method} {path} is not served by the fake"}
+
+    def _file(self, path: str) -> Answer:
+        with self._lock:
+            data = self._files.get(path)
+        return (200, data) if data is not None else (404, {"detail": "File not found"})
+
+    def _store(self, name: str, data: bytes) -> str:
+        path = f"/files/{uuid.uuid4().hex[:12]}/{name}"
+        with self._lock:
+            self._files[path] = data
+        return self.url + path
+
+    def _cdn(self, method: str, rest: list[str], headers: dict[str, str], auth: str, raw: bytes) -> Answer:
+        if method == "PUT" and len(rest) == 2 and rest[0] == "put":
+            with self._lock:
+                name = self._pending_puts.pop(rest[1], None)
+            if name is None:
+                return 404, {"detail": "Unknown upload"}
+            self._uploaded(raw)
+            with self._lock:
+                self._files[name] = raw
+            return 200, {}
+        if auth != f"Bearer {CDN_TOKEN}":
+            return 401, {"detail": "Invalid CDN token"}
+        if method == "POST" and rest == ["files", "upload"]:
+            self._uploaded(raw)
+            name = headers.get("X-Fal-File-Name") or headers.get("x-fal-file-name") or "upload.bin"
+            return 200, {"access_url": self._store(name, raw)}
+        return 404, {"detail": "Not found"}
+
+    def _initiate(self, raw: bytes) -> Answer:
+        name = (json.loads(raw or b"{}").get("file_name") or "upload.bin").replace("/", "_")
+        token = uuid.uuid4().hex
+        path = f"/files/{token[:12]}/{name}"
+        with self._lock:
+            self._pending_puts[token] = path
+        return 200, {"upload_url": f"{self.url}/cdn/put/{token}", "file_url": self.url + path}
+
+    def _uploaded(self, raw: bytes) -> None:
+        with self._lock:
+            self.uploads.append(hashlib.sha256(raw).hexdigest())
+
+    # -- queue -------------------------------------------------------------------------------------------------
+
+    def _submit(self, endpoint: str, raw: bytes) -> Answer:
+        with self._lock:
+            if self.rate_limited > 0:
+                self.rate_limited -= 1
+                return 429, {"detail": "Rate limit exceeded: too many concurrent requests"}
+            if self.server_errors > 0:
+                self.server_errors -= 1
+                return self.server_error_status, {"detail": "Internal Server Error"}
+        if endpoint not in ENDPOINTS:
+            return 404, {"detail": f"Application '{endpoint}' not found"}
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            return 400, {"detail": "Invalid JSON body"}
+        job = Job(uuid.uuid4().hex, endpoint, body, time.monotonic())
+        with self._lock:
+            self.jobs[job.request_id] = job
+            self.submits[endpoint] += 1
+            self.submits_by_body[_digest(body)] += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        base = f"{self.url}/queue/{job.app}/requests/{job.request_id}"
+        return 200, {"request_id": job.request_id, "status_url": f"{base}/status", "response_url": base,
+                     "cancel_url": f"{base}/cancel", "queue_position": 0}
+
+    def _request(self, method: str, app: str, request_id: str, tail: list[str]) -> Answer:
+        with self._lock:
+            job = self.jobs.get(request_id)
+        if job is None or job.app != app:
+            return 404, {"detail": f"Request {request_id} not found"}
+        if method == "GET" and tail == ["status"]:
+            with self._lock:
+                if self.status_errors > 0:
+                    self.status_errors -= 1
+                    return 503, {"detail": "Service Unavailable"}
+            return 200, self._status(job)
+        if method == "GET" and not tail:
+            if self._state(job) != "COMPLETED":
+                return 400, {"detail": "Request is still in progress"}
+            with self._lock:
+                if not job.fetched:
+                    job.fetched = True
+                    self.in_flight -= 1
+            return self._settle(job)
+        if method == "PUT" and tail == ["cancel"]:
+            if self.finish_before_cancel:
+                self._settle(job)
+            with self._lock:
+                self.cancels.append(request_id)
+                if job.outcome is not None:
+                    return 400, {"status": "ALREADY_COMPLETED"}
+                job.cancelled = True
+            return 202, {"status": "CANCELLATION_REQUESTED"}
+        return 405, {"detail": "Method not allowed"}
+
+    def _state(self, job: Job) -> str:
+        with self._lock:
+            if job.outcome is not None:
+                return "COMPLETED"
+            if job.cancelled:
+                return "CANCELLED"
+            if job.polls <= 1:
+                return "IN_QUEUE"
+            if job.polls <= 1 + self.progress_polls or time.monotonic() < job.submitted_at + self.slow_s:
+                return "IN_PROGRESS"
+            return "COMPLETED"
+
+    def _status(self, job: Job) -> Body:
+        with self._lock:
+            job.polls += 1
+            self.status_polls[job.request_id] += 1
+        state = self._state(job)
+        response_url = f"{self.url}/queue/{job.app}/requests/{job.request_id}"
+        if state == "IN_QUEUE":
+            return {"status": "IN_QUEUE", "queue_position": 0, "response_url": response_url}
+        if state in ("IN_PROGRESS", "CANCELLED"):
+            return {"status": "IN_PROGRESS", "logs": None, "response_url": response_url}
+        status, result = self._settle(job)
+        answer: Body = {"status": "COMPLETED", "logs": None, "metrics": {"inference_time": 0.01}, "response_url": response_url}
+        if status != 200:
+            answer |= {"error": json.dumps(result.get("detail")), "error_type": "validation_error"}
+        return answer
+
+    def _settle(self, job: Job) -> tuple[int, Body]:
+        """The job's result, made once: a 422 when fal would refuse it, else real media at the fake's URLs."""
+        with job.settling:
+            if job.outcome is None:
+                problems = self._problems(job)
+                job.outcome = (422, {"detail": problems}) if problems else (200, self._produce(job))
+            return job.outcome
+
+    def _problems(self, job: Job) -> list[Body]:
+        body, problems = job.body, []
+        prompt = str(body.get("prompt") or "")
+        if self.reject_word and self.reject_word.lower() in prompt.lower():
+            problems.append(_problem(["prompt"], "The content was flagged by a content checker.",
+                                     "content_policy_violation", prompt) | {"categories": ["violence"]})
+        size = body.get("image_size")
+        if job.endpoint in TEXT_TO_IMAGE:
+            low, high = SIDE_RANGE
+            for side in ("width", "height"):
+                value = size.get(side) if isinstance(size, dict) else None
+                if not isinstance(value, int) or not low <= value <= high:
+                    problems.append(_problem(["image_size", side], f"Input should be between {low} and {high}",
+                                             "value_error", value))
+        if job.endpoint == VIDEO:
+            low, high = FRAME_RANGE
+            frames = body.get("num_frames")
+            if not isinstance(frames, int) or not low <= frames <= high:
+                problems.append(_problem(["num_frames"], f"Input should be between {low} and {high}", "value_error", frames))
+            if body.get("resolution", "720p") != "720p":
+                problems.append(_problem(["resolution"], "Input should be '720p'", "literal_error", body.get("resolution")))
+        for name in ("image_url", "end_image_url", "image_urls"):
+            urls = body.get(name)
+            for url in urls if isinstance(urls, list) else [urls] if urls is not None else []:
+                if self._input(url) is None:
+                    problems.append(_problem([name], "Could not download the file from the URL", "file_download_error", url))
+        return problems
+
+    def _input(self, url: Any) -> Image.Image | None:
+        if not isinstance(url, str) or not url.startswith(self.url):
+            return None
+        with self._lock:
+            data = self._files.get(urlsplit(url).path)
+        if data is None:
+            return None
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return image.convert("RGB")
+        except OSError:
+            return None
+
+    def _output(self, name: str, data: bytes) -> str:
+        with self._lock:
+            if self.corrupt_outputs > 0:
+                self.corrupt_outputs -= 1
+                data = data[: len(data) // 2]
+        return self._store(name, data)
+
+    def _image_file(self, image: Image.Image) -> Body:
+        url = self._output("output.png", _png(image))
+        return {"url": url, "width": image.width, "height": image.height, "content_type": "image/png"}
+
+    def _produce(self, job: Job) -> Body:
+        body, digest = job.body, _digest(job.body)
+        if job.endpoint in TEXT_TO_IMAGE:
+            size = (body["image_size"]["width"], body["image_size"]["height"])
+            return {"images": [self._image_file(_picture(size, digest))], "seed": body.get("seed", 0),
+                    "prompt": body.get("prompt", "")}
+        if job.endpoint == UPSCALE:
+            source = self._input(body["image_url"])
+            assert source is not None
+            factor = float(body.get("upscale_factor", 2))
+            size = (round(source.width * factor), round(source.height * factor))
+            return {"image": self._image_file(_tinted(source.resize(size, Image.Resampling.BICUBIC), digest))}
+        if job.endpoint in (ANGLES, EDIT):
+            source = self._input(body["image_urls"][0])
+            assert source is not None
+            turned = source.rotate(float(body.get("horizontal_angle") or 0) % 360, fillcolor=(0, 0, 0))
+            return {"images": [self._image_file(_tinted(turned, digest))], "seed": body.get("seed", 0)}
+        if job.endpoint == VIDEO:
+            return {"video": {"url": self._video(job, digest), "content_type": "video/mp4"}, "seed": body.get("seed", 0)}
+        return {
+            **{key: {"url": self._output(f"{key}.safetensors", f"fake weights {key} {digest}".encode()),
+                     "file_name": f"{key}.safetensors", "content_type": "application/octet-stream"}
+               for key in TRAINERS[job.endpoint]},
+            "config_file": {"url": self._output("config.json", b"{}"), "file_name": "config.json"},
+        }
+
+    def _video(self, job: Job, digest: str) -> str:
+        body = job.body
+        first, last = self._input(body["image_url"]), self._input(body.get("end_image_url") or body["image_url"])
+        assert first is not None and last is not None
+        ratio = body.get("aspect_ratio")
+        if ratio not in SIZES_720P:
+            ratio = "9:16" if first.height > first.width else "16:9" if first.width > first.height else "1:1"
+        size = SIZES_720P[ratio]
+        start = np.asarray(first.resize(size), float)
+        end = np.asarray(_tinted(last, digest).resize(size), float)
+        count = body["num_frames"] + (body["num_frames"] - 1) * int(body.get("num_interpolated_frames") or 0)
+        frames = ((start + (end - start) * i / max(1, count - 1)).astype(np.uint8) for i in range(count))
+        path = Path(self._scratch.name) / f"{job.request_id}.mp4"
+        encode_frames(frames, path, fps=int(body.get("frames_per_second") or 16), size=size)
+        return self._output("output.mp4", path.read_bytes())

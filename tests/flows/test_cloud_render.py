@@ -1,0 +1,172 @@
+"""Renders against loopback fakes of fal.ai and Gemini, through the real client libraries.
+
+One submit per generation, a SIGKILLed render resumed without paying twice, content rejections routed
+to the fallback, estimates that match the ledger, and a missing key stopping everything up front.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reelflow.providers.ledger import Ledger
+
+from checks import check_episode
+from conftest import REELFLOW, run_cli
+from fakes.fal import FakeFal
+from fakes.gemini import FakeGemini
+from projects import PROJECT, storyboard, write_project
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+CLOUD = {"default": "fal", "upscale": "gemini"}
+
+
+@pytest.fixture
+def fal() -> Iterator[FakeFal]:
+    with FakeFal() as fake:
+        yield fake
+
+
+@pytest.fixture
+def gemini() -> Iterator[FakeGemini]:
+    with FakeGemini() as fake:
+        yield fake
+
+
+def cloud_env(fal: FakeFal, gemini: FakeGemini | None = None) -> dict[str, str]:
+    return fal.env() | (gemini.env() if gemini else {})
+
+
+def ledger_cost(root: Path) -> float:
+    return Ledger(root / ".reelflow" / "ledger.jsonl").total_cost()
+
+
+def test_small_project_on_fal_and_gemini(tmp_path: Path, fal: FakeFal, gemini: FakeGemini) -> None:
+    root = write_project(tmp_path / "proj", project=PROJECT | {"providers": CLOUD, "concurrency": {"fal": 2}})
+    env = cloud_env(fal, gemini)
+    estimate = run_cli("estimate", str(root), "--episode", "1", "--json", env=env)
+    assert estimate.code == 0, estimate.stderr
+    assert fal.total_submits() == 0 and not gemini.calls
+
+    result = run_cli("render", str(root), "--episode", "1", "--json", env=env)
+    assert result.code == 0, result.stderr
+    report = result.json()
+    check_episode(root, 1)
+    assert report["provider_calls"] == 15
+    assert fal.total_submits() == 8 and sum(gemini.calls_per_model().values()) == 7
+    assert set(fal.submits_by_body.values()) == {1}, "one submit per generation"
+    assert fal.max_in_flight <= 2, "the project's fal concurrency limit holds across shots"
+    assert report["cost_usd"] == pytest.approx(ledger_cost(root))
+    assert estimate.json()["total_usd"] == pytest.approx(report["cost_usd"])
+
+    manifest = json.loads((root / "storyboards" / "assets" / "ep_001" / "manifest.json").read_text())
+    providers: dict[str, set[str]] = {}
+    for entry in manifest["assets"] + manifest["intermediates"]:
+        providers.setdefault(entry["stage"], set()).add(entry["provider"])
+    assert providers["keyframes"] == {"fal"} and providers["upscale"] == {"gemini"}
+    assert providers["video"] == {"fal", "media"}, "FLF segments on fal, held frames made locally"
+
+    again = run_cli("render", str(root), "--episode", "1", "--json", env=env)
+    assert again.json()["provider_calls"] == 0 and fal.total_submits() == 8
+    assert run_cli("estimate", str(root), "--episode", "1", "--json", env=env).json()["total_usd"] == 0
+
+
+def test_missing_key_stops_before_anything_is_submitted(tmp_path: Path, fal: FakeFal) -> None:
+    root = write_project(tmp_path / "proj", project=PROJECT | {"providers": {"default": "fal"}})
+    env = fal.env() | {"FAL_KEY": ""}
+    result = run_cli("render", str(root), "--episode", "1", "--json", env=env)
+    assert result.code == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == ["error: FAL_KEY is not set: export your fal.ai key as FAL_KEY"]
+    assert fal.total_submits() == 0 and not (root / "storyboards" / "assets").exists()
+
+
+def test_rejected_content_goes_to_the_fallback(tmp_path: Path, fal: FakeFal) -> None:
+    board = storyboard()
+    board["shots"][2]["first_frame_prompt"] = "A forbidden cargo hold"
+    providers = {"default": "local", "keyframes": {"use": "fal", "fallback": "local"}}
+    root = write_project(tmp_path / "proj", board, project=PROJECT | {"providers": providers})
+    result = run_cli("render", str(root), "--episode", "1", "--shots", "2,3", "--json", env=fal.env())
+    assert result.code == 0, result.stderr
+    manifest = json.loads((root / "storyboards" / "assets" / "ep_001" / "manifest.json").read_text())
+    keyframes = {e["shot"]: e["provider"] for e in manifest["intermediates"] if e["stage"] == "keyframes"}
+    assert keyframes[3] == "local" and keyframes[2] == "fal"
+    assert set(fal.submits_by_body.values()) == {1}
+
+
+def test_rejected_content_without_fallback_fails_that_shot_only(tmp_path: Path, fal: FakeFal) -> None:
+    board = storyboard()
+    board["shots"][2]["first_frame_prompt"] = "A forbidden cargo hold"
+    root = write_project(tmp_path / "proj", board, project=PROJECT | {"providers": {"default": "local", "keyframes": "fal"}})
+    result = run_cli("render", str(root), "--episode", "1", "--shots", "3,4", "--json", env=fal.env())
+    assert result.code == 1
+    report = result.json()
+    assert report["shots"] == {"total": 2, "rendered": 1, "cached": 0, "failed": 1}
+    failure = report["failures"][0]
+    assert (failure["shot"], failure["stage"]) == (3, "keyframes")
+    assert "content_policy_violation" in failure["reason"] or "flagged" in failure["reason"]
+    assert "\n" not in failure["reason"]
+
+
+def _render_process(root: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    environment = os.environ | {"REELFLOW_RETRY_DELAY_S": "0.01"} | env
+    return subprocess.Popen([str(REELFLOW), "render", str(root), "--episode", "1", "--json"], env=environment,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, text=True)
+
+
+def test_sigkill_mid_render_then_rerun_pays_once(tmp_path: Path) -> None:
+    fal_only = PROJECT | {"providers": {"default": "fal"}}
+    with FakeFal() as clean_fal:
+        clean = write_project(tmp_path / "clean", project=fal_only)
+        assert run_cli("render", str(clean), "--episode", "1", "--json", env=clean_fal.env()).code == 0
+        clean_submits = clean_fal.total_submits()
+
+    with FakeFal(slow_s=1.0) as fal:
+        root = write_project(tmp_path / "killed", project=fal_only)
+        process = _render_process(root, fal.env())
+        deadline = time.monotonic() + 60
+        while fal.total_submits() < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        assert 3 <= fal.total_submits() < clean_submits, "killed mid-way"
+        assert Ledger(root / ".reelflow" / "ledger.jsonl").lines(), "requests were written down before waiting"
+
+        fal.slow_s = 0.0
+        result = run_cli("render", str(root), "--episode", "1", "--json", env=fal.env())
+        assert result.code == 0, result.stderr
+        assert fal.total_submits() == clean_submits
+        assert set(fal.submits_by_body.values()) == {1}
+    check_episode(root, 1)
+
+
+@pytest.mark.slow
+def test_example_episode_one_on_fal_and_gemini(tmp_path: Path, fal: FakeFal, gemini: FakeGemini) -> None:
+    root = tmp_path / "leviathan"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "leviathan", root,
+                    ignore=shutil.ignore_patterns("assets", ".reelflow"))
+    project = json.loads((root / "project.json").read_text()) | {"providers": CLOUD}
+    (root / "project.json").write_text(json.dumps(project))
+    env = cloud_env(fal, gemini)
+    estimate = run_cli("estimate", str(root), "--episode", "1", "--json", env=env).json()["total_usd"]
+
+    result = run_cli("render", str(root), "--episode", "1", "--json", env=env)
+    assert result.code == 0, result.stderr
+    report = result.json()
+    assert report["shots"] == {"total": 21, "rendered": 21, "cached": 0, "failed": 0}
+    check_episode(root, 1)
+    assert set(fal.submits_by_body.values()) == {1}, "exactly one submit per generation"
+    assert fal.total_submits() + sum(gemini.calls_per_model().values()) == report["provider_calls"]
+    assert estimate == pytest.approx(ledger_cost(root)) == pytest.approx(report["cost_usd"])
+
+    again = run_cli("render", str(root), "--episode", "1", "--json", env=env | {"REELFLOW_LOCAL_LATENCY": "0.5"})
+    assert again.code == 0, again.stderr
+    assert again.json()["provider_calls"] == 0
+    assert again.json()["shots"] == {"total": 21, "rendered": 0, "cached": 21, "failed": 0}

@@ -1,0 +1,339 @@
+"""The fal provider end to end against FakeFal, through fal-client: files, costs, ledger, errors, resume, deadline."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fal_client import SyncClient
+from PIL import Image
+
+from reelflow.media.probe import probe_video
+from reelflow.providers.base import FrameToVideo, ImageEditor, ImageGenerator, LoraTrainer
+from reelflow.providers.fal import endpoints
+from reelflow.providers.fal.errors import UnusableOutput
+from reelflow.providers.fal.provider import FalProvider
+from reelflow.providers.fal.queue import download
+from reelflow.providers.ledger import Ledger
+from reelflow.schemas.errors import (
+    BadRequest,
+    ContentRejected,
+    ContractError,
+    MissingCredentials,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+    TransportError,
+    is_retryable,
+)
+from reelflow.schemas.requests import (
+    EditRequest,
+    FrameNotes,
+    ImageRequest,
+    LoraRef,
+    TrainRequest,
+    UpscaleRequest,
+    VideoRequest,
+)
+
+from fakes.fal import FakeFal
+
+KEY = "sha-of-the-operation"
+NOTES = FrameNotes(project="TST", episode=1, shot=2, approach="standard_flf", role="first")
+
+
+def keyframe(model: str = endpoints.FLUX2_LORA, prompt: str = "Ana grips the throttle", **changes: object) -> ImageRequest:
+    fields: dict[str, object] = {"model": model, "prompt": prompt, "width": 64, "height": 96, "seed": 11}
+    return ImageRequest.model_validate(fields | changes)
+
+
+def events(ledger: Ledger) -> list[tuple[str, str, float]]:
+    return [(line.event, line.endpoint, line.cost_usd) for line in ledger.lines()]
+
+
+def test_the_provider_has_every_capability_and_its_defaults() -> None:
+    provider = FalProvider("k")
+    assert provider.name == "fal"
+    for capability in (ImageGenerator, ImageEditor, FrameToVideo, LoraTrainer):
+        assert isinstance(provider, capability)
+    assert provider.default_models == {
+        "keyframes": "fal-ai/flux-2/lora", "previz": "fal-ai/z-image/turbo", "upscale": "fal-ai/seedvr/upscale/image",
+        "video": "fal-ai/wan/v2.2-a14b/image-to-video/lora", "candidates": "fal-ai/qwen-image-edit-2511-multiple-angles",
+        "training": "fal-ai/z-image-trainer",
+    }
+
+
+def test_generate_image_writes_the_requested_size_and_records_one_paid_request(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
+) -> None:
+    out = tmp_path / "out" / "first.png"
+    generation = provider.generate_image(keyframe(), out, ticket=ledger.ticket(KEY, "fal"))
+    with Image.open(out) as image:
+        assert (image.format, image.size) == ("PNG", (64, 96))
+    assert (generation.provider, generation.model, generation.files) == ("fal", endpoints.FLUX2_LORA, [out])
+    assert generation.cost_usd == 0.02 and generation.seconds > 0
+    assert generation.request_id in fake.jobs and fake.submits == {endpoints.FLUX2_LORA: 1}
+    assert fake.status_polls[generation.request_id] >= 3  # IN_QUEUE, IN_PROGRESS, COMPLETED
+    assert events(ledger) == [("submitted", endpoints.FLUX2_LORA, 0.0), ("completed", endpoints.FLUX2_LORA, 0.02)]
+    assert ledger.total_cost() == 0.02 and ledger.pending(KEY) is None
+    assert list(out.parent.iterdir()) == [out]
+
+
+def test_z_image_with_loras_goes_to_its_lora_endpoint(provider: FalProvider, fake: FakeFal, tmp_path: Path) -> None:
+    lora = LoraRef(path="https://cdn.example/ana.safetensors", trigger="ana_v1", character="ANA")
+    generation = provider.generate_image(keyframe(endpoints.Z_IMAGE_TURBO, loras=(lora,)), tmp_path / "previz.png")
+    assert generation.model == endpoints.Z_IMAGE_TURBO_LORA and generation.cost_usd == 0.004
+    body = fake.jobs[generation.request_id].body
+    assert body["num_inference_steps"] == 8 and body["loras"] == [{"path": lora.path, "scale": 1.0}]
+
+
+def test_first_last_video_has_exactly_the_frames_asked(
+    provider: FalProvider, fake: FakeFal, portrait: Path, ending: Path, tmp_path: Path
+) -> None:
+    loras = (LoraRef(path="ana_high.safetensors", character="ANA", transformer="high"),
+             LoraRef(path="ana_low.safetensors", character="ANA", transformer="low"))
+    request = VideoRequest(model=endpoints.WAN_FLF, first=portrait, last=ending, prompt="Ana turns", num_frames=17,
+                           fps=16, width=64, height=112, loras=loras)
+    out = tmp_path / "clip.mp4"
+    generation = provider.first_last_video(request, out)
+    info = probe_video(out)
+    assert (info.frames, info.fps, info.width, info.height) == (17, 16.0, 720, 1280)
+    assert generation.cost_usd == 0.04 and generation.model == endpoints.WAN_FLF
+    body = fake.jobs[generation.request_id].body
+    assert [lora["transformer"] for lora in body["loras"]] == ["high", "low"] and body["num_interpolated_frames"] == 0
+    assert len(fake.uploads) == 2
+
+
+def test_upscale_resamples_to_exactly_the_requested_size(
+    provider: FalProvider, fake: FakeFal, portrait: Path, tmp_path: Path
+) -> None:
+    request = UpscaleRequest(model=endpoints.SEEDVR_UPSCALE, image=portrait, width=100, height=150)
+    generation = provider.upscale_image(request, tmp_path / "up.png")
+    with Image.open(tmp_path / "up.png") as image:
+        assert image.size == (100, 150)
+    assert fake.jobs[generation.request_id].body["upscale_factor"] == 2.09
+    assert generation.cost_usd == 0.01
+
+
+def test_edits_by_instruction_and_by_angle(
+    provider: FalProvider, fake: FakeFal, portrait: Path, ending: Path, tmp_path: Path
+) -> None:
+    identity = EditRequest(model=endpoints.NANO_BANANA_EDIT, image=portrait, prompt="same face, night", references=(ending,),
+                           width=64)
+    generation = provider.edit_image(identity, tmp_path / "identity.png")
+    with Image.open(tmp_path / "identity.png") as image:
+        assert image.size == (64, 107)
+    assert generation.cost_usd == 0.15 and len(fake.jobs[generation.request_id].body["image_urls"]) == 2
+    angle = EditRequest(model=endpoints.QWEN_ANGLES, image=portrait, prompt="profile", horizontal_angle=90)
+    turned = provider.edit_image(angle, tmp_path / "angle.png")
+    with Image.open(tmp_path / "angle.png") as image:
+        assert image.size == (48, 80)
+    assert turned.model == endpoints.QWEN_ANGLES and turned.cost_usd == 0.03
+    assert len(fake.uploads) == 2  # the portrait went up once for both edits
+
+
+def test_trainers_return_weights(provider: FalProvider, fake: FakeFal, dataset: Path, ledger: Ledger) -> None:
+    request = TrainRequest(model=endpoints.Z_IMAGE_TRAINER, images_zip=dataset, trigger="ana_v1", steps=2000)
+    trained = provider.train_lora(request, ticket=ledger.ticket(KEY, "fal"))
+    assert trained.cost_usd == 1.7 and trained.trigger == "ana_v1" and trained.request_id in fake.jobs
+    assert [url.rsplit("/", 1)[-1] for url in trained.weights] == ["diffusers_lora_file.safetensors"]
+    wan = provider.train_lora(request.model_copy(update={"model": endpoints.WAN22_TRAINER}))
+    assert [url.rsplit("/", 1)[-1] for url in wan.weights] == ["diffusers_lora_file.safetensors",
+                                                                "high_noise_lora.safetensors"]
+    assert fake.jobs[wan.request_id].body["trigger_phrase"] == "ana_v1"
+    assert events(ledger)[-1] == ("completed", endpoints.Z_IMAGE_TRAINER, 1.7)
+
+
+def test_content_policy_is_rejected_and_the_request_settled_unbilled(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
+) -> None:
+    with pytest.raises(ContentRejected, match=r"fal: fal-ai/flux-2/lora: content policy: prompt: The content was flagged"):
+        provider.generate_image(keyframe(prompt="a forbidden scene"), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    assert events(ledger) == [("submitted", endpoints.FLUX2_LORA, 0.0), ("failed", endpoints.FLUX2_LORA, 0.0)]
+    assert "content policy" in ledger.lines()[-1].detail and ledger.pending(KEY) is None
+    assert fake.total_submits() == 1 and not (tmp_path / "x.png").exists()
+
+
+def test_rate_limits_and_server_errors_on_submit_are_retryable_and_unrecorded(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
+) -> None:
+    fake.rate_limited = 1
+    with pytest.raises(RateLimited, match=r"fal: fal-ai/flux-2/lora: rate limited \(429\)") as limited:
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    fake.server_errors = 1
+    with pytest.raises(ServerError, match=r"server error \(500\)") as failed:
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    assert is_retryable(limited.value) and is_retryable(failed.value)
+    assert ledger.lines() == [] and fake.total_submits() == 0
+    provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    assert fake.total_submits() == 1
+
+
+def test_bad_request_names_the_field(provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path) -> None:
+    with pytest.raises(BadRequest, match=r"^fal: fal-ai/flux-2/lora: image_size.width: Input should be between 16 and 4096$"):
+        provider.generate_image(keyframe(width=8192), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    assert events(ledger)[-1] == ("failed", endpoints.FLUX2_LORA, 0.0)
+    with pytest.raises(BadRequest, match="image_size: 100x96 must be positive multiples of 16"):
+        provider.generate_image(keyframe(width=100), tmp_path / "x.png")
+    assert fake.total_submits() == 1
+
+
+def test_a_refused_key_is_missing_credentials(fake: FakeFal, monkeypatch: pytest.MonkeyPatch, portrait: Path,
+                                              tmp_path: Path) -> None:
+    monkeypatch.setenv("FAL_KEY", "wrong-key")
+    provider = FalProvider.from_env()
+    with pytest.raises(MissingCredentials, match=r"^FAL_KEY was refused by fal.ai \(401\)$"):
+        provider.generate_image(keyframe(), tmp_path / "x.png")
+    request = UpscaleRequest(model=endpoints.SEEDVR_UPSCALE, image=portrait, width=96, height=160)
+    with pytest.raises(MissingCredentials, match=r"FAL_KEY was refused by fal.ai \(401\)"):
+        provider.upscale_image(request, tmp_path / "up.png")
+    assert fake.total_submits() == 0 and fake.uploads == []
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_a_missing_key_stops_before_anything_else(clean_env: None, monkeypatch: pytest.MonkeyPatch, value: str | None) -> None:
+    if value is not None:
+        monkeypatch.setenv("FAL_KEY", value)
+    monkeypatch.setenv("REELFLOW_FAL_POLL_S", "not a number")
+    with pytest.raises(MissingCredentials, match=r"^FAL_KEY is not set: export your fal.ai key as FAL_KEY$"):
+        FalProvider.from_env()
+
+
+def test_bad_timing_settings_are_contract_errors(fake: FakeFal, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REELFLOW_FAL_DEADLINE_S", "soon")
+    with pytest.raises(ContractError, match="REELFLOW_FAL_DEADLINE_S: 'soon' is not a number of seconds"):
+        FalProvider.from_env()
+    monkeypatch.setenv("REELFLOW_FAL_DEADLINE_S", "0")
+    with pytest.raises(ContractError, match="must be more than 0"):
+        FalProvider.from_env()
+
+
+def test_a_request_recorded_before_a_crash_is_polled_not_submitted_again(
+    fake: FakeFal, ledger: Ledger, tmp_path: Path
+) -> None:
+    request = keyframe()
+    crashed = FalProvider.from_env()
+    handle = SyncClient(key=fake.key).submit(endpoints.FLUX2_LORA, endpoints.text_to_image(request))
+    ledger.ticket(KEY, "fal").submitted(endpoints.FLUX2_LORA, handle.request_id)
+    del crashed
+
+    generation = FalProvider.from_env().generate_image(request, tmp_path / "x.png", ticket=Ledger(ledger.path).ticket(KEY, "fal"))
+    assert generation.request_id == handle.request_id
+    assert fake.submits == {endpoints.FLUX2_LORA: 1} and fake.status_polls[handle.request_id] >= 3
+    assert [line.event for line in ledger.lines()] == ["submitted", "completed"]
+    FalProvider.from_env().generate_image(request, tmp_path / "again.png", ticket=ledger.ticket(KEY, "fal"))
+    assert fake.total_submits() == 2 and list(fake.submits_by_body.values()) == [2]
+
+
+def test_a_resumed_request_fal_no_longer_knows_is_settled_and_submitted_again(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
+) -> None:
+    ledger.ticket(KEY, "fal").submitted(endpoints.FLUX2_LORA, "gone-request")
+    with pytest.raises(ServerError, match="request gone-request is unknown to fal"):
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    assert ledger.pending(KEY) is None and fake.total_submits() == 0
+    provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    assert fake.total_submits() == 1
+
+
+def test_past_the_deadline_the_request_is_cancelled(fake: FakeFal, ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    fake.slow_s = 30.0
+    monkeypatch.setenv("REELFLOW_FAL_DEADLINE_S", "0.2")
+    with pytest.raises(ProviderTimeout, match=r"no result after 0.2 s; request \w+ cancelled") as timed_out:
+        FalProvider.from_env().generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    assert is_retryable(timed_out.value)
+    assert fake.cancels == [timed_out.value.request_id]
+    assert [line.event for line in ledger.lines()] == ["submitted", "cancelled"] and ledger.pending(KEY) is None
+
+
+def test_a_request_that_finished_as_it_was_cancelled_is_fetched(fake: FakeFal, ledger: Ledger,
+                                                                monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake.slow_s, fake.finish_before_cancel = 30.0, True
+    monkeypatch.setenv("REELFLOW_FAL_DEADLINE_S", "0.05")
+    generation = FalProvider.from_env().generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    assert fake.cancels == [generation.request_id] and (tmp_path / "x.png").is_file()
+    assert [line.event for line in ledger.lines()] == ["submitted", "completed"]
+
+
+def test_a_corrupt_download_is_unusable_billed_and_never_completed(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, portrait: Path, ending: Path, tmp_path: Path
+) -> None:
+    fake.corrupt_outputs = 2
+    with pytest.raises(ServerError, match="output image does not decode"):
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    assert events(ledger) == [("submitted", endpoints.FLUX2_LORA, 0.0), ("failed", endpoints.FLUX2_LORA, 0.02)]
+    request = VideoRequest(model=endpoints.WAN_FLF, first=portrait, last=ending, prompt="turn", num_frames=17, fps=16,
+                           width=64, height=112)
+    with pytest.raises(ServerError, match="fal-ai/wan/v2.2-a14b/image-to-video/lora: output video"):
+        provider.first_last_video(request, tmp_path / "clip.mp4", ticket=ledger.ticket("clip-key", "fal"))
+    assert "completed" not in [line.event for line in ledger.lines()]
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "clip.mp4").exists()
+    assert ledger.total_cost() == 0.06
+
+
+def test_estimate_and_cache_params(provider: FalProvider, dataset: Path) -> None:
+    assert provider.estimate(keyframe()) == 0.02
+    assert provider.estimate(keyframe(endpoints.Z_IMAGE_TURBO, loras=(LoraRef(path="a"),))) == 0.004
+    video = VideoRequest(model=endpoints.WAN_FLF, first=Path("a.png"), last=Path("b.png"), prompt="p", num_frames=81,
+                         fps=16, width=64, height=112)
+    assert provider.estimate(video) == 0.08
+    train = TrainRequest(model=endpoints.WAN22_TRAINER, images_zip=dataset, trigger="ana_v1", steps=1000)
+    assert provider.estimate(train) == 2.0
+    params = provider.cache_params(keyframe(notes=NOTES))
+    assert "notes" not in params and params["prompt"] == "Ana grips the throttle" and params["width"] == 64
+    assert provider.cache_params(video) == json.loads(video.model_dump_json(exclude={"first", "last", "notes"}))
+
+
+CLIENT = """
+import sys
+from pathlib import Path
+from reelflow.providers.fal.provider import FalProvider
+from reelflow.providers.ledger import Ledger
+from reelflow.schemas.requests import ImageRequest
+request = ImageRequest.model_validate_json(sys.argv[1])
+ticket = Ledger(Path(sys.argv[3])).ticket(sys.argv[4], "fal")
+FalProvider.from_env().generate_image(request, Path(sys.argv[2]), ticket=ticket)
+"""
+
+
+def test_a_client_killed_mid_wait_in_another_process_is_resumed(fake: FakeFal, ledger: Ledger, tmp_path: Path) -> None:
+    fake.slow_s = 60.0
+    request = keyframe()
+    client = subprocess.Popen([sys.executable, "-c", CLIENT, request.model_dump_json(), str(tmp_path / "killed.png"),
+                               str(ledger.path), KEY])
+    try:
+        waited = time.monotonic()
+        while ledger.pending(KEY) is None:
+            assert client.poll() is None and time.monotonic() - waited < 30, "the client never recorded its request"
+            time.sleep(0.02)
+    finally:
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+    fake.slow_s = 0.0
+    generation = FalProvider.from_env().generate_image(request, tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    assert generation.request_id == ledger.lines()[0].request_id and fake.total_submits() == 1
+    assert [line.event for line in ledger.lines()] == ["submitted", "completed"] and not (tmp_path / "killed.png").exists()
+
+
+def test_a_failed_status_poll_leaves_the_request_pending_for_the_next_attempt(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
+) -> None:
+    fake.status_errors = 1
+    with pytest.raises(ServerError, match=r"server error \(503\)") as failed:
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    assert is_retryable(failed.value) and ledger.pending(KEY) is not None
+    generation = provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    assert generation.request_id == failed.value.request_id and fake.total_submits() == 1
+
+
+def test_downloads_that_are_missing_or_unreachable(fake: FakeFal, tmp_path: Path) -> None:
+    with pytest.raises(UnusableOutput, match=r"fal: e: download: the output is not there \(404\)"):
+        download(f"{fake.url}/files/none/out.png", tmp_path / "out.png", "e")
+    with pytest.raises(TransportError, match="fal: e: download: ConnectError"):
+        download("http://127.0.0.1:9/files/out.png", tmp_path / "out.png", "e")
