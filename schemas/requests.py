@@ -91,6 +91,17 @@ class EditRequest(_Request):
     vertical_angle: float | None = None
     zoom: float | None = None
 
+    def output_size(self, source: tuple[int, int]) -> tuple[int, int]:
+        """The requested size; a missing side follows the source's aspect; neither means the source's size."""
+        width, height = source
+        if self.width and self.height:
+            return self.width, self.height
+        if self.width:
+            return self.width, max(1, round(self.width * height / width))
+        if self.height:
+            return max(1, round(self.height * width / height)), self.height
+        return width, height
+
 
 class VideoRequest(_Request):
     """First-last-frame image-to-video: motion from `first` to `last` in exactly `num_frames` frames."""

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from reelflow.schemas.errors import ContractError, is_retryable
-
-
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ContractError(f"{name}: {raw!r} is not a number") from None
-    if value < 0:
-        raise ContractError(f"{name}: must not be negative")
-    return value
+from reelflow.schemas.env import env_number
+from reelflow.schemas.errors import is_retryable
 
 
 def retry_delays(retries: int, base_s: float, cap_s: float = 60.0) -> list[float]:
@@ -37,10 +24,10 @@ def should_retry(task: Any, task_run: Any, state: Any) -> bool:
 
 def stage_task_options() -> dict[str, Any]:
     """Options for every stage task, read from REELFLOW_RETRIES and REELFLOW_RETRY_DELAY_S."""
-    retries = int(_env_number("REELFLOW_RETRIES", 8))
+    retries = int(env_number("REELFLOW_RETRIES", 8))
     return {
         "retries": retries,
-        "retry_delay_seconds": retry_delays(retries, _env_number("REELFLOW_RETRY_DELAY_S", 2.0)),
+        "retry_delay_seconds": retry_delays(retries, env_number("REELFLOW_RETRY_DELAY_S", 2.0)),
         "retry_jitter_factor": 0.5,
         "retry_condition_fn": should_retry,
     }

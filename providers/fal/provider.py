@@ -19,7 +19,8 @@ from reelflow.providers.fal.errors import NAME
 from reelflow.providers.fal.hosts import configure_fal_client
 from reelflow.providers.fal.queue import DEADLINE_S, POLL_S, FalQueue, Result, download, verified_image, verified_video
 from reelflow.providers.ledger import Ticket
-from reelflow.schemas.errors import ContractError, MissingCredentials
+from reelflow.schemas.env import env_number
+from reelflow.schemas.errors import MissingCredentials
 from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.requests import (
     EditRequest,
@@ -47,19 +48,6 @@ DEFAULT_MODELS: dict[str, str] = {
 NOT_SENT = frozenset({"notes"})
 
 
-def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ContractError(f"{name}: {raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise ContractError(f"{name}: must be more than 0 seconds")
-    return value
-
-
 @contextmanager
 def _staged(out: Path) -> Iterator[Path]:
     """A scratch folder beside `out` for downloads, removed afterwards; `out` is replaced only when complete."""
@@ -67,17 +55,6 @@ def _staged(out: Path) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.") as folder:
         yield Path(folder)
 
-
-def _edit_size(request: EditRequest, size: tuple[int, int]) -> tuple[int, int]:
-    """The requested output size; one given side keeps the edit's aspect, none keeps its size."""
-    width, height = size
-    if request.width and request.height:
-        return request.width, request.height
-    if request.width:
-        return request.width, max(1, round(request.width * height / width))
-    if request.height:
-        return max(1, round(request.height * width / height)), request.height
-    return size
 
 
 class FalProvider:
@@ -96,7 +73,8 @@ class FalProvider:
         key = os.environ.get(KEY_ENV, "").strip()
         if not key:
             raise MissingCredentials("FAL_KEY is not set: export your fal.ai key as FAL_KEY", provider=NAME)
-        return cls(key, poll_s=_env_seconds(POLL_ENV, POLL_S), deadline_s=_env_seconds(DEADLINE_ENV, DEADLINE_S))
+        return cls(key, poll_s=env_number(POLL_ENV, POLL_S, positive=True),
+                   deadline_s=env_number(DEADLINE_ENV, DEADLINE_S, positive=True))
 
     def cache_params(self, request: _Request) -> dict[str, Any]:
         """Every field but input files and the offline-only frame notes."""
@@ -132,7 +110,7 @@ class FalProvider:
 
         def finish(result: Result) -> None:
             self._write_image(request.model, endpoints.images(request.model, result)[0], out,
-                              resize=lambda size: _edit_size(request, size))
+                              resize=request.output_size)
 
         return self._generation(request, request.model, arguments, out, ticket, finish)
 

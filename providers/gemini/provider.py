@@ -21,14 +21,14 @@ from typing import Any, TypeVar
 
 from google import genai
 from google.genai import types
-from PIL import Image
 from pydantic import BaseModel, Field
 
 from reelflow.media.images import load_image, resize_cover, save_png
 from reelflow.providers.gemini.errors import NAME, one_line, translate
 from reelflow.providers.gemini.wire import image_config, image_part, response_image, response_json
 from reelflow.providers.ledger import Ticket
-from reelflow.schemas.errors import BadRequest, ContractError, MissingCredentials, ProviderError
+from reelflow.schemas.env import env_number
+from reelflow.schemas.errors import BadRequest, MissingCredentials, ProviderError
 from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.requests import (
     EditRequest,
@@ -76,34 +76,9 @@ class Judgement(BaseModel):
     reasons: list[str] = Field(description="Short reasons for anything that lowers the score.")
 
 
-def _timeout_from_env() -> float:
-    raw = os.environ.get("REELFLOW_GEMINI_TIMEOUT_S", "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ContractError(f"REELFLOW_GEMINI_TIMEOUT_S: {raw!r} is not a number") from None
-    if value <= 0:
-        raise ContractError("REELFLOW_GEMINI_TIMEOUT_S: must be positive")
-    return value
-
-
 def _check_size(width: int, height: int) -> None:
     if width < 1 or height < 1:
         raise BadRequest(f"{NAME}: size {width}x{height} must be positive width and height", provider=NAME)
-
-
-def _edit_size(request: EditRequest, source: Image.Image) -> tuple[int, int]:
-    """The requested size; a missing side follows the input's aspect; neither means the input's size."""
-    width, height = source.size
-    if request.width and request.height:
-        return request.width, request.height
-    if request.width:
-        return request.width, max(1, round(request.width * height / width))
-    if request.height:
-        return max(1, round(request.height * width / height)), request.height
-    return width, height
 
 
 def _edit_text(request: EditRequest) -> str:
@@ -178,7 +153,7 @@ class GeminiProvider:
         if not key:
             raise MissingCredentials(MISSING_KEY, provider=NAME)
         base_url = os.environ.get("REELFLOW_GEMINI_BASE_URL", "").strip() or None
-        return cls(key, base_url=base_url, timeout_s=_timeout_from_env())
+        return cls(key, base_url=base_url, timeout_s=env_number("REELFLOW_GEMINI_TIMEOUT_S", DEFAULT_TIMEOUT_S, positive=True))
 
     def cache_params(self, request: _Request) -> dict[str, Any]:
         """Every field Gemini's output depends on: not the frame notes, steps or LoRAs."""
@@ -205,7 +180,7 @@ class GeminiProvider:
         source = load_image(request.image)
         references = [image_part(load_image(path)) for path in request.references]
         contents: list[Any] = [_edit_text(request), image_part(source), *references]
-        return self._image(request, out, contents, _edit_size(request, source), ticket)
+        return self._image(request, out, contents, request.output_size(source.size), ticket)
 
     def upscale_image(self, request: UpscaleRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         """The image redrawn at high resolution, then resampled to exactly request.width x request.height."""

@@ -130,16 +130,7 @@ class LocalProvider:
 
         def produce(path: Path) -> None:
             image = load_image(request.image)
-            width, height = image.size
-            if request.width and request.height:
-                size = (request.width, request.height)
-            elif request.width:
-                size = (request.width, max(1, round(request.width * height / width)))
-            elif request.height:
-                size = (max(1, round(request.height * width / height)), request.height)
-            else:
-                size = (width, height)
-            save_png(draw_edit(image, request.prompt, request.seed, size), path)
+            save_png(draw_edit(image, request.prompt, request.seed, request.output_size(image.size)), path)
 
         return self._call("edit_image", request, out, produce)
 
