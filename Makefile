@@ -16,8 +16,9 @@ install: $(STAMP)
 demo: install
 	$(BIN)/reelflow render examples/leviathan --episode 1
 
+# Two workers, a test file each at a time: each worker starts its own local Prefect server.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python bench/render_cache.py

@@ -1,14 +1,36 @@
-"""The sample project: valid, and rich enough to show every approach (its EP1 renders in test_cloud_render)."""
+"""The sample project: valid, rich enough to show every approach, and its EP1 renders on fal and Gemini (fakes)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from reelflow.providers.ledger import Ledger
+
+from checks import check_episode
 from conftest import run_cli
+from fakes.fal import FakeFal
+from fakes.gemini import FakeGemini
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "leviathan"
+CLOUD = {"default": "fal", "upscale": "gemini"}
+
+
+@pytest.fixture
+def fal() -> Iterator[FakeFal]:
+    with FakeFal() as fake:
+        yield fake
+
+
+@pytest.fixture
+def gemini() -> Iterator[FakeGemini]:
+    with FakeGemini() as fake:
+        yield fake
 
 
 def test_example_is_valid_and_covers_every_approach() -> None:
@@ -23,3 +45,29 @@ def test_example_is_valid_and_covers_every_approach() -> None:
     breakdown = json.loads((EXAMPLE / "breakdown.json").read_text())
     assert {c["id"] for c in breakdown["characters"]} == {"JINX", "KIAN", "VAREK"}
     assert len(breakdown["locations"]) >= 5
+
+
+def test_episode_one_on_fal_and_gemini_then_from_cache(
+    prefect_api: str, tmp_path: Path, fal: FakeFal, gemini: FakeGemini
+) -> None:
+    root = tmp_path / "leviathan"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("assets", ".reelflow"))
+    project = json.loads((root / "project.json").read_text()) | {"providers": CLOUD}
+    (root / "project.json").write_text(json.dumps(project))
+    env = fal.env() | gemini.env()
+    estimate = run_cli("estimate", str(root), "--episode", "1", "--json", env=env).json()["total_usd"]
+
+    result = run_cli("render", str(root), "--episode", "1", "--json", env=env)
+    assert result.code == 0, result.stderr
+    report = result.json()
+    assert report["shots"] == {"total": 21, "rendered": 21, "cached": 0, "failed": 0}
+    check_episode(root, 1)
+    assert set(fal.submits_by_body.values()) == {1}, "exactly one submit per generation"
+    assert fal.total_submits() + sum(gemini.calls_per_model().values()) == report["provider_calls"]
+    ledger_cost = Ledger(root / ".reelflow" / "ledger.jsonl").total_cost()
+    assert estimate == pytest.approx(ledger_cost) == pytest.approx(report["cost_usd"])
+
+    again = run_cli("render", str(root), "--episode", "1", "--json", env=env | {"REELFLOW_LOCAL_LATENCY": "0.5"})
+    assert again.code == 0, again.stderr
+    assert again.json()["provider_calls"] == 0
+    assert again.json()["shots"] == {"total": 21, "rendered": 0, "cached": 21, "failed": 0}

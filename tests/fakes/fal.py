@@ -478,10 +478,10 @@ class FakeFal:
         if ratio not in SIZES_720P:
             ratio = "9:16" if first.height > first.width else "16:9" if first.width > first.height else "1:1"
         size = SIZES_720P[ratio]
-        start = np.asarray(first.resize(size), float)
-        end = np.asarray(_tinted(last, digest).resize(size), float)
+        start = first.convert("RGB").resize(size)
+        end = _tinted(last, digest).convert("RGB").resize(size)
         count = body["num_frames"] + (body["num_frames"] - 1) * int(body.get("num_interpolated_frames") or 0)
-        frames = ((start + (end - start) * i / max(1, count - 1)).astype(np.uint8) for i in range(count))
+        frames = (Image.blend(start, end, i / max(1, count - 1)) for i in range(count))
         path = Path(self._scratch.name) / f"{job.request_id}.mp4"
         encode_frames(frames, path, fps=int(body.get("frames_per_second") or 16), size=size)
         return self._output("output.mp4", path.read_bytes())

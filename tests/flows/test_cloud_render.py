@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -128,7 +127,7 @@ def test_sigkill_mid_render_then_rerun_pays_once(tmp_path: Path) -> None:
         assert run_cli("render", str(clean), "--episode", "1", "--json", env=clean_fal.env()).code == 0
         clean_submits = clean_fal.total_submits()
 
-    with FakeFal(slow_s=1.0) as fal:
+    with FakeFal(slow_s=3.0) as fal:
         root = write_project(tmp_path / "killed", project=fal_only)
         process = _render_process(root, fal.env())
         deadline = time.monotonic() + 60
@@ -145,28 +144,3 @@ def test_sigkill_mid_render_then_rerun_pays_once(tmp_path: Path) -> None:
         assert fal.total_submits() == clean_submits
         assert set(fal.submits_by_body.values()) == {1}
     check_episode(root, 1)
-
-
-@pytest.mark.slow
-def test_example_episode_one_on_fal_and_gemini(tmp_path: Path, fal: FakeFal, gemini: FakeGemini) -> None:
-    root = tmp_path / "leviathan"
-    shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "leviathan", root,
-                    ignore=shutil.ignore_patterns("assets", ".reelflow"))
-    project = json.loads((root / "project.json").read_text()) | {"providers": CLOUD}
-    (root / "project.json").write_text(json.dumps(project))
-    env = cloud_env(fal, gemini)
-    estimate = run_cli("estimate", str(root), "--episode", "1", "--json", env=env).json()["total_usd"]
-
-    result = run_cli("render", str(root), "--episode", "1", "--json", env=env)
-    assert result.code == 0, result.stderr
-    report = result.json()
-    assert report["shots"] == {"total": 21, "rendered": 21, "cached": 0, "failed": 0}
-    check_episode(root, 1)
-    assert set(fal.submits_by_body.values()) == {1}, "exactly one submit per generation"
-    assert fal.total_submits() + sum(gemini.calls_per_model().values()) == report["provider_calls"]
-    assert estimate == pytest.approx(ledger_cost(root)) == pytest.approx(report["cost_usd"])
-
-    again = run_cli("render", str(root), "--episode", "1", "--json", env=env | {"REELFLOW_LOCAL_LATENCY": "0.5"})
-    assert again.code == 0, again.stderr
-    assert again.json()["provider_calls"] == 0
-    assert again.json()["shots"] == {"total": 21, "rendered": 0, "cached": 21, "failed": 0}
