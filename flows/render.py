@@ -124,28 +124,29 @@ def render_episode(
         outcomes: dict[int, ShotOutcome] = {}
         lines: list[ShotLine] = []
         for job in jobs:
-            number, approach = job.shot.shot, job.shot.generation_approach.value
+            number = job.shot.shot
+            line = ShotLine(shot=number, approach=job.shot.generation_approach.value, status="cached")
             try:
                 outcomes[number] = futures[number].result()
             except ShotFailed as exc:
-                lines.append(ShotLine(shot=number, approach=approach, status="failed", stage=exc.stage, reason=exc.reason))
+                line.status, line.stage, line.reason = "failed", exc.stage, exc.reason
                 logger.error("shot %s failed at %s: %s", number, exc.stage, exc.reason)
-                continue
-            calls = tally.calls.get(number, 0)
-            lines.append(ShotLine(shot=number, approach=approach, status="rendered" if calls else "cached"))
-        for line in lines:
-            line.provider_calls = tally.calls.get(line.shot, 0)
-            line.cost_usd = round(tally.cost.get(line.shot, 0.0), 6)
+            line.provider_calls = tally.calls.get(number, 0)
+            line.cost_usd = round(tally.cost.get(number, 0.0), 6)
+            if line.status != "failed" and line.provider_calls:
+                line.status = "rendered"
+            lines.append(line)
     finally:
         unsubscribe()
         close_budget(run)
 
+    # The cut takes every shot's clip: rendered now, or published by an earlier render and still intact.
     assets_dir = folder.assets_dir(episode)
     manifest = read_manifest(assets_dir, folder.project.code, episode)
-    clips = []
-    for shot in storyboard.shots:
-        clip = outcomes[shot.shot].clip if shot.shot in outcomes else published_clip(assets_dir, manifest, shot.shot)
-        clips.append(clip)
+    clips = [
+        outcomes[shot.shot].clip if shot.shot in outcomes else published_clip(assets_dir, manifest, shot.shot)
+        for shot in storyboard.shots
+    ]
     cut_entry, cut_skipped = None, None
     if all(clips):
         cut_entry = cut_episode(folder.root.resolve(), episode, clips, assets_dir)
@@ -168,7 +169,7 @@ def render_episode(
         shots=counts,
         provider_calls=sum(tally.calls.values()),
         cost_usd=round(sum(tally.cost.values()), 6),
-        lines=sorted(lines, key=lambda line: numbers.index(line.shot)),
+        lines=lines,
         cut_skipped=cut_skipped,
         budget_usd=budget.cap_usd,
     )
