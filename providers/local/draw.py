@@ -257,12 +257,6 @@ def _caption(canvas: _Canvas, header: list[str], prompt: str, accent: RGB) -> No
         canvas.draw.text((pad, top + pad + index * line), text, font=face, fill=ink)
 
 
-def _border(image: Image.Image) -> None:
-    """The dark frame line every panel has, so strips split into clean, complete frames."""
-    width = max(1, round(min(image.size) / 256))
-    ImageDraw.Draw(image).rectangle((0, 0, image.width - 1, image.height - 1), outline=INK, width=width)
-
-
 def lora_tag(lora: LoraRef) -> str:
     """`LoRA <trigger>` (or the weights' file name when the adapter has no trigger)."""
     return f"LoRA {lora.trigger or lora.path.rsplit('/', 1)[-1]}"
@@ -298,7 +292,6 @@ def _shot_frame(size: tuple[int, int], request: ImageRequest, notes: FrameNotes,
         f"{notes.location or '-'}  {notes.project} EP{notes.episode:03d}",
     ]
     _caption(canvas, header, request.prompt, hls(hue + 0.45, 0.62, 0.75))
-    _border(canvas.image)
     return canvas.image
 
 
@@ -319,7 +312,6 @@ def _generic_frame(size: tuple[int, int], request: ImageRequest) -> Image.Image:
     if request.loras:
         header.append("  ".join(lora_tag(lora) for lora in request.loras))
     _caption(canvas, header, request.prompt, hls(hue + 0.45, 0.62, 0.75))
-    _border(canvas.image)
     return canvas.image
 
 

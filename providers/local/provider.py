@@ -32,6 +32,7 @@ from reelflow.schemas.requests import (
 )
 
 NAME = "local"
+LOCAL_VERSION = 2  # raise when what the local provider draws or encodes changes, so caches make it again
 DEFAULT_MODELS: dict[str, str] = {
     "keyframes": "fal-ai/flux-2/lora",
     "previz": "fal-ai/z-image/turbo",
@@ -103,8 +104,8 @@ class LocalProvider:
         return shadow_cost(request.model, _frames(request))
 
     def cache_params(self, request: _Request) -> dict[str, Any]:
-        """Every field: the local output depends on all of them, notes included."""
-        return request.params()
+        """Every field (notes included) and the drawing's version: the local output depends on all of them."""
+        return request.params() | {"local_version": LOCAL_VERSION}
 
     def request_key(self, method: str, request: _Request) -> str:
         """sha256 of the method, the request's params and the content of its input files."""

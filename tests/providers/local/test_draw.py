@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reelflow.media.images import save_png, split_triptych
-from reelflow.providers.local.draw import INK, LORA_TAG, character_colour, draw_edit, draw_keyframe
+from reelflow.media.images import resize_cover, save_png, split_triptych
+from reelflow.media.qc import check_image, check_split_panel
+from reelflow.providers.local.draw import LORA_TAG, character_colour, draw_edit, draw_keyframe
 from reelflow.schemas.requests import FrameNotes, FrameRole, ImageRequest, LoraRef
 
 PROMPT = "Jinx braces against the flooded bulkhead as the bell tolls, water to her knees, red light strobing"
@@ -154,13 +155,6 @@ def test_lora_tag_appears_only_for_a_character_with_an_adapter() -> None:
 def test_strip_is_three_complete_frames_cut_at_thirds(size: tuple[int, int]) -> None:
     strip = draw_keyframe(request("strip", width=size[0], height=size[1], loras=(JINX_LORA,)))
     panels = split_triptych(strip)
-    wide = size[0] >= size[1]
-    long_side = max(size)
-    ink = np.array(INK, dtype=np.uint8)
-    array = pixels(strip)
-    for cut in (round(long_side / 3), round(2 * long_side / 3)):
-        lines = array[:, cut - 1 : cut + 1] if wide else array[cut - 1 : cut + 1, :]
-        assert np.all(lines == ink), f"no panel border at {cut}"
     roles: tuple[FrameRole, ...] = ("first", "hero", "last")
     for role, panel in zip(roles, panels, strict=True):
         alone = draw_keyframe(request(role, width=panel.width, height=panel.height, loras=(JINX_LORA,)))
@@ -186,3 +180,12 @@ def test_edit_is_visible_deterministic_and_sized() -> None:
     assert np.mean(np.abs(pixels(same_size).astype(int) - pixels(source).astype(int))) > 8
     other = draw_edit(source, "Turn her head to the left", 0, source.size)
     assert not np.array_equal(pixels(same_size), pixels(other))
+
+
+def test_split_panels_pass_gate_one(tmp_path: Path) -> None:
+    strip = draw_keyframe(request("strip", width=1536, height=912))
+    for index, panel in enumerate(split_triptych(strip)):
+        path = tmp_path / f"panel{index}.png"
+        save_png(resize_cover(panel, (768, 1344)), path)
+        assert check_split_panel(path, axis="vertical").passed
+        assert check_image(path, expected_size=(768, 1344)).passed

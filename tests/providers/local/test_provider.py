@@ -15,7 +15,7 @@ from reelflow.media.probe import probe
 from reelflow.providers.base import FrameToVideo, ImageEditor, ImageGenerator
 from reelflow.providers.local.draw import draw_keyframe
 from reelflow.providers.local.faults import FaultPlan
-from reelflow.providers.local.provider import LocalProvider
+from reelflow.providers.local.provider import LOCAL_VERSION, LocalProvider
 from reelflow.schemas.errors import (
     BadRequest,
     ContentRejected,
@@ -92,7 +92,7 @@ def test_from_env_applies_and_checks_the_variables(monkeypatch: pytest.MonkeyPat
 
 def test_cache_params_are_every_field(provider: LocalProvider, keyframes: Ends) -> None:
     request = image_request("hero")
-    assert provider.cache_params(request) == request.params()
+    assert provider.cache_params(request) == request.params() | {"local_version": LOCAL_VERSION}
     assert provider.cache_params(request)["notes"]["role"] == "hero"
     assert "first" not in provider.cache_params(video_request(keyframes))
 
