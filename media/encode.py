@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -47,13 +48,13 @@ def encode_frames(frames: Iterable[Frame], out: Path, *, fps: int, size: tuple[i
             process.stdin.write(_rgb_bytes(frame, size))
             count += 1
     except BrokenPipeError:
-        pass
+        count = 0  # ffmpeg stopped reading: the error it printed is raised below
     except BaseException:
         process.kill()
         process.wait()
         raise
     finally:
-        if not process.stdin.closed:
+        with contextlib.suppress(BrokenPipeError):
             process.stdin.close()
     stderr = process.stderr.read().decode("utf-8", "replace")
     if process.wait() != 0 or count == 0:

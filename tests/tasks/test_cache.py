@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from reelflow.schemas.assets import AssetRef, MediaInfo
@@ -81,9 +82,7 @@ def test_failed_generation_records_nothing(tmp_path: Path) -> None:
         (scratch / "half.png").write_bytes(b"\x89PNG")
         raise RuntimeError("provider went away")
 
-    try:
+    with pytest.raises(RuntimeError, match="provider went away"):
         run_cached(store, op(), broken)
-    except RuntimeError:
-        pass
     assert store.lookup(op().key) is None
     assert not any((tmp_path / "tmp").iterdir())
