@@ -111,14 +111,16 @@ ShotsOpt = Annotated[str | None, typer.Option("--shots", help="Only these shots,
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else on stdout")]
 
 
-def checked_episode(project: Path, episode: int, numbers: list[int] | None) -> Storyboard:
-    """Validate the project and storyboard and set up the providers it needs, before any work."""
+def checked_episode(
+    project: Path, episode: int, numbers: list[int] | None, stages: tuple[str, ...] = RENDER_STAGES
+) -> Storyboard:
+    """Validate the project and storyboard and set up the providers its stages need, before any work."""
     folder = load_project(project)
     storyboard = load_storyboard(folder, episode)
     unknown = sorted(set(numbers or []) - {s.shot for s in storyboard.shots})
     if unknown:
         raise ContractError(f"{folder.storyboard_path(episode).name}: --shots: shot {unknown[0]} is not in the storyboard")
-    require_providers(folder.project, RENDER_STAGES)
+    require_providers(folder.project, stages)
     return storyboard
 
 
@@ -201,6 +203,41 @@ def render(
         flow_run_id = state.state_details.flow_run_id
         out.print(f"run in the Prefect UI: {ui}/runs/flow-run/{flow_run_id}")
     if report.shots.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def previz(project: ProjectArg, episode: EpisodeOpt, shots: ShotsOpt = None, as_json: JsonOpt = False) -> None:
+    """One cheap hero frame per shot and an HTML contact sheet to review them, before any render spend."""
+    numbers = parse_shots(shots)
+    project = project.resolve()
+    try:
+        checked_episode(project, episode, numbers, stages=("previz",))
+        api_url = server.connect()
+    except ReelflowError as exc:
+        raise fail(str(exc)) from None
+    quiet_prefect_console()
+
+    from reelflow.flows.previz import previz_episode
+
+    try:
+        state = previz_episode(str(project), episode, numbers, return_state=True)
+        report = state.result(raise_on_failure=False)
+    except ReelflowError as exc:
+        raise fail(str(exc)) from None
+    if isinstance(report, BaseException):
+        raise fail(f"previz failed: {' '.join(str(report).split()) or type(report).__name__}", code=1)
+    if as_json:
+        typer.echo(json.dumps(report.model_dump()))
+    else:
+        for failure in report.failed:
+            err.print(f"shot {failure.shot} failed: {failure.reason}", style="red", markup=False)
+        out.print(f"review: {report.html}\nmanifest: {report.manifest}\n"
+                  f"frames: {report.frames} made, {len(report.failed)} failed"
+                  f" · provider calls {report.provider_calls} · cost ${report.cost_usd:.3f}")
+        ui = api_url.removesuffix("/api")
+        out.print(f"run in the Prefect UI: {ui}/runs/flow-run/{state.state_details.flow_run_id}")
+    if report.failed:
         raise typer.Exit(1)
 
 
