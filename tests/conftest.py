@@ -9,11 +9,15 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+if TYPE_CHECKING:
+    from fakes.fal import FakeFal
+    from fakes.gemini import FakeGemini
 
 REELFLOW = Path(sys.executable).with_name("reelflow")
 
@@ -39,6 +43,24 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def fal() -> Iterator[FakeFal]:
+    """A loopback fake of fal.ai's queue; `.env()` points the CLI at it."""
+    from fakes.fal import FakeFal
+
+    with FakeFal() as fake:
+        yield fake
+
+
+@pytest.fixture
+def gemini() -> Iterator[FakeGemini]:
+    """A loopback fake of Gemini's generateContent; `.env()` points the CLI at it."""
+    from fakes.gemini import FakeGemini
+
+    with FakeGemini() as fake:
+        yield fake
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,6 @@ from fakes.gemini import FakeGemini
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "leviathan"
 CLOUD = {"default": "fal", "upscale": "gemini"}
 
-
-@pytest.fixture
-def fal() -> Iterator[FakeFal]:
-    with FakeFal() as fake:
-        yield fake
-
-
-@pytest.fixture
-def gemini() -> Iterator[FakeGemini]:
-    with FakeGemini() as fake:
-        yield fake
 
 
 def test_example_is_valid_and_covers_every_approach() -> None:

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,17 +26,6 @@ from projects import PROJECT, storyboard, write_project
 pytestmark = pytest.mark.usefixtures("prefect_api")
 CLOUD = {"default": "fal", "upscale": "gemini"}
 
-
-@pytest.fixture
-def fal() -> Iterator[FakeFal]:
-    with FakeFal() as fake:
-        yield fake
-
-
-@pytest.fixture
-def gemini() -> Iterator[FakeGemini]:
-    with FakeGemini() as fake:
-        yield fake
 
 
 def cloud_env(fal: FakeFal, gemini: FakeGemini | None = None) -> dict[str, str]:
@@ -129,14 +117,19 @@ def test_sigkill_mid_render_then_rerun_pays_once(tmp_path: Path) -> None:
 
     with FakeFal(slow_s=3.0) as fal:
         root = write_project(tmp_path / "killed", project=fal_only)
+        ledger = Ledger(root / ".reelflow" / "ledger.jsonl")
         process = _render_process(root, fal.env())
         deadline = time.monotonic() + 60
-        while fal.total_submits() < 3 and time.monotonic() < deadline:
+        # Kill while requests wait in fal's queue: between fal accepting a submit and the client writing
+        # its id down there is a window no client can close (fal takes no idempotency key); not in it.
+        while time.monotonic() < deadline and not (
+            fal.total_submits() >= 3 and sum(line.event == "submitted" for line in ledger.lines()) == fal.total_submits()
+        ):
             time.sleep(0.05)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         assert 3 <= fal.total_submits() < clean_submits, "killed mid-way"
-        assert Ledger(root / ".reelflow" / "ledger.jsonl").lines(), "requests were written down before waiting"
+        assert ledger.lines(), "requests were written down before waiting"
 
         fal.slow_s = 0.0
         result = run_cli("render", str(root), "--episode", "1", "--json", env=fal.env())
