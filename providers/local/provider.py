@@ -20,13 +20,16 @@ from reelflow.providers.ledger import Ticket
 from reelflow.providers.local.draw import draw_edit, draw_keyframe
 from reelflow.providers.local.faults import FaultPlan
 from reelflow.providers.local.flf import render_first_last
+from reelflow.providers.local.judge import PASS_SCORE, judge_pixels
 from reelflow.schemas.errors import BadRequest, ContractError, MediaError
 from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.requests import (
     EditRequest,
     Generation,
     ImageRequest,
+    JudgeRequest,
     UpscaleRequest,
+    Verdict,
     VideoRequest,
     _Request,
 )
@@ -39,6 +42,7 @@ DEFAULT_MODELS: dict[str, str] = {
     "upscale": "gemini-2.5-flash-image",
     "video": "fal-ai/wan/v2.2-a14b/image-to-video/lora",
     "candidates": "gemini-2.5-flash-image",
+    "qc": "gemini-2.5-flash",
 }
 SHARPEN = ImageFilter.UnsharpMask(radius=1.2, percent=45, threshold=2)
 
@@ -116,6 +120,14 @@ class LocalProvider:
     def generate_image(self, request: ImageRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height)
         return self._call("generate_image", request, out, lambda path: save_png(draw_keyframe(request), path))
+
+    def judge_image(self, request: JudgeRequest, *, ticket: Ticket | None = None) -> Verdict:
+        """Gate 2 offline: the frame holds each character's figure and the location's look, as drawn here."""
+        key = self.request_key("judge_image", request)
+        self.faults.before_call(key, request.prompt)
+        score, reasons = judge_pixels(load_image(request.image), request.characters, request.location)
+        return Verdict(score=round(score, 4), passed=score >= PASS_SCORE, reasons=reasons,
+                       cost_usd=shadow_cost(request.model))
 
     def upscale_image(self, request: UpscaleRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height)
