@@ -12,7 +12,7 @@ import pytest
 
 from reelflow.media.images import load_image, resize_cover, save_png
 from reelflow.media.probe import probe
-from reelflow.providers.base import FrameToVideo, ImageEditor, ImageGenerator
+from reelflow.providers.base import FrameToVideo, ImageEditor, ImageGenerator, VisionJudge
 from reelflow.providers.local.draw import draw_keyframe
 from reelflow.providers.local.faults import FaultPlan
 from reelflow.providers.local.provider import LOCAL_VERSION, LocalProvider
@@ -69,9 +69,11 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_it_is_every_media_protocol_with_the_cloud_models_it_stands_in_for(provider: LocalProvider) -> None:
     assert isinstance(provider, ImageGenerator) and isinstance(provider, ImageEditor) and isinstance(provider, FrameToVideo)
+    assert isinstance(provider, VisionJudge)
     assert provider.name == "local"
     assert provider.default_models == {
         "keyframes": FLUX, "previz": "fal-ai/z-image/turbo", "upscale": GEMINI, "video": WAN, "candidates": GEMINI,
+        "qc": "gemini-2.5-flash",
     }
 
 
