@@ -15,11 +15,8 @@ def retry_delays(retries: int, base_s: float, cap_s: float = 60.0) -> list[float
 
 def should_retry(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect retry condition: retry rate limits, server errors, timeouts and transport errors only."""
-    try:
-        state.result()
-    except Exception as exc:
-        return is_retryable(exc)
-    return False
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, BaseException) and is_retryable(error)
 
 
 def stage_task_options() -> dict[str, Any]:

@@ -106,8 +106,8 @@ def test_rate_limit_faults_give_byte_identical_assets(rendered: tuple[Path, dict
     source, _ = rendered
     root = write_project(tmp_path / "faulty")
     result = run_cli("render", str(root), "--episode", "1", "--json", env={"REELFLOW_LOCAL_FAULTS": "rate_limit=0.3"})
-    assert result.code == 0, result.stderr
-    assert result.json()["shots"]["failed"] == 0
+    assert result.code == 0, result.stdout + result.stderr
+    assert result.json()["shots"]["failed"] == 0, result.json()["failures"]
     clean, faulty = hashes(assets(source)), hashes(assets(root))
     clean.pop("manifest.json"), faulty.pop("manifest.json")
     assert faulty == clean

@@ -16,9 +16,10 @@ class FinalState:
     def __init__(self, error: BaseException | None) -> None:
         self.error = error
 
-    def result(self) -> None:
-        if self.error is not None:
+    def result(self, raise_on_failure: bool = True) -> BaseException | None:
+        if self.error is not None and raise_on_failure:
             raise self.error
+        return self.error
 
 
 @pytest.mark.parametrize(("error", "retried"), [
