@@ -15,6 +15,7 @@ from reelflow.providers.registry import require_providers
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.schemas.project import RENDER_STAGES
 from reelflow.tasks.cache import planning
+from reelflow.tasks.dailies import read_dailies
 from reelflow.tasks.shot import plan_shot
 
 
@@ -25,14 +26,20 @@ class Estimate(BaseModel):
     calls_by_stage: dict[str, int]
 
 
-def estimate_episode(project: Path | str, episode: int, shots: list[int] | None = None) -> Estimate:
-    """Price the render of these shots (all by default) as it would run now, submitting nothing."""
+def estimate_episode(
+    project: Path | str, episode: int, shots: list[int] | None = None, retakes: bool = False
+) -> Estimate:
+    """Price the render of these shots (all by default, or the retakes) as it would run now, submitting nothing.
+
+    Keyframes are priced as passing the gates on their first try; each regeneration would add its own cost.
+    """
     folder = load_project(project)
     storyboard = load_storyboard(folder, episode)
     numbers = select_shots(storyboard, shots, folder.storyboard_path(episode).name)
     require_providers(folder.project, RENDER_STAGES)
+    takes, _ = read_dailies(folder, storyboard).takes_to_render(numbers, retakes_only=retakes)
     with planning() as plan:
-        for job in plan_jobs(folder, storyboard, numbers, run="estimate"):
+        for job in plan_jobs(folder, storyboard, takes, run="estimate"):
             plan_shot(job)
     return Estimate(
         episode=episode,

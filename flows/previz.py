@@ -26,7 +26,7 @@ from reelflow.schemas.storyboard import Storyboard
 from reelflow.tasks.budget import close_budget, open_budget
 from reelflow.tasks.events import Tally, subscribe
 from reelflow.tasks.plan import ShotJob, StageResult
-from reelflow.tasks.previz import hero_prompt, make_previz, previz_dir
+from reelflow.tasks.previz import make_previz, previz_dir
 from reelflow.tasks.store import write_atomic
 
 MANIFEST = "previz_manifest.json"
@@ -84,7 +84,7 @@ def _frame(job: ShotJob, result: StageResult) -> PrevizFrame:
         approach=job.shot.generation_approach.value,
         characters=list(job.shot.characters_in_shot),
         location=job.shot.location,
-        prompt=hero_prompt(job.shot),
+        prompt=job.shot.hero_prompt,
         name=str(entry.name),
         sha256=entry.sha256,
         provider=entry.provider,
@@ -144,7 +144,7 @@ def previz_episode(project: str, episode: int, shots: list[int] | None = None) -
     frames: list[PrevizFrame] = []
     failed: list[PrevizFailure] = []
     try:
-        jobs = plan_jobs(folder, storyboard, numbers, run)
+        jobs = plan_jobs(folder, storyboard, dict.fromkeys(numbers, 1), run)
         futures: dict[int, PrefectFuture[StageResult]] = {job.shot.shot: make_previz.submit(job) for job in jobs}
         for job in jobs:
             try:

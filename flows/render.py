@@ -1,7 +1,9 @@
 """Render an episode: validate the storyboard, fan out across shots, cut, and write the manifest.
 
-Each shot runs as its own task (keyframes → upscale → video → clip) on a thread pool; provider calls
-are bounded per provider. A failing shot does not stop the others: the run ends with a report.
+Each shot runs as its own task (keyframes → gates → upscale → video → clip) on a thread pool; provider
+calls are bounded per provider. A failing shot does not stop the others: the run ends with a report.
+The dailies decide takes: an approved shot is kept as it is, a retake renders take T+1, and the cut
+uses each shot's approved take, else its latest.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from reelflow.providers.registry import require_providers
+from reelflow.schemas.dailies import Dailies
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder, base_name, load_project, load_storyboard
 from reelflow.schemas.loras import LoraRegistry
@@ -25,6 +28,7 @@ from reelflow.schemas.report import RenderReport, ShotCounts, ShotLine
 from reelflow.schemas.storyboard import Storyboard
 from reelflow.tasks.budget import close_budget, open_budget
 from reelflow.tasks.cut import cut_episode, cut_path
+from reelflow.tasks.dailies import changing_dailies, now, read_dailies
 from reelflow.tasks.events import Tally, subscribe
 from reelflow.tasks.manifest import merge, published_clip, read_manifest, write_manifest
 from reelflow.tasks.plan import ShotJob, shot_seed
@@ -56,10 +60,11 @@ def read_loras(folder: ProjectFolder) -> LoraRegistry:
         raise ContractError(f"lora_registry.json: {' '.join(str(exc).split())[:200]}") from None
 
 
-def plan_jobs(folder: ProjectFolder, storyboard: Storyboard, numbers: list[int], run: str) -> list[ShotJob]:
+def plan_jobs(folder: ProjectFolder, storyboard: Storyboard, takes: dict[int, int], run: str) -> list[ShotJob]:
+    """One job per shot to render, at the take given for it, in storyboard order."""
     loras = read_loras(folder)
     jobs = []
-    for number in numbers:
+    for number, take in takes.items():
         shot = storyboard.shot(number)
         jobs.append(ShotJob(
             run=run,
@@ -67,8 +72,9 @@ def plan_jobs(folder: ProjectFolder, storyboard: Storyboard, numbers: list[int],
             project=folder.project,
             episode=storyboard.episode,
             shot=shot,
-            name=base_name(folder.project, storyboard, shot),
-            seed=shot_seed(folder.project.code, storyboard.episode, shot),
+            name=base_name(folder.project, storyboard, shot, take),
+            seed=shot_seed(folder.project.code, storyboard.episode, shot, take),
+            take=take,
             loras=loras.for_shot(shot.characters_in_shot, KEYFRAME_LORA_BASE),
             video_loras=loras.for_shot(shot.characters_in_shot, VIDEO_LORA_BASE),
         ))
@@ -77,20 +83,37 @@ def plan_jobs(folder: ProjectFolder, storyboard: Storyboard, numbers: list[int],
 
 def _shot_table(report: RenderReport) -> str:
     rows = [
-        f"| {line.shot} | {line.approach} | {line.status} | {line.provider_calls} | ${line.cost_usd:.3f} | {line.reason or ''} |"
+        f"| {line.shot} | T{line.take:02d} | {line.approach} | {line.status} | {line.review or ''} | {line.provider_calls} "
+        f"| ${line.cost_usd:.3f} | {line.reason or ''} |"
         for line in report.lines
     ]
     return "\n".join([
         f"# Episode {report.episode:03d}",
         "",
         f"Cut: `{report.output or report.cut_skipped}`  ",
-        f"Shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.failed} failed · "
-        f"provider calls {report.provider_calls} · cost ${report.cost_usd:.3f}",
+        f"Shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.kept} approved and kept, "
+        f"{report.shots.failed} failed · provider calls {report.provider_calls} · cost ${report.cost_usd:.3f}",
         "",
-        "| shot | approach | status | calls | cost | note |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| shot | take | approach | status | gates | calls | cost | note |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
     ])
+
+
+def record_dailies(folder: ProjectFolder, storyboard: Storyboard, outcomes: dict[int, ShotOutcome],
+                   failures: dict[int, ShotFailed], lines: dict[int, ShotLine]) -> Dailies:
+    """Write each shot's gate tries to the dailies; a shot with a new or changed take becomes generated or needs_review."""
+    with changing_dailies(folder, storyboard) as dailies:
+        for number, outcome in outcomes.items():
+            review = dailies.shot(number)
+            review.gates = [t for t in review.gates if t.take != outcome.take] + outcome.tries
+            changed = lines[number].status == "rendered" or review.take != outcome.take
+            if changed or review.status in ("pending", "retake"):
+                review.rendered(outcome.take, outcome.route, at=now())
+        for number, failure in failures.items():
+            review, take = dailies.shot(number), lines[number].take
+            review.gates = [t for t in review.gates if t.take != take] + failure.tries
+    return dailies
 
 
 @flow(
@@ -100,12 +123,16 @@ def _shot_table(report: RenderReport) -> str:
     log_prints=False,
 )
 def render_episode(
-    project: str, episode: int, shots: list[int] | None = None, max_cost_usd: float | None = None
+    project: str,
+    episode: int,
+    shots: list[int] | None = None,
+    max_cost_usd: float | None = None,
+    retakes: bool = False,
 ) -> RenderReport | State:
-    """Render the selected shots of one episode (all by default) and cut the episode.
+    """Render the selected shots of one episode (all by default; only retakes with `retakes`) and cut it.
 
-    Paid calls stop at `max_cost_usd` (else the project's `budget_usd`). With failed shots the run
-    ends Failed (visible as such in the UI), still carrying the report.
+    Approved shots are never rendered again. Paid calls stop at `max_cost_usd` (else the project's
+    `budget_usd`). With failed shots the run ends Failed (visible as such in the UI), still carrying the report.
     """
     logger = get_run_logger()
     started = time.monotonic()
@@ -113,38 +140,49 @@ def render_episode(
     storyboard = load_storyboard(folder, episode)
     numbers = select_shots(storyboard, shots, folder.storyboard_path(episode).name)
     require_providers(folder.project, RENDER_STAGES)
+    takes, kept = read_dailies(folder, storyboard).takes_to_render(numbers, retakes_only=retakes)
 
     run = uuid.uuid4().hex
     tally = Tally(run)
     unsubscribe = subscribe(tally)
     budget = open_budget(run, max_cost_usd if max_cost_usd is not None else folder.project.budget_usd)
     try:
-        jobs = plan_jobs(folder, storyboard, numbers, run)
+        jobs = plan_jobs(folder, storyboard, takes, run)
         futures: dict[int, PrefectFuture[ShotOutcome]] = {job.shot.shot: render_shot.submit(job) for job in jobs}
         outcomes: dict[int, ShotOutcome] = {}
-        lines: list[ShotLine] = []
+        failures: dict[int, ShotFailed] = {}
+        lines: dict[int, ShotLine] = {}
         for job in jobs:
             number = job.shot.shot
-            line = ShotLine(shot=number, approach=job.shot.generation_approach.value, status="cached")
+            line = ShotLine(shot=number, approach=job.shot.generation_approach.value, status="cached", take=job.take)
             try:
                 outcomes[number] = futures[number].result()
+                line.review = outcomes[number].route
             except ShotFailed as exc:
+                failures[number] = exc
                 line.status, line.stage, line.reason = "failed", exc.stage, exc.reason
                 logger.error("shot %s failed at %s: %s", number, exc.stage, exc.reason)
             line.provider_calls = tally.calls.get(number, 0)
             line.cost_usd = round(tally.cost.get(number, 0.0), 6)
             if line.status != "failed" and line.provider_calls:
                 line.status = "rendered"
-            lines.append(line)
+            lines[number] = line
     finally:
         unsubscribe()
         close_budget(run)
+    dailies = record_dailies(folder, storyboard, outcomes, failures, lines)
+    for number in kept:
+        take = dailies.shot(number).take
+        lines[number] = ShotLine(shot=number, approach=storyboard.shot(number).generation_approach.value, status="kept",
+                                 take=take, reason=f"approved take T{take:02d} kept; mark it retake to change it")
+    report_lines = [lines[number] for number in numbers if number in lines]
 
-    # The cut takes every shot's clip: rendered now, or published by an earlier render and still intact.
+    # The cut takes every shot's clip: rendered now, or the approved (else latest) take published earlier and intact.
     assets_dir = folder.assets_dir(episode)
     manifest = read_manifest(assets_dir, folder.project.code, episode)
     clips = [
-        outcomes[shot.shot].clip if shot.shot in outcomes else published_clip(assets_dir, manifest, shot.shot)
+        outcomes[shot.shot].clip if shot.shot in outcomes
+        else published_clip(assets_dir, manifest, shot.shot, dailies.shot(shot.shot).cut_take)
         for shot in storyboard.shots
     ]
     cut_entry, cut_skipped = None, None
@@ -154,13 +192,15 @@ def render_episode(
         missing = [shot.shot for shot, clip in zip(storyboard.shots, clips) if clip is None]
         cut_skipped = f"no cut: shots {', '.join(map(str, missing))} have no clip"
         logger.warning(cut_skipped)
-    manifest_path = write_manifest(assets_dir, merge(manifest, {n: o.entries for n, o in outcomes.items()}, cut_entry))
+    rendered = {(n, o.take): o.entries for n, o in outcomes.items()}
+    manifest_path = write_manifest(assets_dir, merge(manifest, rendered, cut_entry))
 
     counts = ShotCounts(
-        total=len(lines),
-        rendered=sum(line.status == "rendered" for line in lines),
-        cached=sum(line.status == "cached" for line in lines),
-        failed=sum(line.status == "failed" for line in lines),
+        total=len(report_lines),
+        rendered=sum(line.status == "rendered" for line in report_lines),
+        cached=sum(line.status == "cached" for line in report_lines),
+        kept=sum(line.status == "kept" for line in report_lines),
+        failed=sum(line.status == "failed" for line in report_lines),
     )
     report = RenderReport(
         episode=episode,
@@ -169,7 +209,7 @@ def render_episode(
         shots=counts,
         provider_calls=sum(tally.calls.values()),
         cost_usd=round(sum(tally.cost.values()), 6),
-        lines=lines,
+        lines=report_lines,
         cut_skipped=cut_skipped,
         budget_usd=budget.cap_usd,
     )

@@ -10,9 +10,10 @@ import imageio_ffmpeg
 
 from reelflow.schemas.errors import MediaError
 
-# Fixed encoder settings: same frames in, byte-identical file out, on any machine.
+# Fixed encoder settings: same frames in, byte-identical file out, on any machine. `ultrafast` at CRF 18 keeps the
+# picture and costs well under half the CPU of `veryfast`; the files are about three times larger.
 H264_ARGS: tuple[str, ...] = (
-    "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p",
     "-threads", "2", "-x264-params", "threads=2:lookahead-threads=1",
     "-movflags", "+faststart", "-fflags", "+bitexact", "-flags:v", "+bitexact",
     "-map_metadata", "-1", "-an",

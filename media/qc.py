@@ -120,7 +120,12 @@ def check_split_panel(
     names = ("left", "right") if axis == "vertical" else ("top", "bottom")
     # Both bands are read outward-in: index 0 is the panel's outermost column (row).
     bands = {names[0]: grey[:, :zone], names[1]: grey[:, ::-1][:, :zone]}
-    flat = {side: int(np.sum(band.std(axis=0) < t.gutter_flat_std)) for side, band in bands.items()}
+    inside = {names[0]: grey[:, zone].mean(), names[1]: grey[:, -1 - zone].mean()}
+    flat = {
+        side: int(np.sum((band.std(axis=0) < t.gutter_flat_std)
+                         & (np.abs(band.mean(axis=0) - inside[side]) >= t.gutter_min_contrast)))
+        for side, band in bands.items()
+    }
     coverage = {side: _seam_coverage(band, t.seam_min_step) for side, band in bands.items()}
     flat_side = max(flat, key=lambda side: flat[side])
     seam_side = max(coverage, key=lambda side: float(coverage[side].max()))
@@ -131,7 +136,7 @@ def check_split_panel(
     findings = [
         _finding(
             "gutter", flat_count >= t.gutter_max_flat_lines, flat_count, t.gutter_max_flat_lines,
-            f"{flat_count} flat {unit} (luma std < {t.gutter_flat_std:g}) in the outer {zone} px at the "
+            f"{flat_count} flat {unit} (luma std < {t.gutter_flat_std:g}, apart from the content) in the outer {zone} px at the "
             f"{flat_side} edge {'>=' if flat_count >= t.gutter_max_flat_lines else '<'} {t.gutter_max_flat_lines}",
         ),
         _finding(

@@ -13,7 +13,7 @@ class MediaInfo(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["image", "video"]
+    kind: Literal["image", "video", "data"]
     width: int
     height: int
     frames: int | None = None
@@ -59,6 +59,7 @@ class ManifestEntry(Provenance):
 
     name: str | None = None
     shot: int | None = None
+    take: int | None = None
     sha256: str
     media: MediaInfo
 

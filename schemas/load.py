@@ -42,6 +42,9 @@ class ProjectFolder:
     def assets_dir(self, episode: int) -> Path:
         return self.storyboards_dir / "assets" / f"ep_{episode:03d}"
 
+    def dailies_path(self, episode: int) -> Path:
+        return self.storyboards_dir / f"dailies_ep_{episode:03d}.json"
+
     def storyboard_paths(self) -> list[Path]:
         return sorted(self.storyboards_dir.glob("storyboard_ep_*.json"))
 

@@ -7,11 +7,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from reelflow.schemas.names import NO_CHARACTER
+from reelflow.schemas.qc import Routing
 
 ProviderName = Literal["local", "fal", "gemini", "runpod"]
 StageName = Literal["candidates", "training", "previz", "keyframes", "upscale", "video", "qc"]
 STAGES: tuple[str, ...] = StageName.__args__
-RENDER_STAGES: tuple[str, ...] = ("keyframes", "upscale", "video")  # the stages an episode render calls
+RENDER_STAGES: tuple[str, ...] = ("keyframes", "qc", "upscale", "video")  # the stages an episode render calls
 AspectRatio = Literal["9:16", "16:9"]
 
 ProjectCode = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,5}$")]
@@ -41,6 +42,7 @@ class Project(_Contract):
     providers: dict[str, StageChoice] = Field(default_factory=lambda: {"default": StageChoice(use="local")})
     concurrency: dict[ProviderName, Annotated[int, Field(ge=1, le=64)]] = Field(default_factory=dict)
     budget_usd: Annotated[float, Field(gt=0)] | None = None
+    qc: Routing = Field(default_factory=Routing)
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -1,8 +1,12 @@
-"""Gate 1 (artifacts): the thresholds of every automatic image and video check, and what the checks report."""
+"""QC gates: Gate 1 thresholds and findings, and how keyframes are routed on Gate 2 scores."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+Route = Literal["pass", "reject", "review"]
 
 
 class Gate1Thresholds(BaseModel):
@@ -39,6 +43,10 @@ class Gate1Thresholds(BaseModel):
     gutter_flat_std: float = Field(
         4.0, gt=0, description="a column (row) in the edge band whose luma std is below this is a flat gutter line"
     )
+    gutter_min_contrast: float = Field(
+        12.0, ge=0, description="a flat line counts as gutter only if its mean luma differs this much from the panel "
+        "just inside the searched band (a clear sky running in from the edge is not a gutter)"
+    )
     gutter_max_flat_lines: int = Field(
         2, ge=1, description="this many flat columns (rows) in one edge band or more is a leftover gutter"
     )
@@ -58,7 +66,8 @@ class Gate1Thresholds(BaseModel):
         8, ge=1, description="a run of this many consecutive black frames or more fails the clip"
     )
     frozen_max_diff: float = Field(
-        0.2, ge=0, description="consecutive frames whose mean absolute luma difference is below this are frozen"
+        0.5, ge=0, description="consecutive frames whose mean absolute luma difference is below this are frozen "
+        "(encoder noise on a held frame stays well under it; moving frames differ by several levels)"
     )
     frozen_max_frames: int = Field(
         8, ge=2, description="a run of this many consecutive frozen (non-black) frames or more fails the clip"
@@ -106,3 +115,24 @@ class Gate1Report(BaseModel):
             if found.check == check:
                 return found
         raise KeyError(check)
+
+
+class Routing(BaseModel):
+    """How a try of a shot's keyframes is routed: project.json `qc` may set any of these.
+
+    A Gate 1 failure or a Gate 2 score below `reject_below` rejects the try, which is made again with a new
+    seed up to `max_regenerations` times; a score of `pass_at` or more passes; anything between goes to review.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pass_at: float = Field(0.6, ge=0, le=1, description="the lowest Gate 2 score of every keyframe that auto-passes")
+    reject_below: float = Field(0.4, ge=0, le=1, description="a keyframe scoring below this is auto-rejected")
+    max_regenerations: int = Field(2, ge=0, le=10, description="new-seed tries after the first, before the shot fails")
+
+    def route(self, gate1_failures: list[str], scores: list[float]) -> Route:
+        """`reject`, `pass` or `review` for one try."""
+        lowest = min(scores, default=1.0)
+        if gate1_failures or lowest < self.reject_below:
+            return "reject"
+        return "pass" if lowest >= self.pass_at else "review"

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-ShotStatus = Literal["rendered", "cached", "failed"]
+ShotStatus = Literal["rendered", "cached", "kept", "failed"]
 
 
 class ShotLine(BaseModel):
@@ -15,6 +15,8 @@ class ShotLine(BaseModel):
     status: ShotStatus
     provider_calls: int = 0
     cost_usd: float = 0.0
+    take: int = 1
+    review: str | None = None
     stage: str | None = None
     reason: str | None = None
 
@@ -24,6 +26,7 @@ class ShotCounts(BaseModel):
     rendered: int
     cached: int
     failed: int
+    kept: int = 0
 
 
 class RenderReport(BaseModel):
@@ -38,7 +41,7 @@ class RenderReport(BaseModel):
     budget_usd: float | None = None
 
     def summary(self) -> dict[str, object]:
-        """The `--json` object: episode, output, manifest, shot counts, provider calls, cost, failures."""
+        """The `--json` object: episode, output, manifest, shot counts, provider calls, cost, failures, per-shot lines."""
         failed = [line for line in self.lines if line.status == "failed"]
         failures = [{"shot": line.shot, "stage": line.stage, "reason": line.reason} for line in failed]
         return {
@@ -49,4 +52,6 @@ class RenderReport(BaseModel):
             "provider_calls": self.provider_calls,
             "cost_usd": round(self.cost_usd, 6),
             "failures": failures,
+            "lines": [line.model_dump(include={"shot", "take", "status", "review", "provider_calls", "cost_usd"})
+                      for line in self.lines],
         } | ({"budget_usd": self.budget_usd} if self.budget_usd is not None else {})

@@ -77,6 +77,12 @@ class Shot(_Contract):
         return getattr(self, field)
 
     @property
+    def hero_prompt(self) -> str:
+        """The prompt of the shot's defining frame: the hero panel of a triptych, else its first frame."""
+        field = "hero_frame.prompt" if self.generation_approach is Approach.TRIPTYCH else "first_frame_prompt"
+        return self.prompt(field) or ""
+
+    @property
     def keyframe_roles(self) -> tuple[str, ...]:
         return KEYFRAME_ROLES[self.generation_approach]
 

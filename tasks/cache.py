@@ -96,6 +96,11 @@ def planning() -> Iterator[Plan]:
         _plan.reset(token)
 
 
+def is_planning() -> bool:
+    """True inside `planning()`: outputs are stand-ins and cannot be read."""
+    return _plan.get() is not None
+
+
 def _planned(operation: Operation, plan: Plan, price: float, outputs: int) -> Outcome:
     calls = 0 if operation.provider == MEDIA else 1
     plan.add(operation.stage, price, calls)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,12 @@ from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger
 
+from reelflow.providers.base import Provider, VisionJudge
+from reelflow.providers.ledger import Ticket
 from reelflow.providers.registry import get_provider
 from reelflow.schemas.assets import AssetRef, ManifestEntry
 from reelflow.schemas.errors import ContentRejected
-from reelflow.schemas.requests import Generation, _Request
+from reelflow.schemas.requests import Generation, JudgeRequest, _Request
 from reelflow.tasks.budget import budget_for
 from reelflow.tasks.cache import MEDIA, Operation, Outcome, run_cached
 from reelflow.tasks.events import StageEvent, emit
@@ -43,6 +46,17 @@ def _report(job: ShotJob, stage: str, outcome: Outcome) -> None:
     emit(StageEvent(job.run, job.shot.shot, stage, status, outcome.provider_calls, outcome.cost_usd))
 
 
+def _invoke(provider: Provider, capability: str, request: _Request, out: Path, ticket: Ticket) -> Generation:
+    """Call one capability; a judge's verdict is written to `out` as JSON, so it is cached like any output."""
+    if isinstance(provider, VisionJudge) and isinstance(request, JudgeRequest):
+        started = time.monotonic()
+        verdict = provider.judge_image(request, ticket=ticket)
+        out.write_text(verdict.model_dump_json())
+        return Generation(provider=provider.name, model=request.model, files=[out], cost_usd=verdict.cost_usd,
+                          seconds=time.monotonic() - started)
+    return getattr(provider, capability)(request, out, ticket=ticket)
+
+
 def _call_one(job: ShotJob, name: str, model: str | None, stage: str, version: int, capability: str,
               build: RequestBuilder, inputs: list[AssetRef], ext: str) -> Outcome:
     provider = get_provider(name)
@@ -57,7 +71,7 @@ def _call_one(job: ShotJob, name: str, model: str | None, stage: str, version: i
         budget.reserve(price)
         try:
             with provider_slot(name, job.project.concurrency):
-                return getattr(provider, capability)(request, scratch / f"out.{ext}", ticket=ticket)
+                return _invoke(provider, capability, request, scratch / f"out.{ext}", ticket)
         except Exception:
             budget.refund(price)
             raise
@@ -109,5 +123,5 @@ def publish(job: ShotJob, outcome: Outcome, *, suffix: str | None, ext: str, ind
     ref = outcome.files[index]
     name = job.asset_path(suffix, ext).name if suffix is not None else None
     return ManifestEntry(
-        **outcome.provenance.model_dump(), name=name, shot=job.shot.shot, sha256=ref.sha256, media=ref.media
+        **outcome.provenance.model_dump(), name=name, shot=job.shot.shot, take=job.take, sha256=ref.sha256, media=ref.media
     )

@@ -12,7 +12,7 @@ from reelflow.tasks.events import StageEvent, emit
 from reelflow.tasks.plan import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
-VERSION = 2
+VERSION = 3
 
 
 @task(name="clip", task_run_name="{job.label}-clip", **stage_task_options())

@@ -13,7 +13,7 @@ from reelflow.tasks.cache import MEDIA, Operation, run_cached
 from reelflow.tasks.retry import stage_task_options
 from reelflow.tasks.store import materialise, store_for
 
-VERSION = 1
+VERSION = 2
 
 
 def cut_path(assets_dir: Path, episode: int) -> Path:

@@ -43,6 +43,14 @@ def _image_request(job: ShotJob, model: str, prompt: str, size: tuple[int, int],
     )
 
 
+def frame_prompt(job: ShotJob, role: str) -> str:
+    """What the keyframe of `role` was asked to show (a triptych panel: the strip's prompt and the hero's)."""
+    shot = job.shot
+    if shot.generation_approach is Approach.TRIPTYCH:
+        return f"{shot.triptych_prompt}\nHero (middle panel): {shot.prompt('hero_frame.prompt')}"
+    return shot.prompt(FRAME_PROMPTS[role]) or ""
+
+
 def _split(scratch: Path, strip: Path) -> list[Path]:
     outputs = []
     with Image.open(strip) as image:
@@ -60,7 +68,7 @@ def make_keyframes(job: ShotJob) -> StageResult:
     shot, aspect = job.shot, job.project.aspect_ratio
     result = StageResult()
     if shot.generation_approach is Approach.TRIPTYCH:
-        prompt = f"{shot.triptych_prompt}\nHero (middle panel): {shot.prompt('hero_frame.prompt')}"
+        prompt = frame_prompt(job, "hero")
         strip = call_provider(
             job, stage="keyframes", version=VERSION, capability="generate_image", ext="png", inputs=[],
             build=lambda model: _image_request(job, model, prompt, STRIP_SIZE[aspect], "strip"),
@@ -75,7 +83,7 @@ def make_keyframes(job: ShotJob) -> StageResult:
             result.entries.append(publish(job, panels, suffix=None, ext="png", index=index))
         return result
     for role in shot.keyframe_roles:
-        text = shot.prompt(FRAME_PROMPTS[role]) or ""
+        text = frame_prompt(job, role)
         frame = call_provider(
             job, stage="keyframes", version=VERSION, capability="generate_image", ext="png", inputs=[],
             build=lambda model, text=text, role=role: _image_request(job, model, text, FRAME_SIZE[aspect], role),

@@ -18,9 +18,9 @@ def read_manifest(assets_dir: Path, project: str, episode: int) -> Manifest:
     return Manifest.model_validate_json(path.read_bytes())
 
 
-def merge(old: Manifest, rendered: dict[int, list[ManifestEntry]], cut: ManifestEntry | None) -> Manifest:
-    """The old manifest with the entries of every shot rendered now replaced; input names filled in."""
-    keep = [e for e in old.assets + old.intermediates if e.shot is not None and e.shot not in rendered]
+def merge(old: Manifest, rendered: dict[tuple[int, int], list[ManifestEntry]], cut: ManifestEntry | None) -> Manifest:
+    """The old manifest with the entries of every (shot, take) rendered now replaced; other takes kept; inputs named."""
+    keep = [e for e in old.assets + old.intermediates if e.shot is not None and (e.shot, e.take or 1) not in rendered]
     entries = keep + [entry for shot_entries in rendered.values() for entry in shot_entries]
     names = {e.sha256: e.name for e in entries if e.name}
     if cut is not None:
@@ -29,7 +29,7 @@ def merge(old: Manifest, rendered: dict[int, list[ManifestEntry]], cut: Manifest
         e.model_copy(update={"inputs": [InputRef(sha256=i.sha256, name=i.name or names.get(i.sha256)) for i in e.inputs]})
         for e in entries
     ]
-    order = sorted(named_inputs, key=lambda e: (e.shot or 0, e.stage, e.name or "", e.sha256))
+    order = sorted(named_inputs, key=lambda e: (e.shot or 0, e.take or 1, e.stage, e.name or "", e.sha256))
     if cut is not None:
         cut = cut.model_copy(update={"inputs": [InputRef(sha256=i.sha256, name=names.get(i.sha256)) for i in cut.inputs]})
     return Manifest(
@@ -47,10 +47,10 @@ def write_manifest(assets_dir: Path, manifest: Manifest) -> Path:
     return path
 
 
-def published_clip(assets_dir: Path, manifest: Manifest, shot: int) -> AssetRef | None:
-    """A shot's clip from an earlier render, if its named file is still there with the recorded hash."""
+def published_clip(assets_dir: Path, manifest: Manifest, shot: int, take: int) -> AssetRef | None:
+    """A take's clip from an earlier render, if its named file is still there with the recorded hash."""
     for entry in manifest.assets:
-        if entry.shot == shot and entry.name and entry.name.endswith("_clip.mp4"):
+        if entry.shot == shot and (entry.take or 1) == take and entry.name and entry.name.endswith("_clip.mp4"):
             path = assets_dir / entry.name
             if path.is_file() and sha256_file(path) == entry.sha256:
                 return AssetRef(path=path, sha256=entry.sha256, media=entry.media)

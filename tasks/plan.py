@@ -16,12 +16,19 @@ from reelflow.schemas.storyboard import Shot
 from reelflow.tasks.store import AssetStore, store_for
 
 
-def shot_seed(project_code: str, episode: int, shot: Shot) -> int:
-    """The shot's `seed` if it has one, else a stable seed derived from project, episode and shot."""
-    if shot.seed is not None:
-        return shot.seed % 2**32
-    digest = hashlib.sha256(f"{project_code}:{episode}:{shot.shot}".encode()).hexdigest()
-    return int(digest[:8], 16)
+def _derived(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def shot_seed(project_code: str, episode: int, shot: Shot, take: int = 1) -> int:
+    """Take 1: the shot's `seed` if it has one, else one derived from project, episode and shot; a retake mixes in its take."""
+    seed = shot.seed % 2**32 if shot.seed is not None else _derived(f"{project_code}:{episode}:{shot.shot}")
+    return seed if take == 1 else _derived(f"{seed}:T{take}")
+
+
+def attempt_seed(seed: int, attempt: int) -> int:
+    """The seed of a keyframe try: the take's own seed first, then a new one for each regeneration."""
+    return seed if attempt == 1 else _derived(f"{seed}:try{attempt}")
 
 
 class ShotJob(BaseModel):
@@ -36,13 +43,15 @@ class ShotJob(BaseModel):
     shot: Shot
     name: AssetName
     seed: int
+    take: int = 1
     loras: tuple[LoraRef, ...] = ()
     video_loras: tuple[LoraRef, ...] = ()
 
     @property
     def label(self) -> str:
-        """How a person reads this shot in the Prefect UI, e.g. `ep001-S07`."""
-        return f"ep{self.episode:03d}-S{self.shot.shot:02d}"
+        """How a person reads this shot in the Prefect UI, e.g. `ep001-S07` (`ep001-S07-T02` for a retake)."""
+        label = f"ep{self.episode:03d}-S{self.shot.shot:02d}"
+        return label if self.take == 1 else f"{label}-T{self.take:02d}"
 
     @property
     def assets_dir(self) -> Path:

@@ -7,7 +7,6 @@ from pathlib import Path
 from prefect import task
 
 from reelflow.schemas.requests import ImageRequest
-from reelflow.schemas.storyboard import Approach, Shot
 from reelflow.tasks.calls import call_provider, publish
 from reelflow.tasks.events import StageEvent, emit
 from reelflow.tasks.plan import ShotJob, StageResult
@@ -18,12 +17,6 @@ VERSION = 1
 FRAME_SIZE = {"9:16": (512, 896), "16:9": (896, 512)}
 STEPS = 8
 SUFFIX = "previz"
-
-
-def hero_prompt(shot: Shot) -> str:
-    """The prompt of the shot's defining frame: the hero panel of a triptych, else its first frame."""
-    field = "hero_frame.prompt" if shot.generation_approach is Approach.TRIPTYCH else "first_frame_prompt"
-    return shot.prompt(field) or ""
 
 
 def previz_dir(root: Path, episode: int) -> Path:
@@ -37,7 +30,7 @@ def _request(job: ShotJob, model: str) -> ImageRequest:
     return ImageRequest(
         model=model,
         seed=job.seed,
-        prompt=", ".join([*triggers, hero_prompt(job.shot)]),
+        prompt=", ".join([*triggers, job.shot.hero_prompt]),
         negative_prompt=job.shot.negative_prompt,
         width=width,
         height=height,

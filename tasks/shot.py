@@ -1,4 +1,8 @@
-"""One shot from storyboard to clip: keyframes → upscale → video → clip, each a retryable cached task."""
+"""One shot from storyboard to clip: keyframes → gates → upscale → video → clip, each a retryable cached task.
+
+Keyframes the gates reject are made again with a new seed, up to the project's limit; a shot whose keyframes
+never pass stops there, before any video is paid for.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,14 @@ from prefect import Task, task
 from pydantic import BaseModel
 
 from reelflow.schemas.assets import AssetRef, ManifestEntry
+from reelflow.schemas.dailies import KeyframeTry
 from reelflow.schemas.errors import ReelflowError
+from reelflow.schemas.qc import Route
 from reelflow.tasks.clip import make_clip
 from reelflow.tasks.events import StageEvent, emit
+from reelflow.tasks.gates import GateResult, gate_keyframes
 from reelflow.tasks.keyframes import make_keyframes
-from reelflow.tasks.plan import ShotJob, StageResult
+from reelflow.tasks.plan import ShotJob, StageResult, attempt_seed
 from reelflow.tasks.store import materialise
 from reelflow.tasks.upscale import upscale_keyframes
 from reelflow.tasks.video import make_video
@@ -22,15 +29,31 @@ from reelflow.tasks.video import make_video
 class ShotFailed(ReelflowError):
     """A shot stopped at a stage; the message says which and why, in one line."""
 
-    def __init__(self, shot: int, stage: str, reason: str) -> None:
+    def __init__(self, shot: int, stage: str, reason: str, tries: list[KeyframeTry] | None = None) -> None:
         super().__init__(f"shot {shot}: {stage}: {reason}")
-        self.shot, self.stage, self.reason = shot, stage, reason
+        self.shot, self.stage, self.reason, self.tries = shot, stage, reason, tries or []
+
+    def __reduce__(self) -> tuple[type[ShotFailed], tuple[int, str, str, list[KeyframeTry]]]:
+        return ShotFailed, (self.shot, self.stage, self.reason, self.tries)
+
+
+class KeyframesRejected(ReelflowError):
+    """Every try of a shot's keyframes was rejected by the gates."""
+
+    def __init__(self, tries: list[KeyframeTry]) -> None:
+        last = tries[-1]
+        why = "; ".join(last.gate1 + last.reasons) or "scores below the reject threshold"
+        super().__init__(f"keyframes rejected {len(tries)} times (last: {why})")
+        self.tries = tries
 
 
 class ShotOutcome(BaseModel):
     shot: int
+    take: int
     clip: AssetRef
     entries: list[ManifestEntry]
+    route: Route
+    tries: list[KeyframeTry]
 
 
 def _one_line(error: BaseException) -> str:
@@ -38,9 +61,26 @@ def _one_line(error: BaseException) -> str:
     return text if isinstance(error, ReelflowError) else f"{error.__class__.__name__}: {text}"
 
 
-def shot_stages(job: ShotJob, run: Callable[..., StageResult]) -> list[StageResult]:
-    """keyframes → upscale → video → clip, each fed the one before; `run(stage_task, *args)` runs one."""
-    raw = run(make_keyframes, job)
+def _try(job: ShotJob, gate: GateResult, attempt: int) -> KeyframeTry:
+    return KeyframeTry(take=job.take, attempt=attempt, seed=job.seed, route=gate.route, gate1=gate.gate1,
+                       scores=gate.scores, reasons=gate.reasons)
+
+
+def gated_keyframes(job: ShotJob, run: Callable[..., Any], tries: list[KeyframeTry]) -> tuple[ShotJob, StageResult]:
+    """Keyframes that pass the gates or need review, and the job (seed) that made them; every try is appended to `tries`."""
+    for attempt in range(1, job.project.qc.max_regenerations + 2):
+        attempt_job = job.model_copy(update={"seed": attempt_seed(job.seed, attempt)})
+        raw = run(make_keyframes, attempt_job)
+        gate = run(gate_keyframes, attempt_job, raw)
+        tries.append(_try(attempt_job, gate, attempt))
+        if gate.route != "reject":
+            return attempt_job, raw.model_copy(update={"entries": raw.entries + gate.entries})
+    raise KeyframesRejected(tries)
+
+
+def shot_stages(job: ShotJob, run: Callable[..., Any], tries: list[KeyframeTry]) -> list[StageResult]:
+    """keyframes (gated) → upscale → video → clip, each fed the one before; `run(stage_task, *args)` runs one."""
+    job, raw = gated_keyframes(job, run, tries)
     frames = run(upscale_keyframes, job, raw)
     video = run(make_video, job, frames)
     return [raw, frames, video, run(make_clip, job, video)]
@@ -50,26 +90,28 @@ def shot_stages(job: ShotJob, run: Callable[..., StageResult]) -> list[StageResu
 def render_shot(job: ShotJob) -> ShotOutcome:
     """Run the shot's stages as tasks; publish its named assets only once all succeeded."""
     current = "keyframes"
+    tries: list[KeyframeTry] = []
 
-    def run(stage_task: Task[..., StageResult], *args: Any) -> StageResult:
+    def run(stage_task: Task[..., Any], *args: Any) -> Any:
         nonlocal current
         current = stage_task.name
         return stage_task(*args)
 
     try:
-        results = shot_stages(job, run)
+        results = shot_stages(job, run, tries)
     except Exception as exc:
         reason = _one_line(exc)
         emit(StageEvent(job.run, job.shot.shot, current, "failed", detail=reason))
-        raise ShotFailed(job.shot.shot, current, reason) from exc
+        raise ShotFailed(job.shot.shot, current, reason, tries) from exc
     entries = [entry for result in results for entry in result.entries]
     for entry in entries:
         if entry.name is not None:
             blob = job.store.blob_path(entry.sha256, entry.name.rsplit(".", 1)[1])
             materialise(blob, entry.sha256, job.assets_dir / entry.name)
-    return ShotOutcome(shot=job.shot.shot, clip=results[-1].assets["clip"], entries=entries)
+    return ShotOutcome(shot=job.shot.shot, take=job.take, clip=results[-1].assets["clip"], entries=entries,
+                       route=tries[-1].route, tries=tries)
 
 
 def plan_shot(job: ShotJob) -> None:
     """Walk the shot's stages without Prefect; inside `planning()` this prices what a render would make."""
-    shot_stages(job, lambda stage_task, *args: stage_task.fn(*args))
+    shot_stages(job, lambda stage_task, *args: stage_task.fn(*args), [])

@@ -16,7 +16,7 @@ from reelflow.tasks.plan import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
 VERSION = 1
-MOTION_VERSION = 1
+MOTION_VERSION = 2
 VIDEO_SIZE = {"9:16": (720, 1280), "16:9": (1280, 720)}
 SPLIT_FLF_FRAMES = 49
 STANDARD_FLF_FRAMES = 81

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +25,47 @@ if TYPE_CHECKING:
 REELFLOW = Path(sys.executable).with_name("reelflow")
 
 
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A local Prefect server started once for the session; the CLI runs reach it through PREFECT_API_URL."""
+TEST_HOME = "REELFLOW_TEST_HOME"
+_OWNS_HOME = pytest.StashKey[bool]()
+_BOOTING = pytest.StashKey[threading.Thread]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The first process (the xdist controller, or plain pytest) picks one home for the run's Prefect server."""
+    if TEST_HOME not in os.environ:
+        os.environ[TEST_HOME] = tempfile.mkdtemp(prefix="reelflow-test-home-")
+        config.stash[_OWNS_HOME] = True
+        if config.getoption("numprocesses", None):
+            # Boot the server while the workers start and collect; their fixture waits for it, then reuses it.
+            booting = threading.Thread(target=_start_server, args=(Path(os.environ[TEST_HOME]),), daemon=True)
+            booting.start()
+            config.stash[_BOOTING] = booting
+
+
+def _start_server(home: Path) -> None:
     from reelflow.flows import server
 
-    home = tmp_path_factory.mktemp("reelflow-home")
+    server.start_server(home)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The process that picked the home stops the server every worker shared, and removes the home."""
+    if config.stash.get(_OWNS_HOME, False):
+        from reelflow.flows import server
+
+        if _BOOTING in config.stash:
+            config.stash[_BOOTING].join()
+        home = Path(os.environ.pop(TEST_HOME))
+        server.stop_server(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One local Prefect server for the whole run, shared by the xdist workers; CLI runs reach it via PREFECT_API_URL."""
+    from reelflow.flows import server
+
+    home = Path(os.environ[TEST_HOME])
     previous = {key: os.environ.get(key) for key in ("REELFLOW_HOME", "PREFECT_API_URL", "REELFLOW_SERVER_PORT")}
     os.environ["REELFLOW_HOME"] = str(home)
     os.environ["REELFLOW_SERVER_PORT"] = "0"
@@ -37,7 +75,6 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for key, value in server.prefect_env(home).items():
         os.environ.setdefault(key, value)
     yield info.api_url
-    server.stop_server(home)
     for key, value in previous.items():
         if value is None:
             os.environ.pop(key, None)

@@ -79,6 +79,17 @@ def shade(colour: RGB, factor: float) -> RGB:
     return red, green, blue
 
 
+def elsewhere(location: str) -> str:
+    """A made-up place whose sky hue sits at least a quarter of the colour circle away from `location`'s."""
+    target = unit("location", location)
+    for index in range(1000):
+        candidate = f"elsewhere-{index}"
+        off = abs(unit("location", candidate) - target) % 1.0
+        if min(off, 1.0 - off) >= 0.25:
+            return candidate
+    raise AssertionError("a hash never lands in half of the circle")
+
+
 def character_colour(character: str) -> RGB:
     """The flat body colour of a character's figure, the same in every frame."""
     return hls(unit("character", character), 0.5, 0.72)

@@ -28,7 +28,7 @@ TRANSIENT: dict[str, type[ProviderError]] = {
     "server_error": ServerError,
     "timeout": ProviderTimeout,
 }
-FAULT_NAMES: tuple[str, ...] = (*TRANSIENT, "reject")
+FAULT_NAMES: tuple[str, ...] = (*TRANSIENT, "reject", "off_model")  # off_model: a keyframe drawn wrong
 
 _MESSAGES = {
     "rate_limit": "rate limited (429)",
@@ -102,8 +102,8 @@ def _uniform(*parts: object) -> float:
 class FaultPlan:
     """Sleeps a fixed latency before each call, then may raise an injected provider error.
 
-    Each fault is drawn independently with its own probability. `reject` depends only on
-    (seed, key), so the same content is always rejected; transient faults also depend on how many
+    Each fault is drawn independently with its own probability. `reject` and `off_model` depend only on
+    (seed, key), so the same content is always rejected or drawn wrong; transient faults also depend on how many
     calls this process has made for that key, so a retry of the same request can succeed.
     """
 
@@ -153,3 +153,7 @@ class FaultPlan:
         for name, error in TRANSIENT.items():
             if _uniform(self.seed, key, attempt, name) < self.rates.get(name, 0.0):
                 raise error(f"local: {_MESSAGES[name]} (attempt {attempt + 1})", provider="local", request_id=request_id)
+
+    def off_model(self, key: str) -> bool:
+        """Whether the keyframe of this request is drawn without its characters, somewhere else (Gate 2 bait)."""
+        return _uniform(self.seed, key, "off_model") < self.rates.get("off_model", 0.0)

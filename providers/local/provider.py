@@ -17,7 +17,7 @@ from PIL import ImageFilter
 from reelflow.media.hashing import sha256_file
 from reelflow.media.images import load_image, resize_cover, save_png
 from reelflow.providers.ledger import Ticket
-from reelflow.providers.local.draw import draw_edit, draw_keyframe
+from reelflow.providers.local.draw import draw_edit, draw_keyframe, elsewhere
 from reelflow.providers.local.faults import FaultPlan
 from reelflow.providers.local.flf import render_first_last
 from reelflow.providers.local.judge import PASS_SCORE, judge_pixels
@@ -35,7 +35,7 @@ from reelflow.schemas.requests import (
 )
 
 NAME = "local"
-LOCAL_VERSION = 2  # raise when what the local provider draws or encodes changes, so caches make it again
+LOCAL_VERSION = 3  # raise when what the local provider draws or encodes changes, so caches make it again
 DEFAULT_MODELS: dict[str, str] = {
     "keyframes": "fal-ai/flux-2/lora",
     "previz": "fal-ai/z-image/turbo",
@@ -119,7 +119,11 @@ class LocalProvider:
 
     def generate_image(self, request: ImageRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height)
-        return self._call("generate_image", request, out, lambda path: save_png(draw_keyframe(request), path))
+        drawn = request
+        if request.notes is not None and self.faults.off_model(self.request_key("generate_image", request)):
+            off_model = {"characters": (), "location": elsewhere(request.notes.location)}
+            drawn = request.model_copy(update={"notes": request.notes.model_copy(update=off_model)})
+        return self._call("generate_image", request, out, lambda path: save_png(draw_keyframe(drawn), path))
 
     def judge_image(self, request: JudgeRequest, *, ticket: Ticket | None = None) -> Verdict:
         """Gate 2 offline: the frame holds each character's figure and the location's look, as drawn here."""

@@ -84,7 +84,7 @@ def _png(image: Image.Image) -> bytes:
 
 
 def _picture(size: tuple[int, int], digest: str) -> Image.Image:
-    """A gradient between two colours taken from `digest`, with a band whose place comes from it too."""
+    """A gradient between two colours taken from `digest`, blocks and a band placed by it, and a fine weave for detail."""
     width, height = size
     seed = bytes.fromhex(digest[:16])
     start, end = np.array(list(seed[:3]), float), np.array(list(seed[3:6]), float)
@@ -92,7 +92,13 @@ def _picture(size: tuple[int, int], digest: str) -> Image.Image:
     pixels = np.broadcast_to(start + (end - start) * ramp, (height, width, 3)).copy()
     top = seed[6] * height // 256
     pixels[top : top + max(1, height // 8)] = 255 - pixels[top : top + max(1, height // 8)]
-    return Image.fromarray(pixels.astype(np.uint8), "RGB")
+    rng = np.random.default_rng(int.from_bytes(seed, "big"))
+    for _ in range(24):  # blocks of colour scattered over the frame, so each region of a strip looks different
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        pixels[y : y + max(1, height // 10), x : x + max(1, width // 12)] = rng.integers(0, 256, 3)
+    rows, columns = np.indices((height, width))
+    pixels += (12.0 * (((rows // 2 + columns // 2) % 2) * 2 - 1))[:, :, None]
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "RGB")
 
 
 def _tinted(image: Image.Image, digest: str) -> Image.Image:

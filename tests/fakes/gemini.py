@@ -34,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 ROUTE = re.compile(r"^/(v1|v1beta)/models/([^/:?]+):generateContent(?:\?.*)?$")
@@ -324,7 +325,9 @@ class FakeGemini:
         ramp = Image.linear_gradient("L")
         red = ramp.resize((width, height)).point(lambda value: (value + digest[0]) % 256)
         green = ramp.rotate(90).resize((width, height)).point(lambda value: (value + digest[1]) % 256)
-        blue = Image.new("L", (width, height), digest[2])
+        rows, columns = np.indices((height, width))
+        weave = (((rows // 2 + columns // 2) % 2) * 48).astype(np.uint8)
+        blue = Image.fromarray(weave + digest[2] % 192, "L")
         return _png(Image.merge("RGB", (red, green, blue)))
 
     def _value(self, schema: Body, name: str, prompt: str) -> Any:

@@ -34,12 +34,12 @@ def test_render_is_visible_in_the_prefect_ui(prefect_api: str, tmp_path: Path) -
     flow_run = httpx.get(f"{prefect_api}/flow_runs/{match[1]}").json()
     assert (flow_run["name"], flow_run["state_type"]) == ("ep001-render", "COMPLETED")
 
-    stages = ("keyframes", "upscale", "video", "clip")
+    stages = ("keyframes", "gates", "upscale", "video", "clip")
     expected = sorted([f"ep001-S{n:02d}" for n in (2, 4)] + [f"ep001-S{n:02d}-{s}" for n in (2, 4) for s in stages])
     assert _task_run_names(prefect_api, match[1], len(expected)) == expected
 
     artifacts = httpx.post(f"{prefect_api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["tst-ep001-render"]}}}).json()
-    assert any("| 2 | standard_flf | rendered |" in artifact["data"] for artifact in artifacts)
+    assert any("| 2 | T01 | standard_flf | rendered | pass |" in artifact["data"] for artifact in artifacts)
 
 
 def test_failed_shots_fail_the_flow_run(prefect_api: str, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""End to end on a small project: render, cache, edit one prompt, faults, failures, bad input."""
+"""End to end on a small project: render, cache, edit one prompt, retakes, faults, failures, bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from reelflow.media.probe import probe
+from reelflow.schemas.dailies import Dailies, Decision
+from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.schemas.names import AssetName
+from reelflow.tasks.dailies import apply_decisions
 
 from checks import check_episode
 from conftest import run_cli
@@ -30,6 +33,19 @@ def hashes(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+def dailies(root: Path) -> Dailies:
+    return Dailies.model_validate_json((root / "storyboards" / "dailies_ep_001.json").read_bytes())
+
+
+def manifest(root: Path) -> dict:
+    return json.loads((assets(root) / "manifest.json").read_text())
+
+
+def decide(root: Path, decisions: dict[int, Decision], note: str | None = None) -> None:
+    folder = load_project(root)
+    apply_decisions(folder, load_storyboard(folder, 1), decisions, by="test", note=note)
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> tuple[Path, dict]:
     root = write_project(tmp_path_factory.mktemp("render") / "proj")
@@ -40,10 +56,10 @@ def rendered(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> tupl
 
 def test_render_writes_named_assets_cut_and_manifest(rendered: tuple[Path, dict]) -> None:
     root, report = rendered
-    assert report["shots"] == {"total": 4, "rendered": 4, "cached": 0, "failed": 0}
-    # triptych 1 strip + 3 upscales + 2 segments; flf 2 + 2 + 1; push 1 + 1; static 1 + 1
-    assert report["provider_calls"] == 15
-    assert report["cost_usd"] == pytest.approx(0.02 * 5 + 0.039 * 7 + 0.04 * 2 + 0.08 * 1 + 0.02 * 0)
+    assert report["shots"] == {"total": 4, "rendered": 4, "cached": 0, "failed": 0, "kept": 0}
+    # triptych 1 strip + 3 verdicts + 3 upscales + 2 segments; flf 2 + 2 + 2 + 1; push 1 + 1 + 1; static 1 + 1 + 1
+    assert report["provider_calls"] == 22
+    assert report["cost_usd"] == pytest.approx(0.02 * 5 + 0.039 * 7 + 0.04 * 2 + 0.08 * 1 + 0.001 * 7)
 
     folder = assets(root)
     assert Path(report["output"]) == folder / "ep_001.mp4"
@@ -77,7 +93,7 @@ def test_second_render_is_all_cached(rendered: tuple[Path, dict]) -> None:
     assert result.code == 0, result.stderr
     report = result.json()
     assert report["provider_calls"] == 0 and report["cost_usd"] == 0
-    assert report["shots"] == {"total": 4, "rendered": 0, "cached": 4, "failed": 0}
+    assert report["shots"] == {"total": 4, "rendered": 0, "cached": 4, "failed": 0, "kept": 0}
     assert hashes(assets(root)) == before
 
 
@@ -92,8 +108,8 @@ def test_editing_one_prompt_rerenders_that_shot_only(rendered: tuple[Path, dict]
     result = run_cli("render", str(root), "--episode", "1", "--json")
     assert result.code == 0, result.stderr
     report = result.json()
-    assert report["shots"] == {"total": 4, "rendered": 1, "cached": 3, "failed": 0}
-    assert report["provider_calls"] == 3  # last frame, its upscale, the segment
+    assert report["shots"] == {"total": 4, "rendered": 1, "cached": 3, "failed": 0, "kept": 0}
+    assert report["provider_calls"] == 4  # last frame, its verdict, its upscale, the segment
     after = hashes(assets(root))
     changed = {name for name in after if after[name] != before.get(name)}
     assert changed == {
@@ -102,30 +118,80 @@ def test_editing_one_prompt_rerenders_that_shot_only(rendered: tuple[Path, dict]
     }
 
 
+def test_retakes_render_take_two_of_only_those_shots_and_keep_approved_bytes(
+    rendered: tuple[Path, dict], tmp_path: Path
+) -> None:
+    source, _ = rendered
+    root = tmp_path / "proj"
+    shutil.copytree(source, root)
+    assert [s.status for s in dailies(root).shots] == ["generated"] * 4
+    decide(root, {1: "retake", 2: "retake", 3: "retake", 4: "approved"}, note="too dark")
+    before = hashes(assets(root))
+    entries_before = {(e["shot"], e["take"], e["sha256"]) for e in manifest(root)["assets"] + manifest(root)["intermediates"]}
+
+    result = run_cli("render", str(root), "--episode", "1", "--retakes", "--json")
+    assert result.code == 0, result.stderr
+    report = result.json()
+    assert report["shots"] == {"total": 3, "rendered": 3, "cached": 0, "failed": 0, "kept": 0}
+    assert [(line["shot"], line["take"], line["status"]) for line in report["lines"]] == [
+        (1, 2, "rendered"), (2, 2, "rendered"), (3, 2, "rendered")
+    ]
+    assert report["provider_calls"] == sum(line["provider_calls"] for line in report["lines"]) > 0
+
+    after = hashes(assets(root))
+    assert {name: after[name] for name in before if name.endswith((".png", ".mp4")) and name != "ep_001.mp4"} == {
+        name: sha for name, sha in before.items() if name.endswith((".png", ".mp4")) and name != "ep_001.mp4"
+    }, "every take-1 asset is byte-identical"
+    new_names = {AssetName.parse(name) for name in set(after) - set(before)}
+    assert {(n.shot, n.take) for n in new_names} == {(1, 2), (2, 2), (3, 2)}
+    assert {n.suffix for n in new_names if n.shot == 1} == {"strip", "first", "hero", "last", "seg1", "seg2", "clip"}
+
+    paid = [e for e in manifest(root)["assets"] + manifest(root)["intermediates"] if e["provider"] == "local"]
+    new_calls = {(e["shot"], e["take"]) for e in paid if (e["shot"], e["take"], e["sha256"]) not in entries_before}
+    assert new_calls == {(1, 2), (2, 2), (3, 2)}, "the provider was called only for the retake shots"
+
+    cut_inputs = [i["name"] for i in next(e for e in manifest(root)["assets"] if e["name"] == "ep_001.mp4")["inputs"]]
+    assert cut_inputs == ["TST_EP001_S01_T02_ANA_clip.mp4", "TST_EP001_S02_T02_BO_clip.mp4",
+                          "TST_EP001_S03_T02_ENV_clip.mp4", "TST_EP001_S04_T01_ANA_clip.mp4"]
+    shots = {s.shot: s for s in dailies(root).shots}
+    assert [(shots[n].status, shots[n].take) for n in (1, 2, 3)] == [("generated", 2)] * 3
+    assert (shots[4].status, shots[4].approved_take) == ("approved", 1)
+    assert [h.status for h in shots[1].history] == ["generated", "retake", "generated"]
+    assert shots[1].history[1].note == "too dark"
+
+    again = run_cli("render", str(root), "--episode", "1", "--json")
+    assert again.code == 0, again.stderr
+    assert again.json()["shots"] == {"total": 4, "rendered": 0, "cached": 3, "failed": 0, "kept": 1}
+    assert hashes(assets(root)) == after
+
+
 def test_rate_limit_faults_give_byte_identical_assets(rendered: tuple[Path, dict], tmp_path: Path) -> None:
     source, _ = rendered
     root = write_project(tmp_path / "faulty")
-    result = run_cli("render", str(root), "--episode", "1", "--json", env={"REELFLOW_LOCAL_FAULTS": "rate_limit=0.3"})
+    result = run_cli("render", str(root), "--episode", "1", "--shots", "2,3,4", "--json",
+                     env={"REELFLOW_LOCAL_FAULTS": "rate_limit=0.3"})
     assert result.code == 0, result.stdout + result.stderr
     assert result.json()["shots"]["failed"] == 0, result.json()["failures"]
-    clean, faulty = hashes(assets(source)), hashes(assets(root))
-    clean.pop("manifest.json"), faulty.pop("manifest.json")
-    assert faulty == clean
+    faulty = {name: sha for name, sha in hashes(assets(root)).items() if name.startswith("TST_")}
+    clean = {name: sha for name, sha in hashes(assets(source)).items()
+             if name.startswith("TST_") and AssetName.parse(name).shot in (2, 3, 4)}
+    assert len(faulty) == 8 and faulty == clean
 
 
 def test_one_failing_shot_does_not_stop_the_others(tmp_path: Path) -> None:
     board = storyboard()
     board["shots"][1]["first_frame_prompt"] = "Bo kneels by a crate of contraband"
     root = write_project(tmp_path / "proj", board)
-    result = run_cli("render", str(root), "--episode", "1", "--json", env={"REELFLOW_LOCAL_BANNED_WORDS": "contraband"})
+    result = run_cli("render", str(root), "--episode", "1", "--shots", "2,3,4", "--json",
+                     env={"REELFLOW_LOCAL_BANNED_WORDS": "contraband"})
     assert result.code == 1
     report = result.json()
-    assert report["shots"] == {"total": 4, "rendered": 3, "cached": 0, "failed": 1}
+    assert report["shots"] == {"total": 3, "rendered": 2, "cached": 0, "failed": 1, "kept": 0}
     assert report["output"] is None
     assert report["failures"][0]["shot"] == 2 and report["failures"][0]["stage"] == "keyframes"
     assert "rejected" in report["failures"][0]["reason"]
     names = {AssetName.parse(p.name).shot for p in assets(root).glob("TST_*")}
-    assert names == {1, 3, 4}
+    assert names == {3, 4}
     assert "Traceback" not in result.stderr
 
 

@@ -201,7 +201,7 @@ def test_faults_happen_before_any_output_is_written(keyframes: Ends, tmp_path: P
 
 
 def test_retries_succeed_and_outputs_never_depend_on_faults(keyframes: Ends, tmp_path: Path) -> None:
-    flaky = LocalProvider(FaultPlan(rates={"rate_limit": 0.5, "server_error": 0.3, "timeout": 0.2}, seed=1))
+    flaky = LocalProvider(FaultPlan(rates={"rate_limit": 0.5, "server_error": 0.3, "timeout": 0.2}, seed=3))
     failures = 0
     for _ in range(40):
         try:

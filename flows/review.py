@@ -1,0 +1,69 @@
+"""Review an episode from the Prefect UI: the run pauses with a form, and the director's decisions go to the dailies.
+
+Run it after a render (or on a schedule): the run lists the shots waiting for review in an artifact,
+pauses, and resumes when someone fills the form (approve / retake / needs review, and a note).
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, pause_flow_run
+from prefect.artifacts import create_markdown_artifact
+from prefect.input import RunInput
+from pydantic import Field
+
+from reelflow.schemas.dailies import Dailies, ShotReview, decisions_from
+from reelflow.schemas.load import load_project, load_storyboard
+from reelflow.tasks.dailies import apply_decisions, read_dailies
+
+WAITING = ("generated", "needs_review")
+
+
+class DailiesForm(RunInput):
+    """The form the Prefect UI shows on the paused run."""
+
+    approve: list[int] = Field(default_factory=list, description="Shot numbers to approve")
+    retake: list[int] = Field(default_factory=list, description="Shot numbers to render again as a new take")
+    needs_review: list[int] = Field(default_factory=list, description="Shot numbers to look at again later")
+    note: str | None = Field(None, description="A note recorded with every decision of this form")
+
+
+def _gates(review: ShotReview) -> str:
+    tries = [t for t in review.gates if t.take == review.take]
+    if not tries:
+        return ""
+    last = tries[-1]
+    scores = ", ".join(f"{role} {score:.2f}" for role, score in last.scores.items())
+    return f"{last.route} after {len(tries)} tr{'y' if len(tries) == 1 else 'ies'}" + (f" ({scores})" if scores else "")
+
+
+def waiting_table(dailies: Dailies) -> str:
+    """Markdown: the shots waiting for a decision, their take and what the gates said."""
+    rows = [
+        f"| {r.shot} | T{r.take:02d} | {r.status} | {_gates(r)} | {(r.note or '').replace('|', '/')} |"
+        for r in dailies.shots if r.status in WAITING
+    ]
+    return "\n".join([
+        f"# Dailies: episode {dailies.episode:03d}",
+        "",
+        "| shot | take | status | gates | note |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+    ])
+
+
+@flow(name="review-episode", flow_run_name="ep{episode:03d}-review", log_prints=False)
+def review_episode(project: str, episode: int, timeout_s: int = 86_400, poll_s: int = 10) -> dict[int, str]:
+    """Pause for the director's decisions on the episode's dailies, then record them; returns each shot's status."""
+    logger = get_run_logger()
+    folder = load_project(project)
+    storyboard = load_storyboard(folder, episode)
+    table = waiting_table(read_dailies(folder, storyboard))
+    create_markdown_artifact(key=f"{folder.project.code.lower()}-ep{episode:03d}-dailies", markdown=table,
+                             description=f"{folder.project.title} episode {episode}: shots waiting for review")
+    form = pause_flow_run(
+        wait_for_input=DailiesForm.with_initial_data(description=table), timeout=timeout_s, poll_interval=poll_s
+    )
+    decisions = decisions_from(form.approve, form.retake, form.needs_review)
+    dailies = apply_decisions(folder, storyboard, decisions, by="prefect ui", note=form.note)
+    logger.info("episode %s: %s decisions recorded", episode, len(decisions))
+    return {review.shot: review.status for review in dailies.shots}

@@ -1,0 +1,113 @@
+"""`storyboards/dailies_ep_NNN.json`: each shot's review status, take, gate results, notes and history."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from reelflow.schemas.errors import ContractError
+from reelflow.schemas.qc import Route
+
+ReviewStatus = Literal["pending", "generated", "needs_review", "approved", "retake"]
+Decision = Literal["approved", "retake", "needs_review"]
+DECISIONS: tuple[str, ...] = Decision.__args__
+
+
+class KeyframeTry(BaseModel):
+    """One generation of a shot's keyframes and what the gates made of it."""
+
+    take: int
+    attempt: int = Field(ge=1)
+    seed: int
+    route: Route
+    gate1: list[str] = Field(default_factory=list, description="Gate 1 failures, one line each")
+    scores: dict[str, float] = Field(default_factory=dict, description="Gate 2 score per keyframe role")
+    reasons: list[str] = Field(default_factory=list, description="Gate 2 reasons")
+
+
+class HistoryEvent(BaseModel):
+    at: str
+    status: ReviewStatus
+    take: int
+    by: str
+    note: str | None = None
+
+
+class ShotReview(BaseModel):
+    shot: int
+    status: ReviewStatus = "pending"
+    take: int = Field(1, ge=1, le=99, description="the shot's latest take")
+    approved_take: int | None = None
+    note: str | None = None
+    gates: list[KeyframeTry] = Field(default_factory=list)
+    history: list[HistoryEvent] = Field(default_factory=list)
+
+    @property
+    def cut_take(self) -> int:
+        """The take the cut uses: the approved one, else the latest."""
+        return self.approved_take or self.take
+
+    def move(self, status: ReviewStatus, *, at: str, by: str, note: str | None = None) -> None:
+        self.status = status
+        self.history.append(HistoryEvent(at=at, status=status, take=self.take, by=by, note=note))
+
+    def decide(self, decision: Decision, *, at: str, by: str, note: str | None = None) -> None:
+        """A reviewer's approve / retake / needs-review; a shot with nothing rendered cannot be decided."""
+        if self.status == "pending":
+            raise ContractError(f"shot {self.shot}: has no take to review yet (status pending); render it first")
+        if decision == "approved":
+            self.approved_take = self.take
+        elif self.approved_take == self.take:
+            self.approved_take = None
+        if note is not None:
+            self.note = note
+        self.move(decision, at=at, by=by, note=note)
+
+    def rendered(self, take: int, route: Route, *, at: str) -> None:
+        """A render finished `take`: generated, or needs_review where Gate 2 could not decide."""
+        self.take = take
+        self.move("needs_review" if route == "review" else "generated", at=at, by="render")
+
+
+class Dailies(BaseModel):
+    project: str
+    episode: int
+    shots: list[ShotReview] = Field(default_factory=list)
+
+    def shot(self, number: int) -> ShotReview:
+        for review in self.shots:
+            if review.shot == number:
+                return review
+        raise ContractError(f"dailies: shot {number} is not in episode {self.episode}")
+
+    def takes_to_render(self, numbers: list[int], *, retakes_only: bool = False) -> tuple[dict[int, int], list[int]]:
+        """The take each selected shot renders now (a retake's is T+1), and the approved shots kept as they are."""
+        render: dict[int, int] = {}
+        kept: list[int] = []
+        for number in numbers:
+            review = self.shot(number)
+            if review.status == "retake":
+                render[number] = review.take + 1
+            elif review.status == "approved":
+                kept.append(number)
+            elif not retakes_only:
+                render[number] = review.take
+        return render, [] if retakes_only else kept
+
+    def with_shots(self, numbers: list[int]) -> Dailies:
+        """This dailies with a pending entry for every storyboard shot it lacks, in storyboard order."""
+        known = {review.shot: review for review in self.shots}
+        shots = [known.get(number) or ShotReview(shot=number) for number in numbers]
+        return self.model_copy(update={"shots": shots + [r for r in self.shots if r.shot not in set(numbers)]})
+
+
+def decisions_from(approved: list[int], retake: list[int], needs_review: list[int]) -> dict[int, Decision]:
+    """One decision per shot from three lists; a shot in two lists is an error."""
+    decisions: dict[int, Decision] = {}
+    for decision, numbers in (("approved", approved), ("retake", retake), ("needs_review", needs_review)):
+        for number in numbers:
+            if number in decisions and decisions[number] != decision:
+                raise ContractError(f"shot {number}: given as both {decisions[number]} and {decision}")
+            decisions[number] = decision  # type: ignore[assignment]
+    return decisions

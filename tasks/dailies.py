@@ -1,0 +1,70 @@
+"""Read and change an episode's dailies file, one writer at a time (render, review page, CLI)."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from reelflow.schemas.dailies import Dailies, Decision
+from reelflow.schemas.errors import ContractError
+from reelflow.schemas.load import ProjectFolder
+from reelflow.schemas.storyboard import Storyboard
+from reelflow.tasks.store import write_atomic
+
+
+def now() -> str:
+    """The time of a history event: UTC, ISO 8601, to the second."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def read_dailies(folder: ProjectFolder, storyboard: Storyboard) -> Dailies:
+    """The episode's dailies, with a pending entry for every storyboard shot it does not list yet."""
+    path = folder.dailies_path(storyboard.episode)
+    numbers = [shot.shot for shot in storyboard.shots]
+    if not path.is_file():
+        return Dailies(project=folder.project.code, episode=storyboard.episode).with_shots(numbers)
+    try:
+        dailies = Dailies.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        raise ContractError(f"{path.name}: {where}: {error['msg']}") from None
+    if dailies.episode != storyboard.episode:
+        raise ContractError(f"{path.name}: episode: {dailies.episode} does not match the file name")
+    return dailies.with_shots(numbers)
+
+
+@contextmanager
+def changing_dailies(folder: ProjectFolder, storyboard: Storyboard) -> Iterator[Dailies]:
+    """Hold the dailies file against other writers, yield it, and save what the block changed."""
+    path = folder.dailies_path(storyboard.episode)
+    lock_path = folder.root / ".reelflow" / "locks" / f"{path.name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            dailies = read_dailies(folder, storyboard)
+            yield dailies
+            write_dailies(path, dailies)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_dailies(path: Path, dailies: Dailies) -> None:
+    write_atomic(path, dailies.model_dump_json(indent=2, exclude_none=True).encode())
+
+
+def apply_decisions(
+    folder: ProjectFolder, storyboard: Storyboard, decisions: dict[int, Decision], *, by: str, note: str | None = None
+) -> Dailies:
+    """Record reviewer decisions; if any is refused (unknown or pending shot), the file is left as it was."""
+    with changing_dailies(folder, storyboard) as dailies:
+        at = now()
+        for number, decision in decisions.items():
+            dailies.shot(number).decide(decision, at=at, by=by, note=note)
+    return dailies

@@ -1,0 +1,116 @@
+"""Keyframe QC on one try of a shot: Gate 1 (artifacts, measured here) and Gate 2 (a vision judge), then its route."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import task
+from pydantic import BaseModel, Field
+
+from reelflow.media.qc import check_image, check_pair, check_split_panel
+from reelflow.providers.base import VisionJudge
+from reelflow.providers.registry import get_provider
+from reelflow.schemas.assets import ManifestEntry
+from reelflow.schemas.qc import Gate1Thresholds, Route
+from reelflow.schemas.requests import JudgeRequest, Verdict
+from reelflow.schemas.storyboard import Approach
+from reelflow.tasks.cache import is_planning
+from reelflow.tasks.calls import call_provider, publish, run_media
+from reelflow.tasks.events import StageEvent, emit
+from reelflow.tasks.keyframes import FRAME_SIZE, frame_prompt
+from reelflow.tasks.plan import ShotJob, StageResult
+from reelflow.tasks.retry import stage_task_options
+
+GATE1_VERSION = 1
+JUDGE_VERSION = 1
+THRESHOLDS = Gate1Thresholds()
+
+
+class GateResult(BaseModel):
+    """What the gates found on one try of a shot's keyframes, and where it goes."""
+
+    route: Route
+    gate1: list[str] = Field(default_factory=list)
+    scores: dict[str, float] = Field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+    entries: list[ManifestEntry] = Field(default_factory=list, description="the judge's verdicts, for the manifest")
+
+
+def _gate1_failures(job: ShotJob, frames: dict[str, Path]) -> list[str]:
+    """Gate 1 on raw keyframes: every still, each split panel's edges, and first vs last."""
+    triptych = job.shot.generation_approach is Approach.TRIPTYCH
+    axis = "vertical" if job.project.aspect_ratio == "9:16" else "horizontal"
+    failures = []
+    for role, path in frames.items():
+        reports = [check_image(path, expected_size=None if triptych else FRAME_SIZE[job.project.aspect_ratio])]
+        if triptych:
+            reports.append(check_split_panel(path, axis=axis))
+        failures += [f"{role}: {finding.check}: {finding.message}" for report in reports for finding in report.failures]
+    if "first" in frames and "last" in frames:
+        failures += [f"first/last: {f.check}: {f.message}" for f in check_pair(frames["first"], frames["last"]).failures]
+    return failures
+
+
+def _gate1(job: ShotJob, raw: StageResult) -> list[str]:
+    """Gate 1, cached on the frames' content and the thresholds."""
+    roles = list(raw.assets)
+
+    def make(scratch: Path) -> list[Path]:
+        out = scratch / "gate1.json"
+        out.write_text(json.dumps(_gate1_failures(job, {role: raw.assets[role].path for role in roles})))
+        return [out]
+
+    params = {"thresholds": THRESHOLDS.model_dump(), "roles": roles, "approach": job.shot.generation_approach.value,
+              "aspect": job.project.aspect_ratio}
+    outcome = run_media(job, stage="gate1", version=GATE1_VERSION, model="gate1", params=params,
+                        inputs=[raw.assets[role] for role in roles], make=make)
+    return [] if is_planning() else list(json.loads(outcome.file.path.read_text()))
+
+
+def _judge_skipped(job: ShotJob, raw: StageResult) -> str | None:
+    """Why Gate 2 cannot run on these frames, if it cannot."""
+    judge = job.project.stage("qc").use
+    if not isinstance(get_provider(judge), VisionJudge):
+        return f"Gate 2 skipped: {judge} has no vision judge (set providers.qc to gemini or local)"
+    makers = {entry.provider for entry in raw.entries if entry.stage == "keyframes"}
+    if judge == "local" and makers - {"local"}:
+        return f"Gate 2 skipped: the local judge reads only frames it drew, these came from {', '.join(sorted(makers))}"
+    return None
+
+
+def _gate2(job: ShotJob, raw: StageResult) -> tuple[dict[str, float], list[str], list[ManifestEntry]]:
+    """The judge's score and reasons for every keyframe, each call cached like a generation."""
+    skipped = _judge_skipped(job, raw)
+    if skipped is not None:
+        return {}, [skipped], []
+    scores: dict[str, float] = {}
+    reasons: list[str] = []
+    entries: list[ManifestEntry] = []
+    for role, frame in raw.assets.items():
+        outcome = call_provider(
+            job, stage="qc", version=JUDGE_VERSION, capability="judge_image", ext="json", inputs=[frame],
+            build=lambda model, frame=frame, role=role: JudgeRequest(
+                model=model, image=frame.path, prompt=frame_prompt(job, role),
+                characters=tuple(job.shot.characters_in_shot), location=job.shot.location,
+            ),
+        )
+        if is_planning():
+            continue
+        entries.append(publish(job, outcome, suffix=None, ext="json"))
+        verdict = Verdict.model_validate_json(outcome.file.path.read_bytes())
+        scores[role] = verdict.score
+        reasons += [f"{role}: {reason}" for reason in verdict.reasons]
+    return scores, reasons, entries
+
+
+@task(name="gates", task_run_name="{job.label}-gates", **stage_task_options())
+def gate_keyframes(job: ShotJob, raw: StageResult) -> GateResult:
+    """Gate 1 and Gate 2 on one try of the shot's raw keyframes, routed by the project's `qc` settings."""
+    emit(StageEvent(job.run, job.shot.shot, "gates", "running"))
+    gate1 = _gate1(job, raw)
+    scores, reasons, entries = _gate2(job, raw)
+    if is_planning():
+        return GateResult(route="pass")
+    route = job.project.qc.route(gate1, list(scores.values()))
+    return GateResult(route=route, gate1=gate1, scores=scores, reasons=reasons, entries=entries)
