@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench ui clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install chromium demo test bench ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +18,13 @@ install: $(STAMP)
 demo: install
 	$(BIN)/reelflow render examples/leviathan --episode 1
 
+# The browser tests drive the system Chromium; a Debian/Ubuntu machine without it gets it from apt.
+chromium:
+	@test -n "$$REELFLOW_CHROMIUM" || command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
+
 # Two workers, a test file each at a time: each worker starts its own local Prefect server.
-test: install
+test: install chromium
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install

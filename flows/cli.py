@@ -17,13 +17,16 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from reelflow.flows import server
 from reelflow.providers.registry import require_providers
+from reelflow.schemas.dailies import Dailies, Decision, decisions_from
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import load_project, load_storyboard, validate_folder
 from reelflow.schemas.project import RENDER_STAGES
 from reelflow.schemas.storyboard import Storyboard
+from reelflow.tasks.dailies import apply_decisions, read_dailies
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="reelflow: storyboards in, rendered episodes out.")
@@ -95,13 +98,13 @@ class ProgressView:
 
 def summary_table(report: Any) -> Table:
     table = Table(title=f"episode {report.episode:03d}")
-    for column in ("shot", "approach", "status", "calls", "cost", "note"):
+    for column in ("shot", "take", "approach", "status", "gates", "calls", "cost", "note"):
         table.add_column(column)
     for line in report.lines:
-        style = {"rendered": "green", "cached": "blue", "failed": "red"}[line.status]
+        style = {"rendered": "green", "cached": "blue", "kept": "magenta", "failed": "red"}[line.status]
         note = f"{line.stage}: {line.reason}" if line.reason else ""
-        table.add_row(str(line.shot), line.approach, f"[{style}]{line.status}[/{style}]",
-                      str(line.provider_calls), f"${line.cost_usd:.3f}", note)
+        table.add_row(str(line.shot), f"T{line.take:02d}", line.approach, f"[{style}]{line.status}[/{style}]",
+                      line.review or "", str(line.provider_calls), f"${line.cost_usd:.3f}", note)
     return table
 
 
@@ -109,6 +112,7 @@ ProjectArg = Annotated[Path, typer.Argument(help="Project folder")]
 EpisodeOpt = Annotated[int, typer.Option("--episode", "-e", help="Episode number")]
 ShotsOpt = Annotated[str | None, typer.Option("--shots", help="Only these shots, e.g. 3,7")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else on stdout")]
+RetakesOpt = Annotated[bool, typer.Option("--retakes", help="Only the shots the dailies mark retake, each as take T+1")]
 
 
 def checked_episode(
@@ -130,7 +134,9 @@ def quiet_prefect_console() -> None:
 
 
 @app.command()
-def estimate(project: ProjectArg, episode: EpisodeOpt, shots: ShotsOpt = None, as_json: JsonOpt = False) -> None:
+def estimate(
+    project: ProjectArg, episode: EpisodeOpt, shots: ShotsOpt = None, retakes: RetakesOpt = False, as_json: JsonOpt = False
+) -> None:
     """What a render would submit now, per stage and in total; cached work costs nothing."""
     numbers = parse_shots(shots)
     quiet_prefect_console()
@@ -138,7 +144,7 @@ def estimate(project: ProjectArg, episode: EpisodeOpt, shots: ShotsOpt = None, a
         checked_episode(project, episode, numbers)
         from reelflow.flows.estimate import estimate_episode
 
-        result = estimate_episode(project, episode, numbers)
+        result = estimate_episode(project, episode, numbers, retakes)
     except ReelflowError as exc:
         raise fail(str(exc)) from None
     if as_json:
@@ -158,10 +164,14 @@ def render(
     project: ProjectArg,
     episode: EpisodeOpt,
     shots: ShotsOpt = None,
+    retakes: RetakesOpt = False,
     as_json: JsonOpt = False,
     max_cost: Annotated[float | None, typer.Option("--max-cost", min=0, help="Submit nothing past this many USD")] = None,
 ) -> None:
-    """Render an episode: keyframes, upscale, video and clip per shot, then the cut and the manifest."""
+    """Render an episode: keyframes, gates, upscale, video and clip per shot, then the cut and the manifest.
+
+    Approved shots are kept as they are; shots marked retake in the dailies render as take T+1.
+    """
     numbers = parse_shots(shots)
     project = project.resolve()
     try:
@@ -179,11 +189,11 @@ def render(
     unsubscribe = subscribe(view)
     try:
         if as_json:
-            state = render_episode(str(project), episode, numbers, max_cost, return_state=True)
+            state = render_episode(str(project), episode, numbers, max_cost, retakes, return_state=True)
         else:
             with Live(view.table(), console=err, refresh_per_second=8, transient=True) as live:
                 view.live = live
-                state = render_episode(str(project), episode, numbers, max_cost, return_state=True)
+                state = render_episode(str(project), episode, numbers, max_cost, retakes, return_state=True)
         report = state.result(raise_on_failure=False)
     except ReelflowError as exc:
         raise fail(str(exc)) from None
@@ -198,7 +208,8 @@ def render(
         out.print(summary_table(report))
         cut = report.output or report.cut_skipped
         out.print(f"cut: {cut}\nmanifest: {report.manifest}\n"
-                  f"shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.failed} failed"
+                  f"shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.kept} kept, "
+                  f"{report.shots.failed} failed"
                   f" · provider calls {report.provider_calls} · cost ${report.cost_usd:.3f}")
         flow_run_id = state.state_details.flow_run_id
         out.print(f"run in the Prefect UI: {ui}/runs/flow-run/{flow_run_id}")
@@ -265,6 +276,128 @@ def server_status() -> None:
         out.print("not running (reelflow render starts it)")
         raise typer.Exit(1)
     out.print(f"running: {info.url} (pid {info.pid})")
+
+
+REVIEW_STYLE = {"pending": "dim", "generated": "blue", "needs_review": "yellow", "approved": "green", "retake": "red"}
+
+
+def shot_list(option: str, text: str | None) -> list[int]:
+    """The shot numbers of one of --approve / --retake / --review (none when it is not given)."""
+    if text is None:
+        return []
+    try:
+        numbers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise fail(f"{option}: {text!r} must be shot numbers separated by commas, e.g. 3,7") from None
+    if not numbers:
+        raise fail(f"{option}: give at least one shot number")
+    return numbers
+
+
+def decide_shots(project: Path, episode: int, decisions: dict[int, Decision], note: str | None) -> tuple[Path, Dailies]:
+    """Apply every decision to the dailies file, which is saved only if all of them hold; returns it and the result."""
+    folder = load_project(project)
+    storyboard = load_storyboard(folder, episode)
+    path = folder.dailies_path(episode)
+    unknown = sorted(set(decisions) - {shot.shot for shot in storyboard.shots})
+    if unknown:
+        raise ContractError(f"{folder.storyboard_path(episode).name}: shot {unknown[0]} is not in the storyboard")
+    if not decisions:
+        return path, read_dailies(folder, storyboard)
+    try:
+        return path, apply_decisions(folder, storyboard, decisions, by="cli", note=note)
+    except ContractError as exc:
+        message = str(exc)
+        raise ContractError(message if message.startswith(path.name) else f"{path.name}: {message}") from None
+
+
+def dailies_table(state: Dailies) -> Table:
+    table = Table(title=f"dailies: episode {state.episode:03d}")
+    for column in ("shot", "status", "take", "approved", "note"):
+        table.add_column(column)
+    for review in state.shots:
+        approved = f"T{review.approved_take:02d}" if review.approved_take else ""
+        table.add_row(str(review.shot), Text(review.status, style=REVIEW_STYLE[review.status]), f"T{review.take:02d}",
+                      approved, Text(review.note or ""))
+    return table
+
+
+def serve_dailies(project: Path, episode: int, port: int) -> None:
+    """The review page on 127.0.0.1 until Ctrl-C."""
+    from reelflow.flows.review_server import ReviewServer
+
+    try:
+        folder = load_project(project)
+        review = ReviewServer(folder, load_storyboard(folder, episode), port)
+    except ReelflowError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"--port: cannot serve on 127.0.0.1:{port} ({exc.strerror or exc})") from None
+    try:
+        out.print(f"dailies: {review.url}\nCtrl-C stops the server")
+        review.serve_forever()
+    except KeyboardInterrupt:
+        out.print("stopped")
+
+
+@app.command()
+def dailies(
+    project: ProjectArg,
+    episode: EpisodeOpt,
+    approve: Annotated[str | None, typer.Option("--approve", help="Approve these shots' latest takes, e.g. 1,2")] = None,
+    retake: Annotated[str | None, typer.Option("--retake", help="Send these shots back for a new take")] = None,
+    review: Annotated[str | None, typer.Option("--review", help="Mark these shots as needing review")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="A note saved with each decision given")] = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port of the review page; 0 takes any free one")] = 8420,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the shots' review state as JSON; serve nothing")] = False,
+) -> None:
+    """Review an episode's takes: the dailies page on 127.0.0.1, or --approve/--retake/--review straight from here."""
+    try:
+        decisions = decisions_from(shot_list("--approve", approve), shot_list("--retake", retake), shot_list("--review", review))
+    except ContractError as exc:
+        raise fail(str(exc)) from None
+    if note is not None and not decisions:
+        raise fail("--note: give --approve, --retake or --review with it")
+    project = project.resolve()
+    if not decisions and not as_json:
+        serve_dailies(project, episode, port)
+        return
+    try:
+        path, state = decide_shots(project, episode, decisions, note)
+    except ReelflowError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        shots = [shot.model_dump(include={"shot", "status", "take", "approved_take"}) for shot in state.shots]
+        typer.echo(json.dumps({"episode": state.episode, "dailies": str(path), "shots": shots}))
+    else:
+        out.print(dailies_table(state))
+        out.print(f"dailies: {path}")
+
+
+@app.command()
+def review(
+    project: ProjectArg,
+    episode: EpisodeOpt,
+    timeout_h: Annotated[float, typer.Option("--timeout-hours", min=0.01, help="Fail the run if nobody answers by then")] = 24.0,
+) -> None:
+    """Start a Prefect run that pauses with a form: approve, retake or re-review shots from the Prefect UI."""
+    project = project.resolve()
+    try:
+        folder = load_project(project)
+        load_storyboard(folder, episode)
+        api_url = server.connect()
+    except ReelflowError as exc:
+        raise fail(str(exc)) from None
+    quiet_prefect_console()
+    from reelflow.flows.review import review_episode
+
+    ui = api_url.removesuffix("/api")
+    out.print(f"waiting for the director: open {ui}/runs, run ep{episode:03d}-review, and fill its form (Ctrl-C stops)")
+    state = review_episode(str(project), episode, timeout_s=round(timeout_h * 3600), return_state=True)
+    statuses = state.result(raise_on_failure=False)
+    if isinstance(statuses, BaseException):
+        raise fail(f"review failed: {' '.join(str(statuses).split()) or type(statuses).__name__}", code=1)
+    out.print(dailies_table(read_dailies(folder, load_storyboard(folder, episode))))
 
 
 def main() -> None:

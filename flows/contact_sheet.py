@@ -13,7 +13,7 @@ body{margin:0;padding:24px;background:#111317;color:#e6e6e6;font:14px/1.45 syste
 h1{margin:0 0 4px;font-size:20px;font-weight:600}
 .meta{margin:0 0 20px;color:#8b919a}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:16px}
-.card{background:#1b1e24;border:1px solid #2a2e36;border-radius:8px;overflow:hidden;display:flex;flex-direction:column}
+.card{margin:0;background:#1b1e24;border:1px solid #2a2e36;border-radius:8px;overflow:hidden;display:flex;flex-direction:column}
 .card img{display:block;width:100%;height:auto;background:#000}
 .body{padding:10px 12px 12px}
 .head{display:flex;justify-content:space-between;align-items:baseline;gap:8px;margin-bottom:6px}
