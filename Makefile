@@ -23,8 +23,10 @@ chromium:
 	@test -n "$$REELFLOW_CHROMIUM" || command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 
-# Two workers, a test file each at a time: each worker starts its own local Prefect server.
-test: install chromium
+# The Python install and the Chromium download run side by side; then two workers, a test file each at a time,
+# sharing one local Prefect server.
+test:
+	$(MAKE) --no-print-directory -j2 install chromium
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install

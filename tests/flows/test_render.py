@@ -125,7 +125,7 @@ def test_retakes_render_take_two_of_only_those_shots_and_keep_approved_bytes(
     root = tmp_path / "proj"
     shutil.copytree(source, root)
     assert [s.status for s in dailies(root).shots] == ["generated"] * 4
-    decide(root, {1: "retake", 2: "retake", 3: "retake", 4: "approved"}, note="too dark")
+    decide(root, {1: "approved", 2: "retake", 3: "retake", 4: "retake"}, note="too dark")
     before = hashes(assets(root))
     entries_before = {(e["shot"], e["take"], e["sha256"]) for e in manifest(root)["assets"] + manifest(root)["intermediates"]}
 
@@ -134,7 +134,7 @@ def test_retakes_render_take_two_of_only_those_shots_and_keep_approved_bytes(
     report = result.json()
     assert report["shots"] == {"total": 3, "rendered": 3, "cached": 0, "failed": 0, "kept": 0}
     assert [(line["shot"], line["take"], line["status"]) for line in report["lines"]] == [
-        (1, 2, "rendered"), (2, 2, "rendered"), (3, 2, "rendered")
+        (2, 2, "rendered"), (3, 2, "rendered"), (4, 2, "rendered")
     ]
     assert report["provider_calls"] == sum(line["provider_calls"] for line in report["lines"]) > 0
 
@@ -143,21 +143,21 @@ def test_retakes_render_take_two_of_only_those_shots_and_keep_approved_bytes(
         name: sha for name, sha in before.items() if name.endswith((".png", ".mp4")) and name != "ep_001.mp4"
     }, "every take-1 asset is byte-identical"
     new_names = {AssetName.parse(name) for name in set(after) - set(before)}
-    assert {(n.shot, n.take) for n in new_names} == {(1, 2), (2, 2), (3, 2)}
-    assert {n.suffix for n in new_names if n.shot == 1} == {"strip", "first", "hero", "last", "seg1", "seg2", "clip"}
+    assert {(n.shot, n.take) for n in new_names} == {(2, 2), (3, 2), (4, 2)}
+    assert {n.suffix for n in new_names if n.shot == 2} == {"first", "last", "seg1", "clip"}
 
     paid = [e for e in manifest(root)["assets"] + manifest(root)["intermediates"] if e["provider"] == "local"]
     new_calls = {(e["shot"], e["take"]) for e in paid if (e["shot"], e["take"], e["sha256"]) not in entries_before}
-    assert new_calls == {(1, 2), (2, 2), (3, 2)}, "the provider was called only for the retake shots"
+    assert new_calls == {(2, 2), (3, 2), (4, 2)}, "the provider was called only for the retake shots"
 
     cut_inputs = [i["name"] for i in next(e for e in manifest(root)["assets"] if e["name"] == "ep_001.mp4")["inputs"]]
-    assert cut_inputs == ["TST_EP001_S01_T02_ANA_clip.mp4", "TST_EP001_S02_T02_BO_clip.mp4",
-                          "TST_EP001_S03_T02_ENV_clip.mp4", "TST_EP001_S04_T01_ANA_clip.mp4"]
+    assert cut_inputs == ["TST_EP001_S01_T01_ANA_clip.mp4", "TST_EP001_S02_T02_BO_clip.mp4",
+                          "TST_EP001_S03_T02_ENV_clip.mp4", "TST_EP001_S04_T02_ANA_clip.mp4"]
     shots = {s.shot: s for s in dailies(root).shots}
-    assert [(shots[n].status, shots[n].take) for n in (1, 2, 3)] == [("generated", 2)] * 3
-    assert (shots[4].status, shots[4].approved_take) == ("approved", 1)
-    assert [h.status for h in shots[1].history] == ["generated", "retake", "generated"]
-    assert shots[1].history[1].note == "too dark"
+    assert [(shots[n].status, shots[n].take) for n in (2, 3, 4)] == [("generated", 2)] * 3
+    assert (shots[1].status, shots[1].approved_take) == ("approved", 1)
+    assert [h.status for h in shots[2].history] == ["generated", "retake", "generated"]
+    assert shots[2].history[1].note == "too dark"
 
     again = run_cli("render", str(root), "--episode", "1", "--json")
     assert again.code == 0, again.stderr
