@@ -65,7 +65,6 @@ def test_small_project_on_fal_and_gemini(tmp_path: Path, fal: FakeFal, gemini: F
 
     again = run_cli("render", str(root), "--episode", "1", "--json", env=env)
     assert again.json()["provider_calls"] == 0 and fal.total_submits() == 8
-    assert run_cli("estimate", str(root), "--episode", "1", "--json", env=env).json()["total_usd"] == 0
 
 
 def test_missing_key_stops_before_anything_is_submitted(tmp_path: Path, fal: FakeFal) -> None:
