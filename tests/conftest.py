@@ -111,7 +111,11 @@ class CliResult:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> CliResult:
-    """Run the installed `reelflow` command in a subprocess, as a user would."""
-    environment = os.environ | {"REELFLOW_RETRY_DELAY_S": "0.01", "COLUMNS": "200"} | (env or {})
+    """Run the installed `reelflow` command in a subprocess, as a user would.
+
+    Logs are not shipped to the shared test server (no test reads them there; it spares the server's CPU).
+    """
+    environment = os.environ | {"REELFLOW_RETRY_DELAY_S": "0.01", "COLUMNS": "200", "PREFECT_LOGGING_TO_API_ENABLED": "false"}
+    environment |= env or {}
     done = subprocess.run([str(REELFLOW), *args], capture_output=True, text=True, env=environment, timeout=timeout)
     return CliResult(done.returncode, done.stdout, done.stderr)

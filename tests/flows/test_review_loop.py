@@ -93,6 +93,8 @@ def _paused_run(api: str, deadline_s: float = 60) -> str:
 
 
 def test_prefect_pause_form_records_the_directors_decisions(tmp_path: Path, prefect_api: str) -> None:
+    from prefect.client.orchestration import get_client
+
     from reelflow.flows.review import review_episode
 
     root = write_project(tmp_path / "proj")
@@ -110,9 +112,10 @@ def test_prefect_pause_form_records_the_directors_decisions(tmp_path: Path, pref
     schema = next(json.loads(i["value"]) for i in inputs if i["key"].endswith("-schema"))
     assert {"approve", "retake", "needs_review", "note"} <= set(schema["properties"])
 
-    response = httpx.post(f"{prefect_api}/flow_runs/{flow_run_id}/resume",
-                          json={"run_input": {"approve": [1, 2], "retake": [3], "note": "<i>ok</i>"}})
-    assert response.status_code == 201 and response.json()["status"] == "ACCEPT", response.text
+    # What the UI's form does: resume the run with the input (Prefect's client retries a busy server).
+    with get_client(sync_client=True) as client:
+        outcome = client.resume_flow_run(flow_run_id, run_input={"approve": [1, 2], "retake": [3], "note": "<i>ok</i>"})
+    assert outcome.status.value == "ACCEPT", outcome
     runner.join(60)
     assert statuses["result"] == {1: "approved", 2: "approved", 3: "retake", 4: "pending"}
     shots = {s.shot: s for s in dailies(root).shots}
