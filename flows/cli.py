@@ -45,15 +45,16 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def parse_shots(text: str | None) -> list[int] | None:
+def parse_shots(text: str | None, option: str = "--shots") -> list[int] | None:
+    """The shot numbers an option lists, e.g. `3,7` (None when the option is not given)."""
     if text is None:
         return None
     try:
         numbers = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise fail(f"--shots: {text!r} must be shot numbers separated by commas, e.g. 3,7") from None
+        raise fail(f"{option}: {text!r} must be shot numbers separated by commas, e.g. 3,7") from None
     if not numbers:
-        raise fail("--shots: give at least one shot number")
+        raise fail(f"{option}: give at least one shot number")
     return numbers
 
 
@@ -281,19 +282,6 @@ def server_status() -> None:
 REVIEW_STYLE = {"pending": "dim", "generated": "blue", "needs_review": "yellow", "approved": "green", "retake": "red"}
 
 
-def shot_list(option: str, text: str | None) -> list[int]:
-    """The shot numbers of one of --approve / --retake / --review (none when it is not given)."""
-    if text is None:
-        return []
-    try:
-        numbers = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise fail(f"{option}: {text!r} must be shot numbers separated by commas, e.g. 3,7") from None
-    if not numbers:
-        raise fail(f"{option}: give at least one shot number")
-    return numbers
-
-
 def decide_shots(project: Path, episode: int, decisions: dict[int, Decision], note: str | None) -> tuple[Path, Dailies]:
     """Apply every decision to the dailies file, which is saved only if all of them hold; returns it and the result."""
     folder = load_project(project)
@@ -353,7 +341,8 @@ def dailies(
 ) -> None:
     """Review an episode's takes: the dailies page on 127.0.0.1, or --approve/--retake/--review straight from here."""
     try:
-        decisions = decisions_from(shot_list("--approve", approve), shot_list("--retake", retake), shot_list("--review", review))
+        decisions = decisions_from(*(parse_shots(text, option) or [] for option, text in
+                                     (("--approve", approve), ("--retake", retake), ("--review", review))))
     except ContractError as exc:
         raise fail(str(exc)) from None
     if note is not None and not decisions:

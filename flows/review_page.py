@@ -19,15 +19,13 @@ CLIP = "clip"
 def take_assets(manifest: Manifest, shot: Shot, take: int) -> dict[str, Any]:
     """The named keyframes (in role order) and the clip of one take of a shot, as the manifest lists them."""
     by_suffix: dict[str, str] = {}
-    for entry in manifest.assets:
-        if entry.shot != shot.shot or not entry.name:
-            continue
+    for entry in manifest.take_assets(shot.shot, take):
         try:
-            name = AssetName.parse(entry.name)
+            suffix = AssetName.parse(entry.name or "").suffix
         except ContractError:
             continue
-        if name.shot == shot.shot and name.take == take and name.suffix:
-            by_suffix[name.suffix] = entry.name
+        if suffix:
+            by_suffix[suffix] = entry.name or ""
     keyframes = [{"role": role, "name": by_suffix[role]} for role in shot.keyframe_roles if role in by_suffix]
     return {"keyframes": keyframes, "clip": by_suffix.get(CLIP)}
 

@@ -72,3 +72,7 @@ class Manifest(BaseModel):
     cut: str | None = None
     assets: list[ManifestEntry] = Field(default_factory=list)
     intermediates: list[ManifestEntry] = Field(default_factory=list)
+
+    def take_assets(self, shot: int, take: int) -> list[ManifestEntry]:
+        """The named assets of one take of a shot (entries written before takes were recorded are take 1)."""
+        return [entry for entry in self.assets if entry.shot == shot and (entry.take or 1) == take and entry.name]

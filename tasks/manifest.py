@@ -49,8 +49,8 @@ def write_manifest(assets_dir: Path, manifest: Manifest) -> Path:
 
 def published_clip(assets_dir: Path, manifest: Manifest, shot: int, take: int) -> AssetRef | None:
     """A take's clip from an earlier render, if its named file is still there with the recorded hash."""
-    for entry in manifest.assets:
-        if entry.shot == shot and (entry.take or 1) == take and entry.name and entry.name.endswith("_clip.mp4"):
+    for entry in manifest.take_assets(shot, take):
+        if entry.name and entry.name.endswith("_clip.mp4"):
             path = assets_dir / entry.name
             if path.is_file() and sha256_file(path) == entry.sha256:
                 return AssetRef(path=path, sha256=entry.sha256, media=entry.media)

@@ -19,6 +19,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 if TYPE_CHECKING:
+    from reelflow.flows.review_server import ReviewServer
+
     from fakes.fal import FakeFal
     from fakes.gemini import FakeGemini
 
@@ -80,6 +82,17 @@ def prefect_api() -> Iterator[str]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def server(project: Path) -> Iterator[ReviewServer]:
+    """The dailies page of episode 1 of the test's `project`, served on a free port for the test."""
+    from reelflow.flows.review_server import ReviewServer
+    from reelflow.schemas.load import load_project, load_storyboard
+
+    folder = load_project(project)
+    with ReviewServer(folder, load_storyboard(folder, 1)) as review:
+        yield review
 
 
 @pytest.fixture

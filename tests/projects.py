@@ -59,3 +59,12 @@ def write_project(root: Path, board: dict[str, Any] | None = None, project: dict
     board = board or storyboard()
     (root / "storyboards" / f"storyboard_ep_{board['episode']:03d}.json").write_text(json.dumps(board))
     return root
+
+
+def dailies_path(root: Path, episode: int = 1) -> Path:
+    return root / "storyboards" / f"dailies_ep_{episode:03d}.json"
+
+
+def saved(root: Path, episode: int = 1) -> dict[int, dict[str, Any]]:
+    """The dailies file as written, by shot number."""
+    return {shot["shot"]: shot for shot in json.loads(dailies_path(root, episode).read_text())["shots"]}

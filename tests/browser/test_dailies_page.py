@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.tasks.dailies import changing_dailies, now
 
 from conftest import run_cli
-from projects import storyboard, write_project
+from projects import dailies_path, saved, storyboard, write_project
 
 RENDERED = (3, 4)
 PROMPT = 'Empty hold, lights swinging </script><script>alert(1)</script> & "q"'
@@ -44,21 +42,6 @@ def project(rendered: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(rendered, tmp_path / "proj"))
 
 
-@pytest.fixture
-def server(project: Path) -> Iterator[ReviewServer]:
-    folder = load_project(project)
-    with ReviewServer(folder, load_storyboard(folder, 1)) as review:
-        yield review
-
-
-def dailies_file(project: Path) -> Path:
-    return project / "storyboards" / "dailies_ep_001.json"
-
-
-def saved(project: Path) -> dict[int, dict]:
-    return {shot["shot"]: shot for shot in json.loads(dailies_file(project).read_text())["shots"]}
-
-
 def page_by(history: list[dict]) -> list[str]:
     return [event["status"] for event in history if event["by"] == "dailies page"]
 
@@ -73,13 +56,13 @@ def tick(page: Page, shot: int, status: str) -> None:
 
 def test_keys_move_between_shots_and_decide(project: Path, server: ReviewServer, watched) -> None:
     page = watched.page
-    before = dailies_file(project).read_bytes()
+    before = dailies_path(project).read_bytes()
     page.goto(server.url)
     assert page.locator("#timeline .tick").all_inner_texts() == ["S01", "S02", "S03", "S04"]
     showing(page, 1)
     page.keyboard.press("a")
     expect(page.locator("#message")).to_have_text("shot 1: has no take to review yet (status pending); render it first")
-    assert dailies_file(project).read_bytes() == before
+    assert dailies_path(project).read_bytes() == before
 
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowRight")
@@ -114,7 +97,7 @@ def test_a_typed_note_is_saved_and_shown_as_text_and_typing_decides_nothing(
     page.goto(server.url)
     page.locator('#timeline [data-shot="4"]').click()
     showing(page, 4)
-    before = dailies_file(project).read_bytes()
+    before = dailies_path(project).read_bytes()
     page.locator("#note").click()
     page.keyboard.type(NOTE)
     page.keyboard.press("ArrowLeft")
@@ -123,7 +106,7 @@ def test_a_typed_note_is_saved_and_shown_as_text_and_typing_decides_nothing(
     expect(page.locator("#note")).to_have_value(NOTE)
     showing(page, 4)
     page.wait_for_timeout(200)
-    assert dailies_file(project).read_bytes() == before
+    assert dailies_path(project).read_bytes() == before
     tick(page, 4, "generated")
 
     page.keyboard.press("Escape")

@@ -8,7 +8,6 @@ import json
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,7 +22,7 @@ from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.tasks.dailies import changing_dailies, now
 
 from conftest import REELFLOW, run_cli
-from projects import storyboard, write_project
+from projects import dailies_path, saved, storyboard, write_project
 
 HOSTILE = '</script><script>alert(1)</script> & "q" <!--'
 CLIP_BYTES = bytes(range(256)) * 40
@@ -66,21 +65,6 @@ def project(tmp_path: Path) -> Path:
         dailies.shot(4).rendered(1, "pass", at=now())
         dailies.shot(4).rendered(2, "pass", at=now())
     return root
-
-
-@pytest.fixture
-def server(project: Path) -> Iterator[ReviewServer]:
-    folder = load_project(project)
-    with ReviewServer(folder, load_storyboard(folder, 1)) as review:
-        yield review
-
-
-def dailies_path(root: Path) -> Path:
-    return root / "storyboards" / "dailies_ep_001.json"
-
-
-def saved(root: Path) -> dict[int, dict]:
-    return {shot["shot"]: shot for shot in json.loads(dailies_path(root).read_text())["shots"]}
 
 
 def call(server: ReviewServer, method: str, path: str, body: bytes | None = None,
