@@ -29,6 +29,7 @@ chromium:
 # sharing one local Prefect server.
 test:
 	$(MAKE) --no-print-directory -j2 install chromium
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install

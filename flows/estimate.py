@@ -10,13 +10,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from reelflow.flows.render import plan_jobs, select_shots
+from reelflow.flows.render import select_shots, shot_jobs
 from reelflow.providers.registry import require_providers
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.schemas.project import RENDER_STAGES
-from reelflow.tasks.cache import planning
-from reelflow.tasks.dailies import read_dailies
-from reelflow.tasks.shot import plan_shot
+from reelflow.state.cache import dry_run
+from reelflow.state.dailies import read_dailies
+from reelflow.tasks.shot import price_shot
 
 
 class Estimate(BaseModel):
@@ -38,9 +38,9 @@ def estimate_episode(
     numbers = select_shots(storyboard, shots, folder.storyboard_path(episode).name)
     require_providers(folder.project, RENDER_STAGES)
     takes, _ = read_dailies(folder, storyboard).takes_to_render(numbers, retakes_only=retakes)
-    with planning() as plan:
-        for job in plan_jobs(folder, storyboard, takes, run="estimate"):
-            plan_shot(job)
+    with dry_run() as plan:
+        for job in shot_jobs(folder, storyboard, takes, run="estimate"):
+            price_shot(job)
     return Estimate(
         episode=episode,
         total_usd=plan.total_usd,

@@ -17,17 +17,17 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
-from reelflow.flows.contact_sheet import contact_sheet_html
-from reelflow.flows.render import SHOT_WORKERS, plan_jobs, select_shots
+from reelflow.flows.render import SHOT_WORKERS, select_shots, shot_jobs
 from reelflow.media.hashing import sha256_file
 from reelflow.providers.registry import require_providers
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.schemas.storyboard import Storyboard
-from reelflow.tasks.budget import close_budget, open_budget
-from reelflow.tasks.events import Tally, subscribe
-from reelflow.tasks.plan import ShotJob, StageResult
+from reelflow.state.db import database
+from reelflow.state.ledger import Ledger
+from reelflow.state.store import write_atomic
+from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.previz import make_previz, previz_dir
-from reelflow.tasks.store import write_atomic
+from reelflow.tasks.previz_sheet import contact_sheet_html
 
 MANIFEST = "previz_manifest.json"
 REVIEW = "previz_review.html"
@@ -138,24 +138,18 @@ def previz_episode(project: str, episode: int, shots: list[int] | None = None) -
     require_providers(folder.project, ("previz",))
 
     run = uuid.uuid4().hex
-    tally = Tally(run)
-    unsubscribe = subscribe(tally)
-    open_budget(run, folder.project.budget_usd)
     frames: list[PrevizFrame] = []
     failed: list[PrevizFailure] = []
-    try:
-        jobs = plan_jobs(folder, storyboard, dict.fromkeys(numbers, 1), run)
-        futures: dict[int, PrefectFuture[StageResult]] = {job.shot.shot: make_previz.submit(job) for job in jobs}
-        for job in jobs:
-            try:
-                frames.append(_frame(job, futures[job.shot.shot].result()))
-            except Exception as exc:
-                reason = " ".join(str(exc).split()) or type(exc).__name__
-                failed.append(PrevizFailure(shot=job.shot.shot, reason=reason))
-                logger.error("shot %s previz failed: %s", job.shot.shot, reason)
-    finally:
-        unsubscribe()
-        close_budget(run)
+    jobs = shot_jobs(folder, storyboard, dict.fromkeys(numbers, 1), run)
+    futures: dict[int, PrefectFuture[StageResult]] = {job.shot.shot: make_previz.submit(job) for job in jobs}
+    for job in jobs:
+        try:
+            frames.append(_frame(job, futures[job.shot.shot].result()))
+        except Exception as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            failed.append(PrevizFailure(shot=job.shot.shot, reason=reason))
+            logger.error("shot %s previz failed: %s", job.shot.shot, reason)
+    spend = Ledger(database(folder.state_dir)).run_spend(run)
 
     out_dir = previz_dir(folder.root.resolve(), episode)
     kept = _kept_frames(out_dir, storyboard, set(numbers))
@@ -174,8 +168,8 @@ def previz_episode(project: str, episode: int, shots: list[int] | None = None) -
         episode=episode,
         frames=len(frames),
         failed=failed,
-        cost_usd=round(sum(tally.cost.values()), 6),
-        provider_calls=sum(tally.calls.values()),
+        cost_usd=round(sum(cost for _, cost in spend.values()), 6),
+        provider_calls=sum(calls for calls, _ in spend.values()),
         html=str(html_path),
         manifest=str(manifest_path),
     )

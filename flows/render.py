@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterable
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -24,14 +25,15 @@ from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder, base_name, load_project, load_storyboard
 from reelflow.schemas.loras import LoraRegistry
 from reelflow.schemas.project import RENDER_STAGES
-from reelflow.schemas.report import RenderReport, ShotCounts, ShotLine
+from reelflow.schemas.report import BudgetLine, RenderReport, ShotCounts, ShotLine
 from reelflow.schemas.storyboard import Storyboard
-from reelflow.tasks.budget import close_budget, open_budget
+from reelflow.state.budget import Budgets, Caps
+from reelflow.state.dailies import changing_dailies, now, read_dailies
+from reelflow.state.db import database
+from reelflow.state.ledger import Ledger
+from reelflow.state.manifest import merge, published_clip, read_manifest, write_manifest
 from reelflow.tasks.cut import cut_episode, cut_path
-from reelflow.tasks.dailies import changing_dailies, now, read_dailies
-from reelflow.tasks.events import Tally, subscribe
-from reelflow.tasks.manifest import merge, published_clip, read_manifest, write_manifest
-from reelflow.tasks.plan import ShotJob, shot_seed
+from reelflow.tasks.job import ShotJob, shot_seed
 from reelflow.tasks.shot import ShotFailed, ShotOutcome, render_shot
 
 SHOT_WORKERS = int(os.environ.get("REELFLOW_SHOT_WORKERS", "8"))
@@ -60,7 +62,8 @@ def read_loras(folder: ProjectFolder) -> LoraRegistry:
         raise ContractError(f"lora_registry.json: {' '.join(str(exc).split())[:200]}") from None
 
 
-def plan_jobs(folder: ProjectFolder, storyboard: Storyboard, takes: dict[int, int], run: str) -> list[ShotJob]:
+def shot_jobs(folder: ProjectFolder, storyboard: Storyboard, takes: dict[int, int], run: str,
+              max_cost_usd: float | None = None) -> list[ShotJob]:
     """One job per shot to render, at the take given for it, in storyboard order."""
     loras = read_loras(folder)
     jobs = []
@@ -75,10 +78,20 @@ def plan_jobs(folder: ProjectFolder, storyboard: Storyboard, takes: dict[int, in
             name=base_name(folder.project, storyboard, shot, take),
             seed=shot_seed(folder.project.code, storyboard.episode, shot, take),
             take=take,
+            max_cost_usd=max_cost_usd,
             loras=loras.for_shot(shot.characters_in_shot, KEYFRAME_LORA_BASE),
             video_loras=loras.for_shot(shot.characters_in_shot, VIDEO_LORA_BASE),
         ))
     return jobs
+
+
+def budget_line(folder: ProjectFolder, run: str, max_cost_usd: float | None, failures: Iterable[ShotFailed]) -> BudgetLine:
+    """What this run and the project have spent, what remains under the caps, and why a cap stopped shots."""
+    caps = Caps(project_usd=folder.project.budget_usd, run_usd=max_cost_usd)
+    spend = Budgets(database(folder.state_dir)).spend(run, caps)
+    stopped = next((failure.reason for failure in failures if failure.over_budget), None)
+    return BudgetLine(project_usd=caps.project_usd, run_cap_usd=caps.run_usd, spent_run_usd=spend.run_usd,
+                      spent_project_usd=spend.project_usd, remaining_usd=spend.remaining_usd, stopped=stopped)
 
 
 def _shot_table(report: RenderReport) -> str:
@@ -131,8 +144,9 @@ def render_episode(
 ) -> RenderReport | State:
     """Render the selected shots of one episode (all by default; only retakes with `retakes`) and cut it.
 
-    Approved shots are never rendered again. Paid calls stop at `max_cost_usd` (else the project's
-    `budget_usd`). With failed shots the run ends Failed (visible as such in the UI), still carrying the report.
+    Approved shots are never rendered again. Paid calls stop at this run's `max_cost_usd` and at the project's
+    `budget_usd` (its total over every run and process).
+    With failed shots the run ends Failed (visible as such in the UI), still carrying the report.
     """
     logger = get_run_logger()
     started = time.monotonic()
@@ -142,34 +156,30 @@ def render_episode(
     require_providers(folder.project, RENDER_STAGES)
     takes, kept = read_dailies(folder, storyboard).takes_to_render(numbers, retakes_only=retakes)
 
+    # The run's calls and cost are the ledger's rows for this run, whichever process made them.
     run = uuid.uuid4().hex
-    tally = Tally(run)
-    unsubscribe = subscribe(tally)
-    budget = open_budget(run, max_cost_usd if max_cost_usd is not None else folder.project.budget_usd)
-    try:
-        jobs = plan_jobs(folder, storyboard, takes, run)
-        futures: dict[int, PrefectFuture[ShotOutcome]] = {job.shot.shot: render_shot.submit(job) for job in jobs}
-        outcomes: dict[int, ShotOutcome] = {}
-        failures: dict[int, ShotFailed] = {}
-        lines: dict[int, ShotLine] = {}
-        for job in jobs:
-            number = job.shot.shot
-            line = ShotLine(shot=number, approach=job.shot.generation_approach.value, status="cached", take=job.take)
-            try:
-                outcomes[number] = futures[number].result()
-                line.review = outcomes[number].route
-            except ShotFailed as exc:
-                failures[number] = exc
-                line.status, line.stage, line.reason = "failed", exc.stage, exc.reason
-                logger.error("shot %s failed at %s: %s", number, exc.stage, exc.reason)
-            line.provider_calls = tally.calls.get(number, 0)
-            line.cost_usd = round(tally.cost.get(number, 0.0), 6)
-            if line.status != "failed" and line.provider_calls:
-                line.status = "rendered"
-            lines[number] = line
-    finally:
-        unsubscribe()
-        close_budget(run)
+    jobs = shot_jobs(folder, storyboard, takes, run, max_cost_usd)
+    futures: dict[int, PrefectFuture[ShotOutcome]] = {job.shot.shot: render_shot.submit(job) for job in jobs}
+    outcomes: dict[int, ShotOutcome] = {}
+    failures: dict[int, ShotFailed] = {}
+    for job in jobs:
+        try:
+            outcomes[job.shot.shot] = futures[job.shot.shot].result()
+        except ShotFailed as exc:
+            failures[job.shot.shot] = exc
+            logger.error("shot %s failed at %s: %s", job.shot.shot, exc.stage, exc.reason)
+    spend = Ledger(database(folder.state_dir)).run_spend(run)
+    lines: dict[int, ShotLine] = {}
+    for job in jobs:
+        number = job.shot.shot
+        calls, cost = spend.get(number, (0, 0.0))
+        line = ShotLine(shot=number, approach=job.shot.generation_approach.value, take=job.take, provider_calls=calls,
+                        cost_usd=cost, status="rendered" if calls else "cached")
+        if number in failures:
+            line.status, line.stage, line.reason = "failed", failures[number].stage, failures[number].reason
+        else:
+            line.review = outcomes[number].route
+        lines[number] = line
     dailies = record_dailies(folder, storyboard, outcomes, failures, lines)
     for number in kept:
         take = dailies.shot(number).take
@@ -207,11 +217,12 @@ def render_episode(
         output=str(cut_path(assets_dir, episode)) if cut_entry else None,
         manifest=str(manifest_path),
         shots=counts,
-        provider_calls=sum(tally.calls.values()),
-        cost_usd=round(sum(tally.cost.values()), 6),
+        provider_calls=sum(calls for calls, _ in spend.values()),
+        cost_usd=round(sum(cost for _, cost in spend.values()), 6),
         lines=report_lines,
         cut_skipped=cut_skipped,
-        budget_usd=budget.cap_usd,
+        budget_usd=max_cost_usd if max_cost_usd is not None else folder.project.budget_usd,
+        budget=budget_line(folder, run, max_cost_usd, failures.values()),
     )
     create_markdown_artifact(
         key=f"{folder.project.code.lower()}-ep{episode:03d}-render",

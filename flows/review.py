@@ -13,7 +13,7 @@ from pydantic import Field
 
 from reelflow.schemas.dailies import Dailies, ShotReview, decisions_from
 from reelflow.schemas.load import load_project, load_storyboard
-from reelflow.tasks.dailies import apply_decisions, read_dailies
+from reelflow.state.dailies import apply_decisions, read_dailies
 
 WAITING = ("generated", "needs_review")
 

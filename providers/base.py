@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from reelflow.providers.ledger import Ticket
 from reelflow.schemas.requests import (
     EditRequest,
     Generation,
@@ -24,6 +23,26 @@ from reelflow.schemas.requests import (
     VideoRequest,
     _Request,
 )
+
+
+class Ticket(Protocol):
+    """Where a paid call writes its request: the id before waiting on it, then how the provider settled it."""
+
+    def resume(self, endpoint: str) -> str | None:
+        """The id of this call's request still pending at the provider: poll it instead of submitting."""
+
+    def submitted(self, endpoint: str, request_id: str) -> None: ...
+
+    def completed(self, endpoint: str, request_id: str, cost_usd: float) -> None: ...
+
+    def failed(self, endpoint: str, request_id: str, detail: str, cost_usd: float = 0.0) -> None:
+        """The request ended in an error; `cost_usd` is what the provider bills for it anyway."""
+
+    def cancelled(self, endpoint: str, request_id: str, detail: str) -> None:
+        """The provider confirmed the cancel: nothing was billed."""
+
+    def cancel_requested(self, endpoint: str, request_id: str, detail: str) -> None:
+        """A cancel was asked for and not confirmed: the request stays pending."""
 
 
 @runtime_checkable

@@ -16,15 +16,19 @@ class MediaError(ReelflowError):
 
 
 class ProviderError(ReelflowError):
-    """A provider call failed. `retryable` errors were not billed and may be retried."""
+    """A provider call failed. `retryable` errors were not billed and may be retried; `billed` ones cost money."""
 
     retryable: bool = False
+    billed: bool = False
     kind: str = "provider_error"
 
-    def __init__(self, message: str, *, provider: str = "", request_id: str | None = None) -> None:
+    def __init__(self, message: str, *, provider: str = "", request_id: str | None = None,
+                 billed: bool | None = None) -> None:
         super().__init__(message)
         self.provider = provider
         self.request_id = request_id
+        if billed is not None:
+            self.billed = billed
 
 
 class RateLimited(ProviderError):
@@ -47,6 +51,16 @@ class TransportError(ProviderError):
     kind = "transport"
 
 
+class UnusableOutput(ProviderError):
+    """The provider finished and billed the request, but its output cannot be used.
+
+    Never retried by the generic loop: the stage re-submits it at most the project's `billed_retries` times.
+    """
+
+    billed = True
+    kind = "unusable_output"
+
+
 class ContentRejected(ProviderError):
     """The provider refused the content (moderation); never retried, may go to a fallback."""
 
@@ -67,4 +81,4 @@ class MissingCredentials(ProviderError):
 
 def is_retryable(error: BaseException) -> bool:
     """True for errors that were not billed and may succeed on a later attempt."""
-    return isinstance(error, ProviderError) and error.retryable
+    return isinstance(error, ProviderError) and error.retryable and not error.billed

@@ -41,7 +41,8 @@ class Project(_Contract):
     fps: int = Field(ge=1, le=120)
     providers: dict[str, StageChoice] = Field(default_factory=lambda: {"default": StageChoice(use="local")})
     concurrency: dict[ProviderName, Annotated[int, Field(ge=1, le=64)]] = Field(default_factory=dict)
-    budget_usd: Annotated[float, Field(gt=0)] | None = None
+    budget_usd: Annotated[float, Field(gt=0)] | None = None  # the project's total, across every run and process
+    billed_retries: Annotated[int, Field(ge=0, le=5)] = 1  # re-submits of a request billed with unusable output
     qc: Routing = Field(default_factory=Routing)
 
     @field_validator("providers", mode="before")

@@ -29,6 +29,17 @@ class ShotCounts(BaseModel):
     kept: int = 0
 
 
+class BudgetLine(BaseModel):
+    """Money against the caps: spent in this run, spent in the project (every run, every process), what remains."""
+
+    project_usd: float | None = None
+    run_cap_usd: float | None = None
+    spent_run_usd: float = 0.0
+    spent_project_usd: float = 0.0
+    remaining_usd: float | None = None
+    stopped: str | None = None  # the one-line budget message when a cap refused a call
+
+
 class RenderReport(BaseModel):
     episode: int
     output: str | None
@@ -39,6 +50,7 @@ class RenderReport(BaseModel):
     lines: list[ShotLine] = Field(default_factory=list)
     cut_skipped: str | None = None
     budget_usd: float | None = None
+    budget: BudgetLine = Field(default_factory=BudgetLine)
 
     def summary(self) -> dict[str, object]:
         """The `--json` object: episode, output, manifest, shot counts, provider calls, cost, failures, per-shot lines."""
@@ -54,4 +66,5 @@ class RenderReport(BaseModel):
             "failures": failures,
             "lines": [line.model_dump(include={"shot", "take", "status", "review", "provider_calls", "cost_usd"})
                       for line in self.lines],
+            "budget": self.budget.model_dump(),
         } | ({"budget_usd": self.budget_usd} if self.budget_usd is not None else {})

@@ -1,4 +1,9 @@
-"""Provider calls from stages: cached by content, bounded per provider, routed to the fallback on rejection."""
+"""Provider calls from stages: cached by content, budgeted and bounded per provider across processes.
+
+A request the provider billed but whose output is unusable is submitted again at most the project's
+`billed_retries` times (counted in the ledger, so Prefect's own retries cannot add more); content the provider
+rejects goes to the stage's fallback.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +17,16 @@ from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger
 
-from reelflow.providers.base import Provider, VisionJudge
-from reelflow.providers.ledger import Ticket
+from reelflow.providers.base import Provider, Ticket, VisionJudge
 from reelflow.providers.registry import get_provider
 from reelflow.schemas.assets import AssetRef, ManifestEntry
-from reelflow.schemas.errors import ContentRejected
+from reelflow.schemas.errors import ContentRejected, UnusableOutput
 from reelflow.schemas.requests import Generation, JudgeRequest, _Request
-from reelflow.tasks.budget import budget_for
-from reelflow.tasks.cache import MEDIA, Operation, Outcome, run_cached
-from reelflow.tasks.events import StageEvent, emit
-from reelflow.tasks.plan import ShotJob
-from reelflow.tasks.slots import provider_slot
+from reelflow.state.cache import MEDIA, Operation, Outcome, run_cached
+from reelflow.state.ledger import Charge
+from reelflow.state.limits import provider_slot
+from reelflow.state.progress import StageEvent, emit
+from reelflow.tasks.job import ShotJob
 
 RequestBuilder = Callable[[str], _Request]
 
@@ -62,21 +66,28 @@ def _call_one(job: ShotJob, name: str, model: str | None, stage: str, version: i
     provider = get_provider(name)
     request = build(model or provider.default_models[stage])
     operation = Operation(stage, version, name, request.model, provider.cache_params(request), inputs, request.seed)
-
-    ticket = job.ledger.ticket(operation.key, name)
-    price = provider.estimate(request)
+    key, price, ledger = operation.key, provider.estimate(request), job.ledger
 
     def make(scratch: Path) -> Generation:
-        budget = budget_for(job.run)
-        budget.reserve(price)
+        # A request still pending for this key is polled, not paid again: only a new submit reserves its price.
+        reservation = None if ledger.pending(key) else job.budgets.reserve(job.run, price, job.caps)
+        charge = Charge(run=job.run, stage=stage, episode=job.episode, shot=job.shot.shot, price_usd=price,
+                        shadow=name == "local", reservation=reservation)
         try:
-            with provider_slot(name, job.project.concurrency):
-                return _invoke(provider, capability, request, scratch / f"out.{ext}", ticket)
-        except Exception:
-            budget.refund(price)
-            raise
+            with provider_slot(job.state_dir, name, job.project.concurrency):
+                return _invoke(provider, capability, request, scratch / f"out.{ext}", ledger.ticket(key, name, charge))
+        finally:
+            job.budgets.release(reservation)
 
-    return run_cached(job.store, operation, make, price=price)
+    while True:
+        try:
+            return run_cached(job.store, operation, make, price=price)
+        except UnusableOutput as exc:
+            paid = ledger.billed_failures(key, job.run)
+            if paid > job.project.billed_retries:
+                raise
+            _logger().warning("%s %s: %s billed an unusable output (%s); submitting again (%s of %s)",
+                              job.label, stage, name, exc, paid, job.project.billed_retries)
 
 
 def call_provider(
@@ -115,7 +126,7 @@ def run_media(job: ShotJob, *, stage: str, version: int, model: str, params: dic
     return outcome
 
 
-def publish(job: ShotJob, outcome: Outcome, *, suffix: str | None, ext: str, index: int = 0) -> ManifestEntry:
+def manifest_entry(job: ShotJob, outcome: Outcome, *, suffix: str | None, ext: str, index: int = 0) -> ManifestEntry:
     """The manifest entry of one output, named by the convention when it has a suffix.
 
     Named files are copied into the assets folder only once the whole shot has succeeded.

@@ -7,9 +7,9 @@ from pathlib import Path
 from prefect import task
 
 from reelflow.media.concat import fit_clip
-from reelflow.tasks.calls import publish, run_media
-from reelflow.tasks.events import StageEvent, emit
-from reelflow.tasks.plan import ShotJob, StageResult
+from reelflow.state.progress import StageEvent, emit
+from reelflow.tasks.calls import manifest_entry, run_media
+from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
 VERSION = 3
@@ -33,4 +33,4 @@ def make_clip(job: ShotJob, video: StageResult) -> StageResult:
         job, stage="clip", version=VERSION, model="fit-clip",
         params={"duration_s": duration, "fps": fps, "size": list(size)}, inputs=segments, make=make,
     )
-    return StageResult(assets={"clip": outcome.file}, entries=[publish(job, outcome, suffix="clip", ext="mp4")])
+    return StageResult(assets={"clip": outcome.file}, entries=[manifest_entry(job, outcome, suffix="clip", ext="mp4")])

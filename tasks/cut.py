@@ -9,9 +9,9 @@ from prefect import task
 from reelflow.media.concat import concat_videos
 from reelflow.schemas.assets import AssetRef, ManifestEntry
 from reelflow.schemas.requests import Generation
-from reelflow.tasks.cache import MEDIA, Operation, run_cached
+from reelflow.state.cache import MEDIA, Operation, run_cached
+from reelflow.state.store import materialise, store_for
 from reelflow.tasks.retry import stage_task_options
-from reelflow.tasks.store import materialise, store_for
 
 VERSION = 2
 

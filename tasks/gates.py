@@ -15,11 +15,11 @@ from reelflow.schemas.assets import ManifestEntry
 from reelflow.schemas.qc import Gate1Thresholds, Route
 from reelflow.schemas.requests import JudgeRequest, Verdict
 from reelflow.schemas.storyboard import Approach
-from reelflow.tasks.cache import is_planning
-from reelflow.tasks.calls import call_provider, publish, run_media
-from reelflow.tasks.events import StageEvent, emit
+from reelflow.state.cache import is_dry_run
+from reelflow.state.progress import StageEvent, emit
+from reelflow.tasks.calls import call_provider, manifest_entry, run_media
+from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.keyframes import FRAME_SIZE, frame_prompt
-from reelflow.tasks.plan import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
 GATE1_VERSION = 1
@@ -65,7 +65,7 @@ def _gate1(job: ShotJob, raw: StageResult) -> list[str]:
               "aspect": job.project.aspect_ratio}
     outcome = run_media(job, stage="gate1", version=GATE1_VERSION, model="gate1", params=params,
                         inputs=[raw.assets[role] for role in roles], make=make)
-    return [] if is_planning() else list(json.loads(outcome.file.path.read_text()))
+    return [] if is_dry_run() else list(json.loads(outcome.file.path.read_text()))
 
 
 def _judge_skipped(job: ShotJob, raw: StageResult) -> str | None:
@@ -95,9 +95,9 @@ def _gate2(job: ShotJob, raw: StageResult) -> tuple[dict[str, float], list[str],
                 characters=tuple(job.shot.characters_in_shot), location=job.shot.location,
             ),
         )
-        if is_planning():
+        if is_dry_run():
             continue
-        entries.append(publish(job, outcome, suffix=None, ext="json"))
+        entries.append(manifest_entry(job, outcome, suffix=None, ext="json"))
         verdict = Verdict.model_validate_json(outcome.file.path.read_bytes())
         scores[role] = verdict.score
         reasons += [f"{role}: {reason}" for reason in verdict.reasons]
@@ -110,7 +110,7 @@ def gate_keyframes(job: ShotJob, raw: StageResult) -> GateResult:
     emit(StageEvent(job.run, job.shot.shot, "gates", "running"))
     gate1 = _gate1(job, raw)
     scores, reasons, entries = _gate2(job, raw)
-    if is_planning():
+    if is_dry_run():
         return GateResult(route="pass")
     route = job.project.qc.route(gate1, list(scores.values()))
     return GateResult(route=route, gate1=gate1, scores=scores, reasons=reasons, entries=entries)

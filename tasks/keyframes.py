@@ -10,9 +10,9 @@ from prefect import task
 from reelflow.media.images import save_png, split_triptych
 from reelflow.schemas.requests import FrameRole, ImageRequest
 from reelflow.schemas.storyboard import Approach
-from reelflow.tasks.calls import call_provider, publish, run_media
-from reelflow.tasks.events import StageEvent, emit
-from reelflow.tasks.plan import ShotJob, StageResult
+from reelflow.state.progress import StageEvent, emit
+from reelflow.tasks.calls import call_provider, manifest_entry, run_media
+from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
 VERSION = 1
@@ -73,14 +73,14 @@ def make_keyframes(job: ShotJob) -> StageResult:
             job, stage="keyframes", version=VERSION, capability="generate_image", ext="png", inputs=[],
             build=lambda model: _image_request(job, model, prompt, STRIP_SIZE[aspect], "strip"),
         )
-        result.entries.append(publish(job, strip, suffix="strip", ext="png"))
+        result.entries.append(manifest_entry(job, strip, suffix="strip", ext="png"))
         panels = run_media(
             job, stage="split", version=SPLIT_VERSION, model="split-thirds", params={}, inputs=[strip.file],
             make=lambda scratch: _split(scratch, strip.file.path), outputs=3,
         )
         for index, role in enumerate(("first", "hero", "last")):
             result.assets[role] = panels.files[index]
-            result.entries.append(publish(job, panels, suffix=None, ext="png", index=index))
+            result.entries.append(manifest_entry(job, panels, suffix=None, ext="png", index=index))
         return result
     for role in shot.keyframe_roles:
         text = frame_prompt(job, role)
@@ -89,5 +89,5 @@ def make_keyframes(job: ShotJob) -> StageResult:
             build=lambda model, text=text, role=role: _image_request(job, model, text, FRAME_SIZE[aspect], role),
         )
         result.assets[role] = frame.file
-        result.entries.append(publish(job, frame, suffix=None, ext="png"))
+        result.entries.append(manifest_entry(job, frame, suffix=None, ext="png"))
     return result

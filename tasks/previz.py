@@ -7,11 +7,11 @@ from pathlib import Path
 from prefect import task
 
 from reelflow.schemas.requests import ImageRequest
-from reelflow.tasks.calls import call_provider, publish
-from reelflow.tasks.events import StageEvent, emit
-from reelflow.tasks.plan import ShotJob, StageResult
+from reelflow.state.progress import StageEvent, emit
+from reelflow.state.store import materialise
+from reelflow.tasks.calls import call_provider, manifest_entry
+from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
-from reelflow.tasks.store import materialise
 
 VERSION = 1
 FRAME_SIZE = {"9:16": (512, 896), "16:9": (896, 512)}
@@ -48,6 +48,6 @@ def make_previz(job: ShotJob) -> StageResult:
         job, stage="previz", version=VERSION, capability="generate_image", ext="png", inputs=[],
         build=lambda model: _request(job, model),
     )
-    entry = publish(job, frame, suffix=SUFFIX, ext="png")
+    entry = manifest_entry(job, frame, suffix=SUFFIX, ext="png")
     materialise(frame.file.path, frame.file.sha256, previz_dir(job.root, job.episode) / str(entry.name))
     return StageResult(assets={SUFFIX: frame.file}, entries=[entry])

@@ -16,12 +16,13 @@ from reelflow.schemas.assets import AssetRef, ManifestEntry
 from reelflow.schemas.dailies import KeyframeTry
 from reelflow.schemas.errors import ReelflowError
 from reelflow.schemas.qc import Route
+from reelflow.state.budget import BudgetExceeded
+from reelflow.state.progress import StageEvent, emit
+from reelflow.state.store import materialise
 from reelflow.tasks.clip import make_clip
-from reelflow.tasks.events import StageEvent, emit
 from reelflow.tasks.gates import GateResult, gate_keyframes
+from reelflow.tasks.job import ShotJob, StageResult, attempt_seed
 from reelflow.tasks.keyframes import make_keyframes
-from reelflow.tasks.plan import ShotJob, StageResult, attempt_seed
-from reelflow.tasks.store import materialise
 from reelflow.tasks.upscale import upscale_keyframes
 from reelflow.tasks.video import make_video
 
@@ -29,12 +30,14 @@ from reelflow.tasks.video import make_video
 class ShotFailed(ReelflowError):
     """A shot stopped at a stage; the message says which and why, in one line."""
 
-    def __init__(self, shot: int, stage: str, reason: str, tries: list[KeyframeTry] | None = None) -> None:
+    def __init__(self, shot: int, stage: str, reason: str, tries: list[KeyframeTry] | None = None,
+                 over_budget: bool = False) -> None:
         super().__init__(f"shot {shot}: {stage}: {reason}")
         self.shot, self.stage, self.reason, self.tries = shot, stage, reason, tries or []
+        self.over_budget = over_budget
 
-    def __reduce__(self) -> tuple[type[ShotFailed], tuple[int, str, str, list[KeyframeTry]]]:
-        return ShotFailed, (self.shot, self.stage, self.reason, self.tries)
+    def __reduce__(self) -> tuple[type[ShotFailed], tuple[int, str, str, list[KeyframeTry], bool]]:
+        return ShotFailed, (self.shot, self.stage, self.reason, self.tries, self.over_budget)
 
 
 class KeyframesRejected(ReelflowError):
@@ -102,7 +105,7 @@ def render_shot(job: ShotJob) -> ShotOutcome:
     except Exception as exc:
         reason = _one_line(exc)
         emit(StageEvent(job.run, job.shot.shot, current, "failed", detail=reason))
-        raise ShotFailed(job.shot.shot, current, reason, tries) from exc
+        raise ShotFailed(job.shot.shot, current, reason, tries, isinstance(exc, BudgetExceeded)) from exc
     entries = [entry for result in results for entry in result.entries]
     for entry in entries:
         if entry.name is not None:
@@ -112,6 +115,6 @@ def render_shot(job: ShotJob) -> ShotOutcome:
                        route=tries[-1].route, tries=tries)
 
 
-def plan_shot(job: ShotJob) -> None:
-    """Walk the shot's stages without Prefect; inside `planning()` this prices what a render would make."""
+def price_shot(job: ShotJob) -> None:
+    """Walk the shot's stages without Prefect; inside `dry_run()` this prices what a render would make."""
     shot_stages(job, lambda stage_task, *args: stage_task.fn(*args), [])

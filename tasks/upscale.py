@@ -5,9 +5,9 @@ from __future__ import annotations
 from prefect import task
 
 from reelflow.schemas.requests import UpscaleRequest
-from reelflow.tasks.calls import call_provider, publish
-from reelflow.tasks.events import StageEvent, emit
-from reelflow.tasks.plan import ShotJob, StageResult
+from reelflow.state.progress import StageEvent, emit
+from reelflow.tasks.calls import call_provider, manifest_entry
+from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
 VERSION = 1
@@ -28,5 +28,5 @@ def upscale_keyframes(job: ShotJob, raw: StageResult) -> StageResult:
             ),
         )
         result.assets[role] = outcome.file
-        result.entries.append(publish(job, outcome, suffix=role, ext="png"))
+        result.entries.append(manifest_entry(job, outcome, suffix=role, ext="png"))
     return result

@@ -10,9 +10,9 @@ from reelflow.media.motion import ken_burns, static_hold
 from reelflow.schemas.assets import AssetRef
 from reelflow.schemas.requests import VideoRequest
 from reelflow.schemas.storyboard import Approach
-from reelflow.tasks.calls import call_provider, publish, run_media
-from reelflow.tasks.events import StageEvent, emit
-from reelflow.tasks.plan import ShotJob, StageResult
+from reelflow.state.progress import StageEvent, emit
+from reelflow.tasks.calls import call_provider, manifest_entry, run_media
+from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
 VERSION = 1
@@ -34,7 +34,7 @@ def _segment(job: ShotJob, first: AssetRef, last: AssetRef, frames: int, suffix:
         ),
     )
     result.assets[suffix] = outcome.file
-    result.entries.append(publish(job, outcome, suffix=suffix, ext="mp4"))
+    result.entries.append(manifest_entry(job, outcome, suffix=suffix, ext="mp4"))
 
 
 def _held(job: ShotJob, first: AssetRef, result: StageResult) -> None:
@@ -55,7 +55,7 @@ def _held(job: ShotJob, first: AssetRef, result: StageResult) -> None:
         params=params, inputs=[first], make=make,
     )
     result.assets["clip"] = outcome.file
-    result.entries.append(publish(job, outcome, suffix="clip", ext="mp4"))
+    result.entries.append(manifest_entry(job, outcome, suffix="clip", ext="mp4"))
 
 
 @task(name="video", task_run_name="{job.label}-video", **stage_task_options())

@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 if TYPE_CHECKING:
-    from reelflow.flows.review_server import ReviewServer
+    from reelflow.web.dailies_server import ReviewServer
 
     from fakes.fal import FakeFal
     from fakes.gemini import FakeGemini
@@ -45,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _start_server(home: Path) -> None:
-    from reelflow.flows import server
+    from reelflow.cli import server
 
     server.start_server(home)
 
@@ -53,7 +53,7 @@ def _start_server(home: Path) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The process that picked the home stops the server every worker shared, and removes the home."""
     if config.stash.get(_OWNS_HOME, False):
-        from reelflow.flows import server
+        from reelflow.cli import server
 
         if _BOOTING in config.stash:
             config.stash[_BOOTING].join()
@@ -65,7 +65,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
     """One local Prefect server for the whole run, shared by the xdist workers; CLI runs reach it via PREFECT_API_URL."""
-    from reelflow.flows import server
+    from reelflow.cli import server
 
     home = Path(os.environ[TEST_HOME])
     previous = {key: os.environ.get(key) for key in ("REELFLOW_HOME", "PREFECT_API_URL", "REELFLOW_SERVER_PORT")}
@@ -87,8 +87,8 @@ def prefect_api() -> Iterator[str]:
 @pytest.fixture
 def server(project: Path) -> Iterator[ReviewServer]:
     """The dailies page of episode 1 of the test's `project`, served on a free port for the test."""
-    from reelflow.flows.review_server import ReviewServer
     from reelflow.schemas.load import load_project, load_storyboard
+    from reelflow.web.dailies_server import ReviewServer
 
     folder = load_project(project)
     with ReviewServer(folder, load_storyboard(folder, 1)) as review:

@@ -39,8 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reelflow.providers.fal.errors import UnusableOutput
-from reelflow.schemas.errors import BadRequest
+from reelflow.schemas.errors import BadRequest, UnusableOutput
 from reelflow.schemas.requests import EditRequest, ImageRequest, LoraRef, TrainRequest, UpscaleRequest, VideoRequest
 
 FLUX2_LORA = "fal-ai/flux-2/lora"

@@ -26,10 +26,6 @@ MESSAGE_LIMIT = 300
 TRANSIENT = frozenset({401, 403, 408, 429, 502, 503, 504})
 
 
-class UnusableOutput(ServerError):
-    """fal finished the request (and billed it) but what it returned cannot be used."""
-
-
 def one_line(text: str) -> str:
     """Whitespace collapsed, cut to a readable length."""
     flat = " ".join(text.split())
@@ -59,8 +55,12 @@ def is_content_policy(detail: Any) -> bool:
 
 
 def status_error(status: int, detail: Any, where: str, request_id: str | None = None) -> ProviderError:
-    """The taxonomy error for an HTTP status and fal's `detail`."""
-    context: dict[str, Any] = {"provider": NAME, "request_id": request_id}
+    """The taxonomy error for an HTTP status and fal's `detail`.
+
+    fal never bills a 5xx; a 422 for a request it accepted (one with a `request_id`) may be billed, so it is
+    marked billed and counted at the request's price.
+    """
+    context: dict[str, Any] = {"provider": NAME, "request_id": request_id, "billed": status == 422 and request_id is not None}
     if status in (401, 403):
         return MissingCredentials(f"FAL_KEY was refused by fal.ai ({status})", **context)
     if status == 408:

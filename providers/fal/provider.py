@@ -13,12 +13,12 @@ from fal_client.client import SyncClient
 
 from reelflow.media.images import resize_cover, save_png
 from reelflow.media.probe import probe_image
+from reelflow.providers.base import Ticket
 from reelflow.providers.fal import endpoints
 from reelflow.providers.fal.endpoints import Output
 from reelflow.providers.fal.errors import NAME
 from reelflow.providers.fal.hosts import configure_fal_client
 from reelflow.providers.fal.queue import DEADLINE_S, POLL_S, FalQueue, Result, download, verified_image, verified_video
-from reelflow.providers.ledger import Ticket
 from reelflow.schemas.env import env_number
 from reelflow.schemas.errors import MissingCredentials
 from reelflow.schemas.pricing import load_prices

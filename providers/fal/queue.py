@@ -3,8 +3,10 @@
 Never pay twice: a request id goes to the ledger (`ticket.submitted`) right after fal accepts the submit and
 before any waiting; a later attempt for the same cache key polls that id instead of submitting again. A request
 leaves the ledger's pending set only when fal has settled it: `completed` once its outputs are downloaded and
-verified, `failed` when fal refused it or its output is unusable (with what fal billed), `cancelled` when fal
-confirmed the cancel past the deadline. Anything that says nothing about the request itself (rate limits, gateway
+verified, `failed` when fal refused it (a 422 at the request's price: fal may bill one) or its output is unusable
+(billed), `cancelled` only when fal no longer knows it at cancel time. A cancel fal answers with
+CANCELLATION_REQUESTED leaves the request pending: a running request may still finish and bill, and the next
+attempt polls it and uses its output. Anything that says nothing about the request itself (rate limits, gateway
 errors, lost connections, a refused key) leaves it pending, to be resumed.
 """
 
@@ -24,9 +26,9 @@ from PIL import Image, UnidentifiedImageError
 
 from reelflow.media.hashing import sha256_file
 from reelflow.media.probe import probe_video
-from reelflow.providers.fal.errors import NAME, UnusableOutput, fal_error, is_transient, one_line, status_error
-from reelflow.providers.ledger import Ticket
-from reelflow.schemas.errors import MediaError, ProviderTimeout, ServerError
+from reelflow.providers.base import Ticket
+from reelflow.providers.fal.errors import NAME, fal_error, is_transient, one_line, status_error
+from reelflow.schemas.errors import MediaError, ProviderTimeout, ServerError, UnusableOutput
 
 T = TypeVar("T")
 Result = dict[str, Any]
@@ -53,8 +55,8 @@ class Done(Generic[T]):
 class _Entry:
     """The ledger lines of one request; nothing is written when the call has no ticket."""
 
-    def __init__(self, ticket: Ticket | None, endpoint: str, request_id: str) -> None:
-        self.ticket, self.endpoint, self.request_id = ticket, endpoint, request_id
+    def __init__(self, ticket: Ticket | None, endpoint: str, request_id: str, price_usd: float) -> None:
+        self.ticket, self.endpoint, self.request_id, self.price_usd = ticket, endpoint, request_id, price_usd
 
     def completed(self, cost_usd: float) -> None:
         if self.ticket is not None:
@@ -67,6 +69,10 @@ class _Entry:
     def cancelled(self, detail: str) -> None:
         if self.ticket is not None:
             self.ticket.cancelled(self.endpoint, self.request_id, detail)
+
+    def cancel_requested(self, detail: str) -> None:
+        if self.ticket is not None:
+            self.ticket.cancel_requested(self.endpoint, self.request_id, detail)
 
 
 def _body_status(response: httpx.Response) -> str | None:
@@ -113,7 +119,7 @@ class FalQueue:
                 ticket.submitted(endpoint, request_id)
         else:
             handle = self.client.get_handle(endpoint, request_id)
-        entry = _Entry(ticket, endpoint, request_id)
+        entry = _Entry(ticket, endpoint, request_id, cost_usd)
         result = self._wait(handle, endpoint, entry)
         try:
             if not isinstance(result, dict):
@@ -157,7 +163,10 @@ class FalQueue:
             raise fal_error(error, endpoint, handle.request_id) from None
 
     def _cancel(self, handle: SyncRequestHandle, endpoint: str, entry: _Entry) -> None:
-        """Cancel at the deadline and raise ProviderTimeout; return only when fal says the request already completed."""
+        """Cancel at the deadline and raise ProviderTimeout; return only when fal says the request already completed.
+
+        A cancel fal accepts is only requested: the request stays pending in the ledger until fal settles it.
+        """
         waited = f"no result after {self.deadline_s:g} s"
         try:
             handle.cancel()
@@ -167,12 +176,15 @@ class FalQueue:
             if error.status_code != 404:
                 raise ProviderTimeout(f"fal: {endpoint}: {waited}; cancel failed ({error.status_code}), still pending",
                                       provider=NAME, request_id=handle.request_id) from None
+            entry.cancelled(f"{waited}; fal no longer knows the request")
+            raise ProviderTimeout(f"fal: {endpoint}: {waited}; request {handle.request_id} is gone",
+                                  provider=NAME, request_id=handle.request_id) from None
         except httpx.HTTPError as error:
             raise ProviderTimeout(f"fal: {endpoint}: {waited}; cancel failed ({type(error).__name__}), still pending",
                                   provider=NAME, request_id=handle.request_id) from None
-        entry.cancelled(waited)
-        raise ProviderTimeout(f"fal: {endpoint}: {waited}; request {handle.request_id} cancelled",
-                              provider=NAME, request_id=handle.request_id)
+        entry.cancel_requested(f"{waited}; cancel requested")
+        raise ProviderTimeout(f"fal: {endpoint}: {waited}; cancel of request {handle.request_id} requested, still pending "
+                              "until fal settles it", provider=NAME, request_id=handle.request_id)
 
     def _result(self, handle: SyncRequestHandle, endpoint: str, entry: _Entry) -> Result:
         """The completed request's result; a failure fal settled (refusal, app error) is written to the ledger."""
@@ -181,7 +193,7 @@ class FalQueue:
         except (FalClientHTTPError, httpx.HTTPError) as error:
             mapped = fal_error(error, endpoint, handle.request_id)
             if not is_transient(error):
-                entry.failed(str(mapped))
+                entry.failed(str(mapped), entry.price_usd if mapped.billed else 0.0)
             raise mapped from None
 
 

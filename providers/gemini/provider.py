@@ -24,9 +24,9 @@ from google.genai import types
 from pydantic import BaseModel, Field
 
 from reelflow.media.images import load_image, resize_cover, save_png
+from reelflow.providers.base import Ticket
 from reelflow.providers.gemini.errors import NAME, one_line, translate
 from reelflow.providers.gemini.wire import image_config, image_part, response_image, response_json
-from reelflow.providers.ledger import Ticket
 from reelflow.schemas.env import env_number
 from reelflow.schemas.errors import BadRequest, MissingCredentials, ProviderError
 from reelflow.schemas.pricing import load_prices
@@ -116,16 +116,19 @@ def _verdict_reasons(request: JudgeRequest, judgement: Judgement) -> list[str]:
 
 
 def _recorded(ticket: Ticket | None, endpoint: str, request_id: str, billed: float, step: Callable[[], Result]) -> Result:
-    """`step()`; if it raises, the request is recorded failed: unbilled for provider errors, else at `billed`."""
+    """`step()`; if it raises, the request is recorded failed at `billed` (0.0: Gemini charged nothing).
+
+    A failure after Gemini answered 200 (no usable image, unreadable JSON) is billed: it is marked so, and
+    never retried blindly.
+    """
     try:
         return step()
-    except ProviderError as error:
-        if ticket is not None:
-            ticket.failed(endpoint, request_id, f"{error.kind}: {error}")
-        raise
     except Exception as error:
+        if isinstance(error, ProviderError) and billed:
+            error.billed = True
         if ticket is not None:
-            ticket.failed(endpoint, request_id, one_line(f"{type(error).__name__}: {error}"), cost_usd=billed)
+            detail = f"{error.kind}: {error}" if isinstance(error, ProviderError) else f"{type(error).__name__}: {error}"
+            ticket.failed(endpoint, request_id, one_line(detail), cost_usd=billed)
         raise
 
 
@@ -234,7 +237,7 @@ class GeminiProvider:
         if ticket is not None:
             stale = ticket.resume(endpoint)
             if stale is not None:
-                ticket.failed(endpoint, stale, ABANDONED)
+                ticket.failed(endpoint, stale, ABANDONED, cost_usd=cost)
         request_id = uuid.uuid4().hex
         if ticket is not None:
             ticket.submitted(endpoint, request_id)

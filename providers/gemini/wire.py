@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ValidationError
 
 from reelflow.providers.gemini.errors import NAME, one_line
-from reelflow.schemas.errors import ContentRejected, ServerError
+from reelflow.schemas.errors import ContentRejected, UnusableOutput
 
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "9:16", "16:9", "21:9")
 IMAGE_SIZES = (("1K", 1024 * 1024), ("2K", 2048 * 2048), ("4K", 4096 * 4096))
@@ -103,7 +103,7 @@ def _reject(model: str, reason: str) -> ContentRejected:
 
 
 def response_image(response: types.GenerateContentResponse, model: str) -> Image.Image:
-    """The final image (drafts skipped), decoded: ContentRejected if refused or absent, ServerError if unusable."""
+    """The final image (drafts skipped), decoded: ContentRejected if refused or absent, UnusableOutput (billed) if unusable."""
     reason = _rejection(response)
     if reason is not None:
         raise _reject(model, reason)
@@ -116,20 +116,20 @@ def response_image(response: types.GenerateContentResponse, model: str) -> Image
         raise _reject(model, f"returned no image ({finish}){f': {said}' if said else ''}")
     data = blobs[-1].data
     if not data:
-        raise ServerError(f"{NAME} {model}: unusable output: the image part is empty", provider=NAME)
+        raise UnusableOutput(f"{NAME} {model}: unusable output: the image part is empty", provider=NAME)
     try:
         with Image.open(io.BytesIO(data)) as opened:
             image = opened.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise ServerError(f"{NAME} {model}: unusable output: image does not decode ({one_line(str(error), 120)})",
+        raise UnusableOutput(f"{NAME} {model}: unusable output: image does not decode ({one_line(str(error), 120)})",
                           provider=NAME) from None
     if image.width < 1 or image.height < 1:
-        raise ServerError(f"{NAME} {model}: unusable output: image is {image.width}x{image.height}", provider=NAME)
+        raise UnusableOutput(f"{NAME} {model}: unusable output: image is {image.width}x{image.height}", provider=NAME)
     return image
 
 
 def response_json(response: types.GenerateContentResponse, model: str, schema: type[Schema]) -> Schema:
-    """The response's JSON text validated as `schema`; ContentRejected if refused, ServerError if unusable."""
+    """The response's JSON text validated as `schema`; ContentRejected if refused, UnusableOutput (billed) if unusable."""
     reason = _rejection(response)
     if reason is not None:
         raise _reject(model, reason)
@@ -139,4 +139,4 @@ def response_json(response: types.GenerateContentResponse, model: str, schema: t
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(item) for item in first["loc"]) or "response"
-        raise ServerError(f"{NAME} {model}: unusable output: {where}: {one_line(first['msg'], 120)}", provider=NAME) from None
+        raise UnusableOutput(f"{NAME} {model}: unusable output: {where}: {one_line(first['msg'], 120)}", provider=NAME) from None

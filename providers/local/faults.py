@@ -99,7 +99,7 @@ def _uniform(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-class FaultPlan:
+class FaultSchedule:
     """Sleeps a fixed latency before each call, then may raise an injected provider error.
 
     Each fault is drawn independently with its own probability. `reject` and `off_model` depend only on
@@ -123,7 +123,7 @@ class FaultPlan:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> FaultPlan:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> FaultSchedule:
         """The plan the `REELFLOW_LOCAL_*` variables describe (`os.environ` by default)."""
         env = os.environ if environ is None else environ
         return cls(

@@ -16,12 +16,12 @@ from PIL import ImageFilter
 
 from reelflow.media.hashing import sha256_file
 from reelflow.media.images import load_image, resize_cover, save_png
-from reelflow.providers.ledger import Ticket
+from reelflow.providers.base import Ticket
 from reelflow.providers.local.draw import draw_edit, draw_keyframe, elsewhere
-from reelflow.providers.local.faults import FaultPlan
+from reelflow.providers.local.faults import FaultSchedule
 from reelflow.providers.local.flf import render_first_last
 from reelflow.providers.local.judge import PASS_SCORE, judge_pixels
-from reelflow.schemas.errors import BadRequest, ContractError, MediaError
+from reelflow.schemas.errors import BadRequest, ContractError, MediaError, ProviderError
 from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.requests import (
     EditRequest,
@@ -80,6 +80,26 @@ def _written(out: Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
+@contextmanager
+def _ledgered(ticket: Ticket | None, endpoint: str, key: str, cost_usd: float) -> Iterator[str]:
+    """Write the call to the ledger as a cloud provider would: submitted, then completed or failed (unbilled)."""
+    request_id = f"local-{key[:16]}"
+    if ticket is None:
+        yield request_id
+        return
+    if ticket.resume(endpoint) is None:
+        ticket.submitted(endpoint, request_id)
+    try:
+        yield request_id
+    except ProviderError as error:
+        ticket.failed(endpoint, request_id, f"{error.kind}: {error}")
+        raise
+    except Exception as error:
+        ticket.failed(endpoint, request_id, f"{type(error).__name__}: {error}")
+        raise
+    ticket.completed(endpoint, request_id, cost_usd)
+
+
 def _check_size(width: int, height: int, *, even: bool = False) -> None:
     if width < 1 or height < 1 or (even and (width % 2 or height % 2)):
         need = "positive even" if even else "positive"
@@ -89,19 +109,20 @@ def _check_size(width: int, height: int, *, even: bool = False) -> None:
 class LocalProvider:
     """Every stage offline: animatic keyframes, resampling, visible edits and first-last-frame motion.
 
-    Nothing is paid, so calls take a ledger `ticket` like every provider but write nothing to it.
+    Nothing is paid, yet every call writes the ledger like a cloud provider, at its shadow cost: budgets, limits
+    and reports behave offline as they will on the cloud.
     """
 
     name = NAME
 
-    def __init__(self, faults: FaultPlan | None = None) -> None:
-        self.faults = faults or FaultPlan()
+    def __init__(self, faults: FaultSchedule | None = None) -> None:
+        self.faults = faults or FaultSchedule()
         self.default_models = dict(DEFAULT_MODELS)
 
     @classmethod
     def from_env(cls) -> LocalProvider:
         """A provider with the latency and faults the `REELFLOW_LOCAL_*` variables ask for."""
-        return cls(FaultPlan.from_env())
+        return cls(FaultSchedule.from_env())
 
     def estimate(self, request: _Request) -> float:
         """The shadow cost of the call: what it would cost on the cloud."""
@@ -123,15 +144,16 @@ class LocalProvider:
         if request.notes is not None and self.faults.off_model(self.request_key("generate_image", request)):
             off_model = {"characters": (), "location": elsewhere(request.notes.location)}
             drawn = request.model_copy(update={"notes": request.notes.model_copy(update=off_model)})
-        return self._call("generate_image", request, out, lambda path: save_png(draw_keyframe(drawn), path))
+        return self._call("generate_image", request, out, lambda path: save_png(draw_keyframe(drawn), path), ticket)
 
     def judge_image(self, request: JudgeRequest, *, ticket: Ticket | None = None) -> Verdict:
         """Gate 2 offline: the frame holds each character's figure and the location's look, as drawn here."""
         key = self.request_key("judge_image", request)
-        self.faults.before_call(key, request.prompt)
-        score, reasons = judge_pixels(load_image(request.image), request.characters, request.location)
-        return Verdict(score=round(score, 4), passed=score >= PASS_SCORE, reasons=reasons,
-                       cost_usd=shadow_cost(request.model))
+        cost = shadow_cost(request.model)
+        with _ledgered(ticket, request.model, key, cost):
+            self.faults.before_call(key, request.prompt)
+            score, reasons = judge_pixels(load_image(request.image), request.characters, request.location)
+        return Verdict(score=round(score, 4), passed=score >= PASS_SCORE, reasons=reasons, cost_usd=cost)
 
     def upscale_image(self, request: UpscaleRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height)
@@ -140,7 +162,7 @@ class LocalProvider:
             resized = resize_cover(load_image(request.image), (request.width, request.height))
             save_png(resized.filter(SHARPEN), path)
 
-        return self._call("upscale_image", request, out, produce)
+        return self._call("upscale_image", request, out, produce, ticket)
 
     def edit_image(self, request: EditRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(1 if request.width is None else request.width, 1 if request.height is None else request.height)
@@ -149,7 +171,7 @@ class LocalProvider:
             image = load_image(request.image)
             save_png(draw_edit(image, request.prompt, request.seed, request.output_size(image.size)), path)
 
-        return self._call("edit_image", request, out, produce)
+        return self._call("edit_image", request, out, produce, ticket)
 
     def first_last_video(self, request: VideoRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height, even=True)
@@ -160,23 +182,26 @@ class LocalProvider:
                 num_frames=request.num_frames, fps=request.fps, size=(request.width, request.height), seed=request.seed,
             )
 
-        return self._call("first_last_video", request, out, produce, frames=request.num_frames)
+        return self._call("first_last_video", request, out, produce, ticket, frames=request.num_frames)
 
     def _call(
-        self, method: str, request: _Request, out: Path, produce: Callable[[Path], None], *, frames: int | None = None
+        self, method: str, request: _Request, out: Path, produce: Callable[[Path], None], ticket: Ticket | None, *,
+        frames: int | None = None,
     ) -> Generation:
-        """Faults first, then the file, then what the cloud would have charged."""
+        """Faults first, then the file, then what the cloud would have charged, all under the ledger."""
         started = time.monotonic()
         key = self.request_key(method, request)
         prompts = " ".join(str(getattr(request, field, None) or "") for field in ("prompt", "negative_prompt"))
-        self.faults.before_call(key, prompts)
-        with _written(out) as partial:
-            produce(partial)
+        cost = shadow_cost(request.model, frames)
+        with _ledgered(ticket, request.model, key, cost) as request_id:
+            self.faults.before_call(key, prompts)
+            with _written(out) as partial:
+                produce(partial)
         return Generation(
             provider=NAME,
             model=request.model,
             files=[out],
-            cost_usd=shadow_cost(request.model, frames),
-            request_id=f"local-{key[:16]}",
+            cost_usd=cost,
+            request_id=request_id,
             seconds=time.monotonic() - started,
         )

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from reelflow.flows.review_server import ReviewServer
 from reelflow.schemas.load import load_project, load_storyboard
-from reelflow.tasks.dailies import changing_dailies, now
+from reelflow.state.dailies import changing_dailies, now
+from reelflow.web.dailies_server import ReviewServer
 
 from conftest import run_cli
 from projects import dailies_path, saved, storyboard, write_project

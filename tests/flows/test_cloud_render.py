@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reelflow.providers.ledger import Ledger
+from reelflow.state.ledger import Ledger
 
 from checks import check_episode
 from conftest import REELFLOW, run_cli

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reelflow.flows.contact_sheet import contact_sheet_html
 from reelflow.media.probe import probe
+from reelflow.tasks.previz_sheet import contact_sheet_html
 
 from conftest import run_cli
 from projects import PROJECT, storyboard, write_project

@@ -13,7 +13,7 @@ from reelflow.media.probe import probe
 from reelflow.schemas.dailies import Dailies, Decision
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.schemas.names import AssetName
-from reelflow.tasks.dailies import apply_decisions
+from reelflow.state.dailies import apply_decisions
 
 from checks import check_episode
 from conftest import run_cli

@@ -12,7 +12,7 @@ import pytest
 
 from reelflow.schemas.dailies import Dailies
 from reelflow.schemas.load import load_project, load_storyboard
-from reelflow.tasks.dailies import changing_dailies, now
+from reelflow.state.dailies import changing_dailies, now
 
 from conftest import run_cli
 from projects import PROJECT, write_project

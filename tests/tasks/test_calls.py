@@ -12,7 +12,7 @@ from reelflow.schemas.errors import ContentRejected
 from reelflow.schemas.load import base_name, load_project, load_storyboard
 from reelflow.schemas.requests import Generation, ImageRequest, _Request
 from reelflow.tasks import calls
-from reelflow.tasks.plan import ShotJob, shot_seed
+from reelflow.tasks.job import ShotJob, shot_seed
 
 from projects import PROJECT, write_project
 

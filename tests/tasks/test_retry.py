@@ -8,8 +8,8 @@ import time
 import pytest
 
 from reelflow.schemas.errors import BadRequest, ContentRejected, ProviderTimeout, RateLimited, ServerError, TransportError
+from reelflow.state.limits import provider_slot
 from reelflow.tasks.retry import retry_delays, should_retry, stage_task_options
-from reelflow.tasks.slots import provider_slot
 
 
 class FinalState:

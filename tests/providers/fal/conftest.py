@@ -12,7 +12,7 @@ from PIL import Image
 from reelflow.media.images import save_png
 from reelflow.providers.fal.hosts import configure_fal_client
 from reelflow.providers.fal.provider import FalProvider
-from reelflow.providers.ledger import Ledger
+from reelflow.state.ledger import Ledger
 
 from fakes.fal import FakeFal
 

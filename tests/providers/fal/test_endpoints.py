@@ -11,7 +11,7 @@ import pytest
 
 from reelflow.providers.fal import endpoints
 from reelflow.providers.fal.endpoints import Output
-from reelflow.providers.fal.errors import UnusableOutput, describe, fal_error, is_transient, status_error
+from reelflow.providers.fal.errors import describe, fal_error, is_transient, status_error
 from reelflow.providers.fal.hosts import FAL_CDN_URL, FAL_QUEUE_URL, FAL_REST_URL, configure_fal_client
 from reelflow.schemas.errors import (
     BadRequest,
@@ -21,6 +21,7 @@ from reelflow.schemas.errors import (
     RateLimited,
     ServerError,
     TransportError,
+    UnusableOutput,
 )
 from reelflow.schemas.requests import (
     EditRequest,

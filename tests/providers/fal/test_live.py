@@ -12,8 +12,8 @@ from PIL import Image
 from reelflow.providers.fal import endpoints
 from reelflow.providers.fal.hosts import configure_fal_client
 from reelflow.providers.fal.provider import FalProvider
-from reelflow.providers.ledger import Ledger
 from reelflow.schemas.requests import ImageRequest
+from reelflow.state.ledger import Ledger
 
 pytestmark = pytest.mark.skipif(not os.environ.get("FAL_KEY", "").strip(), reason="live fal.ai call: set FAL_KEY to run it")
 

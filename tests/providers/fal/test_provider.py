@@ -16,10 +16,8 @@ from PIL import Image
 from reelflow.media.probe import probe_video
 from reelflow.providers.base import FrameToVideo, ImageEditor, ImageGenerator, LoraTrainer
 from reelflow.providers.fal import endpoints
-from reelflow.providers.fal.errors import UnusableOutput
 from reelflow.providers.fal.provider import FalProvider
 from reelflow.providers.fal.queue import download
-from reelflow.providers.ledger import Ledger
 from reelflow.schemas.errors import (
     BadRequest,
     ContentRejected,
@@ -29,6 +27,7 @@ from reelflow.schemas.errors import (
     RateLimited,
     ServerError,
     TransportError,
+    UnusableOutput,
     is_retryable,
 )
 from reelflow.schemas.requests import (
@@ -40,6 +39,7 @@ from reelflow.schemas.requests import (
     UpscaleRequest,
     VideoRequest,
 )
+from reelflow.state.ledger import Ledger
 
 from fakes.fal import FakeFal
 
@@ -294,7 +294,7 @@ CLIENT = """
 import sys
 from pathlib import Path
 from reelflow.providers.fal.provider import FalProvider
-from reelflow.providers.ledger import Ledger
+from reelflow.state.ledger import Ledger
 from reelflow.schemas.requests import ImageRequest
 request = ImageRequest.model_validate_json(sys.argv[1])
 ticket = Ledger(Path(sys.argv[3])).ticket(sys.argv[4], "fal")

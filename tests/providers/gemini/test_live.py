@@ -9,8 +9,8 @@ import pytest
 
 from reelflow.media.images import load_image
 from reelflow.providers.gemini.provider import GeminiProvider
-from reelflow.providers.ledger import Ledger
 from reelflow.schemas.requests import ImageRequest, JudgeRequest
+from reelflow.state.ledger import Ledger
 
 pytestmark = pytest.mark.skipif(not os.environ.get("GEMINI_API_KEY"), reason="GEMINI_API_KEY is not set")
 

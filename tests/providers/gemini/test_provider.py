@@ -15,7 +15,6 @@ from reelflow.providers.base import ImageEditor, ImageGenerator, VisionJudge
 from reelflow.providers.gemini.errors import translate
 from reelflow.providers.gemini.provider import ABANDONED, MISSING_KEY, GeminiProvider
 from reelflow.providers.gemini.wire import aspect_ratio, image_size, response_image, response_json
-from reelflow.providers.ledger import Ledger
 from reelflow.schemas.errors import (
     BadRequest,
     ContentRejected,
@@ -28,6 +27,7 @@ from reelflow.schemas.errors import (
     is_retryable,
 )
 from reelflow.schemas.requests import EditRequest, FrameNotes, ImageRequest, JudgeRequest, LoraRef, UpscaleRequest
+from reelflow.state.ledger import Ledger
 
 from fakes.gemini import FakeGemini
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from reelflow.providers.local.faults import FaultPlan, parse_faults, parse_latency, parse_seed
+from reelflow.providers.local.faults import FaultSchedule, parse_faults, parse_latency, parse_seed
 from reelflow.schemas.errors import (
     ContentRejected,
     ContractError,
@@ -21,7 +21,7 @@ from reelflow.schemas.errors import (
 KEYS = [f"{index:064x}" for index in range(200)]
 
 
-def outcome(plan: FaultPlan, key: str) -> str:
+def outcome(plan: FaultSchedule, key: str) -> str:
     """The kind of fault one call raised, or "ok"."""
     try:
         plan.before_call(key)
@@ -31,15 +31,15 @@ def outcome(plan: FaultPlan, key: str) -> str:
 
 
 def test_unset_or_blank_variables_mean_no_latency_and_no_faults() -> None:
-    plan = FaultPlan.from_env({})
+    plan = FaultSchedule.from_env({})
     assert (plan.latency, plan.rates, plan.seed) == (0.0, {}, 0)
-    blank = FaultPlan.from_env({"REELFLOW_LOCAL_LATENCY": " ", "REELFLOW_LOCAL_FAULTS": "", "REELFLOW_LOCAL_FAULT_SEED": ""})
+    blank = FaultSchedule.from_env({"REELFLOW_LOCAL_LATENCY": " ", "REELFLOW_LOCAL_FAULTS": "", "REELFLOW_LOCAL_FAULT_SEED": ""})
     assert (blank.latency, blank.rates, blank.seed) == (0.0, {}, 0)
     assert all(outcome(plan, key) == "ok" for key in KEYS)
 
 
 def test_variables_are_parsed() -> None:
-    plan = FaultPlan.from_env({
+    plan = FaultSchedule.from_env({
         "REELFLOW_LOCAL_LATENCY": "0.25",
         "REELFLOW_LOCAL_FAULTS": "rate_limit=0.3, server_error=0.1,timeout=0.05,reject=0.02",
         "REELFLOW_LOCAL_FAULT_SEED": "42",
@@ -52,7 +52,7 @@ def test_variables_are_parsed() -> None:
 def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REELFLOW_LOCAL_FAULTS", "timeout=1")
     monkeypatch.setenv("REELFLOW_LOCAL_FAULT_SEED", "-3")
-    plan = FaultPlan.from_env()
+    plan = FaultSchedule.from_env()
     assert plan.rates == {"timeout": 1.0} and plan.seed == -3
 
 
@@ -88,7 +88,7 @@ def test_bad_seed_names_the_variable() -> None:
 
 def test_bad_environment_fails_when_the_plan_is_built() -> None:
     with pytest.raises(ContractError, match="REELFLOW_LOCAL_FAULTS"):
-        FaultPlan.from_env({"REELFLOW_LOCAL_FAULTS": "meteor=0.5"})
+        FaultSchedule.from_env({"REELFLOW_LOCAL_FAULTS": "meteor=0.5"})
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_bad_environment_fails_when_the_plan_is_built() -> None:
     [("rate_limit", RateLimited), ("server_error", ServerError), ("timeout", ProviderTimeout), ("reject", ContentRejected)],
 )
 def test_rate_one_always_raises_that_fault(fault: str, error: type[ProviderError]) -> None:
-    plan = FaultPlan(rates={fault: 1.0})
+    plan = FaultSchedule(rates={fault: 1.0})
     for key in KEYS[:50]:
         for _ in range(3):
             with pytest.raises(error) as caught:
@@ -107,49 +107,49 @@ def test_rate_one_always_raises_that_fault(fault: str, error: type[ProviderError
 
 
 def test_rate_zero_never_raises() -> None:
-    plan = FaultPlan(rates={"rate_limit": 0.0, "server_error": 0.0, "timeout": 0.0, "reject": 0.0}, seed=9)
+    plan = FaultSchedule(rates={"rate_limit": 0.0, "server_error": 0.0, "timeout": 0.0, "reject": 0.0}, seed=9)
     assert {outcome(plan, key) for key in KEYS for _ in range(3)} == {"ok"}
 
 
 def test_same_environment_gives_the_same_sequence() -> None:
     env = {"REELFLOW_LOCAL_FAULTS": "rate_limit=0.3,server_error=0.2,timeout=0.1,reject=0.1", "REELFLOW_LOCAL_FAULT_SEED": "7"}
     calls = [key for key in KEYS[:60] for _ in range(3)]
-    plan_a, plan_b = FaultPlan.from_env(env), FaultPlan.from_env(env)
+    plan_a, plan_b = FaultSchedule.from_env(env), FaultSchedule.from_env(env)
     sequence = [outcome(plan_a, key) for key in calls]
     assert sequence == [outcome(plan_b, key) for key in calls]
     assert set(sequence) == {"ok", "rate_limit", "server_error", "timeout", "content_rejected"}
-    other = FaultPlan.from_env(env | {"REELFLOW_LOCAL_FAULT_SEED": "8"})
+    other = FaultSchedule.from_env(env | {"REELFLOW_LOCAL_FAULT_SEED": "8"})
     assert [outcome(other, key) for key in calls] != sequence
 
 
 def test_rates_are_roughly_what_was_asked() -> None:
-    plan = FaultPlan(rates={"rate_limit": 0.3})
+    plan = FaultSchedule(rates={"rate_limit": 0.3})
     counts = Counter(outcome(plan, key) for key in KEYS for _ in range(5))
     assert 0.22 < counts["rate_limit"] / 1000 < 0.38
 
 
 def test_a_retry_of_a_transient_fault_can_succeed() -> None:
-    plan = FaultPlan(rates={"rate_limit": 0.5, "server_error": 0.3})
+    plan = FaultSchedule(rates={"rate_limit": 0.5, "server_error": 0.3})
     for key in KEYS[:20]:
         attempts = [outcome(plan, key) for _ in range(30)]
         assert "ok" in attempts and set(attempts) - {"ok"}
 
 
 def test_reject_repeats_for_the_same_key() -> None:
-    plan = FaultPlan(rates={"reject": 0.5})
+    plan = FaultSchedule(rates={"reject": 0.5})
     verdicts = {key: [outcome(plan, key) for _ in range(5)] for key in KEYS[:80]}
     assert all(len(set(calls)) == 1 for calls in verdicts.values())
     rejected = {key for key, calls in verdicts.items() if calls[0] == "content_rejected"}
     assert 0 < len(rejected) < 80
-    fresh = FaultPlan(rates={"reject": 0.5})
+    fresh = FaultSchedule(rates={"reject": 0.5})
     assert {key for key in KEYS[:80] if outcome(fresh, key) == "content_rejected"} == rejected
 
 
 def test_attempts_are_counted_safely_across_threads() -> None:
     rates = {"rate_limit": 0.4, "timeout": 0.2}
-    sequential = FaultPlan(rates=rates, seed=3)
+    sequential = FaultSchedule(rates=rates, seed=3)
     expected = Counter(outcome(sequential, KEYS[0]) for _ in range(400))
-    shared = FaultPlan(rates=rates, seed=3)
+    shared = FaultSchedule(rates=rates, seed=3)
     seen: list[str] = []
     lock = threading.Lock()
 
@@ -167,11 +167,11 @@ def test_attempts_are_counted_safely_across_threads() -> None:
 
 
 def test_latency_sleeps_before_every_call_even_one_that_fails() -> None:
-    plan = FaultPlan(latency=0.05)
+    plan = FaultSchedule(latency=0.05)
     started = time.monotonic()
     plan.before_call(KEYS[0])
     assert time.monotonic() - started >= 0.05
-    failing = FaultPlan(latency=0.05, rates={"server_error": 1.0})
+    failing = FaultSchedule(latency=0.05, rates={"server_error": 1.0})
     started = time.monotonic()
     with pytest.raises(ServerError):
         failing.before_call(KEYS[0])
@@ -179,7 +179,7 @@ def test_latency_sleeps_before_every_call_even_one_that_fails() -> None:
 
 
 def test_banned_words_reject_prompts_that_hold_them() -> None:
-    plan = FaultPlan.from_env({"REELFLOW_LOCAL_BANNED_WORDS": "Gore, contraband"})
+    plan = FaultSchedule.from_env({"REELFLOW_LOCAL_BANNED_WORDS": "Gore, contraband"})
     assert plan.banned == ("gore", "contraband")
     plan.before_call("k1", "Bo kneels by a crate")
     with pytest.raises(ContentRejected, match="contraband"):

@@ -14,7 +14,7 @@ from reelflow.media.images import load_image, resize_cover, save_png
 from reelflow.media.probe import probe
 from reelflow.providers.base import FrameToVideo, ImageEditor, ImageGenerator, VisionJudge
 from reelflow.providers.local.draw import draw_keyframe
-from reelflow.providers.local.faults import FaultPlan
+from reelflow.providers.local.faults import FaultSchedule
 from reelflow.providers.local.provider import LOCAL_VERSION, LocalProvider
 from reelflow.schemas.errors import (
     BadRequest,
@@ -47,7 +47,7 @@ def sha256(path: Path) -> str:
 
 @pytest.fixture
 def provider() -> LocalProvider:
-    return LocalProvider(FaultPlan())
+    return LocalProvider(FaultSchedule())
 
 
 @pytest.fixture
@@ -189,11 +189,11 @@ def test_models_without_a_price_cost_nothing(provider: LocalProvider, tmp_path: 
 def test_faults_happen_before_any_output_is_written(keyframes: Ends, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    failing = LocalProvider(FaultPlan(rates={"rate_limit": 1.0}))
+    failing = LocalProvider(FaultSchedule(rates={"rate_limit": 1.0}))
     with pytest.raises(RateLimited) as caught:
         failing.first_last_video(video_request(keyframes), out / "clip.mp4")
     assert caught.value.provider == "local" and is_retryable(caught.value)
-    rejecting = LocalProvider(FaultPlan(rates={"reject": 1.0}))
+    rejecting = LocalProvider(FaultSchedule(rates={"reject": 1.0}))
     with pytest.raises(ContentRejected) as rejected:
         rejecting.generate_image(image_request(), out / "a.png")
     assert rejected.value.request_id == LocalProvider().generate_image(image_request(), tmp_path / "ok.png").request_id
@@ -201,7 +201,7 @@ def test_faults_happen_before_any_output_is_written(keyframes: Ends, tmp_path: P
 
 
 def test_retries_succeed_and_outputs_never_depend_on_faults(keyframes: Ends, tmp_path: Path) -> None:
-    flaky = LocalProvider(FaultPlan(rates={"rate_limit": 0.5, "server_error": 0.3, "timeout": 0.2}, seed=3))
+    flaky = LocalProvider(FaultSchedule(rates={"rate_limit": 0.5, "server_error": 0.3, "timeout": 0.2}, seed=3))
     failures = 0
     for _ in range(40):
         try:
@@ -216,7 +216,7 @@ def test_retries_succeed_and_outputs_never_depend_on_faults(keyframes: Ends, tmp
 
 
 def test_latency_counts_in_the_reported_seconds(tmp_path: Path) -> None:
-    result = LocalProvider(FaultPlan(latency=0.05)).generate_image(image_request(), tmp_path / "a.png")
+    result = LocalProvider(FaultSchedule(latency=0.05)).generate_image(image_request(), tmp_path / "a.png")
     assert result.seconds >= 0.05
 
 

@@ -14,12 +14,12 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image
 
-from reelflow.flows.review_page import review_html, script_json
-from reelflow.flows.review_server import ReviewServer, byte_range
 from reelflow.schemas.assets import Manifest, ManifestEntry, MediaInfo
 from reelflow.schemas.dailies import KeyframeTry
 from reelflow.schemas.load import load_project, load_storyboard
-from reelflow.tasks.dailies import changing_dailies, now
+from reelflow.state.dailies import changing_dailies, now
+from reelflow.web.dailies_page import review_html, script_json
+from reelflow.web.dailies_server import ReviewServer, byte_range
 
 from conftest import REELFLOW, run_cli
 from projects import dailies_path, saved, storyboard, write_project

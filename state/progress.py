@@ -1,4 +1,7 @@
-"""Progress events of a render, for the CLI's live view and the run's tally of calls and cost."""
+"""Progress events of a render, for the CLI's live view in the same process.
+
+Only for showing progress: a run's calls and cost come from the ledger, whichever process made them.
+"""
 
 from __future__ import annotations
 
@@ -44,20 +47,3 @@ def emit(event: StageEvent) -> None:
         listeners = list(_listeners)
     for listener in listeners:
         listener(event)
-
-
-class Tally:
-    """Provider calls and cost per shot for one run, fed by events."""
-
-    def __init__(self, run: str) -> None:
-        self.run = run
-        self.calls: dict[int, int] = {}
-        self.cost: dict[int, float] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, event: StageEvent) -> None:
-        if event.run != self.run:
-            return
-        with self._lock:
-            self.calls[event.shot] = self.calls.get(event.shot, 0) + event.provider_calls
-            self.cost[event.shot] = self.cost.get(event.shot, 0.0) + event.cost_usd

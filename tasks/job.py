@@ -7,13 +7,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reelflow.providers.ledger import Ledger, ledger_for
 from reelflow.schemas.assets import AssetRef, ManifestEntry
 from reelflow.schemas.names import AssetName
 from reelflow.schemas.project import Project
 from reelflow.schemas.requests import FrameNotes, FrameRole, LoraRef
 from reelflow.schemas.storyboard import Shot
-from reelflow.tasks.store import AssetStore, store_for
+from reelflow.state.budget import Budgets, Caps
+from reelflow.state.db import database
+from reelflow.state.ledger import Ledger
+from reelflow.state.store import AssetStore, store_for
 
 
 def _derived(text: str) -> int:
@@ -44,6 +46,7 @@ class ShotJob(BaseModel):
     name: AssetName
     seed: int
     take: int = 1
+    max_cost_usd: float | None = None
     loras: tuple[LoraRef, ...] = ()
     video_loras: tuple[LoraRef, ...] = ()
 
@@ -59,12 +62,25 @@ class ShotJob(BaseModel):
 
     @property
     def store(self) -> AssetStore:
-        return store_for(self.root / ".reelflow")
+        return store_for(self.state_dir)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".reelflow"
 
     @property
     def ledger(self) -> Ledger:
         """The project's ledger of paid requests."""
-        return ledger_for(self.root / ".reelflow" / "ledger.jsonl")
+        return Ledger(database(self.state_dir))
+
+    @property
+    def budgets(self) -> Budgets:
+        return Budgets(database(self.state_dir))
+
+    @property
+    def caps(self) -> Caps:
+        """The project's total budget and this run's cap."""
+        return Caps(project_usd=self.project.budget_usd, run_usd=self.max_cost_usd)
 
     def asset_path(self, suffix: str, ext: str) -> Path:
         return self.assets_dir / self.name.with_(suffix=suffix, ext=ext).format()

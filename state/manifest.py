@@ -6,7 +6,7 @@ from pathlib import Path
 
 from reelflow.media.hashing import sha256_file
 from reelflow.schemas.assets import AssetRef, InputRef, Manifest, ManifestEntry
-from reelflow.tasks.store import write_atomic
+from reelflow.state.store import write_atomic
 
 MANIFEST = "manifest.json"
 

@@ -19,14 +19,14 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from reelflow.flows import server
+from reelflow.cli import server
 from reelflow.providers.registry import require_providers
 from reelflow.schemas.dailies import Dailies, Decision, decisions_from
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import load_project, load_storyboard, validate_folder
 from reelflow.schemas.project import RENDER_STAGES
 from reelflow.schemas.storyboard import Storyboard
-from reelflow.tasks.dailies import apply_decisions, read_dailies
+from reelflow.state.dailies import apply_decisions, read_dailies
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="reelflow: storyboards in, rendered episodes out.")
@@ -183,7 +183,7 @@ def render(
     quiet_prefect_console()
 
     from reelflow.flows.render import render_episode
-    from reelflow.tasks.events import subscribe
+    from reelflow.state.progress import subscribe
 
     selected = {s.shot: s.generation_approach.value for s in storyboard.shots if not numbers or s.shot in numbers}
     view = ProgressView(selected)
@@ -312,7 +312,7 @@ def dailies_table(state: Dailies) -> Table:
 
 def serve_dailies(project: Path, episode: int, port: int) -> None:
     """The review page on 127.0.0.1 until Ctrl-C."""
-    from reelflow.flows.review_server import ReviewServer
+    from reelflow.web.dailies_server import ReviewServer
 
     try:
         folder = load_project(project)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
-from reelflow.providers.ledger import Ledger
+from reelflow.state.ledger import Ledger
 
 
 def _submit_from_another_process(path: str) -> None:

@@ -11,8 +11,8 @@ from PIL import Image
 
 from reelflow.schemas.assets import AssetRef, MediaInfo
 from reelflow.schemas.requests import Generation
-from reelflow.tasks.cache import Operation, run_cached
-from reelflow.tasks.store import AssetStore
+from reelflow.state.cache import Operation, run_cached
+from reelflow.state.store import AssetStore
 
 INFO = MediaInfo(kind="image", width=8, height=8)
 

@@ -14,14 +14,14 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reelflow.flows.review_page import episode_view, review_html
 from reelflow.schemas.dailies import Dailies, Decision
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import ProjectFolder
 from reelflow.schemas.names import AssetName
 from reelflow.schemas.storyboard import Storyboard
-from reelflow.tasks.dailies import apply_decisions, read_dailies
-from reelflow.tasks.manifest import read_manifest
+from reelflow.state.dailies import apply_decisions, read_dailies
+from reelflow.state.manifest import read_manifest
+from reelflow.web.dailies_page import episode_view, review_html
 
 HOST = "127.0.0.1"
 BY = "dailies page"

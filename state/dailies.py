@@ -14,7 +14,7 @@ from reelflow.schemas.dailies import Dailies, Decision
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder
 from reelflow.schemas.storyboard import Storyboard
-from reelflow.tasks.store import write_atomic
+from reelflow.state.store import write_atomic
 
 
 def now() -> str:

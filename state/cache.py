@@ -16,7 +16,7 @@ from reelflow.media.probe import probe
 from reelflow.schemas.assets import AssetRef, InputRef, MediaInfo, Provenance
 from reelflow.schemas.errors import ContentRejected
 from reelflow.schemas.requests import Generation
-from reelflow.tasks.store import AssetStore, CacheRecord, StoredFile
+from reelflow.state.store import AssetStore, CacheRecord, StoredFile
 
 MEDIA = "media"  # the provider name of pure media operations: no calls, no cost
 
@@ -66,8 +66,8 @@ def _refs(store: AssetStore, record: CacheRecord) -> list[AssetRef]:
 
 
 @dataclass
-class Plan:
-    """A dry run: what a render would make now (cached work is free), and its cost by stage."""
+class DryRun:
+    """What a render would make now (cached work is free), and its cost by stage."""
 
     cost_by_stage: dict[str, float] = field(default_factory=dict)
     calls_by_stage: dict[str, int] = field(default_factory=dict)
@@ -81,27 +81,27 @@ class Plan:
         return round(sum(self.cost_by_stage.values()), 6)
 
 
-_plan: ContextVar[Plan | None] = ContextVar("reelflow_plan", default=None)
+_dry_run: ContextVar[DryRun | None] = ContextVar("reelflow_dry_run", default=None)
 PLANNED_MEDIA = MediaInfo(kind="image", width=0, height=0)
 
 
 @contextmanager
-def planning() -> Iterator[Plan]:
-    """Within this block run_cached makes nothing: misses are priced into the plan and stand in as planned files."""
-    plan = Plan()
-    token = _plan.set(plan)
+def dry_run() -> Iterator[DryRun]:
+    """Within this block run_cached makes nothing: misses are priced into the dry run and stand in as planned files."""
+    run = DryRun()
+    token = _dry_run.set(run)
     try:
-        yield plan
+        yield run
     finally:
-        _plan.reset(token)
+        _dry_run.reset(token)
 
 
-def is_planning() -> bool:
-    """True inside `planning()`: outputs are stand-ins and cannot be read."""
-    return _plan.get() is not None
+def is_dry_run() -> bool:
+    """True inside `dry_run()`: outputs are stand-ins and cannot be read."""
+    return _dry_run.get() is not None
 
 
-def _planned(operation: Operation, plan: Plan, price: float, outputs: int) -> Outcome:
+def _planned(operation: Operation, plan: DryRun, price: float, outputs: int) -> Outcome:
     calls = 0 if operation.provider == MEDIA else 1
     plan.add(operation.stage, price, calls)
     key = operation.key
@@ -125,7 +125,7 @@ def run_cached(
     """Return the cached result of `operation` if its files are intact, else make it and record it.
 
     `price` is what making it would cost and `outputs` how many files it makes; a dry run (see
-    `planning`) uses them instead of making anything.
+    `dry_run`) uses them instead of making anything.
     """
     key = operation.key
     with store.lock(key):
@@ -135,7 +135,7 @@ def run_cached(
         rejection = store.rejection(key)
         if rejection is not None:
             raise ContentRejected(f"{rejection} (recorded earlier; not submitted again)", provider=operation.provider)
-        plan = _plan.get()
+        plan = _dry_run.get()
         if plan is not None:
             return _planned(operation, plan, price, outputs)
         started = time.monotonic()
@@ -143,7 +143,7 @@ def run_cached(
             try:
                 generation = make(scratch)
             except ContentRejected as exc:
-                store.save_rejection(key, str(exc))
+                store.save_rejection(key, operation.provider, str(exc))
                 raise
             outputs = []
             for produced in generation.files:

@@ -1,4 +1,4 @@
-"""The project's content-addressed store: blobs by sha256, and a cache index keyed on content."""
+"""The project's content-addressed store: blobs by sha256 (files), the cache index and rejections (the state database)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import fcntl
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 
 from reelflow.media.hashing import sha256_file
 from reelflow.schemas.assets import MediaInfo, Provenance
+from reelflow.state.db import Database, database
 
 
 class StoredFile(BaseModel):
@@ -33,12 +35,12 @@ class CacheRecord(BaseModel):
 
 
 class AssetStore:
-    """Blobs under `.reelflow/blobs`, the cache index under `.reelflow/cache`, locks beside them."""
+    """Blobs under `.reelflow/blobs`, the cache index in `.reelflow/state.db`, locks beside them."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, db: Database | None = None) -> None:
         self.root = state_dir
+        self.db = db or database(state_dir)
         self.blobs = state_dir / "blobs"
-        self.index = state_dir / "cache"
         self.scratch = state_dir / "tmp"
         self._locks_dir = state_dir / "locks"
         self._thread_locks: dict[str, threading.Lock] = {}
@@ -63,30 +65,42 @@ class AssetStore:
             os.replace(source, target)
         return sha, target
 
-    def _record_path(self, key: str) -> Path:
-        return self.index / key[:2] / f"{key}.json"
-
     def lookup(self, key: str) -> CacheRecord | None:
         """The cached record for `key`, trusted only if every output blob is intact."""
-        path = self._record_path(key)
+        row = self.db.row("SELECT record FROM cache WHERE cache_key = ?", (key,))
+        if row is None:
+            return None
         try:
-            record = CacheRecord.model_validate_json(path.read_bytes())
-        except (FileNotFoundError, ValueError):
+            record = CacheRecord.model_validate_json(row["record"])
+        except ValueError:
             return None
         return record if all(self.is_intact(out) for out in record.outputs) else None
 
     def rejection(self, key: str) -> str | None:
         """Why the provider rejected this exact request before, if it did (rejections may be billed)."""
-        path = self.root / "rejections" / f"{key}.txt"
-        return path.read_text(encoding="utf-8") if path.is_file() else None
+        row = self.db.row("SELECT reason FROM rejections WHERE cache_key = ?", (key,))
+        return None if row is None else str(row["reason"])
 
-    def save_rejection(self, key: str, reason: str) -> None:
-        write_atomic(self.root / "rejections" / f"{key}.txt", reason.encode())
+    def save_rejection(self, key: str, provider: str, reason: str) -> None:
+        with self.db.write() as sql:
+            sql.execute(
+                "INSERT INTO rejections (cache_key, provider, reason, at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (cache_key) DO UPDATE SET provider = excluded.provider, reason = excluded.reason, at = excluded.at",
+                (key, provider, reason, time.time()),
+            )
+
+    def forget_rejection(self, key: str) -> bool:
+        """Allow a rejected request to be submitted again; False if none was recorded."""
+        with self.db.write() as sql:
+            return sql.execute("DELETE FROM rejections WHERE cache_key = ?", (key,)).rowcount > 0
 
     def save(self, record: CacheRecord) -> None:
-        path = self._record_path(record.key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, record.model_dump_json(indent=1).encode())
+        with self.db.write() as sql:
+            sql.execute(
+                "INSERT INTO cache (cache_key, record, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (cache_key) DO UPDATE SET record = excluded.record, created_at = excluded.created_at",
+                (record.key, record.model_dump_json(), time.time()),
+            )
 
     @contextmanager
     def scratch_dir(self) -> Iterator[Path]:

@@ -1,0 +1,104 @@
+"""Budgets held across every process of a studio: the project's `budget_usd` and one run's `--max-cost`.
+
+Spent is read from the state database: settled costs, pending requests at their price and open reservations.
+A paid call reserves its price first, in one transaction that checks both caps, so two processes can never
+overspend together; the reservation becomes the call's ledger row when the provider accepts it, and is released
+when the call fails before that. A reservation left by a process that died is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+from reelflow.schemas.errors import ReelflowError
+from reelflow.state.db import Database
+from reelflow.state.ledger import SETTLED_COST
+
+
+class BudgetExceeded(ReelflowError):
+    """A paid call would take the project or the run past its cap; nothing was submitted."""
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The project's total budget and one run's cap (None: no cap)."""
+
+    project_usd: float | None = None
+    run_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class Spend:
+    """Spent in this run, spent in the project, and what remains under the tighter cap (None: no cap)."""
+
+    run_usd: float
+    project_usd: float
+    remaining_usd: float | None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Budgets:
+    """Reservations and spend in a project's state database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.host = socket.gethostname()
+
+    def _spent(self, run: str | None) -> float:
+        where, args = ("WHERE run = ?", (run,)) if run is not None else ("", ())
+        ledger = self.db.row(f"SELECT SUM({SETTLED_COST}) AS total FROM requests {where}", args)
+        held = self.db.row(f"SELECT SUM(price_usd) AS total FROM reservations {where}", args)
+        return round(float(ledger["total"] or 0.0) + float(held["total"] or 0.0), 6)  # type: ignore[index]
+
+    def _drop_dead(self) -> None:
+        for row in self.db.rows("SELECT id, pid FROM reservations WHERE host = ?", (self.host,)):
+            if not _alive(int(row["pid"])):
+                self.db.connection.execute("DELETE FROM reservations WHERE id = ?", (row["id"],))
+
+    def reserve(self, run: str, price_usd: float, caps: Caps) -> int | None:
+        """Hold `price_usd` for a call of `run`, or raise BudgetExceeded; returns the reservation's id (None: no cap)."""
+        if caps.project_usd is None and caps.run_usd is None:
+            return None
+        with self.db.write() as sql:
+            self._drop_dead()
+            for cap, spent, what in (
+                (caps.run_usd, lambda: self._spent(run), "this run's cap (--max-cost)"),
+                (caps.project_usd, lambda: self._spent(None), "the project's budget (budget_usd)"),
+            ):
+                if cap is None:
+                    continue
+                so_far = spent()
+                if so_far + price_usd > cap + 1e-9:
+                    raise BudgetExceeded(
+                        f"budget: {what} ${cap:.2f} reached: ${so_far:.3f} spent, "
+                        f"the next call needs ${price_usd:.3f}; not submitted"
+                    )
+            cursor = sql.execute(
+                "INSERT INTO reservations (run, price_usd, host, pid, at) VALUES (?, ?, ?, ?, ?)",
+                (run, price_usd, self.host, os.getpid(), time.time()),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def release(self, reservation: int | None) -> None:
+        """Give back a reservation whose call was never accepted (a no-op once it became a ledger row)."""
+        if reservation is None:
+            return
+        with self.db.write() as sql:
+            sql.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
+
+    def spend(self, run: str, caps: Caps) -> Spend:
+        run_spent, project_spent = self._spent(run), self._spent(None)
+        left = [cap - spent for cap, spent in ((caps.run_usd, run_spent), (caps.project_usd, project_spent)) if cap is not None]
+        return Spend(run_usd=run_spent, project_usd=project_spent, remaining_usd=round(max(0.0, min(left)), 6) if left else None)

@@ -1,0 +1,140 @@
+"""The project's state database, `.reelflow/state.db`: one SQLite file shared by every process of a studio.
+
+WAL mode (readers never wait on the writer), a busy timeout (writers queue instead of failing) and one
+transaction per write, so a process killed mid-write leaves the last committed state. It holds the ledger of
+paid requests, the cache index, recorded rejections and budget reservations; content blobs stay files,
+addressed by sha256. The SQL is portable (no SQLite-only types or upserts beyond ON CONFLICT), so a Postgres
+URL can be added later. The schema is versioned: `MIGRATIONS[n]` takes version n to n + 1.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from reelflow.schemas.errors import ReelflowError
+from reelflow.state.legacy import import_legacy
+
+FILE_NAME = "state.db"
+BUSY_TIMEOUT_S = 60.0
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            cache_key TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            price_usd REAL NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            shadow INTEGER NOT NULL DEFAULT 0,
+            run TEXT,
+            stage TEXT,
+            episode INTEGER,
+            shot INTEGER,
+            detail TEXT NOT NULL DEFAULT '',
+            submitted_at REAL NOT NULL,
+            settled_at REAL
+        )""",
+        "CREATE INDEX requests_by_key ON requests (cache_key, status)",
+        "CREATE INDEX requests_by_run ON requests (run)",
+        "CREATE INDEX requests_by_request_id ON requests (request_id)",
+        "CREATE TABLE cache (cache_key TEXT PRIMARY KEY, record TEXT NOT NULL, created_at REAL NOT NULL)",
+        "CREATE TABLE rejections (cache_key TEXT PRIMARY KEY, provider TEXT NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL)",
+        """CREATE TABLE reservations (
+            id INTEGER PRIMARY KEY,
+            run TEXT NOT NULL,
+            price_usd REAL NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            at REAL NOT NULL
+        )""",
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Database:
+    """A connection per thread to one state database; `write()` is one immediate transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        connection.row_factory = sqlite3.Row
+        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")
+        return connection
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connect()
+        return connection
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction that holds the write lock from its first statement: all of it commits, or none."""
+        connection = self.connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return self.connection.execute(sql, args).fetchall()
+
+    def row(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        return self.connection.execute(sql, args).fetchone()
+
+    def meta(self, name: str) -> str | None:
+        found = self.row("SELECT value FROM meta WHERE name = ?", (name,))
+        return None if found is None else str(found["value"])
+
+    def _migrate(self) -> None:
+        with self.write() as connection:
+            exists = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+            version = 0
+            if exists:
+                found = connection.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+                version = int(found["value"]) if found else 0
+            if version > SCHEMA_VERSION:
+                raise ReelflowError(f"{self.path}: schema version {version} is newer than this reelflow ({SCHEMA_VERSION})")
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    connection.execute(statement)
+            if version < SCHEMA_VERSION:
+                connection.execute(
+                    "INSERT INTO meta (name, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
+
+
+def database(state_dir: Path) -> Database:
+    """The state database of the project whose state folder is `state_dir` (one object per process)."""
+    return _open(state_dir.resolve())
+
+
+@cache
+def _open(state_dir: Path) -> Database:
+    db = Database(state_dir / FILE_NAME)
+    import_legacy(db, state_dir)
+    return db

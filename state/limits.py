@@ -1,0 +1,55 @@
+"""Provider concurrency across processes: never more than N calls in flight to a provider, whoever makes them.
+
+Each provider has N slot files under the project's `.reelflow/limits/`; a call holds an exclusive `flock` on
+one of them while it is in flight. The kernel releases a dead process's locks, so a crash never leaks a slot,
+and a freed slot is taken within one short poll. Prefect's global concurrency limits were measured for this
+(`bench/limits.py`): their acquisition backs off in whole seconds, many times the calls' own length, and they
+need a server; the files here need neither and hold for every process that renders the project.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+DEFAULT_LIMITS: dict[str, int] = {"local": 4, "fal": 8, "gemini": 4, "runpod": 1}
+POLL_S = 0.005
+MAX_POLL_S = 0.05
+
+
+def limit_for(provider: str, limits: dict[str, int]) -> int:
+    return limits.get(provider, DEFAULT_LIMITS.get(provider, 4))
+
+
+def _try_take(folder: Path, provider: str, limit: int) -> int | None:
+    """An open, locked slot file descriptor, or None when all `limit` slots are held."""
+    for index in range(limit):
+        fd = os.open(folder / f"{provider}.{index}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return fd
+    return None
+
+
+@contextmanager
+def provider_slot(state_dir: Path, provider: str, limits: dict[str, int]) -> Iterator[None]:
+    """Hold one of the provider's slots while a call is in flight."""
+    folder = state_dir / "limits"
+    folder.mkdir(parents=True, exist_ok=True)
+    limit = limit_for(provider, limits)
+    wait = POLL_S
+    while (fd := _try_take(folder, provider, limit)) is None:
+        time.sleep(wait)
+        wait = min(MAX_POLL_S, wait * 2)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
