@@ -25,6 +25,7 @@ from reelflow.schemas.dailies import Dailies, Decision, decisions_from
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import load_project, load_storyboard, validate_folder
 from reelflow.schemas.project import RENDER_STAGES
+from reelflow.schemas.report import BudgetLine
 from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.dailies import apply_decisions, read_dailies
 
@@ -107,6 +108,12 @@ def summary_table(report: Any) -> Table:
         table.add_row(str(line.shot), f"T{line.take:02d}", line.approach, f"[{style}]{line.status}[/{style}]",
                       line.review or "", str(line.provider_calls), f"${line.cost_usd:.3f}", note)
     return table
+
+
+def budget_text(budget: BudgetLine) -> str:
+    """Spent in this run and in the project, and what remains under the caps."""
+    remaining = "no cap" if budget.remaining_usd is None else f"${budget.remaining_usd:.3f} left"
+    return f"spent: ${budget.spent_run_usd:.3f} this run · ${budget.spent_project_usd:.3f} in the project · {remaining}"
 
 
 ProjectArg = Annotated[Path, typer.Argument(help="Project folder")]
@@ -211,9 +218,11 @@ def render(
         out.print(f"cut: {cut}\nmanifest: {report.manifest}\n"
                   f"shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.kept} kept, "
                   f"{report.shots.failed} failed"
-                  f" · provider calls {report.provider_calls} · cost ${report.cost_usd:.3f}")
+                  f" · provider calls {report.provider_calls} · cost ${report.cost_usd:.3f}\n{budget_text(report.budget)}")
         flow_run_id = state.state_details.flow_run_id
         out.print(f"run in the Prefect UI: {ui}/runs/flow-run/{flow_run_id}")
+    if report.budget.stopped:
+        typer.echo(f"error: {report.budget.stopped}", err=True)
     if report.shots.failed:
         raise typer.Exit(1)
 
@@ -251,6 +260,42 @@ def previz(project: ProjectArg, episode: EpisodeOpt, shots: ShotsOpt = None, as_
         out.print(f"run in the Prefect UI: {ui}/runs/flow-run/{state.state_details.flow_run_id}")
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def ledger(project: ProjectArg, episode: Annotated[int | None, typer.Option("--episode", "-e", help="Only this episode")] = None,
+           as_json: JsonOpt = False) -> None:
+    """What the project has spent: by provider, stage, episode and day; requests still pending; billed failures."""
+    try:
+        folder = load_project(project)
+    except ReelflowError as exc:
+        raise fail(str(exc)) from None
+    from reelflow.state.ledger import Ledger
+
+    report = Ledger.at(folder.state_dir).report(episode)
+    if as_json:
+        typer.echo(json.dumps(report.model_dump()))
+        return
+    title = f"ledger: {folder.project.code}" + (f" episode {episode:03d}" if episode is not None else "")
+    for heading, groups in (("provider", report.by_provider), ("stage", report.by_stage),
+                            ("episode", report.by_episode), ("day (UTC)", report.by_day)):
+        table = Table(title=f"{title} · by {heading}")
+        for column in (heading, "requests", "spent"):
+            table.add_column(column)
+        for name, spend in sorted(groups.items()):
+            table.add_row(name, str(spend.requests), f"${spend.spent_usd:.3f}")
+        out.print(table)
+    for heading, requests in (("pending (counted at their price)", report.pending), ("billed failures", report.billed_failures)):
+        table = Table(title=f"{title} · {heading}")
+        for column in ("request", "provider", "stage", "episode", "shot", "usd", "detail"):
+            table.add_column(column)
+        for request in requests:
+            usd = request.price_usd if request.status == "pending" else request.cost_usd
+            table.add_row(request.request_id, request.provider, request.stage or "", str(request.episode or ""),
+                          str(request.shot or ""), f"${usd:.3f}", Text(request.detail))
+        out.print(table)
+    out.print(f"spent: ${report.spent_usd:.3f} in {report.requests} requests "
+              f"(${report.charged_usd:.3f} charged, ${report.shadow_usd:.3f} local shadow cost, not charged)")
 
 
 @server_app.command("start")

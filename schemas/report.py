@@ -68,3 +68,44 @@ class RenderReport(BaseModel):
                       for line in self.lines],
             "budget": self.budget.model_dump(),
         } | ({"budget_usd": self.budget_usd} if self.budget_usd is not None else {})
+
+
+class Spend(BaseModel):
+    requests: int = 0
+    spent_usd: float = 0.0
+
+
+class LedgerRequest(BaseModel):
+    """One request in `reelflow ledger`: where it went, for which shot, what it cost (or will, while pending)."""
+
+    request_id: str
+    provider: str
+    endpoint: str
+    status: str
+    stage: str | None = None
+    episode: int | None = None
+    shot: int | None = None
+    price_usd: float = 0.0
+    cost_usd: float = 0.0
+    detail: str = ""
+    submitted_at: float
+
+
+class LedgerReport(BaseModel):
+    """What a project has spent: totals, by provider, stage, episode and day; pending requests; billed failures.
+
+    `spent_usd` counts pending requests at their price; `shadow_usd` is the local provider's part (priced as the
+    cloud, charged nothing) and `charged_usd` the rest.
+    """
+
+    episode: int | None = None
+    requests: int = 0
+    spent_usd: float = 0.0
+    charged_usd: float = 0.0
+    shadow_usd: float = 0.0
+    by_provider: dict[str, Spend] = Field(default_factory=dict)
+    by_stage: dict[str, Spend] = Field(default_factory=dict)
+    by_episode: dict[str, Spend] = Field(default_factory=dict)
+    by_day: dict[str, Spend] = Field(default_factory=dict)
+    pending: list[LedgerRequest] = Field(default_factory=list)
+    billed_failures: list[LedgerRequest] = Field(default_factory=list)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from reelflow.schemas.report import LedgerReport, LedgerRequest, Spend
 from reelflow.state.db import Database, database
 
 Status = Literal["pending", "completed", "failed", "cancelled"]
@@ -103,6 +104,31 @@ class Ledger:
             f"SELECT shot, COUNT(*) AS calls, SUM({SETTLED_COST}) AS cost FROM requests WHERE run = ? GROUP BY shot", (run,)
         )
         return {row["shot"]: (int(row["calls"]), round(float(row["cost"] or 0.0), 6)) for row in rows}
+
+    def report(self, episode: int | None = None) -> LedgerReport:
+        """Spend by provider, stage, episode and day (UTC), pending requests and billed failures."""
+        rows = self.rows("episode = ?", (episode,)) if episode is not None else self.rows()
+        report = LedgerReport(episode=episode, requests=len(rows))
+        for row in rows:
+            cost = row.price_usd if row.status == "pending" else row.cost_usd
+            day = time.strftime("%Y-%m-%d", time.gmtime(row.submitted_at))
+            episode_key = "none" if row.episode is None else str(row.episode)
+            for groups, name in ((report.by_provider, row.provider), (report.by_stage, row.stage or "none"),
+                                 (report.by_episode, episode_key), (report.by_day, day)):
+                spend = groups.setdefault(name, Spend())
+                spend.requests += 1
+                spend.spent_usd = round(spend.spent_usd + cost, 6)
+            report.spent_usd = round(report.spent_usd + cost, 6)
+            if row.shadow:
+                report.shadow_usd = round(report.shadow_usd + cost, 6)
+            else:
+                report.charged_usd = round(report.charged_usd + cost, 6)
+            request = LedgerRequest(**{name: getattr(row, name) for name in LedgerRequest.model_fields})
+            if row.status == "pending":
+                report.pending.append(request)
+            elif row.status == "failed" and row.cost_usd > 0:
+                report.billed_failures.append(request)
+        return report
 
     def spent(self, run: str | None = None) -> float:
         """What the project (or one run) has spent: settled costs, plus pending requests at their price."""

@@ -33,7 +33,7 @@ def cloud_env(fal: FakeFal, gemini: FakeGemini | None = None) -> dict[str, str]:
 
 
 def ledger_cost(root: Path) -> float:
-    return Ledger(root / ".reelflow" / "ledger.jsonl").total_cost()
+    return Ledger.at(root / ".reelflow").spent()
 
 
 def test_small_project_on_fal_and_gemini(tmp_path: Path, fal: FakeFal, gemini: FakeGemini) -> None:
@@ -115,19 +115,19 @@ def test_sigkill_mid_render_then_rerun_pays_once(tmp_path: Path) -> None:
 
     with FakeFal(slow_s=3.0) as fal:
         root = write_project(tmp_path / "killed", project=fal_only)
-        ledger = Ledger(root / ".reelflow" / "ledger.jsonl")
+        ledger = Ledger.at(root / ".reelflow")
         process = _render_process(root, fal.env())
         deadline = time.monotonic() + 60
         # Kill while requests wait in fal's queue: between fal accepting a submit and the client writing
         # its id down there is a window no client can close (fal takes no idempotency key); not in it.
         while time.monotonic() < deadline and not (
-            fal.total_submits() >= 3 and sum(line.event == "submitted" for line in ledger.lines()) == fal.total_submits()
+            fal.total_submits() >= 3 and len(ledger.rows()) == fal.total_submits()
         ):
             time.sleep(0.05)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         assert 3 <= fal.total_submits() < clean_submits, "killed mid-way"
-        assert ledger.lines(), "requests were written down before waiting"
+        assert ledger.rows("status = 'pending'"), "requests were written down before waiting"
 
         fal.slow_s = 0.0
         result = run_cli("render", str(root), "--episode", "1", "--json", env=fal.env())

@@ -46,7 +46,12 @@ def test_budget_cap_refuses_to_submit_past_it(tmp_path: Path) -> None:
     assert capped.code == 1
     report = capped.json()
     assert report["budget_usd"] == 0.03 and report["cost_usd"] == pytest.approx(0.021)
-    assert report["failures"] and all("budget $0.03 reached" in f["reason"] for f in report["failures"])
+    assert report["failures"] and all("budget: this run's cap (--max-cost) $0.03 reached" in f["reason"]
+                                      for f in report["failures"])
+    assert report["budget"] | {"stopped": None} == {
+        "project_usd": None, "run_cap_usd": 0.03, "spent_run_usd": 0.021, "spent_project_usd": 0.021,
+        "remaining_usd": pytest.approx(0.009), "stopped": None}
+    assert capped.stderr.strip().splitlines()[-1] == f"error: {report['budget']['stopped']}"
     left = estimate(root, *hold)["total_usd"]
     assert left == pytest.approx(0.06 - report["cost_usd"])
 
@@ -54,8 +59,16 @@ def test_budget_cap_refuses_to_submit_past_it(tmp_path: Path) -> None:
     assert uncapped.code == 0 and uncapped.json()["cost_usd"] == pytest.approx(left)
 
 
-def test_project_budget_applies_without_the_flag(tmp_path: Path) -> None:
-    root = write_project(tmp_path / "proj", project=PROJECT | {"budget_usd": 0.05})
-    result = run_cli("render", str(root), "--episode", "1", "--json", "--shots", "4")
-    assert result.code == 1
-    assert result.json()["cost_usd"] <= 0.05 and result.json()["budget_usd"] == 0.05
+def test_project_budget_is_the_total_over_every_run(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj", project=PROJECT | {"budget_usd": 0.1})
+    first = run_cli("render", str(root), "--episode", "1", "--json", "--shots", "4")
+    assert first.code == 0 and first.json()["cost_usd"] == pytest.approx(0.06)
+    assert first.json()["budget"]["remaining_usd"] == pytest.approx(0.04)
+    # Shot 2 needs $0.02 keyframes twice, then more: the second run stops where the project's total reaches $0.10.
+    second = run_cli("render", str(root), "--episode", "1", "--json", "--shots", "2")
+    assert second.code == 1
+    report = second.json()
+    assert report["budget_usd"] == 0.1 and report["cost_usd"] <= 0.04 + 1e-9
+    assert report["budget"]["spent_project_usd"] == pytest.approx(0.06 + report["cost_usd"])
+    assert report["budget"]["spent_project_usd"] <= 0.1 + 1e-9
+    assert "budget: the project's budget (budget_usd) $0.10 reached" in report["budget"]["stopped"]

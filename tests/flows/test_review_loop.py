@@ -13,6 +13,7 @@ import pytest
 from reelflow.schemas.dailies import Dailies
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.state.dailies import changing_dailies, now
+from reelflow.state.db import database
 
 from conftest import run_cli
 from projects import PROJECT, write_project
@@ -63,8 +64,9 @@ def test_keyframes_rejected_on_every_try_stop_the_shot_before_video(tmp_path: Pa
     assert all(f["reason"].startswith("keyframes rejected 2 times") for f in report["failures"])
     folder = assets(root)
     assert not [p for p in folder.iterdir() if p.suffix in (".png", ".mp4")] if folder.exists() else True
-    records = [json.loads(p.read_text()) for p in (root / ".reelflow" / "cache").rglob("*.json")]
-    assert {r["provenance"]["stage"] for r in records} == {"keyframes", "split", "gate1", "qc"}, "no video was made"
+    records = database(root / ".reelflow").rows("SELECT record FROM cache")
+    stages = {json.loads(r["record"])["provenance"]["stage"] for r in records}
+    assert stages == {"keyframes", "split", "gate1", "qc"}, "no video was made"
     for review in dailies(root).shots:
         assert review.status == "pending"
         assert [t.route for t in review.gates] == ["reject", "reject"]

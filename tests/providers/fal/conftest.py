@@ -51,7 +51,7 @@ def provider(fake: FakeFal) -> FalProvider:
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(tmp_path / ".reelflow" / "ledger.jsonl")
+    return Ledger.at(tmp_path / ".reelflow")
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from reelflow.schemas.errors import (
     ServerError,
     TransportError,
     UnusableOutput,
+    is_retryable,
 )
 from reelflow.schemas.requests import (
     EditRequest,
@@ -169,7 +170,9 @@ def test_results_without_outputs_are_unusable(
 ) -> None:
     with pytest.raises(UnusableOutput, match=message) as caught:
         parse("fal-ai/x", result)
-    assert isinstance(caught.value, ServerError) and caught.value.retryable
+    # fal finished (and billed) the request: never retried blindly, and not a server error
+    assert not isinstance(caught.value, ServerError) and not caught.value.retryable and caught.value.billed
+    assert not is_retryable(caught.value) and caught.value.provider == "fal"
 
 
 def test_http_statuses_map_to_the_taxonomy_with_one_line_messages() -> None:
@@ -191,6 +194,9 @@ def test_http_statuses_map_to_the_taxonomy_with_one_line_messages() -> None:
     for status, detail, kind, message in cases:
         error = status_error(status, detail, "e", "req-1")
         assert type(error) is kind and str(error) == message and error.provider == "fal" and error.request_id == "req-1"
+        assert error.billed == (status == 422), status  # a 422 for an accepted request may be billed; a 5xx never
+        unsubmitted = status_error(status, detail, "e")
+        assert type(unsubmitted) is kind and not unsubmitted.billed  # refused at submit: no request, nothing billed
     assert describe({"error": "x"}) == '{"error": "x"}'
     assert len(describe("word " * 200)) <= 300
 

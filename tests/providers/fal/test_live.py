@@ -27,11 +27,12 @@ def real_hosts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_one_z_image_turbo_call(real_hosts: None, tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger = Ledger.at(tmp_path / ".reelflow")
     request = ImageRequest(model=endpoints.Z_IMAGE_TURBO, prompt="a lighthouse on a cliff at dusk, film still",
                            width=512, height=512, steps=8, seed=1)
     generation = FalProvider.from_env().generate_image(request, tmp_path / "live.png", ticket=ledger.ticket("live", "fal"))
     with Image.open(tmp_path / "live.png") as image:
         assert image.size == (512, 512)
     assert generation.request_id and generation.cost_usd == 0.004
-    assert [line.event for line in ledger.lines()] == ["submitted", "completed"]
+    [row] = ledger.rows()
+    assert (row.status, row.request_id, row.cost_usd) == ("completed", generation.request_id, 0.004)

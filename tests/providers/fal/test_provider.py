@@ -1,4 +1,4 @@
-"""The fal provider end to end against FakeFal, through fal-client: files, costs, ledger, errors, resume, deadline."""
+"""The fal provider end to end against FakeFal, through fal-client: files, costs, ledger rows, errors, resume, deadline."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from fal_client import SyncClient
@@ -39,12 +41,14 @@ from reelflow.schemas.requests import (
     UpscaleRequest,
     VideoRequest,
 )
-from reelflow.state.ledger import Ledger
+from reelflow.state.db import Database
+from reelflow.state.ledger import Charge, Ledger, Ticket
 
 from fakes.fal import FakeFal
 
 KEY = "sha-of-the-operation"
 NOTES = FrameNotes(project="TST", episode=1, shot=2, approach="standard_flf", role="first")
+FLUX_PRICE = 0.02
 
 
 def keyframe(model: str = endpoints.FLUX2_LORA, prompt: str = "Ana grips the throttle", **changes: object) -> ImageRequest:
@@ -52,8 +56,38 @@ def keyframe(model: str = endpoints.FLUX2_LORA, prompt: str = "Ana grips the thr
     return ImageRequest.model_validate(fields | changes)
 
 
+def ticket(ledger: Ledger, key: str = KEY, *, run: str = "run-1", price: float = FLUX_PRICE) -> Ticket:
+    """A ticket as the render task writes it: charged to `run`, at the request's price."""
+    return ledger.ticket(key, "fal", Charge(run=run, stage="keyframes", episode=1, shot=2, price_usd=price))
+
+
 def events(ledger: Ledger) -> list[tuple[str, str, float]]:
-    return [(line.event, line.endpoint, line.cost_usd) for line in ledger.lines()]
+    """(status, endpoint, cost) of every request, in the order they were submitted."""
+    return [(row.status, row.endpoint, row.cost_usd) for row in ledger.rows()]
+
+
+def reopened(ledger: Ledger) -> Ledger:
+    """The same state database through a connection of its own, as another process would open it."""
+    return Ledger(Database(ledger.db.path))
+
+
+def answer_with(fake: FakeFal, monkeypatch: pytest.MonkeyPatch, matches: Callable[[str, str], bool], status: int,
+                body: object, times: int = 1) -> None:
+    """The fake answers `status` and `body` to the next `times` requests `matches(method, path)` picks."""
+    real, left = fake.answer, [times]
+
+    def answer(method: str, target: str, headers: dict[str, str], raw: bytes) -> tuple[int, object]:
+        if left[0] > 0 and matches(method, urlsplit(target).path):
+            left[0] -= 1
+            return status, body
+        return real(method, target, headers, raw)
+
+    monkeypatch.setattr(fake, "answer", answer)
+
+
+def is_result(method: str, path: str) -> bool:
+    """fal-client fetching a request's result (not its status, not a cancel)."""
+    return method == "GET" and "/requests/" in path and not path.endswith(("/status", "/cancel"))
 
 
 def test_the_provider_has_every_capability_and_its_defaults() -> None:
@@ -72,15 +106,19 @@ def test_generate_image_writes_the_requested_size_and_records_one_paid_request(
     provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
 ) -> None:
     out = tmp_path / "out" / "first.png"
-    generation = provider.generate_image(keyframe(), out, ticket=ledger.ticket(KEY, "fal"))
+    generation = provider.generate_image(keyframe(), out, ticket=ticket(ledger))
     with Image.open(out) as image:
         assert (image.format, image.size) == ("PNG", (64, 96))
     assert (generation.provider, generation.model, generation.files) == ("fal", endpoints.FLUX2_LORA, [out])
     assert generation.cost_usd == 0.02 and generation.seconds > 0
     assert generation.request_id in fake.jobs and fake.submits == {endpoints.FLUX2_LORA: 1}
     assert fake.status_polls[generation.request_id] >= 3  # IN_QUEUE, IN_PROGRESS, COMPLETED
-    assert events(ledger) == [("submitted", endpoints.FLUX2_LORA, 0.0), ("completed", endpoints.FLUX2_LORA, 0.02)]
-    assert ledger.total_cost() == 0.02 and ledger.pending(KEY) is None
+    [row] = ledger.rows()
+    assert (row.status, row.endpoint, row.request_id, row.provider) == (
+        "completed", endpoints.FLUX2_LORA, generation.request_id, "fal")
+    assert (row.price_usd, row.cost_usd, row.run, row.shot, row.shadow) == (0.02, 0.02, "run-1", 2, False)
+    assert row.settled_at is not None and row.settled_at >= row.submitted_at
+    assert ledger.spent() == 0.02 and ledger.spent("run-1") == 0.02 and ledger.pending(KEY) is None
     assert list(out.parent.iterdir()) == [out]
 
 
@@ -139,23 +177,29 @@ def test_edits_by_instruction_and_by_angle(
 
 def test_trainers_return_weights(provider: FalProvider, fake: FakeFal, dataset: Path, ledger: Ledger) -> None:
     request = TrainRequest(model=endpoints.Z_IMAGE_TRAINER, images_zip=dataset, trigger="ana_v1", steps=2000)
-    trained = provider.train_lora(request, ticket=ledger.ticket(KEY, "fal"))
+    trained = provider.train_lora(request, ticket=ticket(ledger, price=1.7))
     assert trained.cost_usd == 1.7 and trained.trigger == "ana_v1" and trained.request_id in fake.jobs
     assert [url.rsplit("/", 1)[-1] for url in trained.weights] == ["diffusers_lora_file.safetensors"]
     wan = provider.train_lora(request.model_copy(update={"model": endpoints.WAN22_TRAINER}))
     assert [url.rsplit("/", 1)[-1] for url in wan.weights] == ["diffusers_lora_file.safetensors",
                                                                 "high_noise_lora.safetensors"]
     assert fake.jobs[wan.request_id].body["trigger_phrase"] == "ana_v1"
-    assert events(ledger)[-1] == ("completed", endpoints.Z_IMAGE_TRAINER, 1.7)
+    assert events(ledger) == [("completed", endpoints.Z_IMAGE_TRAINER, 1.7)]  # the call without a ticket wrote nothing
+    assert ledger.rows()[0].request_id == trained.request_id
 
 
-def test_content_policy_is_rejected_and_the_request_settled_unbilled(
+def test_content_policy_is_rejected_and_the_request_settled_billed_at_its_price(
     provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
 ) -> None:
-    with pytest.raises(ContentRejected, match=r"fal: fal-ai/flux-2/lora: content policy: prompt: The content was flagged"):
-        provider.generate_image(keyframe(prompt="a forbidden scene"), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
-    assert events(ledger) == [("submitted", endpoints.FLUX2_LORA, 0.0), ("failed", endpoints.FLUX2_LORA, 0.0)]
-    assert "content policy" in ledger.lines()[-1].detail and ledger.pending(KEY) is None
+    flagged = r"fal: fal-ai/flux-2/lora: content policy: prompt: The content was flagged"
+    with pytest.raises(ContentRejected, match=flagged) as caught:
+        provider.generate_image(keyframe(prompt="a forbidden scene"), tmp_path / "x.png", ticket=ticket(ledger))
+    assert caught.value.billed and not is_retryable(caught.value)  # a 422 for an accepted request: fal may bill it
+    assert caught.value.request_id in fake.jobs
+    assert events(ledger) == [("failed", endpoints.FLUX2_LORA, FLUX_PRICE)]
+    [row] = ledger.rows()
+    assert "content policy" in row.detail and row.request_id == caught.value.request_id
+    assert ledger.pending(KEY) is None and ledger.spent() == FLUX_PRICE and ledger.billed_failures(KEY, "run-1") == 1
     assert fake.total_submits() == 1 and not (tmp_path / "x.png").exists()
 
 
@@ -164,23 +208,28 @@ def test_rate_limits_and_server_errors_on_submit_are_retryable_and_unrecorded(
 ) -> None:
     fake.rate_limited = 1
     with pytest.raises(RateLimited, match=r"fal: fal-ai/flux-2/lora: rate limited \(429\)") as limited:
-        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
     fake.server_errors = 1
     with pytest.raises(ServerError, match=r"server error \(500\)") as failed:
-        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
     assert is_retryable(limited.value) and is_retryable(failed.value)
-    assert ledger.lines() == [] and fake.total_submits() == 0
-    provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
-    assert fake.total_submits() == 1
+    assert not limited.value.billed and not failed.value.billed
+    assert ledger.rows() == [] and ledger.spent() == 0.0 and fake.total_submits() == 0
+    provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    assert fake.total_submits() == 1 and events(ledger) == [("completed", endpoints.FLUX2_LORA, FLUX_PRICE)]
 
 
 def test_bad_request_names_the_field(provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path) -> None:
-    with pytest.raises(BadRequest, match=r"^fal: fal-ai/flux-2/lora: image_size.width: Input should be between 16 and 4096$"):
-        provider.generate_image(keyframe(width=8192), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
-    assert events(ledger)[-1] == ("failed", endpoints.FLUX2_LORA, 0.0)
-    with pytest.raises(BadRequest, match="image_size: 100x96 must be positive multiples of 16"):
-        provider.generate_image(keyframe(width=100), tmp_path / "x.png")
-    assert fake.total_submits() == 1
+    out_of_range = r"^fal: fal-ai/flux-2/lora: image_size.width: Input should be between 16 and 4096$"
+    with pytest.raises(BadRequest, match=out_of_range) as caught:
+        provider.generate_image(keyframe(width=8192), tmp_path / "x.png", ticket=ticket(ledger))
+    assert caught.value.billed and not is_retryable(caught.value)
+    assert events(ledger) == [("failed", endpoints.FLUX2_LORA, FLUX_PRICE)]
+    assert "image_size.width" in ledger.rows()[0].detail
+    with pytest.raises(BadRequest, match="image_size: 100x96 must be positive multiples of 16") as refused:
+        provider.generate_image(keyframe(width=100), tmp_path / "x.png", ticket=ticket(ledger, "other-key"))
+    assert not refused.value.billed  # refused before any submit: nothing recorded, nothing billed
+    assert fake.total_submits() == 1 and len(ledger.rows()) == 1
 
 
 def test_a_refused_key_is_missing_credentials(fake: FakeFal, monkeypatch: pytest.MonkeyPatch, portrait: Path,
@@ -219,62 +268,142 @@ def test_a_request_recorded_before_a_crash_is_polled_not_submitted_again(
     request = keyframe()
     crashed = FalProvider.from_env()
     handle = SyncClient(key=fake.key).submit(endpoints.FLUX2_LORA, endpoints.text_to_image(request))
-    ledger.ticket(KEY, "fal").submitted(endpoints.FLUX2_LORA, handle.request_id)
+    ticket(ledger, run="crashed").submitted(endpoints.FLUX2_LORA, handle.request_id)
     del crashed
+    assert ledger.spent("crashed") == FLUX_PRICE  # pending: counted at its price
 
-    generation = FalProvider.from_env().generate_image(request, tmp_path / "x.png", ticket=Ledger(ledger.path).ticket(KEY, "fal"))
+    generation = FalProvider.from_env().generate_image(request, tmp_path / "x.png", ticket=ticket(reopened(ledger), run="next"))
     assert generation.request_id == handle.request_id
     assert fake.submits == {endpoints.FLUX2_LORA: 1} and fake.status_polls[handle.request_id] >= 3
-    assert [line.event for line in ledger.lines()] == ["submitted", "completed"]
-    FalProvider.from_env().generate_image(request, tmp_path / "again.png", ticket=ledger.ticket(KEY, "fal"))
+    [row] = ledger.rows()
+    assert (row.status, row.request_id, row.cost_usd, row.run) == ("completed", handle.request_id, FLUX_PRICE, "next")
+    assert ledger.spent("crashed") == 0.0 and ledger.spent("next") == FLUX_PRICE
+    FalProvider.from_env().generate_image(request, tmp_path / "again.png", ticket=ticket(ledger))
     assert fake.total_submits() == 2 and list(fake.submits_by_body.values()) == [2]
+    assert [row.status for row in ledger.rows()] == ["completed", "completed"]
 
 
 def test_a_resumed_request_fal_no_longer_knows_is_settled_and_submitted_again(
     provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
 ) -> None:
-    ledger.ticket(KEY, "fal").submitted(endpoints.FLUX2_LORA, "gone-request")
-    with pytest.raises(ServerError, match="request gone-request is unknown to fal"):
-        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
-    assert ledger.pending(KEY) is None and fake.total_submits() == 0
-    provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
-    assert fake.total_submits() == 1
+    ticket(ledger).submitted(endpoints.FLUX2_LORA, "gone-request")
+    with pytest.raises(ServerError, match="request gone-request is unknown to fal") as caught:
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    assert is_retryable(caught.value) and not caught.value.billed
+    [row] = ledger.rows()
+    assert (row.status, row.request_id, row.cost_usd) == ("failed", "gone-request", 0.0)
+    assert "no longer knows" in row.detail and ledger.pending(KEY) is None and fake.total_submits() == 0
+    provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    assert fake.total_submits() == 1 and [row.status for row in ledger.rows()] == ["failed", "completed"]
 
 
-def test_past_the_deadline_the_request_is_cancelled(fake: FakeFal, ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
-                                                    tmp_path: Path) -> None:
+def test_past_the_deadline_a_requested_cancel_stays_pending_and_the_next_attempt_uses_its_output(
+    fake: FakeFal, ledger: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     fake.slow_s = 30.0
     monkeypatch.setenv("REELFLOW_FAL_DEADLINE_S", "0.2")
-    with pytest.raises(ProviderTimeout, match=r"no result after 0.2 s; request \w+ cancelled") as timed_out:
-        FalProvider.from_env().generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
-    assert is_retryable(timed_out.value)
-    assert fake.cancels == [timed_out.value.request_id]
-    assert [line.event for line in ledger.lines()] == ["submitted", "cancelled"] and ledger.pending(KEY) is None
+    out = tmp_path / "x.png"
+    requested = r"no result after 0.2 s; cancel of request \w+ requested, still pending"
+    with pytest.raises(ProviderTimeout, match=requested) as timed_out:
+        FalProvider.from_env().generate_image(keyframe(), out, ticket=ticket(ledger, run="timed-out"))
+    request_id = timed_out.value.request_id
+    assert is_retryable(timed_out.value) and not timed_out.value.billed
+    assert fake.cancels == [request_id] and not out.exists()
+    [row] = ledger.rows()
+    assert (row.status, row.request_id, row.cost_usd) == ("pending", request_id, 0.0) and "cancel requested" in row.detail
+    assert ledger.pending(KEY) == request_id and ledger.spent() == FLUX_PRICE  # it may still run and bill
+
+    # fal did not stop it: the request runs to the end. The next attempt polls it instead of paying again.
+    fake.jobs[request_id].cancelled, fake.slow_s = False, 0.0
+    monkeypatch.setenv("REELFLOW_FAL_DEADLINE_S", "30")
+    generation = FalProvider.from_env().generate_image(keyframe(), out, ticket=ticket(ledger, run="resumed"))
+    assert generation.request_id == request_id and fake.total_submits() == 1 and fake.cancels == [request_id]
+    with Image.open(out) as image:
+        assert image.size == (64, 96)
+    [row] = ledger.rows()
+    assert (row.status, row.cost_usd, row.run) == ("completed", FLUX_PRICE, "resumed")
+    assert ledger.pending(KEY) is None and ledger.spent() == FLUX_PRICE and ledger.spent("timed-out") == 0.0
+
+
+@pytest.mark.parametrize(("status", "settled", "said"), [
+    (404, "cancelled", r"request \w+ is gone"),
+    (503, "pending", r"cancel failed \(503\), still pending"),
+])
+def test_past_the_deadline_only_a_request_fal_no_longer_knows_is_cancelled(
+    fake: FakeFal, ledger: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, status: int, settled: str, said: str
+) -> None:
+    fake.slow_s = 30.0
+    monkeypatch.setenv("REELFLOW_FAL_DEADLINE_S", "0.1")
+    answer_with(fake, monkeypatch, lambda method, path: method == "PUT" and path.endswith("/cancel"), status,
+                {"detail": "Request not found" if status == 404 else "Service Unavailable"})
+    with pytest.raises(ProviderTimeout, match=rf"no result after 0.1 s; {said}") as timed_out:
+        FalProvider.from_env().generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    assert is_retryable(timed_out.value) and not timed_out.value.billed
+    [row] = ledger.rows()
+    assert (row.status, row.request_id, row.cost_usd) == (settled, timed_out.value.request_id, 0.0)
+    if settled == "cancelled":
+        assert "no longer knows" in row.detail and ledger.pending(KEY) is None and ledger.spent() == 0.0
+    else:
+        assert ledger.pending(KEY) == timed_out.value.request_id and ledger.spent() == FLUX_PRICE
 
 
 def test_a_request_that_finished_as_it_was_cancelled_is_fetched(fake: FakeFal, ledger: Ledger,
                                                                 monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake.slow_s, fake.finish_before_cancel = 30.0, True
     monkeypatch.setenv("REELFLOW_FAL_DEADLINE_S", "0.05")
-    generation = FalProvider.from_env().generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+    generation = FalProvider.from_env().generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
     assert fake.cancels == [generation.request_id] and (tmp_path / "x.png").is_file()
-    assert [line.event for line in ledger.lines()] == ["submitted", "completed"]
+    assert events(ledger) == [("completed", endpoints.FLUX2_LORA, FLUX_PRICE)]
+    assert ledger.rows()[0].request_id == generation.request_id and fake.total_submits() == 1
 
 
 def test_a_corrupt_download_is_unusable_billed_and_never_completed(
     provider: FalProvider, fake: FakeFal, ledger: Ledger, portrait: Path, ending: Path, tmp_path: Path
 ) -> None:
     fake.corrupt_outputs = 2
-    with pytest.raises(ServerError, match="output image does not decode"):
-        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
-    assert events(ledger) == [("submitted", endpoints.FLUX2_LORA, 0.0), ("failed", endpoints.FLUX2_LORA, 0.02)]
+    with pytest.raises(UnusableOutput, match="output image does not decode") as image_error:
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    assert events(ledger) == [("failed", endpoints.FLUX2_LORA, FLUX_PRICE)]
+    assert "does not decode" in ledger.rows()[0].detail
     request = VideoRequest(model=endpoints.WAN_FLF, first=portrait, last=ending, prompt="turn", num_frames=17, fps=16,
                            width=64, height=112)
-    with pytest.raises(ServerError, match="fal-ai/wan/v2.2-a14b/image-to-video/lora: output video"):
-        provider.first_last_video(request, tmp_path / "clip.mp4", ticket=ledger.ticket("clip-key", "fal"))
-    assert "completed" not in [line.event for line in ledger.lines()]
+    with pytest.raises(UnusableOutput, match="fal-ai/wan/v2.2-a14b/image-to-video/lora: output video") as video_error:
+        provider.first_last_video(request, tmp_path / "clip.mp4", ticket=ticket(ledger, "clip-key", price=0.04))
+    for error in (image_error.value, video_error.value):
+        assert error.billed and not error.retryable and not is_retryable(error) and not isinstance(error, ServerError)
+    assert events(ledger) == [("failed", endpoints.FLUX2_LORA, FLUX_PRICE), ("failed", endpoints.WAN_FLF, 0.04)]
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "clip.mp4").exists()
-    assert ledger.total_cost() == 0.06
+    assert ledger.spent() == 0.06 and ledger.billed_failures(KEY, "run-1") == 1 and ledger.pending(KEY) is None
+
+
+def test_a_result_that_is_not_an_object_is_unusable_and_billed(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    answer_with(fake, monkeypatch, is_result, 200, ["not", "an", "object"])
+    with pytest.raises(UnusableOutput, match="result is not a JSON object") as caught:
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    assert caught.value.billed and caught.value.request_id in fake.jobs
+    assert events(ledger) == [("failed", endpoints.FLUX2_LORA, FLUX_PRICE)] and not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize(("status", "left"), [(500, "failed"), (503, "pending")])
+def test_a_server_error_on_the_result_is_never_billed(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    status: int, left: str,
+) -> None:
+    answer_with(fake, monkeypatch, is_result, status, {"detail": "upstream"})
+    with pytest.raises(ServerError, match=rf"server error \({status}\)") as caught:
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    assert is_retryable(caught.value) and not caught.value.billed
+    [row] = ledger.rows()
+    assert (row.status, row.cost_usd) == (left, 0.0)
+    generation = provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    if left == "pending":  # a gateway error says nothing about the request: it is polled again, not paid twice
+        assert generation.request_id == caught.value.request_id and fake.total_submits() == 1
+        assert events(ledger) == [("completed", endpoints.FLUX2_LORA, FLUX_PRICE)]
+    else:
+        assert fake.total_submits() == 2 and [row.status for row in ledger.rows()] == ["failed", "completed"]
+        assert ledger.spent() == FLUX_PRICE
 
 
 def test_estimate_and_cache_params(provider: FalProvider, dataset: Path) -> None:
@@ -294,10 +423,10 @@ CLIENT = """
 import sys
 from pathlib import Path
 from reelflow.providers.fal.provider import FalProvider
-from reelflow.state.ledger import Ledger
+from reelflow.state.ledger import Charge, Ledger
 from reelflow.schemas.requests import ImageRequest
 request = ImageRequest.model_validate_json(sys.argv[1])
-ticket = Ledger(Path(sys.argv[3])).ticket(sys.argv[4], "fal")
+ticket = Ledger.at(Path(sys.argv[3])).ticket(sys.argv[4], "fal", Charge(run="killed", price_usd=0.02))
 FalProvider.from_env().generate_image(request, Path(sys.argv[2]), ticket=ticket)
 """
 
@@ -306,7 +435,7 @@ def test_a_client_killed_mid_wait_in_another_process_is_resumed(fake: FakeFal, l
     fake.slow_s = 60.0
     request = keyframe()
     client = subprocess.Popen([sys.executable, "-c", CLIENT, request.model_dump_json(), str(tmp_path / "killed.png"),
-                               str(ledger.path), KEY])
+                               str(ledger.db.path.parent), KEY])
     try:
         waited = time.monotonic()
         while ledger.pending(KEY) is None:
@@ -315,10 +444,14 @@ def test_a_client_killed_mid_wait_in_another_process_is_resumed(fake: FakeFal, l
     finally:
         client.send_signal(signal.SIGKILL)
         client.wait()
+    [row] = ledger.rows()
+    assert (row.status, row.run, row.price_usd) == ("pending", "killed", FLUX_PRICE) and ledger.spent() == FLUX_PRICE
     fake.slow_s = 0.0
-    generation = FalProvider.from_env().generate_image(request, tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
-    assert generation.request_id == ledger.lines()[0].request_id and fake.total_submits() == 1
-    assert [line.event for line in ledger.lines()] == ["submitted", "completed"] and not (tmp_path / "killed.png").exists()
+    generation = FalProvider.from_env().generate_image(request, tmp_path / "x.png", ticket=ticket(ledger, run="resumed"))
+    assert generation.request_id == row.request_id and fake.total_submits() == 1
+    [row] = ledger.rows()
+    assert (row.status, row.cost_usd, row.run) == ("completed", FLUX_PRICE, "resumed")
+    assert not (tmp_path / "killed.png").exists() and ledger.spent() == FLUX_PRICE
 
 
 def test_a_failed_status_poll_leaves_the_request_pending_for_the_next_attempt(
@@ -326,10 +459,12 @@ def test_a_failed_status_poll_leaves_the_request_pending_for_the_next_attempt(
 ) -> None:
     fake.status_errors = 1
     with pytest.raises(ServerError, match=r"server error \(503\)") as failed:
-        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
-    assert is_retryable(failed.value) and ledger.pending(KEY) is not None
-    generation = provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ledger.ticket(KEY, "fal"))
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    assert is_retryable(failed.value) and not failed.value.billed
+    assert ledger.pending(KEY) == failed.value.request_id and [row.status for row in ledger.rows()] == ["pending"]
+    generation = provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
     assert generation.request_id == failed.value.request_id and fake.total_submits() == 1
+    assert events(ledger) == [("completed", endpoints.FLUX2_LORA, FLUX_PRICE)]
 
 
 def test_downloads_that_are_missing_or_unreachable(fake: FakeFal, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ def live(monkeypatch: pytest.MonkeyPatch) -> GeminiProvider:
 
 
 def test_generate_then_judge_for_real(live: GeminiProvider, tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger = Ledger.at(tmp_path / ".reelflow")
     prompt = "A red lighthouse on a rocky island at dusk, cinematic, no text"
     out = tmp_path / "lighthouse.png"
     generation = live.generate_image(
@@ -31,7 +31,8 @@ def test_generate_then_judge_for_real(live: GeminiProvider, tmp_path: Path) -> N
     )
     assert load_image(out).size == (384, 672)
     assert generation.cost_usd == 0.039 and generation.request_id
-    assert [line.event for line in ledger.lines()] == ["submitted", "completed"]
+    [row] = ledger.rows()
+    assert (row.status, row.cost_usd) == ("completed", 0.039)
 
     verdict = live.judge_image(JudgeRequest(model=live.default_models["qc"], image=out, prompt=prompt))
     assert 0.0 <= verdict.score <= 1.0 and verdict.passed == (verdict.score >= 0.6)

@@ -24,10 +24,12 @@ from reelflow.schemas.errors import (
     RateLimited,
     ServerError,
     TransportError,
+    UnusableOutput,
     is_retryable,
 )
 from reelflow.schemas.requests import EditRequest, FrameNotes, ImageRequest, JudgeRequest, LoraRef, UpscaleRequest
-from reelflow.state.ledger import Ledger
+from reelflow.state.db import Database
+from reelflow.state.ledger import Charge, Ledger, Ticket
 
 from fakes.gemini import FakeGemini
 
@@ -35,6 +37,7 @@ FLASH_IMAGE = "gemini-2.5-flash-image"
 PRO_IMAGE = "gemini-3-pro-image-preview"
 JUDGE = "gemini-2.5-flash"
 ENDPOINT = f"gemini/{FLASH_IMAGE}"
+FLASH_PRICE = 0.039
 ENV = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "REELFLOW_GEMINI_BASE_URL", "REELFLOW_GEMINI_TIMEOUT_S", "GOOGLE_GENAI_HTTP_CLIENT")
 
 
@@ -62,7 +65,7 @@ def provider(fake: FakeGemini) -> GeminiProvider:
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Ledger:
-    return Ledger(tmp_path / ".reelflow" / "ledger.jsonl")
+    return Ledger.at(tmp_path / ".reelflow")
 
 
 @pytest.fixture
@@ -78,8 +81,14 @@ def judge(still: Path, prompt: str) -> JudgeRequest:
     return JudgeRequest(model=JUDGE, image=still, prompt=prompt, characters=("JINX",), location="MOON_POOL")
 
 
+def ticket(ledger: Ledger, key: str, *, run: str = "run-1", price: float = FLASH_PRICE) -> Ticket:
+    """A ticket as the render task writes it: charged to `run`, at the request's price."""
+    return ledger.ticket(key, "gemini", Charge(run=run, stage="upscale", episode=1, shot=3, price_usd=price))
+
+
 def events(ledger: Ledger) -> list[tuple[str, str, float]]:
-    return [(line.event, line.endpoint, line.cost_usd) for line in ledger.lines()]
+    """(status, endpoint, cost) of every request, in the order they were submitted."""
+    return [(row.status, row.endpoint, row.cost_usd) for row in ledger.rows()]
 
 
 def test_it_implements_the_image_and_judge_protocols(provider: GeminiProvider) -> None:
@@ -88,11 +97,11 @@ def test_it_implements_the_image_and_judge_protocols(provider: GeminiProvider) -
     assert provider.default_models == {"upscale": FLASH_IMAGE, "keyframes": FLASH_IMAGE, "candidates": PRO_IMAGE, "qc": JUDGE}
 
 
-def test_upscale_is_one_call_resampled_to_the_exact_size_with_a_completed_ledger_line(
+def test_upscale_is_one_call_resampled_to_the_exact_size_with_a_completed_ledger_row(
     provider: GeminiProvider, fake: FakeGemini, ledger: Ledger, still: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "scratch" / "out.png"
-    generation = provider.upscale_image(upscale(still), out, ticket=ledger.ticket("k1", "gemini"))
+    generation = provider.upscale_image(upscale(still), out, ticket=ticket(ledger, "k1"))
 
     assert generation.files == [out] and load_image(out).size == (300, 528)
     assert (generation.provider, generation.model, generation.cost_usd) == ("gemini", FLASH_IMAGE, 0.039)
@@ -101,9 +110,10 @@ def test_upscale_is_one_call_resampled_to_the_exact_size_with_a_completed_ledger
     call = fake.calls[0]
     assert (call.version, call.images, call.aspect_ratio, call.json_mode) == ("v1beta", 1, "9:16", False)
     assert "300x528" in call.prompt and "Jinx at the moon pool" in call.prompt
-    assert events(ledger) == [("submitted", ENDPOINT, 0.0), ("completed", ENDPOINT, 0.039)]
-    assert len({line.request_id for line in ledger.lines()}) == 1
-    assert ledger.total_cost() == 0.039
+    assert events(ledger) == [("completed", ENDPOINT, FLASH_PRICE)]
+    [row] = ledger.rows()
+    assert (row.provider, row.cache_key, row.price_usd, row.run, row.detail) == ("gemini", "k1", FLASH_PRICE, "run-1", "")
+    assert ledger.spent() == FLASH_PRICE and ledger.pending("k1") is None
     expected = resize_cover(load_image(still), (300, 528)).resize((30, 53)).tobytes()
     got = load_image(out).resize((30, 53)).tobytes()
     assert max(abs(a - b) for a, b in zip(expected, got)) < 24
@@ -152,14 +162,14 @@ def test_edit_with_three_references_is_refused_before_any_call(
 
 
 def test_judge_passes_a_matching_image(provider: GeminiProvider, fake: FakeGemini, ledger: Ledger, still: Path) -> None:
-    verdict = provider.judge_image(judge(still, "Jinx dives into the moon pool"), ticket=ledger.ticket("q1", "gemini"))
+    verdict = provider.judge_image(judge(still, "Jinx dives into the moon pool"), ticket=ticket(ledger, "q1", price=0.001))
 
     assert (verdict.score, verdict.passed, verdict.cost_usd) == (0.9, True, 0.001)
     assert verdict.reasons == ["fake judge: matches the prompt"]
     call = fake.calls[0]
     assert (call.model, call.json_mode, call.images) == (JUDGE, True, 1)
     assert "JINX" in call.prompt and "MOON_POOL" in call.prompt
-    assert events(ledger) == [("submitted", f"gemini/{JUDGE}", 0.0), ("completed", f"gemini/{JUDGE}", 0.001)]
+    assert events(ledger) == [("completed", f"gemini/{JUDGE}", 0.001)]
 
 
 def test_judge_fails_a_mismatch_with_reasons(provider: GeminiProvider, still: Path) -> None:
@@ -169,22 +179,28 @@ def test_judge_fails_a_mismatch_with_reasons(provider: GeminiProvider, still: Pa
     assert verdict.reasons == ["fake judge: the prompt says 'mismatch'", "characters missing: JINX", "location is not MOON_POOL"]
 
 
-def test_a_blocked_prompt_is_content_rejected_and_recorded_unbilled(
+def test_a_blocked_prompt_is_content_rejected_and_recorded_billed(
     provider: GeminiProvider, ledger: Ledger, tmp_path: Path
 ) -> None:
     request = ImageRequest(model=FLASH_IMAGE, prompt="a forbidden ritual", width=64, height=64)
     with pytest.raises(ContentRejected, match=r"prompt blocked \(SAFETY\)") as caught:
-        provider.generate_image(request, tmp_path / "out.png", ticket=ledger.ticket("k2", "gemini"))
+        provider.generate_image(request, tmp_path / "out.png", ticket=ticket(ledger, "k2"))
 
-    assert not is_retryable(caught.value) and "\n" not in str(caught.value)
-    assert events(ledger) == [("submitted", ENDPOINT, 0.0), ("failed", ENDPOINT, 0.0)]
-    assert ledger.lines()[-1].detail.startswith("content_rejected: ")
+    # Gemini answered 200 and the refusal was read from its answer: the call is billed at its price.
+    assert not is_retryable(caught.value) and caught.value.billed and "\n" not in str(caught.value)
+    assert events(ledger) == [("failed", ENDPOINT, FLASH_PRICE)]
+    assert ledger.rows()[-1].detail.startswith("content_rejected: ")
+    assert ledger.spent() == FLASH_PRICE and ledger.billed_failures("k2", "run-1") == 1
     assert not (tmp_path / "out.png").exists()
 
 
-def test_an_image_safety_finish_is_content_rejected(provider: GeminiProvider, still: Path, tmp_path: Path) -> None:
-    with pytest.raises(ContentRejected, match="IMAGE_SAFETY"):
-        provider.upscale_image(upscale(still, prompt="gore on the deck"), tmp_path / "out.png")
+def test_an_image_safety_finish_is_content_rejected_and_billed(
+    provider: GeminiProvider, ledger: Ledger, still: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ContentRejected, match="IMAGE_SAFETY") as caught:
+        provider.upscale_image(upscale(still, prompt="gore on the deck"), tmp_path / "out.png", ticket=ticket(ledger, "k6"))
+    assert caught.value.billed and not is_retryable(caught.value)
+    assert events(ledger) == [("failed", ENDPOINT, FLASH_PRICE)]
 
 
 def test_a_429_is_rate_limited_with_no_client_retry(
@@ -205,10 +221,11 @@ def test_a_503_is_a_retryable_server_error(
 ) -> None:
     fake.unavailable(1)
     with pytest.raises(ServerError, match="503 UNAVAILABLE") as caught:
-        provider.upscale_image(upscale(still), tmp_path / "out.png", ticket=ledger.ticket("k3", "gemini"))
-    assert is_retryable(caught.value)
+        provider.upscale_image(upscale(still), tmp_path / "out.png", ticket=ticket(ledger, "k3"))
+    assert is_retryable(caught.value) and not caught.value.billed
     assert [call.status for call in fake.calls] == [503]
-    assert events(ledger)[-1] == ("failed", ENDPOINT, 0.0) and ledger.pending("k3") is None
+    assert events(ledger) == [("failed", ENDPOINT, 0.0)] and ledger.pending("k3") is None and ledger.spent() == 0.0
+    assert "503 UNAVAILABLE" in ledger.rows()[0].detail
 
 
 @pytest.mark.parametrize(("status", "said"), [(403, "(403)"), (400, "(400 API_KEY_INVALID)")])
@@ -236,28 +253,31 @@ def test_google_api_key_is_the_fallback(fake: FakeGemini, still: Path, tmp_path:
     assert [call.status for call in fake.calls] == [200]
 
 
-def test_an_undecodable_image_is_a_server_error_and_never_completed(
+def test_an_undecodable_image_is_unusable_billed_and_never_completed(
     provider: GeminiProvider, fake: FakeGemini, ledger: Ledger, still: Path, tmp_path: Path
 ) -> None:
     fake.corrupt_images(1)
-    with pytest.raises(ServerError, match="does not decode"):
-        provider.upscale_image(upscale(still), tmp_path / "out.png", ticket=ledger.ticket("k4", "gemini"))
-    assert [line.event for line in ledger.lines()] == ["submitted", "failed"]
+    with pytest.raises(UnusableOutput, match="does not decode") as caught:
+        provider.upscale_image(upscale(still), tmp_path / "out.png", ticket=ticket(ledger, "k4"))
+    assert caught.value.billed and not is_retryable(caught.value) and not isinstance(caught.value, ServerError)
+    assert events(ledger) == [("failed", ENDPOINT, FLASH_PRICE)]
+    assert ledger.rows()[0].detail.startswith("unusable_output: ") and ledger.billed_failures("k4", "run-1") == 1
     assert not (tmp_path / "out.png").exists()
 
 
 def test_a_pending_request_from_a_dead_process_is_abandoned_and_made_again(
     provider: GeminiProvider, fake: FakeGemini, ledger: Ledger, still: Path, tmp_path: Path
 ) -> None:
-    Ledger(ledger.path).ticket("k5", "gemini").submitted(ENDPOINT, "died-mid-call")
-    generation = provider.upscale_image(upscale(still), tmp_path / "out.png", ticket=ledger.ticket("k5", "gemini"))
+    ticket(Ledger(Database(ledger.db.path)), "k5", run="died").submitted(ENDPOINT, "died-mid-call")
+    generation = provider.upscale_image(upscale(still), tmp_path / "out.png", ticket=ticket(ledger, "k5", run="next"))
 
-    lines = ledger.lines()
-    assert [(line.event, line.request_id) for line in lines[:2]] == [("submitted", "died-mid-call"), ("failed", "died-mid-call")]
-    assert lines[1].detail == ABANDONED
-    assert [line.event for line in lines[2:]] == ["submitted", "completed"]
+    abandoned, made = ledger.rows()
+    # Gemini may have answered (and billed) the call the dead process never read: it counts at its price.
+    assert (abandoned.status, abandoned.request_id, abandoned.cost_usd) == ("failed", "died-mid-call", FLASH_PRICE)
+    assert abandoned.detail == ABANDONED
+    assert (made.status, made.cost_usd) == ("completed", FLASH_PRICE) and made.request_id != "died-mid-call"
     assert ledger.pending("k5") is None and fake.calls_per_model() == {FLASH_IMAGE: 1}
-    assert generation.cost_usd == 0.039
+    assert generation.cost_usd == FLASH_PRICE and ledger.spent() == 2 * FLASH_PRICE
 
 
 @pytest.mark.parametrize("transport", ["httpx2", "httpx"])
@@ -302,14 +322,15 @@ def test_a_400_names_the_field_it_violates() -> None:
                                "generation_config.image_config.image_size: Request contains an invalid argument.")
 
 
-def test_unusable_answers_are_server_errors_and_empty_ones_rejections() -> None:
+def test_unusable_answers_are_unusable_outputs_and_empty_ones_rejections() -> None:
     def answer(*parts: types.Part, finish: types.FinishReason = types.FinishReason.STOP) -> types.GenerateContentResponse:
         content = types.Content(role="model", parts=list(parts))
         return types.GenerateContentResponse(candidates=[types.Candidate(content=content, finish_reason=finish)])
 
-    with pytest.raises(ServerError, match="unusable output"):
+    with pytest.raises(UnusableOutput, match="unusable output") as caught:
         response_json(answer(types.Part(text="not json")), JUDGE, types.ImageConfig)
-    with pytest.raises(ServerError, match="image part is empty"):
+    assert caught.value.billed and not is_retryable(caught.value)
+    with pytest.raises(UnusableOutput, match="image part is empty"):
         response_image(answer(types.Part(inline_data=types.Blob(mime_type="image/png", data=b""))), FLASH_IMAGE)
     with pytest.raises(ContentRejected, match=r"returned no image \(STOP\): I cannot draw that"):
         response_image(answer(types.Part(text="I cannot draw that")), FLASH_IMAGE)

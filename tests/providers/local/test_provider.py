@@ -1,9 +1,11 @@
-"""The local provider end to end: files, shadow costs, request ids, faults before output, registry."""
+"""The local provider end to end: files, shadow costs, request ids, ledger rows, faults before output, registry."""
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,7 +27,16 @@ from reelflow.schemas.errors import (
     RateLimited,
     is_retryable,
 )
-from reelflow.schemas.requests import EditRequest, FrameNotes, FrameRole, ImageRequest, UpscaleRequest, VideoRequest
+from reelflow.schemas.requests import (
+    EditRequest,
+    FrameNotes,
+    FrameRole,
+    ImageRequest,
+    JudgeRequest,
+    UpscaleRequest,
+    VideoRequest,
+)
+from reelflow.state.ledger import Charge, Ledger, Ticket
 
 FLUX = "fal-ai/flux-2/lora"
 WAN = "fal-ai/wan/v2.2-a14b/image-to-video/lora"
@@ -61,6 +72,16 @@ def keyframes(tmp_path: Path) -> Ends:
 def video_request(keyframes: Ends, frames: int = 9, *, width: int = 64, height: int = 112) -> VideoRequest:
     return VideoRequest(model=WAN, first=keyframes[0], last=keyframes[1], prompt="she dives", num_frames=frames,
                         fps=16, width=width, height=height, seed=3)
+
+
+def shadow_ticket(ledger: Ledger, key: str, price: float, *, run: str = "run-1") -> Ticket:
+    """A ticket as the render task writes it for the local provider: shadow-priced as the cloud bills."""
+    return ledger.ticket(key, "local", Charge(run=run, stage="keyframes", episode=2, shot=9, price_usd=price, shadow=True))
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    return Ledger.at(tmp_path / ".reelflow")
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -239,3 +260,70 @@ def test_concurrent_calls_give_the_same_files_as_sequential_ones(provider: Local
         provider.generate_image(request, tmp_path / f"seq{index}.png")
     for index in range(len(requests)):
         assert sha256(tmp_path / f"par{index}.png") == sha256(tmp_path / f"seq{index % 4}.png")
+
+
+def test_each_call_is_one_completed_ledger_row_at_its_shadow_cost(
+    provider: LocalProvider, ledger: Ledger, keyframes: Ends, tmp_path: Path
+) -> None:
+    image = provider.generate_image(image_request(), tmp_path / "a.png", ticket=shadow_ticket(ledger, "k-image", 0.02))
+    clip = provider.first_last_video(video_request(keyframes, 81), tmp_path / "clip.mp4",
+                                     ticket=shadow_ticket(ledger, "k-clip", 0.08))
+    verdict = provider.judge_image(JudgeRequest(model="gemini-2.5-flash", image=tmp_path / "a.png", prompt="Jinx dives",
+                                                characters=("JINX",), location="MOON_POOL"),
+                                   ticket=shadow_ticket(ledger, "k-judge", 0.001))
+    again = provider.generate_image(image_request(), tmp_path / "b.png", ticket=shadow_ticket(ledger, "k-image", 0.02))
+
+    rows = ledger.rows()
+    assert [(row.cache_key, row.status, row.endpoint, row.cost_usd) for row in rows] == [
+        ("k-image", "completed", FLUX, 0.02), ("k-clip", "completed", WAN, 0.08),
+        ("k-judge", "completed", "gemini-2.5-flash", 0.001), ("k-image", "completed", FLUX, 0.02),
+    ]
+    assert [row.request_id for row in rows] == [image.request_id, clip.request_id, rows[2].request_id, again.request_id]
+    assert all(row.provider == "local" and row.shadow and row.run == "run-1" for row in rows)
+    assert verdict.cost_usd == 0.001 and ledger.spent() == 0.121 and ledger.pending("k-image") is None
+
+
+def test_a_call_is_pending_in_the_ledger_while_it_runs(ledger: Ledger, tmp_path: Path) -> None:
+    slow = LocalProvider(FaultSchedule(latency=0.3))
+    call = threading.Thread(target=slow.generate_image, args=(image_request(), tmp_path / "a.png"),
+                            kwargs={"ticket": shadow_ticket(ledger, "k-slow", 0.02)})
+    call.start()
+    try:
+        waited = time.monotonic()
+        while ledger.pending("k-slow") is None:
+            assert call.is_alive() and time.monotonic() - waited < 5, "the call never wrote its pending row"
+            time.sleep(0.01)
+        [row] = ledger.rows()
+        assert (row.status, row.endpoint, row.price_usd, row.cost_usd) == ("pending", FLUX, 0.02, 0.0)
+        assert ledger.pending("k-slow", FLUX) == row.request_id and ledger.spent() == 0.02  # pending: at its price
+    finally:
+        call.join()
+    [row] = ledger.rows()
+    assert (row.status, row.cost_usd) == ("completed", 0.02) and ledger.pending("k-slow") is None
+
+
+@pytest.mark.parametrize(("fault", "kind"), [("rate_limit", "rate_limit"), ("reject", "content_rejected")])
+def test_an_injected_fault_is_a_failed_row_that_costs_nothing(
+    ledger: Ledger, tmp_path: Path, fault: str, kind: str
+) -> None:
+    failing = LocalProvider(FaultSchedule(rates={fault: 1.0}))
+    with pytest.raises(ProviderError) as caught:
+        failing.generate_image(image_request(), tmp_path / "a.png", ticket=shadow_ticket(ledger, "k-fault", 0.02))
+    assert not caught.value.billed
+    [row] = ledger.rows()
+    assert (row.status, row.cost_usd, row.price_usd, row.request_id) == ("failed", 0.0, 0.02, caught.value.request_id)
+    assert row.detail.startswith(f"{kind}: ") and ledger.spent() == 0.0 and ledger.pending("k-fault") is None
+    assert ledger.billed_failures("k-fault", "run-1") == 0 and not (tmp_path / "a.png").exists()
+    LocalProvider().generate_image(image_request(), tmp_path / "a.png", ticket=shadow_ticket(ledger, "k-fault", 0.02))
+    assert [(row.status, row.cost_usd) for row in ledger.rows()] == [("failed", 0.0), ("completed", 0.02)]
+
+
+def test_a_pending_row_left_by_a_dead_process_is_settled_by_the_next_call(
+    provider: LocalProvider, ledger: Ledger, tmp_path: Path
+) -> None:
+    request = image_request()
+    request_id = f"local-{provider.request_key('generate_image', request)[:16]}"
+    shadow_ticket(ledger, "k-crash", 0.02, run="died").submitted(FLUX, request_id)
+    generation = provider.generate_image(request, tmp_path / "a.png", ticket=shadow_ticket(ledger, "k-crash", 0.02, run="next"))
+    [row] = ledger.rows()
+    assert (row.request_id, row.status, row.cost_usd, row.run) == (generation.request_id, "completed", 0.02, "next")
