@@ -153,7 +153,8 @@ class Ticket:
             charge = self.charge
             with self.ledger.db.write() as sql:
                 sql.execute(
-                    "UPDATE requests SET run = ?, stage = ?, episode = ?, shot = ? "
+                    "UPDATE requests SET run = COALESCE(?, run), stage = COALESCE(?, stage), episode = COALESCE(?, episode), "
+                    "shot = COALESCE(?, shot) "
                     "WHERE cache_key = ? AND request_id = ? AND status = 'pending'",
                     (charge.run, charge.stage, charge.episode, charge.shot, self.key, request_id),
                 )

@@ -9,11 +9,10 @@ failed, cancelled), the cache index as `.reelflow/cache/<k[:2]>/<key>.json` and 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from prefect.logging import get_logger
 
 if TYPE_CHECKING:
     import sqlite3
@@ -22,6 +21,8 @@ if TYPE_CHECKING:
 
 MARK = "legacy_import"
 SETTLED = {"completed", "failed", "cancelled"}
+# Prefect's logger for reelflow, by name: the state database is opened by processes that need not import Prefect.
+LOGGER = logging.getLogger("prefect.reelflow")
 
 
 def _events(path: Path) -> tuple[list[dict[str, Any]], int]:
@@ -46,7 +47,7 @@ def _events(path: Path) -> tuple[list[dict[str, Any]], int]:
 def _import_ledger(sql: sqlite3.Connection, path: Path) -> int:
     events, torn = _events(path)
     if torn:
-        get_logger("reelflow").warning("%s: skipped %s unreadable line(s) while importing", path, torn)
+        LOGGER.warning("%s: skipped %s unreadable line(s) while importing", path, torn)
     for event in events:
         at = float(event.get("at") or time.time())
         if event["event"] == "submitted":
@@ -114,4 +115,4 @@ def import_legacy(db: Database, state_dir: Path) -> None:
         }
         sql.execute("INSERT INTO meta (name, value) VALUES (?, ?)", (MARK, json.dumps(counts | {"at": time.time()})))
     if any(counts.values()):
-        get_logger("reelflow").info("%s: imported the earlier ledger, cache and rejections: %s", state_dir, counts)
+        LOGGER.info("%s: imported the earlier ledger, cache and rejections: %s", state_dir, counts)
