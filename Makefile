@@ -34,6 +34,8 @@ test:
 
 bench: install
 	$(BIN)/python bench/render_cache.py
+	$(BIN)/python bench/ledger_scale.py
+	$(BIN)/python bench/limits.py
 
 ui: install
 	$(BIN)/reelflow server start

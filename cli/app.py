@@ -263,15 +263,24 @@ def previz(project: ProjectArg, episode: EpisodeOpt, shots: ShotsOpt = None, as_
 
 
 @app.command()
-def ledger(project: ProjectArg, episode: Annotated[int | None, typer.Option("--episode", "-e", help="Only this episode")] = None,
-           as_json: JsonOpt = False) -> None:
+def ledger(
+    project: ProjectArg,
+    episode: Annotated[int | None, typer.Option("--episode", "-e", help="Only this episode")] = None,
+    as_json: JsonOpt = False,
+    forget_rejections: Annotated[bool, typer.Option(
+        "--forget-rejections", help="Let requests a provider rejected for their content be submitted again")] = False,
+) -> None:
     """What the project has spent: by provider, stage, episode and day; requests still pending; billed failures."""
     try:
         folder = load_project(project)
     except ReelflowError as exc:
         raise fail(str(exc)) from None
     from reelflow.state.ledger import Ledger
+    from reelflow.state.store import store_for
 
+    if forget_rejections:
+        forgotten = store_for(folder.state_dir).forget_rejections()
+        err.print(f"forgot {forgotten} recorded rejection(s); the next render submits them again")
     report = Ledger.at(folder.state_dir).report(episode)
     if as_json:
         typer.echo(json.dumps(report.model_dump()))

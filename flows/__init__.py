@@ -1,0 +1,1 @@
+"""Prefect flows only: render an episode, estimate it (a dry run), previz, review."""

@@ -27,7 +27,7 @@ from reelflow.state.ledger import Ledger
 from reelflow.state.store import write_atomic
 from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.previz import make_previz, previz_dir
-from reelflow.tasks.previz_sheet import contact_sheet_html
+from reelflow.tasks.previz_sheet import write_previz_sheet
 
 MANIFEST = "previz_manifest.json"
 REVIEW = "previz_review.html"
@@ -161,8 +161,7 @@ def previz_episode(project: str, episode: int, shots: list[int] | None = None) -
     manifest_path = out_dir / MANIFEST
     write_atomic(manifest_path, manifest.model_dump_json(indent=2).encode())
     title = f"{folder.project.title} · episode {episode:03d} previz"
-    html_path = out_dir / REVIEW
-    write_atomic(html_path, contact_sheet_html(title, current).encode())
+    html_path = write_previz_sheet(out_dir / REVIEW, title, current)
 
     report = PrevizReport(
         episode=episode,

@@ -1,0 +1,1 @@
+"""Pydantic models only: the on-disk contracts, requests, reports, prices. No I/O beyond parsing."""

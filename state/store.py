@@ -89,10 +89,10 @@ class AssetStore:
                 (key, provider, reason, time.time()),
             )
 
-    def forget_rejection(self, key: str) -> bool:
-        """Allow a rejected request to be submitted again; False if none was recorded."""
+    def forget_rejections(self) -> int:
+        """Let every request a provider rejected be submitted again; returns how many were forgotten."""
         with self.db.write() as sql:
-            return sql.execute("DELETE FROM rejections WHERE cache_key = ?", (key,)).rowcount > 0
+            return int(sql.execute("DELETE FROM rejections").rowcount)
 
     def save(self, record: CacheRecord) -> None:
         with self.db.write() as sql:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
+
+from prefect import task
+
+from reelflow.state.store import write_atomic
 
 STYLE = """
 *{box-sizing:border-box}
@@ -67,3 +72,10 @@ def contact_sheet_html(title: str, rows: Sequence[SheetRow]) -> str:
         f'<p class="meta">{len(rows)} frame{"" if len(rows) == 1 else "s"}</p>\n'
         f'<main class="grid">\n{cards}\n</main></body></html>\n'
     )
+
+
+@task(name="previz-sheet", task_run_name="previz-sheet")
+def write_previz_sheet(path: Path, title: str, rows: Sequence[SheetRow]) -> Path:
+    """Write the contact sheet of `rows` to `path` (atomically) and return it."""
+    write_atomic(path, contact_sheet_html(title, rows).encode())
+    return path

@@ -63,3 +63,8 @@ def test_a_project_rendered_by_the_landed_version_rerenders_for_nothing(tmp_path
     imported = Ledger.at(root / ".reelflow")
     assert [row.status for row in imported.rows()].count("completed") == 4 and len(imported.rows()) == submits
     assert imported.spent() == pytest.approx(4 * load_prices().cost("fal-ai/flux-2/lora"))
+
+    forgot = run_cli("ledger", str(root), "--forget-rejections", "--json")
+    assert forgot.code == 0 and "forgot 1 recorded rejection(s)" in forgot.stderr
+    retried = run_cli("render", str(root), "--episode", "1", "--json", env=fal.env())
+    assert retried.code == 1 and fal.total_submits() == submits + 1, "the rejected prompt is submitted once more"
