@@ -11,9 +11,9 @@ processes sharing the calls' threads evenly. The engines are
 For each engine it prints the wall time (first ask to last release), the ideal (ceil(calls / limit) x call-s),
 their ratio, the mean acquisition delay per call (ask to grant, less the wait an ideal scheduler would impose:
 the i-th call granted can start no earlier than (i // limit) x call-s after the first ask), the most calls
-observed in flight at once (checked <= limit from every call's grant/end times; exits 1 if not), and for
-Prefect the 423 Locked answers the server gave and their mean Retry-After. It ends with
-`prefect_gcl / flock wall ratio: X.X` for the one-process run.
+observed in flight at once (checked <= limit from every call's grant/end times; exits 1 if not), the mean
+time from a call's end to its slot being given back, and for Prefect the 423 Locked answers the server gave
+and their mean Retry-After. It ends with `prefect_gcl / flock wall ratio: X.X` for the one-process run.
 
 Run it from the repository root:
     .venv/bin/python bench/limits.py [--calls 12] [--call-s 0.2] [--limit 2] [--processes 2]
@@ -25,6 +25,7 @@ port, when REELFLOW_HOME is unset); a server it starts is stopped at the end.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import multiprocessing
 import os
@@ -64,6 +65,11 @@ class Outcome:
     retry_after: list[float] = field(default_factory=list)
 
 
+def _quiet_events_worker() -> None:
+    """Prefect's EventsWorker warns "Still processing items" when it flushes queued events at exit; not ours to report."""
+    logging.getLogger("EventsWorker").setLevel(logging.ERROR)
+
+
 def _slot_factory(engine: str, target: str, limit: int) -> Callable[[], AbstractContextManager[None]]:
     """A function opening one slot of the engine: `target` is the limit name (prefect_gcl) or state dir (flock)."""
     if engine == "flock":
@@ -98,6 +104,7 @@ def _record_locked_answers(sink: list[float]) -> None:
 def _warm_up(engine: str, target: str) -> None:
     """Import the engine and, for Prefect, reach the server once, so the timed part measures acquisition only."""
     if engine == "prefect_gcl":
+        _quiet_events_worker()
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
@@ -126,7 +133,7 @@ def _run_threads(engine: str, target: str, limit: int, threads: int, call_s: flo
             released = time.monotonic()
             with lock:
                 outcome.calls.append(Call(asked, granted, ended, released))
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+        except BaseException as exc:
             errors.append(exc)
 
     workers = [threading.Thread(target=one_call) for _ in range(threads)]
@@ -147,7 +154,7 @@ def _child(engine: str, target: str, limit: int, threads: int, call_s: float, re
         ready.wait()
         outcome = _run_threads(engine, target, limit, threads, call_s)
         results.put(("ok", outcome.calls, outcome.retry_after))
-    except BaseException as exc:  # noqa: BLE001 - sent to the parent
+    except BaseException as exc:
         results.put(("error", repr(exc), []))
 
 
@@ -157,8 +164,7 @@ def _run_processes(engine: str, target: str, limit: int, processes: int, threads
     ready = context.Barrier(processes)
     results = context.SimpleQueue()
     children = [
-        context.Process(target=_child, args=(engine, target, limit, threads, call_s, ready, results))
-        for _ in range(processes)
+        context.Process(target=_child, args=(engine, target, limit, threads, call_s, ready, results)) for _ in range(processes)
     ]
     for child in children:
         child.start()
@@ -201,6 +207,7 @@ class Row:
     wall: float
     ideal: float
     delay: float
+    release: float
     holders: int
     locked: int
     retry_after: float
@@ -216,8 +223,15 @@ def summarise(scenario: str, engine: str, outcome: Outcome, limit: int, call_s: 
     ideal = math.ceil(len(calls) / limit) * call_s
     retry = outcome.retry_after
     return Row(
-        scenario, engine, wall, ideal, mean_acquisition_delay(calls, limit, call_s), max_in_flight(calls),
-        len(retry), sum(retry) / len(retry) if retry else 0.0,
+        scenario,
+        engine,
+        wall,
+        ideal,
+        mean_acquisition_delay(calls, limit, call_s),
+        sum(c.released - c.ended for c in calls) / len(calls),
+        max_in_flight(calls),
+        len(retry),
+        sum(retry) / len(retry) if retry else 0.0,
     )
 
 
@@ -234,6 +248,14 @@ def delete_limit(name: str) -> None:
 
     with get_client(sync_client=True) as client:
         client.delete_global_concurrency_limit_by_name(name)
+
+
+def drain_prefect() -> None:
+    """Let Prefect's background services (slot acquisition, events) finish while the server still answers."""
+    if "prefect" in sys.modules:
+        from prefect._internal.concurrency.services import _QueueServiceBase
+
+        _QueueServiceBase.drain_all(timeout=10)
 
 
 def run_scenario(scenario: str, processes: int, args: argparse.Namespace, work: Path, run_id: str) -> list[Row]:
@@ -261,7 +283,7 @@ def report(rows: list[Row], limit: int) -> bool:
     """Print the table; False if any engine let more than `limit` calls run at once."""
     header = (
         f"{'scenario':<22}{'engine':<13}{'wall s':>8}{'ideal s':>9}{'wall/ideal':>12}"
-        f"{'mean acq delay s':>18}{'max holders':>13}{'423s':>6}{'mean Retry-After s':>20}"
+        f"{'mean acq delay s':>18}{'mean release s':>16}{'max holders':>13}{'423s':>6}{'mean Retry-After s':>20}"
     )
     print(header)
     print("-" * len(header))
@@ -273,7 +295,7 @@ def report(rows: list[Row], limit: int) -> bool:
         locked = str(row.locked) if row.engine == "prefect_gcl" else "-"
         print(
             f"{row.scenario:<22}{row.engine:<13}{row.wall:>8.2f}{row.ideal:>9.2f}{row.ratio:>12.1f}"
-            f"{row.delay:>18.3f}{row.holders:>6} {'ok' if bounded else 'OVER':<6}{locked:>6}{retry:>20}"
+            f"{row.delay:>18.3f}{row.release:>16.3f}{row.holders:>6} {'ok' if bounded else 'OVER':<6}{locked:>6}{retry:>20}"
         )
     return ok
 
@@ -319,6 +341,7 @@ def main() -> None:
             ratio = by_key[threads_scenario, "prefect_gcl"].wall / by_key[threads_scenario, "flock"].wall
             print(f"prefect_gcl / flock wall ratio: {ratio:.1f}")
         finally:
+            drain_prefect()
             if started:
                 server.stop_server(home)
     if not ok:

@@ -161,6 +161,9 @@ class FalQueue:
             raise fal_error(error, endpoint, handle.request_id) from None
         except httpx.HTTPError as error:
             raise fal_error(error, endpoint, handle.request_id) from None
+        except ValueError as error:  # fal-client knows IN_QUEUE, IN_PROGRESS and COMPLETED only
+            raise ServerError(f"fal: {endpoint}: unknown request status ({one_line(str(error))}); still pending",
+                              provider=NAME, request_id=handle.request_id) from None
 
     def _cancel(self, handle: SyncRequestHandle, endpoint: str, entry: _Entry) -> None:
         """Cancel at the deadline and raise ProviderTimeout; return only when fal says the request already completed.

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
-from reelflow.schemas.errors import BadRequest, ContentRejected, ProviderTimeout, RateLimited, ServerError, TransportError
-from reelflow.state.limits import provider_slot
+from reelflow.schemas.errors import (
+    BadRequest,
+    ContentRejected,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+    TransportError,
+    UnusableOutput,
+)
 from reelflow.tasks.retry import retry_delays, should_retry, stage_task_options
 
 
@@ -30,6 +34,9 @@ class FinalState:
     (ContentRejected("policy"), False),
     (BadRequest("width"), False),
     (ValueError("bug"), False),
+    (UnusableOutput("billed, does not decode"), False),
+    (BadRequest("422", request_id="r1", billed=True), False),
+    (ServerError("answered 200, then unreadable", billed=True), False),
 ])
 def test_only_retryable_errors_are_retried(error: BaseException, retried: bool) -> None:
     assert should_retry(None, None, FinalState(error)) is retried
@@ -46,24 +53,3 @@ def test_options_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     options = stage_task_options()
     assert options["retries"] == 3 and options["retry_delay_seconds"] == [0.5, 1.0, 2.0]
     assert options["retry_jitter_factor"] > 0 and options["retry_condition_fn"] is should_retry
-
-
-def test_provider_slots_bound_calls_in_flight() -> None:
-    in_flight, peak, lock = 0, 0, threading.Lock()
-
-    def call() -> None:
-        nonlocal in_flight, peak
-        with provider_slot("fal", {"fal": 3}):
-            with lock:
-                in_flight += 1
-                peak = max(peak, in_flight)
-            time.sleep(0.05)
-            with lock:
-                in_flight -= 1
-
-    threads = [threading.Thread(target=call) for _ in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert peak == 3
