@@ -12,8 +12,9 @@ For each engine it prints the wall time (first ask to last release), the ideal (
 their ratio, the mean acquisition delay per call (ask to grant, less the wait an ideal scheduler would impose:
 the i-th call granted can start no earlier than (i // limit) x call-s after the first ask), the most calls
 observed in flight at once (checked <= limit from every call's grant/end times; exits 1 if not), the mean
-time from a call's end to its slot being given back, and for Prefect the 423 Locked answers the server gave
-and their mean Retry-After. It ends with `prefect_gcl / flock wall ratio: X.X` for the one-process run.
+time from a call's end to its slot being given back, and for Prefect the 423 Locked answers the server gave,
+their mean Retry-After, and the 5xx answers (SQLite busy: 503, which Prefect's client retries after ~2 s).
+It ends with `prefect_gcl / flock wall ratio: X.X` for the one-process run.
 
 Run it from the repository root:
     .venv/bin/python bench/limits.py [--calls 12] [--call-s 0.2] [--limit 2] [--processes 2]
@@ -62,7 +63,10 @@ class Outcome:
     """What one engine did in one scenario."""
 
     calls: list[Call] = field(default_factory=list)
-    retry_after: list[float] = field(default_factory=list)
+    answers: list[tuple[int, float]] = field(default_factory=list)  # (status, Retry-After) of each 423/5xx
+
+
+_ANSWERS: list[tuple[int, float]] = []
 
 
 def _quiet_events_worker() -> None:
@@ -80,25 +84,22 @@ def _slot_factory(engine: str, target: str, limit: int) -> Callable[[], Abstract
     return lambda: concurrency(target, occupy=1, strict=True)
 
 
-def _record_locked_answers(sink: list[float]) -> None:
-    """Wrap the client's increment-with-lease request to note each 423's Retry-After (the service retries it)."""
+def _record_answers() -> None:
+    """Note every 423/5xx answer to a concurrency-limit request, below Prefect's own retries (once per process)."""
     import httpx
-    from prefect.client.orchestration import PrefectClient
 
-    original = PrefectClient.increment_concurrency_slots_with_lease
-    if getattr(original, "_bench_wrapped", False):
+    send = httpx.AsyncClient.send
+    if getattr(send, "_bench_recorded", False):
         return
 
-    async def recorded(self: PrefectClient, *args: Any, **kwargs: Any) -> httpx.Response:
-        try:
-            return await original(self, *args, **kwargs)
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code == 423:
-                sink.append(float(exc.response.headers.get("Retry-After", "nan")))
-            raise
+    async def recorded(self: httpx.AsyncClient, request: httpx.Request, *args: Any, **kwargs: Any) -> httpx.Response:
+        response = await send(self, request, *args, **kwargs)
+        if "/concurrency_limits/" in request.url.path and (response.status_code == 423 or response.status_code >= 500):
+            _ANSWERS.append((response.status_code, float(response.headers.get("Retry-After", "nan"))))
+        return response
 
-    recorded._bench_wrapped = True  # type: ignore[attr-defined]
-    PrefectClient.increment_concurrency_slots_with_lease = recorded  # type: ignore[method-assign]
+    recorded._bench_recorded = True  # type: ignore[attr-defined]
+    httpx.AsyncClient.send = recorded  # type: ignore[method-assign]
 
 
 def _warm_up(engine: str, target: str) -> None:
@@ -115,8 +116,9 @@ def _run_threads(engine: str, target: str, limit: int, threads: int, call_s: flo
     """One call per thread, all asking at once; returns every call's timestamps."""
     outcome = Outcome()
     if engine == "prefect_gcl":
-        _record_locked_answers(outcome.retry_after)
+        _record_answers()
     _warm_up(engine, target)
+    seen = len(_ANSWERS)
     slot = _slot_factory(engine, target, limit)
     start = threading.Barrier(threads)
     lock = threading.Lock()
@@ -143,6 +145,7 @@ def _run_threads(engine: str, target: str, limit: int, threads: int, call_s: flo
         worker.join()
     if errors:
         raise errors[0]
+    outcome.answers = _ANSWERS[seen:]
     return outcome
 
 
@@ -153,7 +156,7 @@ def _child(engine: str, target: str, limit: int, threads: int, call_s: float, re
             _warm_up(engine, target)
         ready.wait()
         outcome = _run_threads(engine, target, limit, threads, call_s)
-        results.put(("ok", outcome.calls, outcome.retry_after))
+        results.put(("ok", outcome.calls, outcome.answers))
     except BaseException as exc:
         results.put(("error", repr(exc), []))
 
@@ -170,11 +173,11 @@ def _run_processes(engine: str, target: str, limit: int, processes: int, threads
         child.start()
     outcome = Outcome()
     for _ in children:
-        status, calls, retry_after = results.get()
+        status, calls, answers = results.get()
         if status != "ok":
             raise RuntimeError(f"{engine} child failed: {calls}")
         outcome.calls.extend(calls)
-        outcome.retry_after.extend(retry_after)
+        outcome.answers.extend(answers)
     for child in children:
         child.join()
     return outcome
@@ -211,6 +214,7 @@ class Row:
     holders: int
     locked: int
     retry_after: float
+    unavailable: int
 
     @property
     def ratio(self) -> float:
@@ -221,7 +225,7 @@ def summarise(scenario: str, engine: str, outcome: Outcome, limit: int, call_s: 
     calls = outcome.calls
     wall = max(c.released for c in calls) - min(c.asked for c in calls)
     ideal = math.ceil(len(calls) / limit) * call_s
-    retry = outcome.retry_after
+    retry = [after for status, after in outcome.answers if status == 423]
     return Row(
         scenario,
         engine,
@@ -232,6 +236,7 @@ def summarise(scenario: str, engine: str, outcome: Outcome, limit: int, call_s: 
         max_in_flight(calls),
         len(retry),
         sum(retry) / len(retry) if retry else 0.0,
+        sum(1 for status, _ in outcome.answers if status >= 500),
     )
 
 
@@ -282,8 +287,8 @@ def run_scenario(scenario: str, processes: int, args: argparse.Namespace, work: 
 def report(rows: list[Row], limit: int) -> bool:
     """Print the table; False if any engine let more than `limit` calls run at once."""
     header = (
-        f"{'scenario':<22}{'engine':<13}{'wall s':>8}{'ideal s':>9}{'wall/ideal':>12}"
-        f"{'mean acq delay s':>18}{'mean release s':>16}{'max holders':>13}{'423s':>6}{'mean Retry-After s':>20}"
+        f"{'scenario':<22}{'engine':<13}{'wall s':>8}{'ideal s':>9}{'wall/ideal':>12}{'mean acq delay s':>18}"
+        f"{'mean release s':>16}{'max holders':>13}{'423s':>6}{'mean Retry-After s':>20}{'5xx':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -291,11 +296,14 @@ def report(rows: list[Row], limit: int) -> bool:
     for row in rows:
         bounded = row.holders <= limit
         ok &= bounded
+        holders = f"{row.holders:>6} {'ok' if bounded else 'OVER':<6}"
+        prefect = row.engine == "prefect_gcl"
+        locked = str(row.locked) if prefect else "-"
         retry = f"{row.retry_after:.2f}" if row.locked else "-"
-        locked = str(row.locked) if row.engine == "prefect_gcl" else "-"
+        unavailable = str(row.unavailable) if prefect else "-"
         print(
-            f"{row.scenario:<22}{row.engine:<13}{row.wall:>8.2f}{row.ideal:>9.2f}{row.ratio:>12.1f}"
-            f"{row.delay:>18.3f}{row.release:>16.3f}{row.holders:>6} {'ok' if bounded else 'OVER':<6}{locked:>6}{retry:>20}"
+            f"{row.scenario:<22}{row.engine:<13}{row.wall:>8.2f}{row.ideal:>9.2f}{row.ratio:>12.1f}{row.delay:>18.3f}"
+            f"{row.release:>16.3f}{holders}{locked:>6}{retry:>20}{unavailable:>5}"
         )
     return ok
 

@@ -366,11 +366,11 @@ def dailies_table(state: Dailies) -> Table:
 
 def serve_dailies(project: Path, episode: int, port: int) -> None:
     """The review page on 127.0.0.1 until Ctrl-C."""
-    from reelflow.web.dailies_server import ReviewServer
+    from reelflow.web.dailies_server import DailiesServer
 
     try:
         folder = load_project(project)
-        review = ReviewServer(folder, load_storyboard(folder, episode), port)
+        review = DailiesServer(folder, load_storyboard(folder, episode), port)
     except ReelflowError as exc:
         raise fail(str(exc)) from None
     except OSError as exc:

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.input import RunInput
 from pydantic import Field
 
-from reelflow.schemas.dailies import Dailies, ShotReview, decisions_from
+from reelflow.schemas.dailies import Dailies, DailiesShot, decisions_from
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.state.dailies import apply_decisions, read_dailies
 
@@ -27,7 +27,7 @@ class DailiesForm(RunInput):
     note: str | None = Field(None, description="A note recorded with every decision of this form")
 
 
-def _gates(review: ShotReview) -> str:
+def _gates(review: DailiesShot) -> str:
     tries = [t for t in review.gates if t.take == review.take]
     if not tries:
         return ""

@@ -34,7 +34,7 @@ class HistoryEvent(BaseModel):
     note: str | None = None
 
 
-class ShotReview(BaseModel):
+class DailiesShot(BaseModel):
     shot: int
     status: ReviewStatus = "pending"
     take: int = Field(1, ge=1, le=99, description="the shot's latest take")
@@ -73,9 +73,9 @@ class ShotReview(BaseModel):
 class Dailies(BaseModel):
     project: str
     episode: int
-    shots: list[ShotReview] = Field(default_factory=list)
+    shots: list[DailiesShot] = Field(default_factory=list)
 
-    def shot(self, number: int) -> ShotReview:
+    def shot(self, number: int) -> DailiesShot:
         for review in self.shots:
             if review.shot == number:
                 return review
@@ -98,7 +98,7 @@ class Dailies(BaseModel):
     def with_shots(self, numbers: list[int]) -> Dailies:
         """This dailies with a pending entry for every storyboard shot it lacks, in storyboard order."""
         known = {review.shot: review for review in self.shots}
-        shots = [known.get(number) or ShotReview(shot=number) for number in numbers]
+        shots = [known.get(number) or DailiesShot(shot=number) for number in numbers]
         return self.model_copy(update={"shots": shots + [r for r in self.shots if r.shot not in set(numbers)]})
 
 

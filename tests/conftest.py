@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 if TYPE_CHECKING:
-    from reelflow.web.dailies_server import ReviewServer
+    from reelflow.web.dailies_server import DailiesServer
 
     from fakes.fal import FakeFal
     from fakes.gemini import FakeGemini
@@ -85,13 +85,13 @@ def prefect_api() -> Iterator[str]:
 
 
 @pytest.fixture
-def server(project: Path) -> Iterator[ReviewServer]:
+def server(project: Path) -> Iterator[DailiesServer]:
     """The dailies page of episode 1 of the test's `project`, served on a free port for the test."""
     from reelflow.schemas.load import load_project, load_storyboard
-    from reelflow.web.dailies_server import ReviewServer
+    from reelflow.web.dailies_server import DailiesServer
 
     folder = load_project(project)
-    with ReviewServer(folder, load_storyboard(folder, 1)) as review:
+    with DailiesServer(folder, load_storyboard(folder, 1)) as review:
         yield review
 
 

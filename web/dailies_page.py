@@ -7,7 +7,7 @@ from html import escape
 from typing import Any
 
 from reelflow.schemas.assets import Manifest
-from reelflow.schemas.dailies import Dailies, ShotReview
+from reelflow.schemas.dailies import Dailies, DailiesShot
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder
 from reelflow.schemas.names import AssetName
@@ -30,7 +30,7 @@ def take_assets(manifest: Manifest, shot: Shot, take: int) -> dict[str, Any]:
     return {"keyframes": keyframes, "clip": by_suffix.get(CLIP)}
 
 
-def shot_view(shot: Shot, review: ShotReview, manifest: Manifest) -> dict[str, Any]:
+def shot_view(shot: Shot, review: DailiesShot, manifest: Manifest) -> dict[str, Any]:
     return {
         "shot": shot.shot,
         "approach": shot.generation_approach.value,
@@ -279,7 +279,7 @@ select(start < 0 ? 0 : start);
 """
 
 
-def review_html(view: dict[str, Any]) -> str:
+def dailies_html(view: dict[str, Any]) -> str:
     """The dailies page: the view embedded as escaped JSON, all user text set by the script through textContent."""
     episode = f"episode {view['episode']:03d}"
     title = escape(f"{view['project']['title']} · {episode} · {view['title']} · dailies")

@@ -21,7 +21,7 @@ from reelflow.schemas.names import AssetName
 from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.dailies import apply_decisions, read_dailies
 from reelflow.state.manifest import read_manifest
-from reelflow.web.dailies_page import episode_view, review_html
+from reelflow.web.dailies_page import dailies_html, episode_view
 
 HOST = "127.0.0.1"
 BY = "dailies page"
@@ -72,7 +72,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, last
 
 
-class ReviewServer:
+class DailiesServer:
     """One episode's dailies page, served on 127.0.0.1 (port 0: any free port) in the foreground or a thread."""
 
     def __init__(self, folder: ProjectFolder, storyboard: Storyboard, port: int = 0) -> None:
@@ -141,7 +141,7 @@ class ReviewServer:
             self.thread = None
         self.httpd.server_close()
 
-    def __enter__(self) -> ReviewServer:
+    def __enter__(self) -> DailiesServer:
         self.start()
         return self
 
@@ -152,7 +152,7 @@ class ReviewServer:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], review: ReviewServer) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], review: DailiesServer) -> None:
         self.review = review
         super().__init__(address, handler)
 
@@ -199,7 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
     def get(self, path: str) -> None:
         review = self.server.review
         if path == "/":
-            self.send_body(review_html(review.view()).encode(), "text/html; charset=utf-8")
+            self.send_body(dailies_html(review.view()).encode(), "text/html; charset=utf-8")
         elif path == "/api/episode":
             self.send_json(review.view())
         elif path.startswith("/assets/") and (file := review.asset(unquote(path.removeprefix("/assets/")))):

@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.state.dailies import changing_dailies, now
-from reelflow.web.dailies_server import ReviewServer
+from reelflow.web.dailies_server import DailiesServer
 
 from conftest import run_cli
 from projects import dailies_path, saved, storyboard, write_project
@@ -54,7 +54,7 @@ def tick(page: Page, shot: int, status: str) -> None:
     expect(page.locator(f'#timeline [data-shot="{shot}"]')).to_have_attribute("data-status", status)
 
 
-def test_keys_move_between_shots_and_decide(project: Path, server: ReviewServer, watched) -> None:
+def test_keys_move_between_shots_and_decide(project: Path, server: DailiesServer, watched) -> None:
     page = watched.page
     before = dailies_path(project).read_bytes()
     page.goto(server.url)
@@ -91,7 +91,7 @@ def test_keys_move_between_shots_and_decide(project: Path, server: ReviewServer,
 
 
 def test_a_typed_note_is_saved_and_shown_as_text_and_typing_decides_nothing(
-    project: Path, server: ReviewServer, watched
+    project: Path, server: DailiesServer, watched
 ) -> None:
     page = watched.page
     page.goto(server.url)
@@ -137,7 +137,7 @@ def loaded_media(page: Page, clip: str, seconds: float) -> None:
     assert video["duration"] == pytest.approx(seconds, abs=0.1) and video["videoWidth"] == 768
 
 
-def test_the_prompt_is_text_and_the_keyframes_and_clip_load(server: ReviewServer, watched) -> None:
+def test_the_prompt_is_text_and_the_keyframes_and_clip_load(server: DailiesServer, watched) -> None:
     page = watched.page
     page.goto(server.url + "#S03")
     showing(page, 3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reelflow.schemas.dailies import Dailies, ShotReview, decisions_from
+from reelflow.schemas.dailies import Dailies, DailiesShot, decisions_from
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.qc import Routing
 
@@ -12,19 +12,19 @@ AT = "2026-11-24T12:00:00+00:00"
 
 
 def episode(statuses: dict[int, str], takes: dict[int, int] | None = None) -> Dailies:
-    shots = [ShotReview(shot=n, status=s, take=(takes or {}).get(n, 1)) for n, s in statuses.items()]  # type: ignore[arg-type]
+    shots = [DailiesShot(shot=n, status=s, take=(takes or {}).get(n, 1)) for n, s in statuses.items()]  # type: ignore[arg-type]
     return Dailies(project="TST", episode=1, shots=shots)
 
 
 def test_a_pending_shot_cannot_be_decided() -> None:
-    review = ShotReview(shot=3)
+    review = DailiesShot(shot=3)
     with pytest.raises(ContractError, match="shot 3: has no take to review yet"):
         review.decide("approved", at=AT, by="test")
     assert review.history == [] and review.status == "pending"
 
 
 def test_approve_then_retake_clears_the_approval_and_keeps_history() -> None:
-    review = ShotReview(shot=1)
+    review = DailiesShot(shot=1)
     review.rendered(1, "pass", at=AT)
     review.decide("approved", at=AT, by="cli", note="lovely")
     assert (review.status, review.approved_take, review.cut_take) == ("approved", 1, 1)

@@ -18,8 +18,8 @@ from reelflow.schemas.assets import Manifest, ManifestEntry, MediaInfo
 from reelflow.schemas.dailies import KeyframeTry
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.state.dailies import changing_dailies, now
-from reelflow.web.dailies_page import review_html, script_json
-from reelflow.web.dailies_server import ReviewServer, byte_range
+from reelflow.web.dailies_page import dailies_html, script_json
+from reelflow.web.dailies_server import DailiesServer, byte_range
 
 from conftest import REELFLOW, run_cli
 from projects import dailies_path, saved, storyboard, write_project
@@ -67,7 +67,7 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def call(server: ReviewServer, method: str, path: str, body: bytes | None = None,
+def call(server: DailiesServer, method: str, path: str, body: bytes | None = None,
          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     """One request with the path sent exactly as given (no normalising of `..`)."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
@@ -79,12 +79,12 @@ def call(server: ReviewServer, method: str, path: str, body: bytes | None = None
         connection.close()
 
 
-def post(server: ReviewServer, body: object) -> tuple[int, dict]:
+def post(server: DailiesServer, body: object) -> tuple[int, dict]:
     status, _, data = call(server, "POST", "/api/decision", json.dumps(body).encode(), {"Content-Type": "application/json"})
     return status, json.loads(data)
 
 
-def test_the_view_lists_every_shot_with_its_current_take(server: ReviewServer) -> None:
+def test_the_view_lists_every_shot_with_its_current_take(server: DailiesServer) -> None:
     status, headers, body = call(server, "GET", "/api/episode")
     assert status == 200 and headers["Content-Type"] == "application/json"
     view = json.loads(body)
@@ -111,7 +111,7 @@ def test_the_view_lists_every_shot_with_its_current_take(server: ReviewServer) -
         ("generated", 1, "render"), ("generated", 2, "render")]
 
 
-def test_a_decision_is_saved_and_the_view_is_read_from_disk(project: Path, server: ReviewServer) -> None:
+def test_a_decision_is_saved_and_the_view_is_read_from_disk(project: Path, server: DailiesServer) -> None:
     status, view = post(server, {"shot": 3, "decision": "approved", "note": "good <b>take</b>"})
     assert status == 200
     shot = next(s for s in view["shots"] if s["shot"] == 3)
@@ -147,7 +147,7 @@ def test_a_decision_is_saved_and_the_view_is_read_from_disk(project: Path, serve
     (b'{"shot": 9, "decision": "approved"}', "shot: 9 is not in episode 1"),
 ])
 def test_a_bad_body_is_400_with_one_line_and_changes_nothing(
-    project: Path, server: ReviewServer, body: bytes, error: str
+    project: Path, server: DailiesServer, body: bytes, error: str
 ) -> None:
     before = dailies_path(project).read_bytes()
     status, headers, data = call(server, "POST", "/api/decision", body, {"Content-Type": "application/json"})
@@ -157,7 +157,7 @@ def test_a_bad_body_is_400_with_one_line_and_changes_nothing(
     assert dailies_path(project).read_bytes() == before
 
 
-def test_a_pending_shot_or_a_wrong_request_cannot_decide(project: Path, server: ReviewServer) -> None:
+def test_a_pending_shot_or_a_wrong_request_cannot_decide(project: Path, server: DailiesServer) -> None:
     before = dailies_path(project).read_bytes()
     assert post(server, {"shot": 2, "decision": "approved"}) == (
         409, {"error": "shot 2: has no take to review yet (status pending); render it first"})
@@ -169,7 +169,7 @@ def test_a_pending_shot_or_a_wrong_request_cannot_decide(project: Path, server: 
     assert dailies_path(project).read_bytes() == before
 
 
-def test_assets_are_served_by_plain_asset_name_only(project: Path, server: ReviewServer) -> None:
+def test_assets_are_served_by_plain_asset_name_only(project: Path, server: DailiesServer) -> None:
     folder = project / "storyboards" / "assets" / "ep_001"
     status, headers, body = call(server, "GET", "/assets/TST_EP001_S03_T01_ENV_first.png")
     assert (status, headers["Content-Type"]) == (200, "image/png")
@@ -186,7 +186,7 @@ def test_assets_are_served_by_plain_asset_name_only(project: Path, server: Revie
         assert b"Test Reel" not in body and b"outside" not in body
 
 
-def test_a_byte_range_of_a_clip_is_206(server: ReviewServer) -> None:
+def test_a_byte_range_of_a_clip_is_206(server: DailiesServer) -> None:
     path = "/assets/TST_EP001_S03_T01_ENV_clip.mp4"
     status, headers, body = call(server, "GET", path, headers={"Range": "bytes=100-199"})
     assert (status, headers["Content-Range"], body) == (206, f"bytes 100-199/{len(CLIP_BYTES)}", CLIP_BYTES[100:200])
@@ -198,7 +198,7 @@ def test_a_byte_range_of_a_clip_is_206(server: ReviewServer) -> None:
     assert byte_range(None, 10) is None and byte_range("bytes=0-1,4-5", 10) is None and byte_range("items=1-2", 10) is None
 
 
-def test_the_page_embeds_user_text_that_cannot_break_out(server: ReviewServer) -> None:
+def test_the_page_embeds_user_text_that_cannot_break_out(server: DailiesServer) -> None:
     status, headers, body = call(server, "GET", "/")
     assert (status, headers["Content-Type"]) == (200, "text/html; charset=utf-8")
     page = body.decode()
@@ -213,7 +213,7 @@ def test_the_page_embeds_user_text_that_cannot_break_out(server: ReviewServer) -
 
 def test_the_page_title_is_escaped_and_script_json_escapes_markup() -> None:
     view = {"project": {"code": "TST", "title": "<i>Reel</i> & co"}, "episode": 1, "title": "</title>", "shots": []}
-    page = review_html(view)
+    page = dailies_html(view)
     assert "&lt;i&gt;Reel&lt;/i&gt; &amp; co" in page and "&lt;/title&gt;" in page and "<i>" not in page
     assert script_json({"a": "</script>&<!--"}) == '{"a": "\\u003c/script\\u003e\\u0026\\u003c!--"}'
     assert json.loads(script_json({"a": "</script>&<!--"})) == {"a": "</script>&<!--"}
@@ -277,7 +277,7 @@ def test_cli_serves_the_page_until_ctrl_c(project: Path) -> None:
     assert process.returncode == 0 and "stopped" in out and err == ""
 
 
-def test_a_broken_file_on_disk_is_a_500_with_one_line(project: Path, server: ReviewServer) -> None:
+def test_a_broken_file_on_disk_is_a_500_with_one_line(project: Path, server: DailiesServer) -> None:
     dailies_path(project).write_text('{"project": "TST", "episode": 1, "shots": [{"shot": 1, "status": "lost"}]}')
     status, _, body = call(server, "GET", "/api/episode")
     error = json.loads(body)["error"]
