@@ -112,15 +112,15 @@ def _warm_up(engine: str, target: str) -> None:
             client.read_global_concurrency_limit_by_name(target)
 
 
-def _run_threads(engine: str, target: str, limit: int, threads: int, call_s: float) -> Outcome:
-    """One call per thread, all asking at once; returns every call's timestamps."""
+def _run_threads(engine: str, target: str, limit: int, threads: int, call_s: float, ready: Any = None) -> Outcome:
+    """One call per thread, all asking at once (after `ready.wait()`, if given); returns every call's timestamps."""
     outcome = Outcome()
     if engine == "prefect_gcl":
         _record_answers()
     _warm_up(engine, target)
     seen = len(_ANSWERS)
     slot = _slot_factory(engine, target, limit)
-    start = threading.Barrier(threads)
+    start = threading.Barrier(threads, action=ready.wait if ready is not None else None)
     lock = threading.Lock()
     errors: list[BaseException] = []
 
@@ -150,12 +150,9 @@ def _run_threads(engine: str, target: str, limit: int, threads: int, call_s: flo
 
 
 def _child(engine: str, target: str, limit: int, threads: int, call_s: float, ready: Any, results: Any) -> None:
-    """A process of the multi-process scenario: warm up, wait for the others, run its threads, report."""
+    """A process of the multi-process scenario: warm up, wait for the other processes, run its threads, report."""
     try:
-        if engine == "prefect_gcl":
-            _warm_up(engine, target)
-        ready.wait()
-        outcome = _run_threads(engine, target, limit, threads, call_s)
+        outcome = _run_threads(engine, target, limit, threads, call_s, ready)
         results.put(("ok", outcome.calls, outcome.answers))
     except BaseException as exc:
         results.put(("error", repr(exc), []))
@@ -164,7 +161,7 @@ def _child(engine: str, target: str, limit: int, threads: int, call_s: float, re
 def _run_processes(engine: str, target: str, limit: int, processes: int, threads: int, call_s: float) -> Outcome:
     """`processes` spawned processes of `threads` threads each, started together."""
     context = multiprocessing.get_context("spawn")
-    ready = context.Barrier(processes)
+    ready = context.Barrier(processes, timeout=120)
     results = context.SimpleQueue()
     children = [
         context.Process(target=_child, args=(engine, target, limit, threads, call_s, ready, results)) for _ in range(processes)
