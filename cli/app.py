@@ -156,7 +156,8 @@ def estimate(
     except ReelflowError as exc:
         raise fail(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps({"total_usd": result.total_usd, "by_stage": result.by_stage}))
+        blocked = [shot.model_dump() for shot in result.blocked]
+        typer.echo(json.dumps({"total_usd": result.total_usd, "by_stage": result.by_stage, "blocked": blocked}))
         return
     table = Table(title=f"estimate: episode {episode:03d}")
     for column in ("stage", "calls", "cost"):
@@ -165,6 +166,8 @@ def estimate(
         table.add_row(stage, str(result.calls_by_stage[stage]), f"${cost:.3f}")
     table.add_row("total", str(sum(result.calls_by_stage.values())), f"${result.total_usd:.3f}")
     out.print(table)
+    for shot in result.blocked:
+        out.print(f"blocked: shot {shot.shot}: {shot.reason}", markup=False)
 
 
 @app.command()
@@ -207,6 +210,8 @@ def render(
         raise fail(str(exc)) from None
     finally:
         unsubscribe()
+    if isinstance(report, ContractError):
+        raise fail(str(report))
     if isinstance(report, BaseException):
         raise fail(f"render failed: {' '.join(str(report).split()) or type(report).__name__}", code=1)
     ui = api_url.removesuffix("/api")

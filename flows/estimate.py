@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from reelflow.flows.render import select_shots, shot_jobs
+from reelflow.flows.render import refuse_invalid_requests, select_shots, shot_jobs
 from reelflow.providers.registry import require_providers
+from reelflow.schemas.errors import ContentRejected
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.schemas.project import RENDER_STAGES
 from reelflow.state.cache import dry_run
@@ -19,11 +20,19 @@ from reelflow.state.dailies import read_dailies
 from reelflow.tasks.shot import price_shot
 
 
+class BlockedShot(BaseModel):
+    """A shot a provider refused earlier, with no fallback to take it: it cannot be rendered as it stands."""
+
+    shot: int
+    reason: str
+
+
 class Estimate(BaseModel):
     episode: int
     total_usd: float
     by_stage: dict[str, float]
     calls_by_stage: dict[str, int]
+    blocked: list[BlockedShot] = Field(default_factory=list)
 
 
 def estimate_episode(
@@ -31,19 +40,27 @@ def estimate_episode(
 ) -> Estimate:
     """Price the render of these shots (all by default, or the retakes) as it would run now, submitting nothing.
 
-    Keyframes are priced as passing the gates on their first try; each regeneration would add its own cost.
+    Keyframes are priced as passing the gates on their first try; each regeneration would add its own cost. Content a
+    provider refused earlier is priced on the stage's fallback; a shot with no fallback is listed as blocked.
     """
     folder = load_project(project)
     storyboard = load_storyboard(folder, episode)
     numbers = select_shots(storyboard, shots, folder.storyboard_path(episode).name)
     require_providers(folder.project, RENDER_STAGES)
     takes, _ = read_dailies(folder, storyboard).takes_to_render(numbers, retakes_only=retakes)
+    jobs = shot_jobs(folder, storyboard, takes, run="estimate")
+    refuse_invalid_requests(folder, episode, jobs)
+    blocked = []
     with dry_run() as plan:
-        for job in shot_jobs(folder, storyboard, takes, run="estimate"):
-            price_shot(job)
+        for job in jobs:
+            try:
+                price_shot(job)
+            except ContentRejected as exc:
+                blocked.append(BlockedShot(shot=job.shot.shot, reason=" ".join(str(exc).split())))
     return Estimate(
         episode=episode,
         total_usd=plan.total_usd,
         by_stage={stage: plan.cost_by_stage.get(stage, 0.0) for stage in RENDER_STAGES},
         calls_by_stage={stage: plan.calls_by_stage.get(stage, 0) for stage in RENDER_STAGES},
+        blocked=blocked,
     )

@@ -34,11 +34,9 @@ from reelflow.state.ledger import Ledger
 from reelflow.state.manifest import merge, published_clip, read_manifest, write_manifest
 from reelflow.tasks.cut import cut_episode, cut_path
 from reelflow.tasks.job import ShotJob, shot_seed
-from reelflow.tasks.shot import ShotFailed, ShotOutcome, render_shot
+from reelflow.tasks.shot import ShotFailed, ShotOutcome, render_shot, request_problems
 
 SHOT_WORKERS = int(os.environ.get("REELFLOW_SHOT_WORKERS", "8"))
-KEYFRAME_LORA_BASE = "flux-2"
-VIDEO_LORA_BASE = "wan-2.2"
 
 
 def select_shots(storyboard: Storyboard, numbers: list[int] | None, file_name: str) -> list[int]:
@@ -79,10 +77,17 @@ def shot_jobs(folder: ProjectFolder, storyboard: Storyboard, takes: dict[int, in
             seed=shot_seed(folder.project.code, storyboard.episode, shot, take),
             take=take,
             max_cost_usd=max_cost_usd,
-            loras=loras.for_shot(shot.characters_in_shot, KEYFRAME_LORA_BASE),
-            video_loras=loras.for_shot(shot.characters_in_shot, VIDEO_LORA_BASE),
+            lora_registry=loras,
         ))
     return jobs
+
+
+def refuse_invalid_requests(folder: ProjectFolder, episode: int, jobs: list[ShotJob]) -> None:
+    """Stop before anything is paid if a service's published schema would refuse a request: one line per shot."""
+    problems = request_problems(jobs)
+    if problems:
+        name = folder.storyboard_path(episode).name
+        raise ContractError("\n".join(f"{name}: {problem}" for problem in problems))
 
 
 def budget_line(folder: ProjectFolder, run: str, max_cost_usd: float | None, failures: Iterable[ShotFailed]) -> BudgetLine:
@@ -159,6 +164,7 @@ def render_episode(
     # The run's calls and cost are the ledger's rows for this run, whichever process made them.
     run = uuid.uuid4().hex
     jobs = shot_jobs(folder, storyboard, takes, run, max_cost_usd)
+    refuse_invalid_requests(folder, episode, jobs)
     futures: dict[int, PrefectFuture[ShotOutcome]] = {job.shot.shot: render_shot.submit(job) for job in jobs}
     outcomes: dict[int, ShotOutcome] = {}
     failures: dict[int, ShotFailed] = {}

@@ -58,6 +58,10 @@ class Provider(Protocol):
     def estimate(self, request: _Request) -> float:
         """What the call would cost, from the price table, without making it."""
 
+    def check(self, request: _Request) -> None:
+        """Raise WireViolation (or BadRequest) if the service's published schema refuses what this request would
+        send; no I/O, so it runs before any upload, reservation or submit."""
+
 
 @runtime_checkable
 class ImageGenerator(Provider, Protocol):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
+from reelflow.schemas.gemini_models import PREFIX as GEMINI_PREFIX
+from reelflow.schemas.gemini_models import model_problem, shut_down_problem
 from reelflow.schemas.names import NO_CHARACTER
 from reelflow.schemas.qc import Routing
 
@@ -32,6 +34,19 @@ class StageChoice(_Contract):
     use: ProviderName
     fallback: ProviderName | None = None
     model: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _current_gemini_id(cls, model: str | None, info: ValidationInfo) -> str | None:
+        """A shut-down Gemini id is refused, naming its replacement; for `use: gemini`, so is an unknown one."""
+        if model is None:
+            return model
+        problem = shut_down_problem(model)
+        if problem is None and info.data.get("use") == "gemini" and model.startswith(GEMINI_PREFIX):
+            problem = model_problem(model)
+        if problem is not None:
+            raise ValueError(problem)
+        return model
 
 
 class Project(_Contract):

@@ -71,6 +71,7 @@ class DryRun:
 
     cost_by_stage: dict[str, float] = field(default_factory=dict)
     calls_by_stage: dict[str, int] = field(default_factory=dict)
+    lookups: bool = True  # False: every operation stands in as planned (a walk that only builds requests)
 
     def add(self, stage: str, cost_usd: float, calls: int) -> None:
         self.cost_by_stage[stage] = round(self.cost_by_stage.get(stage, 0.0) + cost_usd, 6)
@@ -86,9 +87,12 @@ PLANNED_MEDIA = MediaInfo(kind="image", width=0, height=0)
 
 
 @contextmanager
-def dry_run() -> Iterator[DryRun]:
-    """Within this block run_cached makes nothing: misses are priced into the dry run and stand in as planned files."""
-    run = DryRun()
+def dry_run(*, lookups: bool = True) -> Iterator[DryRun]:
+    """Within this block run_cached makes nothing: misses are priced into the dry run and stand in as planned files.
+
+    Without `lookups` the cache is not read at all: every operation is planned, so the walk only builds requests.
+    """
+    run = DryRun(lookups=lookups)
     token = _dry_run.set(run)
     try:
         yield run
@@ -128,6 +132,9 @@ def run_cached(
     `dry_run`) uses them instead of making anything.
     """
     key = operation.key
+    plan = _dry_run.get()
+    if plan is not None and not plan.lookups:
+        return _planned(operation, plan, price, outputs)
     with store.lock(key):
         record = store.lookup(key)
         if record is not None:
@@ -135,7 +142,6 @@ def run_cached(
         rejection = store.rejection(key)
         if rejection is not None:
             raise ContentRejected(f"{rejection} (recorded earlier; not submitted again)", provider=operation.provider)
-        plan = _dry_run.get()
         if plan is not None:
             return _planned(operation, plan, price, outputs)
         started = time.monotonic()

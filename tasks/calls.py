@@ -20,7 +20,7 @@ from prefect.logging import get_logger
 from reelflow.providers.base import Provider, Ticket, VisionJudge
 from reelflow.providers.registry import get_provider
 from reelflow.schemas.assets import AssetRef, ManifestEntry
-from reelflow.schemas.errors import ContentRejected, UnusableOutput
+from reelflow.schemas.errors import BadRequest, ContentRejected, ContractError, UnusableOutput
 from reelflow.schemas.requests import Generation, JudgeRequest, _Request
 from reelflow.state.cache import MEDIA, Operation, Outcome, run_cached
 from reelflow.state.ledger import Charge
@@ -65,6 +65,10 @@ def _call_one(job: ShotJob, name: str, model: str | None, stage: str, version: i
               build: RequestBuilder, inputs: list[AssetRef], ext: str) -> Outcome:
     provider = get_provider(name)
     request = build(model or provider.default_models[stage])
+    try:
+        provider.check(request)
+    except BadRequest as exc:  # a WireViolation, or a request the provider cannot serve
+        raise ContractError(f"shot {job.shot.shot}: {stage}: {name}: {exc}") from None
     operation = Operation(stage, version, name, request.model, provider.cache_params(request), inputs, request.seed)
     key, price, ledger = operation.key, provider.estimate(request), job.ledger
 

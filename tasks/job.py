@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from reelflow.schemas.assets import AssetRef, ManifestEntry
+from reelflow.schemas.loras import LoraRegistry
 from reelflow.schemas.names import AssetName
 from reelflow.schemas.project import Project
 from reelflow.schemas.requests import FrameNotes, FrameRole, LoraRef
@@ -47,8 +48,7 @@ class ShotJob(BaseModel):
     seed: int
     take: int = 1
     max_cost_usd: float | None = None
-    loras: tuple[LoraRef, ...] = ()
-    video_loras: tuple[LoraRef, ...] = ()
+    lora_registry: LoraRegistry = Field(default_factory=LoraRegistry)
 
     @property
     def label(self) -> str:
@@ -63,6 +63,15 @@ class ShotJob(BaseModel):
     @property
     def store(self) -> AssetStore:
         return store_for(self.state_dir)
+
+    def loras_for(self, model: str) -> tuple[LoraRef, ...]:
+        """The shot's character LoRAs that fit `model`'s base model."""
+        return self.lora_registry.for_model(self.shot.characters_in_shot, model)
+
+    def triggered(self, model: str, prompt: str) -> str:
+        """`prompt` with the trigger words of the LoRAs `model` gets in front."""
+        triggers = [lora.trigger for lora in self.loras_for(model) if lora.trigger]
+        return ", ".join([*triggers, prompt])
 
     @property
     def state_dir(self) -> Path:

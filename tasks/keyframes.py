@@ -23,22 +23,16 @@ STEPS = 28
 FRAME_PROMPTS: dict[str, str] = {"first": "first_frame_prompt", "last": "last_frame_prompt"}
 
 
-def _prompt(job: ShotJob, text: str) -> str:
-    """The prompt with the trigger words of the shot's character LoRAs in front."""
-    triggers = [lora.trigger for lora in job.loras if lora.trigger]
-    return ", ".join(triggers + [text]) if triggers else text
-
-
 def _image_request(job: ShotJob, model: str, prompt: str, size: tuple[int, int], role: FrameRole) -> ImageRequest:
     return ImageRequest(
         model=model,
         seed=job.seed,
-        prompt=_prompt(job, prompt),
+        prompt=job.triggered(model, prompt),
         negative_prompt=job.shot.negative_prompt,
         width=size[0],
         height=size[1],
         steps=STEPS,
-        loras=job.loras,
+        loras=job.loras_for(model),
         notes=job.notes(role),
     )
 

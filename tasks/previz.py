@@ -26,16 +26,15 @@ def previz_dir(root: Path, episode: int) -> Path:
 
 def _request(job: ShotJob, model: str) -> ImageRequest:
     width, height = FRAME_SIZE[job.project.aspect_ratio]
-    triggers = [lora.trigger for lora in job.loras if lora.trigger]
     return ImageRequest(
         model=model,
         seed=job.seed,
-        prompt=", ".join([*triggers, job.shot.hero_prompt]),
+        prompt=job.triggered(model, job.shot.hero_prompt),
         negative_prompt=job.shot.negative_prompt,
         width=width,
         height=height,
         steps=STEPS,
-        loras=job.loras,
+        loras=job.loras_for(model),
         notes=job.notes("previz"),
     )
 

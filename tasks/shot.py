@@ -14,9 +14,10 @@ from pydantic import BaseModel
 
 from reelflow.schemas.assets import AssetRef, ManifestEntry
 from reelflow.schemas.dailies import KeyframeTry
-from reelflow.schemas.errors import ReelflowError
+from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.qc import Route
 from reelflow.state.budget import BudgetExceeded
+from reelflow.state.cache import dry_run
 from reelflow.state.progress import StageEvent, emit
 from reelflow.state.store import materialise
 from reelflow.tasks.clip import make_clip
@@ -113,6 +114,18 @@ def render_shot(job: ShotJob) -> ShotOutcome:
             materialise(blob, entry.sha256, job.assets_dir / entry.name)
     return ShotOutcome(shot=job.shot.shot, take=job.take, clip=results[-1].assets["clip"], entries=entries,
                        route=tries[-1].route, tries=tries)
+
+
+def request_problems(jobs: list[ShotJob]) -> list[str]:
+    """Every shot's requests built and checked against the services' schemas, nothing made: one line per refusal."""
+    problems = []
+    for job in jobs:
+        with dry_run(lookups=False):
+            try:
+                price_shot(job)
+            except ContractError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 def price_shot(job: ShotJob) -> None:

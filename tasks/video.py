@@ -30,7 +30,7 @@ def _segment(job: ShotJob, first: AssetRef, last: AssetRef, frames: int, suffix:
         build=lambda model: VideoRequest(
             model=model, seed=job.seed, first=first.path, last=last.path, prompt=job.shot.motion_prompt or "",
             negative_prompt=job.shot.negative_prompt, num_frames=frames, fps=job.project.fps,
-            width=width, height=height, loras=job.video_loras, notes=job.notes("first"),
+            width=width, height=height, loras=job.loras_for(model), notes=job.notes("first"),
         ),
     )
     result.assets[suffix] = outcome.file

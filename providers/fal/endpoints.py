@@ -34,6 +34,7 @@ Pure functions, no I/O. Field names were checked against fal's published schemas
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,17 +42,24 @@ from typing import Any
 
 from reelflow.schemas.errors import BadRequest, UnusableOutput
 from reelflow.schemas.requests import EditRequest, ImageRequest, LoraRef, TrainRequest, UpscaleRequest, VideoRequest
+from reelflow.schemas.wire.fal import (
+    FLUX2_LORA,
+    FLUX2_TRAINER,
+    NANO_BANANA_EDIT,
+    QWEN_ANGLES,
+    SEEDVR_UPSCALE,
+    WAN22_TRAINER,
+    WAN_FLF,
+    Z_IMAGE_TRAINER,
+    Z_IMAGE_TURBO,
+    Z_IMAGE_TURBO_LORA,
+    validate,
+)
 
-FLUX2_LORA = "fal-ai/flux-2/lora"
-Z_IMAGE_TURBO = "fal-ai/z-image/turbo"
-Z_IMAGE_TURBO_LORA = "fal-ai/z-image/turbo/lora"
-WAN_FLF = "fal-ai/wan/v2.2-a14b/image-to-video/lora"
-SEEDVR_UPSCALE = "fal-ai/seedvr/upscale/image"
-QWEN_ANGLES = "fal-ai/qwen-image-edit-2511-multiple-angles"
-NANO_BANANA_EDIT = "fal-ai/nano-banana-pro/edit"
-Z_IMAGE_TRAINER = "fal-ai/z-image-trainer"
-FLUX2_TRAINER = "fal-ai/flux-2-trainer"
-WAN22_TRAINER = "fal-ai/wan-22-image-trainer"
+__all__ = [
+    "FLUX2_LORA", "FLUX2_TRAINER", "NANO_BANANA_EDIT", "QWEN_ANGLES", "SEEDVR_UPSCALE", "WAN22_TRAINER", "WAN_FLF",
+    "Z_IMAGE_TRAINER", "Z_IMAGE_TURBO", "Z_IMAGE_TURBO_LORA",
+]
 
 Z_IMAGE_MAX_STEPS = 8
 SIZE_MULTIPLE = 16
@@ -60,6 +68,7 @@ UPSCALE_FACTORS = (1.0, 10.0)
 NOT_WEIGHTS = frozenset({"config_file"})
 
 Arguments = dict[str, Any]
+logger = logging.getLogger("prefect.reelflow")
 
 
 @dataclass(frozen=True)
@@ -115,11 +124,13 @@ def text_to_image(request: ImageRequest) -> Arguments:
     }
     if request.loras:
         arguments["loras"] = _loras(request.loras)
-    return arguments
+    return validate(endpoint, arguments)
 
 
 def _transformer(lora: LoraRef) -> str:
-    """Which WAN 2.2 expert loads the adapter: its hint, else both (fal's default would be "high" only)."""
+    """Which WAN 2.2 expert loads the adapter: the registry's noise label, else both (fal's default is "high" only)."""
+    if lora.transformer is None:
+        logger.info("fal: %s: LoRA %s has no noise label (high/low); it goes to both experts", WAN_FLF, lora.path)
     return lora.transformer or "both"
 
 
@@ -154,7 +165,7 @@ def first_last_video(request: VideoRequest, first_url: str, last_url: str) -> Ar
         arguments["loras"] = [
             {"path": lora.path, "scale": lora.scale, "transformer": _transformer(lora)} for lora in request.loras
         ]
-    return arguments
+    return validate(WAN_FLF, arguments)
 
 
 def upscale_factor(source: tuple[int, int], target: tuple[int, int]) -> float:
@@ -166,12 +177,13 @@ def upscale_factor(source: tuple[int, int], target: tuple[int, int]) -> float:
 
 def upscale(request: UpscaleRequest, image_url: str, source: tuple[int, int]) -> Arguments:
     """SeedVR2 by a factor that covers the requested size; the provider resamples to it exactly."""
-    return {
+    return validate(SEEDVR_UPSCALE, {
         "image_url": image_url,
         "upscale_mode": "factor",
         "upscale_factor": upscale_factor(source, (request.width, request.height)),
         "seed": request.seed,
-    }
+        "output_format": "png",
+    })
 
 
 def multiple_angles(request: EditRequest, image_urls: list[str]) -> Arguments:
@@ -179,7 +191,7 @@ def multiple_angles(request: EditRequest, image_urls: list[str]) -> Arguments:
     arguments: Arguments = {"image_urls": image_urls[:1], "seed": request.seed, "num_images": 1}
     angles = {"horizontal_angle": request.horizontal_angle, "vertical_angle": request.vertical_angle, "zoom": request.zoom}
     arguments.update({name: value for name, value in angles.items() if value is not None})
-    return arguments
+    return validate(QWEN_ANGLES, arguments)
 
 
 def _resolution(width: int | None, height: int | None) -> str:
@@ -189,13 +201,13 @@ def _resolution(width: int | None, height: int | None) -> str:
 
 def identity_edit(request: EditRequest, image_urls: list[str]) -> Arguments:
     """Nano Banana Pro editing the image by instruction, with the references after it."""
-    return {
+    return validate(NANO_BANANA_EDIT, {
         "prompt": request.prompt,
         "image_urls": image_urls,
         "resolution": _resolution(request.width, request.height),
         "output_format": "png",
         "num_images": 1,
-    }
+    })
 
 
 EDITS: dict[str, Callable[[EditRequest, list[str]], Arguments]] = {
@@ -214,12 +226,12 @@ def edit_endpoint(request: EditRequest) -> Callable[[EditRequest, list[str]], Ar
 
 def image_zip_trainer(request: TrainRequest, zip_url: str) -> Arguments:
     """Z-Image and FLUX.2 training from a zip of captioned images; the trigger captions uncaptioned ones."""
-    return {"image_data_url": zip_url, "steps": request.steps, "default_caption": request.trigger}
+    return validate(request.model, {"image_data_url": zip_url, "steps": request.steps, "default_caption": request.trigger})
 
 
 def wan_trainer(request: TrainRequest, zip_url: str) -> Arguments:
     """WAN 2.2 LoRA training from a zip of captioned images."""
-    return {"training_data_url": zip_url, "trigger_phrase": request.trigger, "steps": request.steps}
+    return validate(WAN22_TRAINER, {"training_data_url": zip_url, "trigger_phrase": request.trigger, "steps": request.steps})
 
 
 TRAINERS: dict[str, Callable[[TrainRequest, str], Arguments]] = {

@@ -20,8 +20,8 @@ from reelflow.providers.fal.errors import NAME
 from reelflow.providers.fal.hosts import configure_fal_client
 from reelflow.providers.fal.queue import DEADLINE_S, POLL_S, FalQueue, Result, download, verified_image, verified_video
 from reelflow.schemas.env import env_number
-from reelflow.schemas.errors import MissingCredentials
-from reelflow.schemas.pricing import load_prices
+from reelflow.schemas.errors import MediaError, MissingCredentials
+from reelflow.schemas.pricing import load_prices, request_size
 from reelflow.schemas.requests import (
     EditRequest,
     Generation,
@@ -42,10 +42,26 @@ DEFAULT_MODELS: dict[str, str] = {
     "upscale": endpoints.SEEDVR_UPSCALE,
     "video": endpoints.WAN_FLF,
     "candidates": endpoints.QWEN_ANGLES,
-    "training": endpoints.Z_IMAGE_TRAINER,
+    "training": endpoints.FLUX2_TRAINER,  # LoRAs for FLUX.2, the default keyframe model
 }
+CHECK_URL = "https://fal.media/files/reelflow/check"  # stands in for uploads while a request is validated
 # Fields only offline providers draw; fal's output does not depend on them.
 NOT_SENT = frozenset({"notes"})
+# Raise an endpoint's number when what fal makes for the same request changes (a field reelflow now sends): only
+# that endpoint's cached outputs are made again. 1 is implicit, so keys made before a number existed stay valid.
+WIRE_VERSIONS: dict[str, int] = {endpoints.SEEDVR_UPSCALE: 2}  # 2: asks for PNG (SeedVR answers JPEG otherwise)
+
+
+WAN_RESOLUTION = "720p"  # what endpoints.first_last_video asks WAN for; its per-second price depends on it
+
+
+def _edit_billed_size(request: EditRequest) -> tuple[int, int] | None:
+    """The size fal bills an edit at: the input image's (no image_size is sent), else the size asked for."""
+    try:
+        source = probe_image(request.image)
+    except MediaError:
+        return request_size(request)
+    return source.width, source.height
 
 
 @contextmanager
@@ -77,19 +93,39 @@ class FalProvider:
                    deadline_s=env_number(DEADLINE_ENV, DEADLINE_S, positive=True))
 
     def cache_params(self, request: _Request) -> dict[str, Any]:
-        """Every field but input files and the offline-only frame notes."""
-        return {name: value for name, value in request.params().items() if name not in NOT_SENT}
+        """Every field but input files and the offline-only frame notes, and the endpoint's wire version past 1."""
+        params = {name: value for name, value in request.params().items() if name not in NOT_SENT}
+        version = WIRE_VERSIONS.get(request.model, 1)
+        return params if version == 1 else params | {"wire_version": version}
 
     def estimate(self, request: _Request) -> float:
-        """The price-table cost of the call: per image, per clip length, or per training steps."""
+        """The price-table cost of the call as fal bills it: output megapixels, video seconds at the resolution
+        sent, training steps, or an image at its resolution tier."""
         prices = load_prices()
         if isinstance(request, ImageRequest):
-            return prices.cost(endpoints.image_endpoint(request))
+            return prices.cost_of(request, model=endpoints.image_endpoint(request))
         if isinstance(request, VideoRequest):
-            return prices.cost(request.model, frames=request.num_frames)
-        if isinstance(request, TrainRequest):
-            return prices.cost(request.model, steps=request.steps)
-        return prices.cost(request.model)
+            return prices.cost_of(request, resolution=WAN_RESOLUTION)
+        if isinstance(request, EditRequest) and request.model == endpoints.NANO_BANANA_EDIT:
+            return prices.cost_of(request, resolution=endpoints._resolution(request.width, request.height))
+        if isinstance(request, EditRequest):
+            return prices.cost_of(request, size=_edit_billed_size(request))
+        return prices.cost_of(request)
+
+    def check(self, request: _Request) -> None:
+        """Build the arguments this request would send, with stand-in URLs, and validate them against fal's schema."""
+        if isinstance(request, ImageRequest):
+            endpoints.text_to_image(request)
+        elif isinstance(request, VideoRequest):
+            endpoints.expect_model(request.model, endpoints.WAN_FLF, "a first-last-frame video")
+            endpoints.first_last_video(request, CHECK_URL, CHECK_URL)
+        elif isinstance(request, UpscaleRequest):
+            endpoints.expect_model(request.model, endpoints.SEEDVR_UPSCALE, "an upscale")
+            endpoints.upscale(request, CHECK_URL, (max(1, request.width // 2), max(1, request.height // 2)))
+        elif isinstance(request, EditRequest):
+            endpoints.edit_endpoint(request)(request, [CHECK_URL] * (1 + len(request.references)))
+        elif isinstance(request, TrainRequest):
+            endpoints.trainer(request)(request, CHECK_URL)
 
     def generate_image(self, request: ImageRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         """Text to image at exactly the requested size: FLUX.2 with LoRAs, or Z-Image Turbo."""
@@ -104,6 +140,7 @@ class FalProvider:
 
     def edit_image(self, request: EditRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         """Nano Banana Pro edit by instruction, or Qwen multiple angles; resampled to the requested size."""
+        self.check(request)  # before any upload
         mapping = endpoints.edit_endpoint(request)
         urls = [self.queue.upload(path) for path in (request.image, *request.references)]
         arguments = mapping(request, urls)
@@ -116,6 +153,7 @@ class FalProvider:
 
     def upscale_image(self, request: UpscaleRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         """SeedVR2 by the factor that covers the target, then resampled to exactly its size."""
+        self.check(request)  # before any upload
         endpoints.expect_model(request.model, endpoints.SEEDVR_UPSCALE, "an upscale")
         source = probe_image(request.image)
         arguments = endpoints.upscale(request, self.queue.upload(request.image), (source.width, source.height))
@@ -128,6 +166,7 @@ class FalProvider:
 
     def first_last_video(self, request: VideoRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         """WAN 2.2 from the first to the last frame, with exactly `num_frames` frames (720p)."""
+        self.check(request)  # before any upload
         endpoints.expect_model(request.model, endpoints.WAN_FLF, "a first-last-frame video")
         endpoints.check_frames(request.num_frames)
         first_url, last_url = self.queue.upload(request.first), self.queue.upload(request.last)
@@ -144,6 +183,7 @@ class FalProvider:
 
     def train_lora(self, request: TrainRequest, *, ticket: Ticket | None = None) -> TrainedLora:
         """A character LoRA from the zip; the weights stay at fal's URLs."""
+        self.check(request)  # before any upload
         mapping = endpoints.trainer(request)
         arguments = mapping(request, self.queue.upload(request.images_zip))
         cost = self.estimate(request)

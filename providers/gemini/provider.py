@@ -5,6 +5,9 @@ e.g. the test fake), REELFLOW_GEMINI_TIMEOUT_S (per request, default 120). The c
 attempt per call (retries belong to the Prefect tasks) and speaks API version v1beta, where the
 generateContent reference documents image output and structured output (sources in wire.py).
 
+Model ids come from reelflow.schemas.gemini_models: the defaults are current ids, and a shut-down, unknown or
+wrong-kind id (or a config value Gemini does not document) is a BadRequest before anything is sent or recorded.
+
 Ledger: generateContent is synchronous, so there is no request id to poll after a crash. A request the
 ledger still shows pending was cut off mid-call by a process that died; it is recorded `failed` as
 abandoned and the call is made again. That is the one place a crash can pay twice.
@@ -24,12 +27,20 @@ from google.genai import types
 from pydantic import BaseModel, Field
 
 from reelflow.media.images import load_image, resize_cover, save_png
+from reelflow.media.probe import probe_image
 from reelflow.providers.base import Ticket
 from reelflow.providers.gemini.errors import NAME, one_line, translate
-from reelflow.providers.gemini.wire import image_config, image_part, response_image, response_json
+from reelflow.providers.gemini.wire import (
+    check_model,
+    image_call,
+    image_part,
+    judge_call,
+    response_image,
+    response_json,
+)
 from reelflow.schemas.env import env_number
-from reelflow.schemas.errors import BadRequest, MissingCredentials, ProviderError
-from reelflow.schemas.pricing import load_prices
+from reelflow.schemas.errors import BadRequest, MediaError, MissingCredentials, ProviderError
+from reelflow.schemas.pricing import load_prices, request_size
 from reelflow.schemas.requests import (
     EditRequest,
     Generation,
@@ -40,11 +51,11 @@ from reelflow.schemas.requests import (
     _Request,
 )
 
-DEFAULT_MODELS: dict[str, str] = {
-    "upscale": "gemini-2.5-flash-image",
-    "keyframes": "gemini-2.5-flash-image",
-    "candidates": "gemini-3-pro-image-preview",
-    "qc": "gemini-2.5-flash",
+DEFAULT_MODELS: dict[str, str] = {  # current ids (schemas/gemini_models.py, where their sources are)
+    "upscale": "gemini-3.1-flash-image",
+    "keyframes": "gemini-3.1-flash-image",
+    "candidates": "gemini-3-pro-image",
+    "qc": "gemini-3.5-flash-lite",
 }
 API_VERSION = "v1beta"
 DEFAULT_TIMEOUT_S = 120.0
@@ -115,6 +126,17 @@ def _verdict_reasons(request: JudgeRequest, judgement: Judgement) -> list[str]:
     return reasons
 
 
+def _billed_size(request: _Request) -> tuple[int, int] | None:
+    """The output size Gemini is asked for (an edit's may follow its input image's); None where it is unknown."""
+    if not isinstance(request, EditRequest):
+        return request_size(request)
+    try:
+        source = probe_image(request.image)
+    except MediaError:
+        return request_size(request)
+    return request.output_size((source.width, source.height))
+
+
 def _recorded(ticket: Ticket | None, endpoint: str, request_id: str, billed: float, step: Callable[[], Result]) -> Result:
     """`step()`; if it raises, the request is recorded failed at `billed` (0.0: Gemini charged nothing).
 
@@ -163,17 +185,30 @@ class GeminiProvider:
         return {field: value for field, value in request.params().items() if field not in IGNORED_FIELDS}
 
     def estimate(self, request: _Request) -> float:
-        """One call at the price table's price for the model."""
-        return load_prices().cost(request.model)
+        """The price table's cost of one call: an image at the tier its output size asks for, or a judge call."""
+        return load_prices().cost_of(request, size=_billed_size(request))
+
+    def check(self, request: _Request) -> None:
+        """BadRequest, with no I/O, for what Gemini would refuse: the model id, and the config where the size is known."""
+        if isinstance(request, JudgeRequest):
+            judge_call(request.model, Judgement, request.seed)
+            return
+        check_model(request.model, "image")
+        width, height = getattr(request, "width", None), getattr(request, "height", None)
+        if isinstance(width, int) and isinstance(height, int):
+            _check_size(width, height)
+            image_call(request.model, width, height, seed=request.seed)
 
     def generate_image(self, request: ImageRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         """Text to image, resampled to exactly request.width x request.height."""
+        check_model(request.model, "image")
         _check_size(request.width, request.height)
         text = request.prompt + (f"\n\nAvoid: {request.negative_prompt}" if request.negative_prompt else "")
         return self._image(request, out, [text], (request.width, request.height), ticket)
 
     def edit_image(self, request: EditRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         """The image edited by instruction, with up to two reference images (Gemini takes three inputs)."""
+        check_model(request.model, "image")
         if len(request.references) > MAX_REFERENCES:
             raise BadRequest(
                 f"{NAME}: edit takes at most {MAX_REFERENCES} reference images beside the image; got {len(request.references)}",
@@ -187,6 +222,7 @@ class GeminiProvider:
 
     def upscale_image(self, request: UpscaleRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         """The image redrawn at high resolution, then resampled to exactly request.width x request.height."""
+        check_model(request.model, "image")
         _check_size(request.width, request.height)
         text = UPSCALE_BRIEF.format(width=request.width, height=request.height)
         if request.prompt:
@@ -196,12 +232,10 @@ class GeminiProvider:
 
     def judge_image(self, request: JudgeRequest, *, ticket: Ticket | None = None) -> Verdict:
         """Gate 2: a structured score of the image against the shot; it passes at 0.6."""
+        call = judge_call(request.model, Judgement, request.seed)
         contents: list[Any] = [_judge_text(request), image_part(load_image(request.image))]
-        config = types.GenerateContentConfig(
-            response_mime_type="application/json", response_schema=Judgement, temperature=0.0, seed=request.seed,
-        )
         judgement, _, _, cost = self._call(
-            request.model, contents, config, lambda response: response_json(response, request.model, Judgement), ticket,
+            request.model, contents, call.config(), lambda response: response_json(response, request.model, Judgement), ticket,
         )
         return Verdict(
             score=judgement.score, passed=judgement.score >= PASS_SCORE,
@@ -213,14 +247,12 @@ class GeminiProvider:
     ) -> Generation:
         """One image call: the output verified, resampled to `size` and saved as PNG at `out`."""
         model = request.model
-        config = types.GenerateContentConfig(
-            response_modalities=["IMAGE"], image_config=image_config(model, *size), seed=request.seed,
-        )
+        call = image_call(model, *size, seed=request.seed)
 
         def write(response: types.GenerateContentResponse) -> None:
             save_png(resize_cover(response_image(response, model), size), out)
 
-        _, request_id, seconds, cost = self._call(model, contents, config, write, ticket)
+        _, request_id, seconds, cost = self._call(model, contents, call.config(), write, ticket, resolution=call.image_size)
         return Generation(provider=NAME, model=model, files=[out], cost_usd=cost, request_id=request_id, seconds=seconds)
 
     def _call(
@@ -230,10 +262,13 @@ class GeminiProvider:
         config: types.GenerateContentConfig,
         read: Callable[[types.GenerateContentResponse], Result],
         ticket: Ticket | None,
+        *,
+        resolution: str | None = None,
     ) -> tuple[Result, str, float, float]:
-        """generateContent once, under the ledger: (what `read` made of it, request id, seconds, cost)."""
+        """generateContent once, under the ledger: (what `read` made of it, request id, seconds, cost at the
+        price of the `resolution` tier the config asks for, where the model is priced by tier)."""
         endpoint = f"{NAME}/{model}"
-        cost = load_prices().cost(model)
+        cost = load_prices().cost(model, resolution=resolution)
         if ticket is not None:
             stale = ticket.resume(endpoint)
             if stale is not None:

@@ -16,13 +16,15 @@ from PIL import ImageFilter
 
 from reelflow.media.hashing import sha256_file
 from reelflow.media.images import load_image, resize_cover, save_png
+from reelflow.media.probe import probe_image
 from reelflow.providers.base import Ticket
 from reelflow.providers.local.draw import draw_edit, draw_keyframe, elsewhere
 from reelflow.providers.local.faults import FaultSchedule
 from reelflow.providers.local.flf import render_first_last
 from reelflow.providers.local.judge import PASS_SCORE, judge_pixels
 from reelflow.schemas.errors import BadRequest, ContractError, MediaError, ProviderError
-from reelflow.schemas.pricing import load_prices
+from reelflow.schemas.gemini_models import gemini_model
+from reelflow.schemas.pricing import load_prices, request_size
 from reelflow.schemas.requests import (
     EditRequest,
     Generation,
@@ -44,6 +46,9 @@ DEFAULT_MODELS: dict[str, str] = {
     "candidates": "gemini-2.5-flash-image",
     "qc": "gemini-2.5-flash",
 }
+# These names are what the local provider draws as and its cache identity: renaming one would make every local
+# output of that stage again for nothing. A name the cloud has retired is priced as its replacement
+# (schemas/gemini_models.py), so the shadow cost is what the same call costs on the cloud today.
 SHARPEN = ImageFilter.UnsharpMask(radius=1.2, percent=45, threshold=2)
 
 
@@ -54,16 +59,30 @@ def _input_sha256(field: str, path: Path) -> str:
         raise MediaError(f"local: cannot read {field} input {path.name}: {error.strerror or error}") from None
 
 
-def shadow_cost(model: str, frames: int | None = None) -> float:
-    """What the same call costs on the cloud (0.0 for a model the price table does not list)."""
+def shadow_cost(request: _Request) -> float:
+    """What the same call costs on the cloud, at the request's real size and length; 0.0 where the price table
+    cannot price it (a model it does not list, or a request of another kind than the model's unit)."""
     try:
-        return load_prices().cost(model, frames=frames)
+        return load_prices().cost_of(request, model=priced_as(request.model), size=_billed_size(request))
     except ContractError:
         return 0.0
 
 
-def _frames(request: _Request) -> int | None:
-    return request.num_frames if isinstance(request, VideoRequest) else None
+def priced_as(model: str) -> str:
+    """The cloud model a local model name is priced as: a retired Gemini id at its replacement's price."""
+    row = gemini_model(model)
+    return row.replacement if row is not None and not row.usable and row.replacement else model
+
+
+def _billed_size(request: _Request) -> tuple[int, int] | None:
+    """The output size the cloud is asked for (an edit's may follow its input image's); None where unknown."""
+    if not isinstance(request, EditRequest):
+        return request_size(request)
+    try:
+        source = probe_image(request.image)
+    except MediaError:
+        return request_size(request)
+    return request.output_size((source.width, source.height))
 
 
 @contextmanager
@@ -125,8 +144,11 @@ class LocalProvider:
         return cls(FaultSchedule.from_env())
 
     def estimate(self, request: _Request) -> float:
-        """The shadow cost of the call: what it would cost on the cloud."""
-        return shadow_cost(request.model, _frames(request))
+        """The shadow cost of the call: what it would cost on the cloud, at its real size and length."""
+        return shadow_cost(request)
+
+    def check(self, request: _Request) -> None:
+        """Nothing leaves the machine: every request the local provider can draw is valid."""
 
     def cache_params(self, request: _Request) -> dict[str, Any]:
         """Every field (notes included) and the drawing's version: the local output depends on all of them."""
@@ -149,7 +171,7 @@ class LocalProvider:
     def judge_image(self, request: JudgeRequest, *, ticket: Ticket | None = None) -> Verdict:
         """Gate 2 offline: the frame holds each character's figure and the location's look, as drawn here."""
         key = self.request_key("judge_image", request)
-        cost = shadow_cost(request.model)
+        cost = shadow_cost(request)
         with _ledgered(ticket, request.model, key, cost):
             self.faults.before_call(key, request.prompt)
             score, reasons = judge_pixels(load_image(request.image), request.characters, request.location)
@@ -182,17 +204,16 @@ class LocalProvider:
                 num_frames=request.num_frames, fps=request.fps, size=(request.width, request.height), seed=request.seed,
             )
 
-        return self._call("first_last_video", request, out, produce, ticket, frames=request.num_frames)
+        return self._call("first_last_video", request, out, produce, ticket)
 
     def _call(
-        self, method: str, request: _Request, out: Path, produce: Callable[[Path], None], ticket: Ticket | None, *,
-        frames: int | None = None,
+        self, method: str, request: _Request, out: Path, produce: Callable[[Path], None], ticket: Ticket | None
     ) -> Generation:
         """Faults first, then the file, then what the cloud would have charged, all under the ledger."""
         started = time.monotonic()
         key = self.request_key(method, request)
         prompts = " ".join(str(getattr(request, field, None) or "") for field in ("prompt", "negative_prompt"))
-        cost = shadow_cost(request.model, frames)
+        cost = shadow_cost(request)
         with _ledgered(ticket, request.model, key, cost) as request_id:
             self.faults.before_call(key, prompts)
             with _written(out) as partial:

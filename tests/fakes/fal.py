@@ -5,7 +5,7 @@ One ThreadingHTTPServer serves four roots; `.env()` gives the REELFLOW_FAL_* bas
 
 - `/queue/` (QUEUE_URL_FORMAT): POST /queue/{endpoint} → {request_id, status_url, response_url, cancel_url,
   queue_position}; GET .../requests/{id}/status → IN_QUEUE (queue_position) → IN_PROGRESS → COMPLETED; GET
-  .../requests/{id} → the result, or the 422 `detail[{loc, msg, type}]` fal settles it with; PUT
+  .../requests/{id} → the result, or the 422 `detail[{loc, msg, type, input}]` fal settles it with; PUT
   .../requests/{id}/cancel → 202 CANCELLATION_REQUESTED, 400 ALREADY_COMPLETED or 404 NOT_FOUND. Status, result
   and cancel live under owner/alias only: the endpoint's sub-path is dropped, as on fal.
 - `/rest` (REST_URL): POST /rest/storage/auth/token → a CDN token; POST /rest/storage/upload/initiate → an upload
@@ -20,8 +20,11 @@ by `aspect_ratio` (or the first image's aspect) blending first into last image; 
 Scripted behaviours: a reject word in the prompt (content policy 422), `rate_limited` / `server_errors` submits
 (429 / `server_error_status`), `status_errors` (503 on status polls), `progress_polls` / `slow_s` of IN_PROGRESS,
 `corrupt_outputs` (truncated files), `finish_before_cancel` (the request completes just as a cancel arrives), a
-wrong key (401), and sizes or frame counts out of range (422 naming the field). The log: `submits` per endpoint
-and `submits_by_body` per body hash (accepted, billable submits only), `cancels`, `uploads`, `status_polls`.
+wrong key (401). Every body is validated with the schema table reelflow validates against before it sends
+(`reelflow.schemas.wire.fal.INPUTS`: ranges, enums, required fields, unknown fields refused), so a body that breaks
+it — one sent past reelflow's own check — is settled with a 422 whose `loc` starts with "body" and names the field.
+Input URLs the fake did not serve are a 422 `file_download_error`. The log: `submits` per endpoint and
+`submits_by_body` per body hash (accepted, billable submits only), `cancels`, `uploads`, `status_polls`.
 All state lives in the FakeFal object, served from a thread: clients in subprocesses share it, so a client killed
 mid-request and started again finds its request where it left it.
 """
@@ -46,8 +49,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image
+from pydantic import ValidationError
 
 from reelflow.media.encode import encode_frames
+from reelflow.schemas.wire.fal import INPUTS
 
 Body = dict[str, Any]
 Answer = tuple[int, Body | bytes]
@@ -63,8 +68,6 @@ TRAINERS = {
     "fal-ai/wan-22-image-trainer": ("diffusers_lora_file", "high_noise_lora"),
 }
 ENDPOINTS = TEXT_TO_IMAGE | {UPSCALE, ANGLES, EDIT, VIDEO} | set(TRAINERS)
-SIDE_RANGE = (16, 4096)
-FRAME_RANGE = (17, 161)
 SIZES_720P = {"9:16": (720, 1280), "16:9": (1280, 720), "1:1": (960, 960)}
 CDN_TOKEN = "fake-cdn-token"
 
@@ -404,21 +407,15 @@ class FakeFal:
         if self.reject_word and self.reject_word.lower() in prompt.lower():
             problems.append(_problem(["prompt"], "The content was flagged by a content checker.",
                                      "content_policy_violation", prompt) | {"categories": ["violence"]})
-        size = body.get("image_size")
-        if job.endpoint in TEXT_TO_IMAGE:
-            low, high = SIDE_RANGE
-            for side in ("width", "height"):
-                value = size.get(side) if isinstance(size, dict) else None
-                if not isinstance(value, int) or not low <= value <= high:
-                    problems.append(_problem(["image_size", side], f"Input should be between {low} and {high}",
-                                             "value_error", value))
-        if job.endpoint == VIDEO:
-            low, high = FRAME_RANGE
-            frames = body.get("num_frames")
-            if not isinstance(frames, int) or not low <= frames <= high:
-                problems.append(_problem(["num_frames"], f"Input should be between {low} and {high}", "value_error", frames))
-            if body.get("resolution", "720p") != "720p":
-                problems.append(_problem(["resolution"], "Input should be '720p'", "literal_error", body.get("resolution")))
+        schema = INPUTS.get(job.endpoint)
+        if schema is None:
+            problems.append(_problem(["endpoint"], f"Application '{job.endpoint}' not found", "not_found", job.endpoint))
+        else:
+            try:
+                schema.model_validate(body)
+            except ValidationError as error:
+                problems.extend(_problem(list(item["loc"]), item["msg"], item["type"], item.get("input"))
+                                for item in error.errors(include_url=False))
         for name in ("image_url", "end_image_url", "image_urls"):
             urls = body.get(name)
             for url in urls if isinstance(urls, list) else [urls] if urls is not None else []:

@@ -11,6 +11,13 @@ and sends the key in the `x-goog-api-key` header. Every answer is deterministic 
   arrays named like "character" list the ALL-CAPS names in the prompt;
 - a block word gives `promptFeedback.blockReason: SAFETY` and no candidates; an image-safety word gives a
   candidate with finishReason IMAGE_SAFETY and no image part;
+- scripted answers (`finish_next`, `block_next`, `no_candidates`) stop with any finishReason or blockReason
+  google-genai knows, or answer with no candidate at all;
+- every request is checked against reelflow.schemas.gemini_models, the same table the provider builds from:
+  an unknown or shut-down model is 404 NOT_FOUND (as Google answers for a model id it does not serve); a seed
+  outside int32, an aspectRatio, imageSize, responseModalities value or imageConfig field outside the documented ones, IMAGE asked
+  of a text model or JSON mode of an image model is 400 INVALID_ARGUMENT with `google.rpc.BadRequest`
+  fieldViolations naming the field — so a wrong request fails loudly in tests;
 - scripted faults (`fail_next`, `rate_limit`, `unavailable`, `corrupt_images`, `delay_s`) and a wrong or
   missing key (403 PERMISSION_DENIED, or 400 API_KEY_INVALID) answer in Google's error shape.
 
@@ -35,7 +42,10 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
+from google.genai import types
 from PIL import Image
+
+from reelflow.schemas.gemini_models import ASPECT_RATIOS, MODALITIES, gemini_model
 
 ROUTE = re.compile(r"^/(v1|v1beta)/models/([^/:?]+):generateContent(?:\?.*)?$")
 STATUS_NAMES = {
@@ -52,6 +62,9 @@ TIERS = {"1K": 1, "2K": 4, "4K": 16}
 MAX_SIDE = 2048
 POLL_S = 0.02
 NAMES = re.compile(r"\b[A-Z][A-Z0-9_]+\b")
+IMAGE_CONFIG_FIELDS = {"aspectRatio": "aspect_ratio", "imageSize": "image_size"}  # the ones the table documents
+FINISH_REASONS = frozenset(reason.value for reason in types.FinishReason)
+BLOCK_REASONS = frozenset(reason.value for reason in types.BlockedReason)
 Body = dict[str, Any]
 
 
@@ -82,6 +95,49 @@ def _has(words: Iterable[str], text: str) -> str | None:
     return next((word for word in words if re.search(rf"\b{re.escape(word)}\b", text, re.IGNORECASE)), None)
 
 
+def _invalid(field: str, value: Any, rule: str) -> tuple[int, Body]:
+    """400 INVALID_ARGUMENT naming `field` in a google.rpc.BadRequest field violation."""
+    description = f"Invalid value at '{field}' ({value!r}): {rule}"
+    return 400, _error(400, description, [{
+        "@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [{"field": field, "description": description}],
+    }])
+
+
+def _violation(model: str, version: str, config: Body, json_mode: bool) -> tuple[int, Body] | None:
+    """Google's answer to a request outside the table (schemas/gemini_models.py), or None for a valid one."""
+    row = gemini_model(model)
+    if row is None or not row.usable:
+        message = (f"models/{model} is not found for API version {version}, or is not supported for generateContent. "
+                   "Call ListModels to see the list of available models and their supported methods.")
+        return 404, _error(404, message)
+    seed = _get(config, "seed")
+    if seed is not None and not -(2**31) <= int(seed) < 2**31:
+        return _invalid("generation_config.seed", seed, "TYPE_INT32")
+    modalities = _get(config, "responseModalities", "response_modalities") or []
+    for value in modalities:
+        if str(value).upper() not in MODALITIES:
+            return _invalid("generation_config.response_modalities", value, f"supported values are {', '.join(MODALITIES)}")
+    if "IMAGE" in [str(value).upper() for value in modalities] and row.kind != "image":
+        return 400, _error(400, "Model does not support the requested response modalities: image")
+    if json_mode and row.kind == "image":
+        return 400, _error(400, f"JSON mode is not enabled for models/{model}")
+    image_config = _get(config, "imageConfig", "image_config")
+    if image_config is None:
+        return None
+    for name in image_config:
+        if name not in IMAGE_CONFIG_FIELDS and name not in IMAGE_CONFIG_FIELDS.values():
+            return 400, _error(400, f"Invalid JSON payload received. Unknown name \"{name}\" at "
+                                    "'generation_config.image_config': Cannot find field.")
+    ratio = _get(image_config, "aspectRatio", "aspect_ratio")
+    if ratio is not None and ratio not in ASPECT_RATIOS:
+        return _invalid("generation_config.image_config.aspect_ratio", ratio, f"supported values are {', '.join(ASPECT_RATIOS)}")
+    size = _get(image_config, "imageSize", "image_size")
+    if size is not None and size not in row.image_sizes:
+        rule = f"supported values are {', '.join(row.image_sizes)}" if row.image_sizes else f"{model} takes no imageSize"
+        return _invalid("generation_config.image_config.image_size", size, rule)
+    return None
+
+
 @dataclass(frozen=True)
 class Call:
     """One request the fake answered: model, API version, HTTP status, prompt text, input images, JSON mode."""
@@ -93,6 +149,7 @@ class Call:
     images: int
     json_mode: bool
     aspect_ratio: str | None
+    image_size: str | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -149,6 +206,7 @@ class FakeGemini:
         self.delay_s = 0.0
         self.calls: list[Call] = []
         self._failures: list[int] = []
+        self._scripted: list[Body] = []
         self._corrupt = 0
         self._served = 0
         self._lock = threading.Lock()
@@ -202,6 +260,29 @@ class FakeGemini:
         """The next `times` requests get 503 UNAVAILABLE."""
         self.fail_next(503, times)
 
+    def finish_next(self, reason: str, times: int = 1, *, text: str | None = None) -> None:
+        """The next `times` valid requests get a candidate stopped by finishReason `reason`: no image, `text` if given."""
+        if reason not in FINISH_REASONS:
+            raise ValueError(f"{reason!r} is not a google-genai FinishReason")
+        candidate: Body = {"finishReason": reason, "index": 0}
+        if text is not None:
+            candidate["content"] = {"role": "model", "parts": [{"text": text}]}
+        self._script({"candidates": [candidate]}, times)
+
+    def block_next(self, reason: str = "SAFETY", times: int = 1) -> None:
+        """The next `times` valid requests get `promptFeedback.blockReason: reason` and no candidates."""
+        if reason not in BLOCK_REASONS:
+            raise ValueError(f"{reason!r} is not a google-genai BlockedReason")
+        self._script({"promptFeedback": {"blockReason": reason}}, times)
+
+    def no_candidates(self, times: int = 1) -> None:
+        """The next `times` valid requests get a 200 with no candidates and no block reason."""
+        self._script({"candidates": []}, times)
+
+    def _script(self, answer: Body, times: int) -> None:
+        with self._lock:
+            self._scripted.extend([answer] * times)
+
     def corrupt_images(self, times: int = 1) -> None:
         """The next `times` image answers carry bytes that are not an image."""
         with self._lock:
@@ -230,10 +311,14 @@ class FakeGemini:
         prompt, images = self._inputs(body)
         config = _get(body, "generationConfig", "generation_config") or {}
         json_mode = _get(config, "responseMimeType", "response_mime_type") == "application/json"
-        ratio = _get(_get(config, "imageConfig", "image_config"), "aspectRatio", "aspect_ratio")
-        call = Call(model, version, 200, prompt, len(images), json_mode, ratio)
+        image_config = _get(config, "imageConfig", "image_config")
+        ratio = _get(image_config, "aspectRatio", "aspect_ratio")
+        call = Call(model, version, 200, prompt, len(images), json_mode, ratio, _get(image_config, "imageSize", "image_size"))
         if key != self.api_key:
             return self._logged(call, self.bad_key_status, self._bad_key())
+        violation = _violation(model, version, config, json_mode)
+        if violation is not None:
+            return self._logged(call, violation[0], violation[1])
         with self._lock:
             failure = self._failures.pop(0) if self._failures else None
         if failure is not None:
@@ -286,6 +371,10 @@ class FakeGemini:
             "modelVersion": model,
             "responseId": f"fake-{serial:06d}-{hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]}",
         }
+        with self._lock:
+            scripted = self._scripted.pop(0) if self._scripted else None
+        if scripted is not None:
+            return {**scripted, **meta}
         if _has(self.block_words, prompt):
             return {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [
                 {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}]}, **meta}

@@ -26,49 +26,49 @@ def estimate(root: Path, *shots: str) -> dict:
 
 def test_estimate_equals_the_render_cost_and_is_zero_after(tmp_path: Path) -> None:
     root = write_project(tmp_path / "proj")
-    by_stage = {"keyframes": 0.1, "qc": 0.007, "upscale": 0.273, "video": 0.16}
-    assert estimate(root) == {"total_usd": 0.54, "by_stage": by_stage}
+    by_stage = {"keyframes": 0.126, "qc": 0.0119, "upscale": 0.469, "video": 0.895}
+    assert estimate(root) == {"total_usd": 1.5019, "by_stage": by_stage}
     before = estimate(root, *SHOTS)
-    assert before == {"total_usd": 0.26, "by_stage": {"keyframes": 0.06, "qc": 0.003, "upscale": 0.117, "video": 0.08}}
+    assert before == {"total_usd": 0.6741, "by_stage": {"keyframes": 0.063, "qc": 0.0051, "upscale": 0.201, "video": 0.405}}
     assert not (root / "storyboards" / "assets").exists(), "an estimate makes nothing"
     render = run_cli("render", str(root), "--episode", "1", "--json", *SHOTS)
     assert render.code == 0, render.stderr
     assert render.json()["cost_usd"] == before["total_usd"]
     assert estimate(root, *SHOTS)["total_usd"] == 0
-    assert estimate(root)["total_usd"] == pytest.approx(0.54 - 0.26)
+    assert estimate(root)["total_usd"] == pytest.approx(1.5019 - 0.6741)
 
 
 def test_budget_cap_refuses_to_submit_past_it(tmp_path: Path) -> None:
     root = write_project(tmp_path / "proj")
-    hold = ("--shots", "4")  # a static hold: keyframe $0.02 + verdict $0.001, then its $0.039 upscale passes the cap
-    assert estimate(root, *hold)["total_usd"] == 0.06
+    hold = ("--shots", "4")  # a static hold: keyframe $0.021 + verdict $0.0017, then its $0.067 upscale passes the cap
+    assert estimate(root, *hold)["total_usd"] == 0.0897
     capped = run_cli("render", str(root), "--episode", "1", "--json", "--max-cost", "0.03", *hold)
     assert capped.code == 1
     report = capped.json()
-    assert report["budget_usd"] == 0.03 and report["cost_usd"] == pytest.approx(0.021)
+    assert report["budget_usd"] == 0.03 and report["cost_usd"] == pytest.approx(0.0227)
     assert report["failures"] and all("budget: this run's cap (--max-cost) $0.03 reached" in f["reason"]
                                       for f in report["failures"])
     assert report["budget"] | {"stopped": None} == {
-        "project_usd": None, "run_cap_usd": 0.03, "spent_run_usd": 0.021, "spent_project_usd": 0.021,
-        "remaining_usd": pytest.approx(0.009), "stopped": None}
+        "project_usd": None, "run_cap_usd": 0.03, "spent_run_usd": 0.0227, "spent_project_usd": 0.0227,
+        "remaining_usd": pytest.approx(0.0073), "stopped": None}
     assert capped.stderr.strip().splitlines()[-1] == f"error: {report['budget']['stopped']}"
     left = estimate(root, *hold)["total_usd"]
-    assert left == pytest.approx(0.06 - report["cost_usd"])
+    assert left == pytest.approx(0.0897 - report["cost_usd"])
 
     uncapped = run_cli("render", str(root), "--episode", "1", "--json", *hold)
     assert uncapped.code == 0 and uncapped.json()["cost_usd"] == pytest.approx(left)
 
 
 def test_project_budget_is_the_total_over_every_run(tmp_path: Path) -> None:
-    root = write_project(tmp_path / "proj", project=PROJECT | {"budget_usd": 0.1})
+    root = write_project(tmp_path / "proj", project=PROJECT | {"budget_usd": 0.15})
     first = run_cli("render", str(root), "--episode", "1", "--json", "--shots", "4")
-    assert first.code == 0 and first.json()["cost_usd"] == pytest.approx(0.06)
-    assert first.json()["budget"]["remaining_usd"] == pytest.approx(0.04)
-    # Shot 2 needs $0.02 keyframes twice, then more: the second run stops where the project's total reaches $0.10.
+    assert first.code == 0 and first.json()["cost_usd"] == pytest.approx(0.0897)
+    assert first.json()["budget"]["remaining_usd"] == pytest.approx(0.0603)
+    # Shot 2 needs $0.021 keyframes twice, then more: the second run stops where the project's total reaches $0.15.
     second = run_cli("render", str(root), "--episode", "1", "--json", "--shots", "2")
     assert second.code == 1
     report = second.json()
-    assert report["budget_usd"] == 0.1 and report["cost_usd"] <= 0.04 + 1e-9
-    assert report["budget"]["spent_project_usd"] == pytest.approx(0.06 + report["cost_usd"])
-    assert report["budget"]["spent_project_usd"] <= 0.1 + 1e-9
-    assert "budget: the project's budget (budget_usd) $0.10 reached" in report["budget"]["stopped"]
+    assert report["budget_usd"] == 0.15 and report["cost_usd"] <= 0.0603 + 1e-9
+    assert report["budget"]["spent_project_usd"] == pytest.approx(0.0897 + report["cost_usd"])
+    assert report["budget"]["spent_project_usd"] <= 0.15 + 1e-9
+    assert "budget: the project's budget (budget_usd) $0.15 reached" in report["budget"]["stopped"]

@@ -23,6 +23,7 @@ from projects import PROJECT, storyboard, write_project
 pytestmark = pytest.mark.usefixtures("prefect_api")
 FAL_KEYFRAMES = PROJECT | {"providers": {"default": "local", "keyframes": "fal"}}
 TWO_SHOTS = "2,4"  # a standard FLF shot and a static hold: 10 provider calls
+KEYFRAME = (576, 1024)  # shot 4's single 9:16 keyframe, billed per megapixel
 
 
 def ledger(root: Path) -> Ledger:
@@ -41,7 +42,7 @@ def test_a_billed_unusable_output_is_paid_for_at_most_1_plus_billed_retries_time
     assert fal.total_submits() == 1 + billed_retries, "no blind retries of a billed request"
     assert [(f["shot"], f["stage"]) for f in report["failures"]] == [(4, "keyframes")]
     assert "does not decode" in report["failures"][0]["reason"]
-    billed = fal.total_submits() * load_prices().cost("fal-ai/flux-2/lora")
+    billed = fal.total_submits() * load_prices().cost("fal-ai/flux-2/lora", size=KEYFRAME)
     rows = ledger(root).rows()
     assert [row.status for row in rows] == ["failed"] * fal.total_submits()
     assert report["cost_usd"] == pytest.approx(billed) and ledger(root).spent() == pytest.approx(billed)
@@ -58,7 +59,7 @@ def test_a_billed_unusable_output_then_a_good_one_costs_both(tmp_path: Path, fal
     fal.corrupt_outputs = 1
     result = run_cli("render", str(root), "--episode", "1", "--shots", "4", "--json", env=fal.env())
     assert result.code == 0, result.stderr
-    price = load_prices().cost("fal-ai/flux-2/lora")
+    price = load_prices().cost("fal-ai/flux-2/lora", size=KEYFRAME)
     assert fal.total_submits() == 2
     fal_rows = ledger(root).rows("provider = 'fal'")
     assert [(row.status, row.cost_usd) for row in fal_rows] == [("failed", price), ("completed", price)]
@@ -85,7 +86,7 @@ def _finish(process: subprocess.Popen[str]) -> tuple[int, dict, str]:
 
 
 def test_two_processes_share_the_project_budget(tmp_path: Path) -> None:
-    one_episode = 0.26  # what TWO_SHOTS cost at the local provider's shadow prices
+    one_episode = 0.6741  # what TWO_SHOTS cost at the local provider's shadow prices
     root = _two_episodes(tmp_path / "proj", PROJECT | {"budget_usd": one_episode})
     latency = {"REELFLOW_LOCAL_LATENCY": "0.2"}
     first, second = _render(root, 1, latency), _render(root, 2, latency)
@@ -95,7 +96,7 @@ def test_two_processes_share_the_project_budget(tmp_path: Path) -> None:
         assert code == 1, stderr
         budget_lines = [line for line in stderr.splitlines() if line.startswith("error: budget:")]
         assert budget_lines == [f"error: {report['budget']['stopped']}"]
-        assert "the project's budget (budget_usd) $0.26 reached" in budget_lines[0]
+        assert "the project's budget (budget_usd) $0.67 reached" in budget_lines[0]
         assert report["budget"]["spent_project_usd"] <= one_episode + 1e-9
     assert sum(report["cost_usd"] for _, report, _ in results) == pytest.approx(ledger(root).spent())
 

@@ -75,3 +75,31 @@ def test_breakdown_breaks(tmp_path: Path, breakdown: dict, expected: str) -> Non
 def test_missing_project_file(tmp_path: Path) -> None:
     with pytest.raises(ContractError, match="project.json: file not found"):
         load_project(tmp_path)
+
+
+@pytest.mark.parametrize(("stage", "use", "model", "replacement"), [
+    ("upscale", "gemini", "gemini-2.5-flash-image", "gemini-3.1-flash-image"),
+    ("candidates", "gemini", "gemini-3-pro-image-preview", "gemini-3-pro-image"),
+    ("qc", "local", "gemini-2.5-flash-image", "gemini-3.1-flash-image"),  # a local shadow of a shut-down id too
+])
+def test_a_shut_down_gemini_id_is_one_line_naming_its_replacement(
+    tmp_path: Path, stage: str, use: str, model: str, replacement: str
+) -> None:
+    project = PROJECT | {"providers": {"default": "local", stage: {"use": use, "model": model}}}
+    with pytest.raises(ContractError) as raised:
+        load_project(write_project(tmp_path, project=project))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"project.json: providers.{stage}.model: {model} was shut down on 20"), message
+    assert message.endswith(f"; use {replacement}"), message
+
+
+def test_an_unknown_gemini_id_for_gemini_is_refused_and_current_ones_load(tmp_path: Path) -> None:
+    project = PROJECT | {"providers": {"upscale": {"use": "gemini", "model": "gemini-3.1-flash-imag"}}}
+    with pytest.raises(ContractError, match=r"^project.json: providers.upscale.model: 'gemini-3.1-flash-imag' is not a Gemini"):
+        load_project(write_project(tmp_path, project=project))
+    current = {"upscale": {"use": "gemini", "model": "gemini-3.1-flash-image"},
+               "qc": {"use": "gemini", "model": "gemini-2.5-flash"},  # retiring, not yet shut down
+               "keyframes": {"use": "fal", "model": "fal-ai/flux-2/lora"}}
+    folder = load_project(write_project(tmp_path, project=PROJECT | {"providers": current}))
+    assert folder.project.stage("qc").model == "gemini-2.5-flash"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from reelflow.schemas.errors import ContentRejected
+from reelflow.schemas.errors import BadRequest, ContentRejected, ContractError
 from reelflow.schemas.load import base_name, load_project, load_storyboard
 from reelflow.schemas.requests import Generation, ImageRequest, _Request
 from reelflow.tasks import calls
@@ -28,6 +28,10 @@ class FakeProvider:
     def estimate(self, request: _Request) -> float:
         return 0.02
 
+    def check(self, request: _Request) -> None:
+        if isinstance(request, ImageRequest) and request.width > 4096:
+            raise BadRequest(f"width: {request.width}: at most 4096", provider=self.name)
+
     def generate_image(self, request: ImageRequest, out: Path, *, ticket: object = None) -> Generation:
         self.requests.append(request)
         if self.rejects:
@@ -44,10 +48,10 @@ def job_for(tmp_path: Path, providers: dict[str, Any]) -> ShotJob:
                    name=base_name(folder.project, board, shot), seed=shot_seed("TST", 1, shot))
 
 
-def call(job: ShotJob) -> calls.Outcome:
+def call(job: ShotJob, width: int = 16) -> calls.Outcome:
     return calls.call_provider(
         job, stage="keyframes", version=1, capability="generate_image", ext="png", inputs=[],
-        build=lambda model: ImageRequest(model=model, prompt="p", width=16, height=16, seed=job.seed),
+        build=lambda model: ImageRequest(model=model, prompt="p", width=width, height=16, seed=job.seed),
     )
 
 
@@ -77,3 +81,12 @@ def test_without_fallback_the_rejection_is_the_error(tmp_path: Path, fakes: dict
     with pytest.raises(ContentRejected, match="recorded earlier"):
         call(job)
     assert len(fakes["fal"].requests) == 1
+
+
+def test_a_request_the_service_schema_refuses_is_a_contract_error_before_anything_is_paid(
+    tmp_path: Path, fakes: dict[str, FakeProvider]
+) -> None:
+    job = job_for(tmp_path, {"keyframes": "runpod"})
+    with pytest.raises(ContractError, match=r"^shot 2: keyframes: runpod: width: 5000: at most 4096$"):
+        call(job, width=5000)
+    assert fakes["runpod"].requests == [] and job.ledger.rows() == []

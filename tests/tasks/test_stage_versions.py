@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = Path(__file__).with_name("stage_code.json")
 RECORD_COMMAND = ".venv/bin/python tests/tasks/test_stage_versions.py --record"
-SCANNED = ("tasks/*.py", "providers/local/provider.py")  # where every versioned operation keeps its version
+SCANNED = ("tasks/*.py", "providers/local/provider.py", "providers/fal/provider.py")  # where versioned operations keep theirs
 
 # What serves each capability besides the local provider (which has its own version): the wire translation,
 # post-processing and content-rejection rules of fal and Gemini shape their outputs without entering the key.
@@ -55,13 +55,14 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {
-    # Provider calls: fal/Gemini code below; the local provider's own drawing is under LOCAL_VERSION.
-    "keyframes": Stage("reelflow.tasks.keyframes", "VERSION", ("tasks/keyframes.py", *FAL, *GEMINI, "media/images.py")),
-    "previz": Stage("reelflow.tasks.previz", "VERSION", ("tasks/previz.py", *FAL, *GEMINI, "media/images.py")),
-    "upscale": Stage(
-        "reelflow.tasks.upscale", "VERSION", ("tasks/upscale.py", *FAL, *GEMINI, "media/images.py", "media/probe.py")
-    ),
-    "video": Stage("reelflow.tasks.video", "VERSION", ("tasks/video.py", *FAL)),
+    # Provider calls: Gemini code below; fal's wire is versioned per endpoint (fal below); the local provider's
+    # own drawing is under LOCAL_VERSION.
+    "keyframes": Stage("reelflow.tasks.keyframes", "VERSION", ("tasks/keyframes.py", *GEMINI, "media/images.py")),
+    "previz": Stage("reelflow.tasks.previz", "VERSION", ("tasks/previz.py", *GEMINI, "media/images.py")),
+    "upscale": Stage("reelflow.tasks.upscale", "VERSION", ("tasks/upscale.py", *GEMINI, "media/images.py", "media/probe.py")),
+    "video": Stage("reelflow.tasks.video", "VERSION", ("tasks/video.py",)),
+    # What fal makes for a request: raise the endpoint's number in WIRE_VERSIONS (only its outputs are made again).
+    "fal": Stage("reelflow.providers.fal.provider", "WIRE_VERSIONS", (*FAL, "schemas/wire/fal.py", "media/images.py")),
     # Gate 2: the verdict JSON is written by tasks/calls.py from schemas/requests.Verdict.
     "qc": Stage(
         "reelflow.tasks.gates", "JUDGE_VERSION",
@@ -142,10 +143,11 @@ def code_fingerprint(digests: dict[str, str]) -> str:
     return hashlib.sha256("".join(f"{path}\0{digests[path]}\n" for path in sorted(digests)).encode()).hexdigest()
 
 
-def version_of(stage: Stage) -> int:
-    """The stage's version as the code sets it."""
+def version_of(stage: Stage) -> int | dict[str, int]:
+    """The stage's version as the code sets it (fal's: a number per endpoint)."""
     value = getattr(importlib.import_module(stage.module), stage.constant)
-    assert isinstance(value, int), f"{stage.name} is {value!r}, not an int"
+    assert isinstance(value, int) or (isinstance(value, dict) and all(isinstance(n, int) for n in value.values())), (
+        f"{stage.name} is {value!r}, not a version")
     return value
 
 

@@ -116,7 +116,7 @@ def test_upscale_factor_covers_the_target_within_fal_range() -> None:
     assert endpoints.upscale_factor((10, 10), (768, 1344)) == 10.0
     request = UpscaleRequest(model=endpoints.SEEDVR_UPSCALE, image=Path("in.png"), width=768, height=1344, seed=2)
     assert endpoints.upscale(request, "u://in", (384, 672)) == {
-        "image_url": "u://in", "upscale_mode": "factor", "upscale_factor": 2.0, "seed": 2,
+        "image_url": "u://in", "upscale_mode": "factor", "upscale_factor": 2.0, "seed": 2, "output_format": "png",
     }
 
 

@@ -13,12 +13,13 @@ from urllib.parse import urlsplit
 
 import pytest
 from fal_client import SyncClient
+from fal_client.client import FalClientHTTPError
 from PIL import Image
 
 from reelflow.media.probe import probe_video
 from reelflow.providers.base import FrameToVideo, ImageEditor, ImageGenerator, LoraTrainer
 from reelflow.providers.fal import endpoints
-from reelflow.providers.fal.provider import FalProvider
+from reelflow.providers.fal.provider import WIRE_VERSIONS, FalProvider
 from reelflow.providers.fal.queue import download
 from reelflow.schemas.errors import (
     BadRequest,
@@ -32,6 +33,7 @@ from reelflow.schemas.errors import (
     UnusableOutput,
     is_retryable,
 )
+from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.requests import (
     EditRequest,
     FrameNotes,
@@ -41,6 +43,7 @@ from reelflow.schemas.requests import (
     UpscaleRequest,
     VideoRequest,
 )
+from reelflow.schemas.wire.fal import WireViolation
 from reelflow.state.db import Database
 from reelflow.state.ledger import Charge, Ledger, Ticket
 
@@ -48,11 +51,15 @@ from fakes.fal import FakeFal
 
 KEY = "sha-of-the-operation"
 NOTES = FrameNotes(project="TST", episode=1, shot=2, approach="standard_flf", role="first")
-FLUX_PRICE = 0.02
+# Prices as fal bills them, from the price table (schemas/prices.toml), in the units the provider must pass.
+PRICES = load_prices()
+FLUX_PRICE = PRICES.cost(endpoints.FLUX2_LORA, size=(512, 768))  # a keyframe(): one megapixel, rounded up
+CLIP_PRICE = PRICES.cost(endpoints.WAN_FLF, frames=17, fps=16, resolution="720p")  # 17 frames billed at 16 fps
 
 
 def keyframe(model: str = endpoints.FLUX2_LORA, prompt: str = "Ana grips the throttle", **changes: object) -> ImageRequest:
-    fields: dict[str, object] = {"model": model, "prompt": prompt, "width": 64, "height": 96, "seed": 11}
+    """FLUX.2's smallest sizes (512..2048 per side, on its 16-pixel grid): fast, and what fal accepts."""
+    fields: dict[str, object] = {"model": model, "prompt": prompt, "width": 512, "height": 768, "seed": 11}
     return ImageRequest.model_validate(fields | changes)
 
 
@@ -98,7 +105,7 @@ def test_the_provider_has_every_capability_and_its_defaults() -> None:
     assert provider.default_models == {
         "keyframes": "fal-ai/flux-2/lora", "previz": "fal-ai/z-image/turbo", "upscale": "fal-ai/seedvr/upscale/image",
         "video": "fal-ai/wan/v2.2-a14b/image-to-video/lora", "candidates": "fal-ai/qwen-image-edit-2511-multiple-angles",
-        "training": "fal-ai/z-image-trainer",
+        "training": "fal-ai/flux-2-trainer",
     }
 
 
@@ -108,24 +115,25 @@ def test_generate_image_writes_the_requested_size_and_records_one_paid_request(
     out = tmp_path / "out" / "first.png"
     generation = provider.generate_image(keyframe(), out, ticket=ticket(ledger))
     with Image.open(out) as image:
-        assert (image.format, image.size) == ("PNG", (64, 96))
+        assert (image.format, image.size) == ("PNG", (512, 768))
     assert (generation.provider, generation.model, generation.files) == ("fal", endpoints.FLUX2_LORA, [out])
-    assert generation.cost_usd == 0.02 and generation.seconds > 0
+    assert generation.cost_usd == FLUX_PRICE > 0 and generation.seconds > 0
     assert generation.request_id in fake.jobs and fake.submits == {endpoints.FLUX2_LORA: 1}
     assert fake.status_polls[generation.request_id] >= 3  # IN_QUEUE, IN_PROGRESS, COMPLETED
     [row] = ledger.rows()
     assert (row.status, row.endpoint, row.request_id, row.provider) == (
         "completed", endpoints.FLUX2_LORA, generation.request_id, "fal")
-    assert (row.price_usd, row.cost_usd, row.run, row.shot, row.shadow) == (0.02, 0.02, "run-1", 2, False)
+    assert (row.price_usd, row.cost_usd, row.run, row.shot, row.shadow) == (FLUX_PRICE, FLUX_PRICE, "run-1", 2, False)
     assert row.settled_at is not None and row.settled_at >= row.submitted_at
-    assert ledger.spent() == 0.02 and ledger.spent("run-1") == 0.02 and ledger.pending(KEY) is None
+    assert ledger.spent() == FLUX_PRICE and ledger.spent("run-1") == FLUX_PRICE and ledger.pending(KEY) is None
     assert list(out.parent.iterdir()) == [out]
 
 
 def test_z_image_with_loras_goes_to_its_lora_endpoint(provider: FalProvider, fake: FakeFal, tmp_path: Path) -> None:
     lora = LoraRef(path="https://cdn.example/ana.safetensors", trigger="ana_v1", character="ANA")
     generation = provider.generate_image(keyframe(endpoints.Z_IMAGE_TURBO, loras=(lora,)), tmp_path / "previz.png")
-    assert generation.model == endpoints.Z_IMAGE_TURBO_LORA and generation.cost_usd == 0.004
+    assert generation.model == endpoints.Z_IMAGE_TURBO_LORA
+    assert generation.cost_usd == PRICES.cost(endpoints.Z_IMAGE_TURBO_LORA, size=(512, 768))  # the LoRA endpoint's rate
     body = fake.jobs[generation.request_id].body
     assert body["num_inference_steps"] == 8 and body["loras"] == [{"path": lora.path, "scale": 1.0}]
 
@@ -141,7 +149,7 @@ def test_first_last_video_has_exactly_the_frames_asked(
     generation = provider.first_last_video(request, out)
     info = probe_video(out)
     assert (info.frames, info.fps, info.width, info.height) == (17, 16.0, 720, 1280)
-    assert generation.cost_usd == 0.04 and generation.model == endpoints.WAN_FLF
+    assert generation.cost_usd == CLIP_PRICE > 0 and generation.model == endpoints.WAN_FLF
     body = fake.jobs[generation.request_id].body
     assert [lora["transformer"] for lora in body["loras"]] == ["high", "low"] and body["num_interpolated_frames"] == 0
     assert len(fake.uploads) == 2
@@ -155,7 +163,7 @@ def test_upscale_resamples_to_exactly_the_requested_size(
     with Image.open(tmp_path / "up.png") as image:
         assert image.size == (100, 150)
     assert fake.jobs[generation.request_id].body["upscale_factor"] == 2.09
-    assert generation.cost_usd == 0.01
+    assert generation.cost_usd == PRICES.cost(endpoints.SEEDVR_UPSCALE, size=(100, 150))
 
 
 def test_edits_by_instruction_and_by_angle(
@@ -166,25 +174,28 @@ def test_edits_by_instruction_and_by_angle(
     generation = provider.edit_image(identity, tmp_path / "identity.png")
     with Image.open(tmp_path / "identity.png") as image:
         assert image.size == (64, 107)
-    assert generation.cost_usd == 0.15 and len(fake.jobs[generation.request_id].body["image_urls"]) == 2
+    assert generation.cost_usd == PRICES.cost(endpoints.NANO_BANANA_EDIT, resolution="1K")
+    assert len(fake.jobs[generation.request_id].body["image_urls"]) == 2
     angle = EditRequest(model=endpoints.QWEN_ANGLES, image=portrait, prompt="profile", horizontal_angle=90)
     turned = provider.edit_image(angle, tmp_path / "angle.png")
     with Image.open(tmp_path / "angle.png") as image:
         assert image.size == (48, 80)
-    assert turned.model == endpoints.QWEN_ANGLES and turned.cost_usd == 0.03
+    # no image_size is sent to Qwen: fal bills the input image's size (the 48x80 portrait)
+    assert turned.model == endpoints.QWEN_ANGLES and turned.cost_usd == PRICES.cost(endpoints.QWEN_ANGLES, size=(48, 80))
     assert len(fake.uploads) == 2  # the portrait went up once for both edits
 
 
 def test_trainers_return_weights(provider: FalProvider, fake: FakeFal, dataset: Path, ledger: Ledger) -> None:
     request = TrainRequest(model=endpoints.Z_IMAGE_TRAINER, images_zip=dataset, trigger="ana_v1", steps=2000)
-    trained = provider.train_lora(request, ticket=ticket(ledger, price=1.7))
-    assert trained.cost_usd == 1.7 and trained.trigger == "ana_v1" and trained.request_id in fake.jobs
+    price = PRICES.cost(endpoints.Z_IMAGE_TRAINER, steps=2000)
+    trained = provider.train_lora(request, ticket=ticket(ledger, price=price))
+    assert trained.cost_usd == price > 0 and trained.trigger == "ana_v1" and trained.request_id in fake.jobs
     assert [url.rsplit("/", 1)[-1] for url in trained.weights] == ["diffusers_lora_file.safetensors"]
     wan = provider.train_lora(request.model_copy(update={"model": endpoints.WAN22_TRAINER}))
     assert [url.rsplit("/", 1)[-1] for url in wan.weights] == ["diffusers_lora_file.safetensors",
                                                                 "high_noise_lora.safetensors"]
     assert fake.jobs[wan.request_id].body["trigger_phrase"] == "ana_v1"
-    assert events(ledger) == [("completed", endpoints.Z_IMAGE_TRAINER, 1.7)]  # the call without a ticket wrote nothing
+    assert events(ledger) == [("completed", endpoints.Z_IMAGE_TRAINER, price)]  # the call without a ticket wrote nothing
     assert ledger.rows()[0].request_id == trained.request_id
 
 
@@ -219,17 +230,67 @@ def test_rate_limits_and_server_errors_on_submit_are_retryable_and_unrecorded(
     assert fake.total_submits() == 1 and events(ledger) == [("completed", endpoints.FLUX2_LORA, FLUX_PRICE)]
 
 
-def test_bad_request_names_the_field(provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path) -> None:
-    out_of_range = r"^fal: fal-ai/flux-2/lora: image_size.width: Input should be between 16 and 4096$"
-    with pytest.raises(BadRequest, match=out_of_range) as caught:
+def test_a_request_the_schema_refuses_is_stopped_before_any_submit_naming_field_value_and_range(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
+) -> None:
+    too_wide = r"^fal-ai/flux-2/lora: image_size\.width: 8192: Input should be less than or equal to 2048$"
+    with pytest.raises(WireViolation, match=too_wide) as caught:
         provider.generate_image(keyframe(width=8192), tmp_path / "x.png", ticket=ticket(ledger))
-    assert caught.value.billed and not is_retryable(caught.value)
-    assert events(ledger) == [("failed", endpoints.FLUX2_LORA, FLUX_PRICE)]
-    assert "image_size.width" in ledger.rows()[0].detail
-    with pytest.raises(BadRequest, match="image_size: 100x96 must be positive multiples of 16") as refused:
+    assert caught.value.endpoint == endpoints.FLUX2_LORA
+    assert [(problem["loc"], problem["input"]) for problem in caught.value.problems] == [(("image_size", "width"), 8192)]
+    too_small = r"image_size\.width: 256: Input should be greater than or equal to 512"
+    with pytest.raises(WireViolation, match=too_small):
+        provider.generate_image(keyframe(width=256), tmp_path / "x.png", ticket=ticket(ledger))
+    with pytest.raises(BadRequest, match="image_size: 100x768 must be positive multiples of 16") as refused:
         provider.generate_image(keyframe(width=100), tmp_path / "x.png", ticket=ticket(ledger, "other-key"))
-    assert not refused.value.billed  # refused before any submit: nothing recorded, nothing billed
-    assert fake.total_submits() == 1 and len(ledger.rows()) == 1
+    assert not refused.value.billed and not is_retryable(refused.value)
+    # refused before any submit: fal never saw them, nothing is recorded, nothing is billed
+    assert fake.total_submits() == 0 and fake.jobs == {} and ledger.rows() == [] and ledger.spent() == 0.0
+    assert ledger.pending(KEY) is None and not (tmp_path / "x.png").exists()
+
+
+def test_a_video_the_schema_refuses_is_never_submitted(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, portrait: Path, ending: Path, tmp_path: Path
+) -> None:
+    request = VideoRequest(model=endpoints.WAN_FLF, first=portrait, last=ending, prompt="Ana turns", num_frames=17,
+                           fps=61, width=720, height=1280)
+    with pytest.raises(WireViolation, match=r"frames_per_second: 61: Input should be less than or equal to 60$"):
+        provider.first_last_video(request, tmp_path / "clip.mp4", ticket=ticket(ledger, price=CLIP_PRICE))
+    with pytest.raises(BadRequest, match=r"num_frames: 200 must be 4k\+1 between 17 and 161"):
+        provider.first_last_video(request.model_copy(update={"fps": 16, "num_frames": 200}), tmp_path / "clip.mp4",
+                                  ticket=ticket(ledger, price=CLIP_PRICE))
+    assert fake.total_submits() == 0 and ledger.rows() == [] and not (tmp_path / "clip.mp4").exists()
+
+
+@pytest.mark.parametrize(("model", "changes", "field", "rule", "value"), [
+    (endpoints.FLUX2_LORA, {"image_size": {"width": 8192, "height": 768}}, ["image_size", "width"],
+     "Input should be less than or equal to 2048", 8192),
+    (endpoints.FLUX2_LORA, {"guidance": 3.5}, ["guidance"], "Extra inputs are not permitted", 3.5),
+    (endpoints.Z_IMAGE_TURBO, {"num_inference_steps": 20}, ["num_inference_steps"],
+     "Input should be less than or equal to 8", 20),
+])
+def test_the_fake_answers_422_naming_the_field_for_a_body_that_breaks_the_schema(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path,
+    model: str, changes: dict[str, object], field: list[str], rule: str, value: object,
+) -> None:
+    """fal-client straight at the fake, past reelflow's own validation: the fake enforces the same schema table."""
+    body = endpoints.text_to_image(keyframe(model)) | changes
+    handle = SyncClient(key=fake.key).submit(model, body)  # the provider fixture pointed fal-client at the fake
+    with pytest.raises(FalClientHTTPError) as refused:
+        handle.get()
+    assert refused.value.status_code == 422
+    [problem] = refused.value.response.json()["detail"]
+    assert problem["loc"][0] == "body" and [part for part in problem["loc"] if part != "body"] == field
+    assert (problem["msg"], problem["input"]) == (rule, value)
+
+    # the same 422 reached through the provider (it resumes the request id recorded for its key): billed, named
+    ticket(ledger).submitted(model, handle.request_id)
+    with pytest.raises(BadRequest, match=rf"^fal: {model}: {'.'.join(field)}: {rule}$") as caught:
+        provider.generate_image(keyframe(model), tmp_path / "x.png", ticket=ticket(ledger))
+    assert caught.value.billed and not is_retryable(caught.value) and caught.value.request_id == handle.request_id
+    [row] = ledger.rows()
+    assert (row.status, row.request_id) == ("failed", handle.request_id) and ".".join(field) in row.detail
+    assert fake.total_submits() == 1 and not (tmp_path / "x.png").exists()
 
 
 def test_a_refused_key_is_missing_credentials(fake: FakeFal, monkeypatch: pytest.MonkeyPatch, portrait: Path,
@@ -319,7 +380,7 @@ def test_past_the_deadline_a_requested_cancel_stays_pending_and_the_next_attempt
     generation = FalProvider.from_env().generate_image(keyframe(), out, ticket=ticket(ledger, run="resumed"))
     assert generation.request_id == request_id and fake.total_submits() == 1 and fake.cancels == [request_id]
     with Image.open(out) as image:
-        assert image.size == (64, 96)
+        assert image.size == (512, 768)
     [row] = ledger.rows()
     assert (row.status, row.cost_usd, row.run) == ("completed", FLUX_PRICE, "resumed")
     assert ledger.pending(KEY) is None and ledger.spent() == FLUX_PRICE and ledger.spent("timed-out") == 0.0
@@ -368,12 +429,13 @@ def test_a_corrupt_download_is_unusable_billed_and_never_completed(
     request = VideoRequest(model=endpoints.WAN_FLF, first=portrait, last=ending, prompt="turn", num_frames=17, fps=16,
                            width=64, height=112)
     with pytest.raises(UnusableOutput, match="fal-ai/wan/v2.2-a14b/image-to-video/lora: output video") as video_error:
-        provider.first_last_video(request, tmp_path / "clip.mp4", ticket=ticket(ledger, "clip-key", price=0.04))
+        provider.first_last_video(request, tmp_path / "clip.mp4", ticket=ticket(ledger, "clip-key", price=CLIP_PRICE))
     for error in (image_error.value, video_error.value):
         assert error.billed and not error.retryable and not is_retryable(error) and not isinstance(error, ServerError)
-    assert events(ledger) == [("failed", endpoints.FLUX2_LORA, FLUX_PRICE), ("failed", endpoints.WAN_FLF, 0.04)]
+    assert events(ledger) == [("failed", endpoints.FLUX2_LORA, FLUX_PRICE), ("failed", endpoints.WAN_FLF, CLIP_PRICE)]
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "clip.mp4").exists()
-    assert ledger.spent() == 0.06 and ledger.billed_failures(KEY, "run-1") == 1 and ledger.pending(KEY) is None
+    assert ledger.spent() == round(FLUX_PRICE + CLIP_PRICE, 6)
+    assert ledger.billed_failures(KEY, "run-1") == 1 and ledger.pending(KEY) is None
 
 
 def test_a_result_that_is_not_an_object_is_unusable_and_billed(
@@ -407,16 +469,27 @@ def test_a_server_error_on_the_result_is_never_billed(
 
 
 def test_estimate_and_cache_params(provider: FalProvider, dataset: Path) -> None:
-    assert provider.estimate(keyframe()) == 0.02
-    assert provider.estimate(keyframe(endpoints.Z_IMAGE_TURBO, loras=(LoraRef(path="a"),))) == 0.004
+    # each call is priced at the endpoint it goes to, in the units fal bills it by
+    assert provider.estimate(keyframe()) == FLUX_PRICE
+    assert provider.estimate(keyframe(width=1024, height=2048)) == PRICES.cost(endpoints.FLUX2_LORA, size=(1024, 2048))
+    assert provider.estimate(keyframe(endpoints.Z_IMAGE_TURBO, loras=(LoraRef(path="a"),))) == PRICES.cost(
+        endpoints.Z_IMAGE_TURBO_LORA, size=(512, 768))
     video = VideoRequest(model=endpoints.WAN_FLF, first=Path("a.png"), last=Path("b.png"), prompt="p", num_frames=81,
-                         fps=16, width=64, height=112)
-    assert provider.estimate(video) == 0.08
+                         fps=16, width=720, height=1280)
+    assert provider.estimate(video) == PRICES.cost(endpoints.WAN_FLF, frames=81, fps=16, resolution="720p")
     train = TrainRequest(model=endpoints.WAN22_TRAINER, images_zip=dataset, trigger="ana_v1", steps=1000)
-    assert provider.estimate(train) == 2.0
+    assert provider.estimate(train) == PRICES.cost(endpoints.WAN22_TRAINER, steps=1000)
+    assert provider.estimate(train.model_copy(update={"steps": 2000})) > provider.estimate(train)
     params = provider.cache_params(keyframe(notes=NOTES))
-    assert "notes" not in params and params["prompt"] == "Ana grips the throttle" and params["width"] == 64
+    assert "notes" not in params and params["prompt"] == "Ana grips the throttle" and params["width"] == 512
+    assert "wire_version" not in params  # version 1 is implicit: keys made before versions existed stay valid
     assert provider.cache_params(video) == json.loads(video.model_dump_json(exclude={"first", "last", "notes"}))
+    # SeedVR now asks for PNG: its wire version 2 keys its outputs apart from the JPEG-derived ones made before
+    assert WIRE_VERSIONS == {endpoints.SEEDVR_UPSCALE: 2}
+    up = UpscaleRequest(model=endpoints.SEEDVR_UPSCALE, image=Path("in.png"), width=1024, height=1536, seed=2)
+    assert provider.cache_params(up) == {"model": endpoints.SEEDVR_UPSCALE, "seed": 2, "width": 1024, "height": 1536,
+                                         "prompt": None, "wire_version": 2}
+    assert "wire_version" not in provider.cache_params(train) and "wire_version" not in provider.cache_params(video)
 
 
 CLIENT = """
@@ -426,7 +499,7 @@ from reelflow.providers.fal.provider import FalProvider
 from reelflow.state.ledger import Charge, Ledger
 from reelflow.schemas.requests import ImageRequest
 request = ImageRequest.model_validate_json(sys.argv[1])
-ticket = Ledger.at(Path(sys.argv[3])).ticket(sys.argv[4], "fal", Charge(run="killed", price_usd=0.02))
+ticket = Ledger.at(Path(sys.argv[3])).ticket(sys.argv[4], "fal", Charge(run="killed", price_usd=float(sys.argv[5])))
 FalProvider.from_env().generate_image(request, Path(sys.argv[2]), ticket=ticket)
 """
 
@@ -435,7 +508,7 @@ def test_a_client_killed_mid_wait_in_another_process_is_resumed(fake: FakeFal, l
     fake.slow_s = 60.0
     request = keyframe()
     client = subprocess.Popen([sys.executable, "-c", CLIENT, request.model_dump_json(), str(tmp_path / "killed.png"),
-                               str(ledger.db.path.parent), KEY])
+                               str(ledger.db.path.parent), KEY, str(FLUX_PRICE)])
     try:
         waited = time.monotonic()
         while ledger.pending(KEY) is None:

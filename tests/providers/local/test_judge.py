@@ -7,6 +7,7 @@ from pathlib import Path
 from reelflow.media.images import resize_cover, save_png
 from reelflow.providers.local.draw import draw_keyframe
 from reelflow.providers.local.provider import LocalProvider
+from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.requests import FrameNotes, ImageRequest, JudgeRequest
 
 
@@ -22,7 +23,7 @@ def frame(tmp_path: Path, characters: tuple[str, ...], location: str) -> Path:
 def judge(path: Path, characters: tuple[str, ...], location: str) -> tuple[float, bool, list[str]]:
     request = JudgeRequest(model="gemini-2.5-flash", image=path, prompt="a scene", characters=characters, location=location)
     verdict = LocalProvider().judge_image(request)
-    assert verdict.cost_usd == 0.001
+    assert verdict.cost_usd == load_prices().cost("gemini-2.5-flash") > 0
     return verdict.score, verdict.passed, verdict.reasons
 
 

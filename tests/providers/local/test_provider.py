@@ -27,6 +27,7 @@ from reelflow.schemas.errors import (
     RateLimited,
     is_retryable,
 )
+from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.requests import (
     EditRequest,
     FrameNotes,
@@ -41,6 +42,9 @@ from reelflow.state.ledger import Charge, Ledger, Ticket
 FLUX = "fal-ai/flux-2/lora"
 WAN = "fal-ai/wan/v2.2-a14b/image-to-video/lora"
 GEMINI = "gemini-2.5-flash-image"
+FLUX_PRICE = load_prices().cost(FLUX, size=(128, 224))  # an image_request(): one megapixel, rounded up
+JUDGE_PRICE = load_prices().cost("gemini-2.5-flash")  # one judge call
+CLIP_PRICE = load_prices().cost(WAN, frames=81, fps=16)  # 81 frames: 5.06 s at 720p
 Ends = tuple[Path, Path]
 
 
@@ -124,7 +128,7 @@ def test_generate_image_writes_the_keyframe_and_reports_the_shadow_cost(provider
     out = tmp_path / "deep" / "folder" / "S09_first.png"
     result = provider.generate_image(image_request(), out)
     assert result.provider == "local" and result.model == FLUX and result.files == [out]
-    assert result.cost_usd == 0.02
+    assert result.cost_usd == FLUX_PRICE > 0
     assert result.request_id is not None and len(result.request_id) == len("local-") + 16
     assert result.seconds >= 0
     assert probe(out).width == 128 and probe(out).height == 224
@@ -155,7 +159,7 @@ def test_request_id_follows_input_content_not_its_path(provider: LocalProvider, 
 def test_upscale_resizes_and_sharpens(provider: LocalProvider, keyframes: Ends, tmp_path: Path) -> None:
     out = tmp_path / "up.png"
     result = provider.upscale_image(UpscaleRequest(model=GEMINI, image=keyframes[0], width=192, height=336), out)
-    assert result.cost_usd == 0.039
+    assert result.cost_usd == load_prices().cost("gemini-3.1-flash-image", resolution="1K")  # priced as the replacement
     upscaled = np.asarray(load_image(out), dtype=np.int16)
     plain = np.asarray(resize_cover(load_image(keyframes[0]), (192, 336)), dtype=np.int16)
     assert upscaled.shape == (336, 192, 3)
@@ -174,7 +178,7 @@ def test_edit_size_is_given_or_follows_the_input(
     request = EditRequest(model=GEMINI, image=keyframes[0], prompt=prompt, width=width, height=height)
     result = provider.edit_image(request, tmp_path / "edit.png")
     assert (probe(tmp_path / "edit.png").width, probe(tmp_path / "edit.png").height) == expected
-    assert result.cost_usd == 0.039
+    assert result.cost_usd == load_prices().cost("gemini-3.1-flash-image", resolution="1K")  # priced as the replacement
 
 
 def test_edit_changes_the_image_by_instruction(provider: LocalProvider, keyframes: Ends, tmp_path: Path) -> None:
@@ -194,12 +198,12 @@ def test_first_last_video_is_deterministic_with_exact_frames(provider: LocalProv
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize(("frames", "cost"), [(49, 0.04), (81, 0.08)])
+@pytest.mark.parametrize(("frames", "cost"), [(49, 49 / 16 * 0.08), (81, 81 / 16 * 0.08)])  # 720p, billed at 16 fps
 def test_video_shadow_cost_goes_by_clip_length(
     provider: LocalProvider, keyframes: Ends, tmp_path: Path, frames: int, cost: float
 ) -> None:
     result = provider.first_last_video(video_request(keyframes, frames, width=32, height=56), tmp_path / "clip.mp4")
-    assert result.cost_usd == cost and probe(tmp_path / "clip.mp4").frames == frames
+    assert result.cost_usd == pytest.approx(cost) and probe(tmp_path / "clip.mp4").frames == frames
 
 
 def test_models_without_a_price_cost_nothing(provider: LocalProvider, tmp_path: Path) -> None:
@@ -265,28 +269,29 @@ def test_concurrent_calls_give_the_same_files_as_sequential_ones(provider: Local
 def test_each_call_is_one_completed_ledger_row_at_its_shadow_cost(
     provider: LocalProvider, ledger: Ledger, keyframes: Ends, tmp_path: Path
 ) -> None:
-    image = provider.generate_image(image_request(), tmp_path / "a.png", ticket=shadow_ticket(ledger, "k-image", 0.02))
+    image = provider.generate_image(image_request(), tmp_path / "a.png", ticket=shadow_ticket(ledger, "k-image", FLUX_PRICE))
     clip = provider.first_last_video(video_request(keyframes, 81), tmp_path / "clip.mp4",
-                                     ticket=shadow_ticket(ledger, "k-clip", 0.08))
+                                     ticket=shadow_ticket(ledger, "k-clip", CLIP_PRICE))
     verdict = provider.judge_image(JudgeRequest(model="gemini-2.5-flash", image=tmp_path / "a.png", prompt="Jinx dives",
                                                 characters=("JINX",), location="MOON_POOL"),
-                                   ticket=shadow_ticket(ledger, "k-judge", 0.001))
-    again = provider.generate_image(image_request(), tmp_path / "b.png", ticket=shadow_ticket(ledger, "k-image", 0.02))
+                                   ticket=shadow_ticket(ledger, "k-judge", JUDGE_PRICE))
+    again = provider.generate_image(image_request(), tmp_path / "b.png", ticket=shadow_ticket(ledger, "k-image", FLUX_PRICE))
 
     rows = ledger.rows()
     assert [(row.cache_key, row.status, row.endpoint, row.cost_usd) for row in rows] == [
-        ("k-image", "completed", FLUX, 0.02), ("k-clip", "completed", WAN, 0.08),
-        ("k-judge", "completed", "gemini-2.5-flash", 0.001), ("k-image", "completed", FLUX, 0.02),
+        ("k-image", "completed", FLUX, FLUX_PRICE), ("k-clip", "completed", WAN, CLIP_PRICE),
+        ("k-judge", "completed", "gemini-2.5-flash", JUDGE_PRICE), ("k-image", "completed", FLUX, FLUX_PRICE),
     ]
     assert [row.request_id for row in rows] == [image.request_id, clip.request_id, rows[2].request_id, again.request_id]
     assert all(row.provider == "local" and row.shadow and row.run == "run-1" for row in rows)
-    assert verdict.cost_usd == 0.001 and ledger.spent() == 0.121 and ledger.pending("k-image") is None
+    assert verdict.cost_usd == JUDGE_PRICE and ledger.pending("k-image") is None
+    assert ledger.spent() == pytest.approx(2 * FLUX_PRICE + CLIP_PRICE + JUDGE_PRICE)
 
 
 def test_a_call_is_pending_in_the_ledger_while_it_runs(ledger: Ledger, tmp_path: Path) -> None:
     slow = LocalProvider(FaultSchedule(latency=0.3))
     call = threading.Thread(target=slow.generate_image, args=(image_request(), tmp_path / "a.png"),
-                            kwargs={"ticket": shadow_ticket(ledger, "k-slow", 0.02)})
+                            kwargs={"ticket": shadow_ticket(ledger, "k-slow", FLUX_PRICE)})
     call.start()
     try:
         waited = time.monotonic()
@@ -294,12 +299,12 @@ def test_a_call_is_pending_in_the_ledger_while_it_runs(ledger: Ledger, tmp_path:
             assert call.is_alive() and time.monotonic() - waited < 5, "the call never wrote its pending row"
             time.sleep(0.01)
         [row] = ledger.rows()
-        assert (row.status, row.endpoint, row.price_usd, row.cost_usd) == ("pending", FLUX, 0.02, 0.0)
-        assert ledger.pending("k-slow", FLUX) == row.request_id and ledger.spent() == 0.02  # pending: at its price
+        assert (row.status, row.endpoint, row.price_usd, row.cost_usd) == ("pending", FLUX, FLUX_PRICE, 0.0)
+        assert ledger.pending("k-slow", FLUX) == row.request_id and ledger.spent() == FLUX_PRICE  # pending: at its price
     finally:
         call.join()
     [row] = ledger.rows()
-    assert (row.status, row.cost_usd) == ("completed", 0.02) and ledger.pending("k-slow") is None
+    assert (row.status, row.cost_usd) == ("completed", FLUX_PRICE) and ledger.pending("k-slow") is None
 
 
 @pytest.mark.parametrize(("fault", "kind"), [("rate_limit", "rate_limit"), ("reject", "content_rejected")])
@@ -308,14 +313,14 @@ def test_an_injected_fault_is_a_failed_row_that_costs_nothing(
 ) -> None:
     failing = LocalProvider(FaultSchedule(rates={fault: 1.0}))
     with pytest.raises(ProviderError) as caught:
-        failing.generate_image(image_request(), tmp_path / "a.png", ticket=shadow_ticket(ledger, "k-fault", 0.02))
+        failing.generate_image(image_request(), tmp_path / "a.png", ticket=shadow_ticket(ledger, "k-fault", FLUX_PRICE))
     assert not caught.value.billed
     [row] = ledger.rows()
-    assert (row.status, row.cost_usd, row.price_usd, row.request_id) == ("failed", 0.0, 0.02, caught.value.request_id)
+    assert (row.status, row.cost_usd, row.price_usd, row.request_id) == ("failed", 0.0, FLUX_PRICE, caught.value.request_id)
     assert row.detail.startswith(f"{kind}: ") and ledger.spent() == 0.0 and ledger.pending("k-fault") is None
     assert ledger.billed_failures("k-fault", "run-1") == 0 and not (tmp_path / "a.png").exists()
-    LocalProvider().generate_image(image_request(), tmp_path / "a.png", ticket=shadow_ticket(ledger, "k-fault", 0.02))
-    assert [(row.status, row.cost_usd) for row in ledger.rows()] == [("failed", 0.0), ("completed", 0.02)]
+    LocalProvider().generate_image(image_request(), tmp_path / "a.png", ticket=shadow_ticket(ledger, "k-fault", FLUX_PRICE))
+    assert [(row.status, row.cost_usd) for row in ledger.rows()] == [("failed", 0.0), ("completed", FLUX_PRICE)]
 
 
 def test_a_pending_row_left_by_a_dead_process_is_settled_by_the_next_call(
@@ -323,7 +328,8 @@ def test_a_pending_row_left_by_a_dead_process_is_settled_by_the_next_call(
 ) -> None:
     request = image_request()
     request_id = f"local-{provider.request_key('generate_image', request)[:16]}"
-    shadow_ticket(ledger, "k-crash", 0.02, run="died").submitted(FLUX, request_id)
-    generation = provider.generate_image(request, tmp_path / "a.png", ticket=shadow_ticket(ledger, "k-crash", 0.02, run="next"))
+    shadow_ticket(ledger, "k-crash", FLUX_PRICE, run="died").submitted(FLUX, request_id)
+    generation = provider.generate_image(request, tmp_path / "a.png",
+                                         ticket=shadow_ticket(ledger, "k-crash", FLUX_PRICE, run="next"))
     [row] = ledger.rows()
-    assert (row.request_id, row.status, row.cost_usd, row.run) == (generation.request_id, "completed", 0.02, "next")
+    assert (row.request_id, row.status, row.cost_usd, row.run) == (generation.request_id, "completed", FLUX_PRICE, "next")

@@ -1,0 +1,91 @@
+"""On the wire: a 16:9 episode on fal with a character's FLUX.2, Z-Image and WAN high/low adapters; a storyboard that
+breaks a published limit stopped before anything is paid; an estimate after a recorded rejection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reelflow.schemas.wire.fal import FLUX2_LORA, INPUTS, SEEDVR_UPSCALE, WAN_FLF
+
+from checks import check_episode
+from conftest import run_cli
+from fakes.fal import FakeFal
+from projects import BREAKDOWN, PROJECT, storyboard, write_project
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+ON_FAL = {"default": "fal", "qc": "local"}
+ANA = [
+    {"base_model": "flux-2", "path": "https://w/ana-flux2.safetensors", "trigger": "ana_tok"},
+    {"base_model": "z-image", "path": "https://w/ana-z.safetensors"},
+    {"base_model": "wan-2.2", "path": "https://w/ana-wan-high.safetensors", "noise": "high"},
+    {"base_model": "wan-2.2", "path": "https://w/ana-wan-low.safetensors", "noise": "low"},
+]
+
+
+def _with_loras(root: Path, characters: dict[str, list[dict]]) -> Path:
+    (root / "visual").mkdir(parents=True, exist_ok=True)
+    (root / "visual" / "lora_registry.json").write_text(json.dumps({"characters": characters}))
+    return root
+
+
+def test_a_16_9_episode_on_fal_sends_each_adapter_to_its_model_and_expert(tmp_path: Path, fal: FakeFal) -> None:
+    project = PROJECT | {"aspect_ratio": "16:9", "providers": ON_FAL}
+    root = _with_loras(write_project(tmp_path / "proj", project=project), {"ANA": ANA})
+    result = run_cli("render", str(root), "--episode", "1", "--json", env=fal.env())
+    assert result.code == 0, result.stderr
+    check_episode(root, 1)
+
+    jobs = list(fal.jobs.values())
+    for job in jobs:
+        INPUTS[job.endpoint].model_validate(job.body)  # zero schema violations reached the service
+    assert set(fal.submits_by_body.values()) == {1}, "one submit per generation"
+    ana_shots = {shot["shot"] for shot in storyboard()["shots"] if "ANA" in shot["characters_in_shot"]}
+    keyframes = [job for job in jobs if job.endpoint == FLUX2_LORA]
+    assert keyframes and all(job.body.get("loras", []) in ([], [{"path": ANA[0]["path"], "scale": 1.0}]) for job in keyframes)
+    assert sum("loras" in job.body for job in keyframes) == 2, "ANA's shots: shot 1's strip and shot 4's first frame"
+    videos = [job for job in jobs if job.endpoint == WAN_FLF]
+    assert videos and all(job.body["aspect_ratio"] == "16:9" for job in videos)
+    for job in videos:
+        loras = [(lora["path"].rsplit("/", 1)[1], lora["transformer"]) for lora in job.body.get("loras", [])]
+        assert loras in ([], [("ana-wan-high.safetensors", "high"), ("ana-wan-low.safetensors", "low")])
+    assert sum("loras" in job.body for job in videos) == 2, f"ANA is in shots {sorted(ana_shots)}: shot 1's two segments"
+    assert all(job.body["output_format"] == "png" for job in jobs if job.endpoint == SEEDVR_UPSCALE)
+
+
+def test_a_storyboard_that_breaks_a_published_limit_stops_before_anything_is_paid(tmp_path: Path, fal: FakeFal) -> None:
+    board = storyboard()
+    board["shots"][3]["characters_in_shot"] = ["ANA", "BO", "CY", "DI"]
+    breakdown_cast = [{"id": c, "name": c.title(), "height_cm": 170, "description": "crew"} for c in ("ANA", "BO", "CY", "DI")]
+    root = write_project(tmp_path / "proj", board, project=PROJECT | {"providers": ON_FAL})
+    (root / "breakdown.json").write_text(json.dumps(BREAKDOWN | {"characters": breakdown_cast}))
+    _with_loras(root, {c: [dict(ANA[0], path=f"https://w/{c}.safetensors")] for c in ("ANA", "BO", "CY", "DI")})
+    for command in ("render", "estimate"):
+        result = run_cli(command, str(root), "--episode", "1", "--json", env=fal.env())
+        assert result.code == 2 and result.stdout == ""
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: storyboard_ep_001.json: shot 4: keyframes: fal: ")
+        assert "loras: [4 items]" in lines[0] and "at most 3" in lines[0]
+    assert fal.total_submits() == 0 and fal.uploads == [] and not (root / "storyboards" / "assets").exists()
+
+
+def test_estimate_after_a_recorded_rejection_names_the_blocked_shot(tmp_path: Path, fal: FakeFal) -> None:
+    board = storyboard()
+    board["shots"][2]["first_frame_prompt"] = "A forbidden cargo hold"
+    root = write_project(tmp_path / "proj", board, project=PROJECT | {"providers": {"default": "local", "keyframes": "fal"}})
+    render = run_cli("render", str(root), "--episode", "1", "--shots", "3", "--json", env=fal.env())
+    assert render.code == 1
+    estimate = run_cli("estimate", str(root), "--episode", "1", "--json", env=fal.env())
+    assert estimate.code == 0, estimate.stderr
+    blocked = estimate.json()["blocked"]
+    assert [shot["shot"] for shot in blocked] == [3] and "recorded earlier" in blocked[0]["reason"]
+    assert estimate.json()["total_usd"] > 0, "the other shots are still priced"
+
+    fallback = json.loads((root / "project.json").read_text())
+    fallback["providers"]["keyframes"] = {"use": "fal", "fallback": "local"}
+    (root / "project.json").write_text(json.dumps(fallback))
+    routed = run_cli("estimate", str(root), "--episode", "1", "--shots", "3", "--json", env=fal.env())
+    assert routed.code == 0 and routed.json()["blocked"] == []
+    assert routed.json()["by_stage"]["keyframes"] > 0, "the fallback route is priced"

@@ -1,0 +1,32 @@
+"""The LoRA registry picks adapters by the base model of the endpoint they go to; WAN adapters keep their expert."""
+
+from __future__ import annotations
+
+from reelflow.schemas.loras import LORA_BASES, LoraRegistry
+from reelflow.schemas.wire.fal import FLUX2_LORA, SEEDVR_UPSCALE, WAN_FLF, Z_IMAGE_TURBO, Z_IMAGE_TURBO_LORA
+
+REGISTRY = LoraRegistry.model_validate({"characters": {
+    "ANA": [
+        {"base_model": "flux-2", "path": "https://w/ana-flux2.safetensors", "trigger": "ana_flux"},
+        {"base_model": "z-image", "path": "https://w/ana-zimage.safetensors", "trigger": "ana_z"},
+        {"base_model": "wan-2.2", "path": "https://w/ana-wan-high.safetensors", "noise": "high"},
+        {"base_model": "wan-2.2", "path": "https://w/ana-wan-low.safetensors", "noise": "low"},
+    ],
+    "BO": [{"base_model": "flux-2", "path": "https://w/bo-flux2.safetensors", "scale": 0.8}],
+}})
+
+
+def test_each_endpoint_gets_the_adapters_of_its_base_model() -> None:
+    assert [lora.path for lora in REGISTRY.for_model(["ANA"], FLUX2_LORA)] == ["https://w/ana-flux2.safetensors"]
+    for z_image in (Z_IMAGE_TURBO, Z_IMAGE_TURBO_LORA):
+        assert [lora.trigger for lora in REGISTRY.for_model(["ANA"], z_image)] == ["ana_z"]
+    assert REGISTRY.for_model(["ANA"], SEEDVR_UPSCALE) == (), "an endpoint with no LoRA base takes none"
+    assert set(LORA_BASES) == {FLUX2_LORA, Z_IMAGE_TURBO, Z_IMAGE_TURBO_LORA, WAN_FLF}
+
+
+def test_wan_adapters_keep_their_noise_expert_and_characters_share_the_strength() -> None:
+    wan = REGISTRY.for_model(["ANA"], WAN_FLF)
+    assert [(lora.path.rsplit("/", 1)[1], lora.transformer) for lora in wan] == [
+        ("ana-wan-high.safetensors", "high"), ("ana-wan-low.safetensors", "low")]
+    both = REGISTRY.for_model(["ANA", "BO"], FLUX2_LORA)
+    assert [(lora.character, lora.scale, lora.transformer) for lora in both] == [("ANA", 0.5, None), ("BO", 0.4, None)]
