@@ -49,7 +49,7 @@ def test_small_project_on_fal_and_gemini(tmp_path: Path, fal: FakeFal, gemini: F
     check_episode(root, 1)
     assert report["provider_calls"] == 22
     assert fal.total_submits() == 8
-    assert gemini.calls_per_model() == {"gemini-2.5-flash-image": 7, "gemini-2.5-flash": 7}, "7 upscales, 7 judged keyframes"
+    assert gemini.calls_per_model() == {"gemini-3.1-flash-image": 7, "gemini-3.5-flash-lite": 7}, "7 upscales, 7 judged keyframes"
     assert [line["review"] for line in report["lines"]] == ["pass"] * 4
     assert set(fal.submits_by_body.values()) == {1}, "one submit per generation"
     assert fal.max_in_flight <= 2, "the project's fal concurrency limit holds across shots"

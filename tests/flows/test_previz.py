@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from reelflow.media.probe import probe
+from reelflow.schemas.pricing import load_prices
 from reelflow.tasks.previz_sheet import contact_sheet_html
 
 from conftest import run_cli
 from projects import PROJECT, storyboard, write_project
 
+Z_IMAGE_FRAME = load_prices().cost("fal-ai/z-image/turbo", size=(512, 896))  # one megapixel, rounded up
 HOSTILE = '<script>alert(1)</script> & "quotes"'
 NAMES = {
     1: "TST_EP001_S01_T01_ANA_previz.png",
@@ -42,7 +44,7 @@ def test_previz_makes_one_named_frame_per_shot(previzd: tuple[Path, dict]) -> No
     folder = previz_dir(root)
     assert report["episode"] == 1 and report["frames"] == 4 and report["failed"] == []
     assert report["provider_calls"] == 4
-    assert report["cost_usd"] == pytest.approx(4 * 0.004)
+    assert report["cost_usd"] == pytest.approx(4 * Z_IMAGE_FRAME)
     assert report["html"] == str(folder / "previz_review.html")
     assert report["manifest"] == str(folder / "previz_manifest.json")
     assert sorted(p.name for p in folder.glob("*.png")) == sorted(NAMES.values())
@@ -57,7 +59,7 @@ def test_manifest_records_every_frame(previzd: tuple[Path, dict]) -> None:
     manifest = json.loads((previz_dir(root) / "previz_manifest.json").read_text())
     frames = {frame["shot"]: frame for frame in manifest["frames"]}
     assert sorted(frames) == [1, 2, 3, 4]
-    assert manifest["cost_usd"] == pytest.approx(4 * 0.004)
+    assert manifest["cost_usd"] == pytest.approx(4 * Z_IMAGE_FRAME)
     assert {f["name"] for f in frames.values()} == set(NAMES.values())
     hero = frames[1]
     assert hero["prompt"] == "Ana grips the throttle as alarms flash red across the deck"
@@ -66,7 +68,7 @@ def test_manifest_records_every_frame(previzd: tuple[Path, dict]) -> None:
     assert hero["params"]["steps"] == 8 and hero["params"]["notes"]["role"] == "previz"
     assert frames[2]["prompt"] == "Bo kneels by a crate" and frames[2]["seed"] == 1234
     for frame in frames.values():
-        assert frame["cost_usd"] == 0.004 and frame["request_id"].startswith("local-") and len(frame["sha256"]) == 64
+        assert frame["cost_usd"] == Z_IMAGE_FRAME and frame["request_id"].startswith("local-") and len(frame["sha256"]) == 64
 
 
 def test_contact_sheet_shows_every_shot_with_escaped_prompts(previzd: tuple[Path, dict]) -> None:

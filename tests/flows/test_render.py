@@ -13,6 +13,9 @@ from reelflow.media.probe import probe
 from reelflow.schemas.dailies import Dailies, Decision
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.schemas.names import AssetName
+from reelflow.schemas.pricing import load_prices
+from reelflow.schemas.wire.fal import FLUX2_LORA as FLUX
+from reelflow.schemas.wire.fal import WAN_FLF as WAN
 from reelflow.state.dailies import apply_decisions
 
 from checks import check_episode
@@ -59,7 +62,12 @@ def test_render_writes_named_assets_cut_and_manifest(rendered: tuple[Path, dict]
     assert report["shots"] == {"total": 4, "rendered": 4, "cached": 0, "failed": 0, "kept": 0}
     # triptych 1 strip + 3 verdicts + 3 upscales + 2 segments; flf 2 + 2 + 2 + 1; push 1 + 1 + 1; static 1 + 1 + 1
     assert report["provider_calls"] == 22
-    assert report["cost_usd"] == pytest.approx(0.02 * 5 + 0.039 * 7 + 0.04 * 2 + 0.08 * 1 + 0.001 * 7)
+    prices = load_prices()  # the local provider's shadow cost: what the cloud bills in its own units
+    keyframes = prices.cost(FLUX, size=(1536, 912)) + 4 * prices.cost(FLUX, size=(576, 1024))  # per megapixel
+    upscales = 7 * prices.cost("gemini-3.1-flash-image", resolution="1K")  # the retired id's replacement
+    segments = 2 * prices.cost(WAN, frames=49) + prices.cost(WAN, frames=81)  # per second at 720p
+    assert report["cost_usd"] == pytest.approx(keyframes + upscales + segments + 7 * prices.cost("gemini-2.5-flash"))
+    assert report["cost_usd"] == pytest.approx(1.5019)
 
     folder = assets(root)
     assert Path(report["output"]) == folder / "ep_001.mp4"
@@ -78,10 +86,11 @@ def test_render_writes_named_assets_cut_and_manifest(rendered: tuple[Path, dict]
     by_name = {entry["name"]: entry for entry in manifest["assets"]}
     first = by_name["TST_EP001_S02_T01_BO_first.png"]
     assert (first["stage"], first["provider"], first["model"]) == ("upscale", "local", "gemini-2.5-flash-image")
-    assert first["seed"] == 1234 and first["cost_usd"] == 0.039 and first["request_id"].startswith("local-")
+    assert first["seed"] == 1234 and first["request_id"].startswith("local-")
+    assert first["cost_usd"] == load_prices().cost("gemini-3.1-flash-image", resolution="1K")
     seg = by_name["TST_EP001_S02_T01_BO_seg1.mp4"]
     assert [i["name"] for i in seg["inputs"]] == ["TST_EP001_S02_T01_BO_first.png", "TST_EP001_S02_T01_BO_last.png"]
-    assert seg["params"]["num_frames"] == 81 and seg["cost_usd"] == 0.08
+    assert seg["params"]["num_frames"] == 81 and seg["cost_usd"] == load_prices().cost(WAN, frames=81)
     raw_first = {i["sha256"] for i in first["inputs"]}
     assert raw_first <= {e["sha256"] for e in manifest["intermediates"]}
 

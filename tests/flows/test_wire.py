@@ -4,11 +4,13 @@ breaks a published limit stopped before anything is paid; an estimate after a re
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from reelflow.schemas.wire.fal import FLUX2_LORA, INPUTS, SEEDVR_UPSCALE, WAN_FLF
+from reelflow.state.ledger import Ledger
 
 from checks import check_episode
 from conftest import run_cli
@@ -53,6 +55,23 @@ def test_a_16_9_episode_on_fal_sends_each_adapter_to_its_model_and_expert(tmp_pa
         assert loras in ([], [("ana-wan-high.safetensors", "high"), ("ana-wan-low.safetensors", "low")])
     assert sum("loras" in job.body for job in videos) == 2, f"ANA is in shots {sorted(ana_shots)}: shot 1's two segments"
     assert all(job.body["output_format"] == "png" for job in jobs if job.endpoint == SEEDVR_UPSCALE)
+
+    billed = sum(_fal_bill(job.endpoint, job.body, job.outcome[1] if job.outcome else {}) for job in jobs)
+    local = sum(row.cost_usd for row in Ledger.at(root / ".reelflow").rows("provider = 'local'"))
+    assert result.json()["cost_usd"] == pytest.approx(billed + local, abs=0.01), "the report is what fal bills"
+
+
+def _fal_bill(endpoint: str, body: dict, result: dict) -> float:
+    """What fal bills for one request, from its model pages (2026-11): FLUX.2 [dev] LoRA $0.021 and SeedVR $0.001 per
+    output megapixel (rounded up), WAN 2.2 $0.08 per second of 720p video counted at 16 fps."""
+    if endpoint == FLUX2_LORA:
+        size = body["image_size"]
+        return 0.021 * math.ceil(size["width"] * size["height"] / 2**20)
+    if endpoint == SEEDVR_UPSCALE:
+        return 0.001 * math.ceil(result["image"]["width"] * result["image"]["height"] / 2**20)
+    if endpoint == WAN_FLF:
+        return 0.08 * body["num_frames"] / 16
+    raise AssertionError(f"no price for {endpoint}")
 
 
 def test_a_storyboard_that_breaks_a_published_limit_stops_before_anything_is_paid(tmp_path: Path, fal: FakeFal) -> None:
