@@ -27,7 +27,6 @@ from google.genai import types
 from pydantic import BaseModel, Field
 
 from reelflow.media.images import load_image, resize_cover, save_png
-from reelflow.media.probe import probe_image
 from reelflow.providers.base import Ticket
 from reelflow.providers.gemini.errors import NAME, one_line, translate
 from reelflow.providers.gemini.wire import (
@@ -38,9 +37,10 @@ from reelflow.providers.gemini.wire import (
     response_image,
     response_json,
 )
+from reelflow.providers.sizes import billed_size
 from reelflow.schemas.env import env_number
-from reelflow.schemas.errors import BadRequest, MediaError, MissingCredentials, ProviderError
-from reelflow.schemas.pricing import load_prices, request_size
+from reelflow.schemas.errors import BadRequest, MissingCredentials, ProviderError
+from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.requests import (
     EditRequest,
     Generation,
@@ -126,17 +126,6 @@ def _verdict_reasons(request: JudgeRequest, judgement: Judgement) -> list[str]:
     return reasons
 
 
-def _billed_size(request: _Request) -> tuple[int, int] | None:
-    """The output size Gemini is asked for (an edit's may follow its input image's); None where it is unknown."""
-    if not isinstance(request, EditRequest):
-        return request_size(request)
-    try:
-        source = probe_image(request.image)
-    except MediaError:
-        return request_size(request)
-    return request.output_size((source.width, source.height))
-
-
 def _recorded(ticket: Ticket | None, endpoint: str, request_id: str, billed: float, step: Callable[[], Result]) -> Result:
     """`step()`; if it raises, the request is recorded failed at `billed` (0.0: Gemini charged nothing).
 
@@ -186,7 +175,7 @@ class GeminiProvider:
 
     def estimate(self, request: _Request) -> float:
         """The price table's cost of one call: an image at the tier its output size asks for, or a judge call."""
-        return load_prices().cost_of(request, size=_billed_size(request))
+        return load_prices().cost_of(request, size=billed_size(request))
 
     def check(self, request: _Request) -> None:
         """BadRequest, with no I/O, for what Gemini would refuse: the model id, and the config where the size is known."""

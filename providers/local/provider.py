@@ -16,15 +16,15 @@ from PIL import ImageFilter
 
 from reelflow.media.hashing import sha256_file
 from reelflow.media.images import load_image, resize_cover, save_png
-from reelflow.media.probe import probe_image
 from reelflow.providers.base import Ticket
 from reelflow.providers.local.draw import draw_edit, draw_keyframe, elsewhere
 from reelflow.providers.local.faults import FaultSchedule
 from reelflow.providers.local.flf import render_first_last
 from reelflow.providers.local.judge import PASS_SCORE, judge_pixels
+from reelflow.providers.sizes import billed_size
 from reelflow.schemas.errors import BadRequest, ContractError, MediaError, ProviderError
 from reelflow.schemas.gemini_models import gemini_model
-from reelflow.schemas.pricing import load_prices, request_size
+from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.requests import (
     EditRequest,
     Generation,
@@ -63,7 +63,7 @@ def shadow_cost(request: _Request) -> float:
     """What the same call costs on the cloud, at the request's real size and length; 0.0 where the price table
     cannot price it (a model it does not list, or a request of another kind than the model's unit)."""
     try:
-        return load_prices().cost_of(request, model=priced_as(request.model), size=_billed_size(request))
+        return load_prices().cost_of(request, model=priced_as(request.model), size=billed_size(request))
     except ContractError:
         return 0.0
 
@@ -72,17 +72,6 @@ def priced_as(model: str) -> str:
     """The cloud model a local model name is priced as: a retired Gemini id at its replacement's price."""
     row = gemini_model(model)
     return row.replacement if row is not None and not row.usable and row.replacement else model
-
-
-def _billed_size(request: _Request) -> tuple[int, int] | None:
-    """The output size the cloud is asked for (an edit's may follow its input image's); None where unknown."""
-    if not isinstance(request, EditRequest):
-        return request_size(request)
-    try:
-        source = probe_image(request.image)
-    except MediaError:
-        return request_size(request)
-    return request.output_size((source.width, source.height))
 
 
 @contextmanager

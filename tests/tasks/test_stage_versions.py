@@ -32,7 +32,7 @@ SCANNED = ("tasks/*.py", "providers/local/provider.py", "providers/fal/provider.
 # What serves each capability besides the local provider (which has its own version): the wire translation,
 # post-processing and content-rejection rules of fal and Gemini shape their outputs without entering the key.
 FAL = ("providers/fal/endpoints.py", "providers/fal/provider.py", "providers/fal/queue.py", "providers/fal/errors.py")
-GEMINI = ("providers/gemini/provider.py", "providers/gemini/wire.py")
+GEMINI = ("providers/gemini/provider.py", "providers/gemini/wire.py", "providers/sizes.py")
 
 
 @dataclass(frozen=True)
