@@ -70,7 +70,9 @@ class RenderReport(BaseModel):
         } | ({"budget_usd": self.budget_usd} if self.budget_usd is not None else {})
 
 
-class Spend(BaseModel):
+class GroupSpend(BaseModel):
+    """Requests and spend of one group in `reelflow ledger` (a provider, a stage, an episode or a day)."""
+
     requests: int = 0
     spent_usd: float = 0.0
 
@@ -103,9 +105,9 @@ class LedgerReport(BaseModel):
     spent_usd: float = 0.0
     charged_usd: float = 0.0
     shadow_usd: float = 0.0
-    by_provider: dict[str, Spend] = Field(default_factory=dict)
-    by_stage: dict[str, Spend] = Field(default_factory=dict)
-    by_episode: dict[str, Spend] = Field(default_factory=dict)
-    by_day: dict[str, Spend] = Field(default_factory=dict)
+    by_provider: dict[str, GroupSpend] = Field(default_factory=dict)
+    by_stage: dict[str, GroupSpend] = Field(default_factory=dict)
+    by_episode: dict[str, GroupSpend] = Field(default_factory=dict)
+    by_day: dict[str, GroupSpend] = Field(default_factory=dict)
     pending: list[LedgerRequest] = Field(default_factory=list)
     billed_failures: list[LedgerRequest] = Field(default_factory=list)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from reelflow.schemas.report import LedgerReport, LedgerRequest, Spend
+from reelflow.schemas.report import GroupSpend, LedgerReport, LedgerRequest
 from reelflow.state.db import Database, database
 
 Status = Literal["pending", "completed", "failed", "cancelled"]
@@ -115,7 +115,7 @@ class Ledger:
             episode_key = "none" if row.episode is None else str(row.episode)
             for groups, name in ((report.by_provider, row.provider), (report.by_stage, row.stage or "none"),
                                  (report.by_episode, episode_key), (report.by_day, day)):
-                spend = groups.setdefault(name, Spend())
+                spend = groups.setdefault(name, GroupSpend())
                 spend.requests += 1
                 spend.spent_usd = round(spend.spent_usd + cost, 6)
             report.spent_usd = round(report.spent_usd + cost, 6)

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from reelflow.state.cache import is_dry_run
+
 Status = Literal["running", "cached", "done", "failed"]
 
 
@@ -43,6 +45,9 @@ def subscribe(listener: Listener) -> Callable[[], None]:
 
 
 def emit(event: StageEvent) -> None:
+    """Tell every listener; a dry run (an estimate, the request check before a render) makes nothing to show."""
+    if is_dry_run():
+        return
     with _lock:
         listeners = list(_listeners)
     for listener in listeners:
