@@ -25,7 +25,7 @@ from reelflow.schemas.dailies import Dailies, Decision, decisions_from
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import load_project, load_storyboard, validate_folder
 from reelflow.schemas.project import RENDER_STAGES
-from reelflow.schemas.report import BudgetLine
+from reelflow.schemas.report import BudgetLine, money_words
 from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.dailies import apply_decisions, read_dailies
 
@@ -223,7 +223,8 @@ def render(
         out.print(f"cut: {cut}\nmanifest: {report.manifest}\n"
                   f"shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.kept} kept, "
                   f"{report.shots.failed} failed"
-                  f" · provider calls {report.provider_calls} · cost ${report.cost_usd:.3f}\n{budget_text(report.budget)}")
+                  f" · provider calls {report.provider_calls} · {money_words(report.charged_usd, report.shadow_usd)}\n"
+                  f"{budget_text(report.budget)}")
         flow_run_id = state.state_details.flow_run_id
         out.print(f"run in the Prefect UI: {ui}/runs/flow-run/{flow_run_id}")
     if report.budget.stopped:

@@ -25,7 +25,7 @@ from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder, base_name, load_project, load_storyboard
 from reelflow.schemas.loras import LoraRegistry
 from reelflow.schemas.project import RENDER_STAGES
-from reelflow.schemas.report import BudgetLine, RenderReport, ShotCounts, ShotLine
+from reelflow.schemas.report import BudgetLine, RenderReport, ShotCounts, ShotLine, money_words
 from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.budget import Budgets, Caps
 from reelflow.state.dailies import changing_dailies, now, read_dailies
@@ -110,7 +110,8 @@ def _shot_table(report: RenderReport) -> str:
         "",
         f"Cut: `{report.output or report.cut_skipped}`  ",
         f"Shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.kept} approved and kept, "
-        f"{report.shots.failed} failed · provider calls {report.provider_calls} · cost ${report.cost_usd:.3f}",
+        f"{report.shots.failed} failed · provider calls {report.provider_calls} · "
+        f"{money_words(report.charged_usd, report.shadow_usd)}",
         "",
         "| shot | take | approach | status | gates | calls | cost | note |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -225,6 +226,7 @@ def render_episode(
         shots=counts,
         provider_calls=sum(calls for calls, _ in spend.values()),
         cost_usd=round(sum(cost for _, cost in spend.values()), 6),
+        shadow_usd=Ledger(database(folder.state_dir)).run_shadow(run),
         lines=report_lines,
         cut_skipped=cut_skipped,
         budget_usd=max_cost_usd if max_cost_usd is not None else folder.project.budget_usd,

@@ -21,6 +21,14 @@ class ShotLine(BaseModel):
     reason: str | None = None
 
 
+def money_words(charged_usd: float, shadow_usd: float) -> str:
+    """Spend as people should read it: what was charged, and the local provider's shadow cost named as such."""
+    words = f"charged ${charged_usd:.3f}"
+    if shadow_usd:
+        words += f" · shadow cost ${shadow_usd:.3f} (local provider: nothing charged)"
+    return words
+
+
 class ShotCounts(BaseModel):
     total: int
     rendered: int
@@ -46,11 +54,17 @@ class RenderReport(BaseModel):
     manifest: str
     shots: ShotCounts
     provider_calls: int
-    cost_usd: float
+    cost_usd: float  # the whole: charged + shadow
+    shadow_usd: float = 0.0  # the local provider's part: priced as the cloud, nothing charged
     lines: list[ShotLine] = Field(default_factory=list)
     cut_skipped: str | None = None
     budget_usd: float | None = None
     budget: BudgetLine = Field(default_factory=BudgetLine)
+
+    @property
+    def charged_usd(self) -> float:
+        """What providers charged (or will, for requests still pending) in this run."""
+        return round(self.cost_usd - self.shadow_usd, 6)
 
     def summary(self) -> dict[str, object]:
         """The `--json` object: episode, output, manifest, shot counts, provider calls, cost, failures, per-shot lines."""
@@ -63,6 +77,8 @@ class RenderReport(BaseModel):
             "shots": self.shots.model_dump(),
             "provider_calls": self.provider_calls,
             "cost_usd": round(self.cost_usd, 6),
+            "charged_usd": self.charged_usd,
+            "shadow_usd": round(self.shadow_usd, 6),
             "failures": failures,
             "lines": [line.model_dump(include={"shot", "take", "status", "review", "provider_calls", "cost_usd"})
                       for line in self.lines],

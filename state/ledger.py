@@ -105,6 +105,11 @@ class Ledger:
         )
         return {row["shot"]: (int(row["calls"]), round(float(row["cost"] or 0.0), 6)) for row in rows}
 
+    def run_shadow(self, run: str) -> float:
+        """The part of a run's spend the local provider priced as the cloud and charged nothing for."""
+        row = self.db.row(f"SELECT SUM({SETTLED_COST}) AS cost FROM requests WHERE run = ? AND shadow = 1", (run,))
+        return round(float(row["cost"] or 0.0), 6) if row else 0.0
+
     def report(self, episode: int | None = None) -> LedgerReport:
         """Spend by provider, stage, episode and day (UTC), pending requests and billed failures."""
         rows = self.rows("episode = ?", (episode,)) if episode is not None else self.rows()

@@ -68,6 +68,7 @@ def test_render_writes_named_assets_cut_and_manifest(rendered: tuple[Path, dict]
     segments = 2 * prices.cost(WAN, frames=49) + prices.cost(WAN, frames=81)  # per second at 720p
     assert report["cost_usd"] == pytest.approx(keyframes + upscales + segments + 7 * prices.cost("gemini-2.5-flash"))
     assert report["cost_usd"] == pytest.approx(1.5019)
+    assert report["shadow_usd"] == report["cost_usd"] and report["charged_usd"] == 0, "the local provider charges nothing"
 
     folder = assets(root)
     assert Path(report["output"]) == folder / "ep_001.mp4"
@@ -208,7 +209,8 @@ def test_human_output_shows_summary_and_ui_link(rendered: tuple[Path, dict], pre
     root, _ = rendered
     result = run_cli("render", str(root), "--episode", "1", "--shots", "2,3")
     assert result.code == 0, result.stderr
-    assert "2 cached" in result.stdout or "cached" in result.stdout
+    assert "shots: 0 rendered, 2 cached, 0 kept, 0 failed · provider calls 0 · charged $0.000" in result.stdout
+    assert "spent: $0.000 this run · $1.502 in the project" in result.stdout
     assert prefect_api.removesuffix("/api") + "/runs/flow-run/" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 

@@ -47,6 +47,7 @@ def test_a_billed_unusable_output_is_paid_for_at_most_1_plus_billed_retries_time
     assert [row.status for row in rows] == ["failed"] * fal.total_submits()
     assert report["cost_usd"] == pytest.approx(billed) and ledger(root).spent() == pytest.approx(billed)
     assert report["budget"]["spent_run_usd"] == pytest.approx(billed)
+    assert report["charged_usd"] == pytest.approx(billed) and report["shadow_usd"] == 0
 
     listed = run_cli("ledger", str(root), "--json")
     assert listed.code == 0, listed.stderr
