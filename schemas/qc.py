@@ -129,10 +129,15 @@ class Routing(BaseModel):
     pass_at: float = Field(0.6, ge=0, le=1, description="the lowest Gate 2 score of every keyframe that auto-passes")
     reject_below: float = Field(0.4, ge=0, le=1, description="a keyframe scoring below this is auto-rejected")
     max_regenerations: int = Field(2, ge=0, le=10, description="new-seed tries after the first, before the shot fails")
+    require_gate2: bool = Field(True, description="false: a try Gate 2 could not judge passes on Gate 1 alone")
 
     def route(self, gate1_failures: list[str], scores: list[float]) -> Route:
-        """`reject`, `pass` or `review` for one try."""
-        lowest = min(scores, default=1.0)
-        if gate1_failures or lowest < self.reject_below:
+        """`reject`, `pass` or `review` for one try; a try Gate 2 could not judge (no scores) is never waved through."""
+        if gate1_failures:
+            return "reject"
+        if not scores:
+            return "review" if self.require_gate2 else "pass"
+        lowest = min(scores)
+        if lowest < self.reject_below:
             return "reject"
         return "pass" if lowest >= self.pass_at else "review"

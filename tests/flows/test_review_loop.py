@@ -123,3 +123,23 @@ def test_prefect_pause_form_records_the_directors_decisions(tmp_path: Path, pref
     shots = {s.shot: s for s in dailies(root).shots}
     assert shots[3].history[-1].by == "prefect ui" and shots[3].note == "<i>ok</i>"
     assert shots[1].approved_take == 1
+
+
+def test_with_no_judge_every_shot_goes_to_review_and_none_passes(tmp_path: Path) -> None:
+    from fakes.fal import FakeFal
+
+    root = write_project(tmp_path / "proj", project=PROJECT | {"providers": {"default": "local", "qc": "fal"}})
+    with FakeFal() as fal:
+        result = run_cli("render", str(root), "--episode", "1", "--json", env=fal.env())
+        assert result.code == 0, result.stderr
+        assert fal.total_submits() == 0, "fal has no judge: nothing is sent to it"
+    assert [line["review"] for line in result.json()["lines"]] == ["review"] * 4
+    state = dailies(root)
+    assert [shot.status for shot in state.shots] == ["needs_review"] * 4
+    assert all("Gate 2 skipped: fal has no vision judge" in " ".join(shot.gates[-1].reasons) for shot in state.shots)
+
+    opted = root / "project.json"
+    opted.write_text(json.dumps(PROJECT | {"providers": {"default": "local", "qc": "fal"}, "qc": {"require_gate2": False}}))
+    with FakeFal() as fal:
+        again = run_cli("render", str(root), "--episode", "1", "--json", env=fal.env())
+    assert again.code == 0 and [line["review"] for line in again.json()["lines"]] == ["pass"] * 4

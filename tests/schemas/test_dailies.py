@@ -62,10 +62,17 @@ def test_decisions_from_lists_refuses_a_shot_in_two_lists() -> None:
     ([], [0.9, 0.5], "review"),
     ([], [0.39], "reject"),
     (["first: blur"], [1.0], "reject"),
-    ([], [], "pass"),
+    ([], [], "review"),
+    (["first: blur"], [], "reject"),
 ])
 def test_routing_by_gate1_and_the_lowest_score(gate1: list[str], scores: list[float], route: str) -> None:
     assert Routing().route(gate1, scores) == route
+
+
+def test_a_try_gate2_could_not_judge_passes_only_when_the_project_opts_in() -> None:
+    assert Routing().route([], []) == "review", "Gate 2 skipped is never a pass by default"
+    assert Routing(require_gate2=False).route([], []) == "pass"
+    assert Routing(require_gate2=False).route(["first: blur"], []) == "reject"
 
 
 def test_routing_settings_are_checked() -> None:
