@@ -115,14 +115,60 @@ def load_storyboard(folder: ProjectFolder, episode: int) -> Storyboard:
 
 
 def load_storyboard_file(folder: ProjectFolder, path: Path) -> Storyboard:
+    """Parse and check one storyboard; every problem (fields, numbering, unknown ids) is reported in one pass."""
     match = STORYBOARD_FILE.fullmatch(path.name)
     if match is None:
         raise ContractError(f"{path.name}: file name must be storyboard_ep_NNN.json")
-    storyboard = _parse(Storyboard, path)
+    try:
+        storyboard = _parse(Storyboard, path)
+    except ContractError as exc:
+        lines = str(exc).splitlines()
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise exc from None
+        lines += [line for line in raw_checks(folder, document, path.name) if line not in lines]
+        raise ContractError("\n".join(sorted(lines, key=_shot_order))) from None
     problems = cross_check(folder, storyboard, path.name, int(match[1]))
     if problems:
         raise ContractError("\n".join(problems))
     return storyboard
+
+
+def _shot_order(line: str) -> tuple[int, str]:
+    """Sort key: lines about the whole file first, then by shot number."""
+    found = re.match(r"[^:]+: shot (\d+):", line)
+    return (int(found[1]) if found else 0, "")
+
+
+def raw_checks(folder: ProjectFolder, document: Any, file_name: str) -> list[str]:
+    """The checks a storyboard whose fields failed still gets: shot numbering and ids the breakdown lacks."""
+    shots = document.get("shots") if isinstance(document, dict) else None
+    if not isinstance(shots, list):
+        return []
+    problems, seen = [], set()
+    numbers = [shot.get("shot") if isinstance(shot, dict) else None for shot in shots]
+    for number in numbers:
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            continue  # the field check says what is wrong with it
+        if number in seen:
+            problems.append(f"{file_name}: shot {number}: shot: number {number} appears twice")
+        elif number > len(shots):
+            problems.append(f"{file_name}: shot {number}: shot: numbers must run 1..{len(shots)} without gaps")
+        seen.add(number)
+    characters, locations = folder.breakdown.character_ids, folder.breakdown.location_ids
+    for shot, number in zip(shots, numbers, strict=True):
+        if not isinstance(shot, dict) or not isinstance(number, int):
+            continue
+        where = f"{file_name}: shot {number}"
+        cast = shot.get("characters_in_shot")
+        for char in cast if isinstance(cast, list) else []:
+            if isinstance(char, str) and char not in characters:
+                problems.append(f"{where}: characters_in_shot: {char!r} is not a character in breakdown.json")
+        location = shot.get("location")
+        if isinstance(location, str) and location not in locations:
+            problems.append(f"{where}: location: {location!r} is not a location in breakdown.json")
+    return problems
 
 
 def cross_check(folder: ProjectFolder, storyboard: Storyboard, file_name: str, file_episode: int) -> list[str]:

@@ -137,3 +137,17 @@ def test_invalid_json_names_the_file_and_line(tmp_path: Path) -> None:
     (root / "storyboards" / "storyboard_ep_001.json").write_text('{"schema_version": 3,\n "episode": }')
     with pytest.raises(ContractError, match=r"^storyboard_ep_001.json: not valid JSON \(line 2"):
         load_storyboard(load_project(root), 1)
+
+
+def test_three_independent_faults_are_three_lines_in_one_pass(tmp_path: Path) -> None:
+    doc = storyboard()
+    doc["shots"][0]["location"] = "MARS"  # an id the breakdown lacks
+    doc["shots"][1]["duration_s"] = "2"  # a field of the wrong type
+    doc["shots"][3]["shot"] = 3  # a number given twice
+    root = write_project(tmp_path, doc)
+    checked, problems = validate_folder(root)
+    assert checked == 1
+    assert len(problems) == 3, problems
+    assert problems[0] == "storyboard_ep_001.json: shot 1: location: 'MARS' is not a location in breakdown.json"
+    assert problems[1].startswith("storyboard_ep_001.json: shot 2: duration_s: ")
+    assert problems[2] == "storyboard_ep_001.json: shot 3: shot: number 3 appears twice"
