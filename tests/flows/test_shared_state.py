@@ -137,7 +137,7 @@ def test_two_processes_share_the_provider_limit(tmp_path: Path) -> None:
     busy = sum((row.settled_at or 0.0) - row.submitted_at for row in rows)
     assert _span(rows) >= 0.95 * busy / 2, "together, the two slots were the bottleneck"
     # One render alone leaves a slot idle at its tail (the last shot's chain), so a little under twice.
-    assert 1.6 <= _span(rows) / _span(alone_rows) <= 2.3, "two renders take about twice as long as one"
+    assert 1.45 <= _span(rows) / _span(alone_rows) <= 2.4, "two renders take about twice as long as one"
 
 
 WRITER = """
