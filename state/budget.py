@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from reelflow.schemas.errors import ReelflowError
 from reelflow.state.db import Database
-from reelflow.state.ledger import SETTLED_COST
+from reelflow.state.ledger import Ledger
 
 
 class BudgetExceeded(ReelflowError):
@@ -57,10 +57,10 @@ class Budgets:
         self.host = socket.gethostname()
 
     def _spent(self, run: str | None) -> float:
+        """The ledger's spend (of the project, or one run) plus the reservations still held."""
         where, args = ("WHERE run = ?", (run,)) if run is not None else ("", ())
-        ledger = self.db.row(f"SELECT SUM({SETTLED_COST}) AS total FROM requests {where}", args)
         held = self.db.row(f"SELECT SUM(price_usd) AS total FROM reservations {where}", args)
-        return round(float(ledger["total"] or 0.0) + float(held["total"] or 0.0), 6)  # type: ignore[index]
+        return round(Ledger(self.db).spent(run) + float(held["total"] or 0.0), 6)  # type: ignore[index]
 
     def _drop_dead(self) -> None:
         for row in self.db.rows("SELECT id, pid FROM reservations WHERE host = ?", (self.host,)):
