@@ -119,7 +119,7 @@ def _span(rows: list[LedgerRow]) -> float:
 
 def test_two_processes_share_the_provider_limit(tmp_path: Path) -> None:
     limited = PROJECT | {"concurrency": {"local": 2}}
-    latency = {"REELFLOW_LOCAL_LATENCY": "0.5"}
+    latency = {"REELFLOW_LOCAL_LATENCY": "0.4"}
     every_shot = "1,2,3,4"  # 22 calls: enough work in flight that one render alone keeps both slots busy
     alone = _two_episodes(tmp_path / "alone", limited)
     code, _, stderr = _finish(_render(alone, 1, latency, every_shot))

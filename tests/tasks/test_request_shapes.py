@@ -71,7 +71,7 @@ shot_shapes = st.tuples(st.sampled_from(APPROACHES), st.lists(st.sampled_from(CH
                         st.sampled_from([0.5, 1.0, 2.5, 5.0, 12.0, 30.0]))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(aspect=st.sampled_from(["9:16", "16:9"]), fps=st.sampled_from([8, 16, 24, 30, 60]),
        shapes=st.lists(shot_shapes, min_size=1, max_size=4), with_loras=st.lists(st.sampled_from(CHARACTERS), unique=True))
 def test_every_storyboard_shape_builds_valid_requests(aspect: str, fps: int, shapes: list[tuple[str, list[str], float]],
