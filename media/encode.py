@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reelflow.media.ffmpeg import H264_ARGS, ffmpeg_exe
+from reelflow.media.ffmpeg import ffmpeg_exe, h264_args
 from reelflow.schemas.errors import MediaError
 
 Frame = Image.Image | np.ndarray
@@ -29,8 +29,10 @@ def _rgb_bytes(frame: Frame, size: tuple[int, int]) -> bytes:
     return array.tobytes()
 
 
-def encode_frames(frames: Iterable[Frame], out: Path, *, fps: int, size: tuple[int, int]) -> int:
-    """Write `frames` (all `size` = (width, height)) to `out` at `fps`; returns the frame count."""
+def encode_frames(frames: Iterable[Frame], out: Path, *, fps: int, size: tuple[int, int],
+                  x264: dict[str, str | int] | None = None) -> int:
+    """Write `frames` (all `size` = (width, height)) to `out` at `fps` with `x264` settings (default: the product's);
+    returns the frame count."""
     width, height = size
     if width % 2 or height % 2:
         raise MediaError(f"video size {width}x{height} must be even for yuv420p")
@@ -38,7 +40,7 @@ def encode_frames(frames: Iterable[Frame], out: Path, *, fps: int, size: tuple[i
     command = [
         ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
-        "-r", str(fps), *H264_ARGS, str(out),
+        "-r", str(fps), *h264_args(x264), str(out),
     ]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdin is not None and process.stderr is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -10,14 +11,33 @@ import imageio_ffmpeg
 
 from reelflow.schemas.errors import MediaError
 
-# Fixed encoder settings: same frames in, byte-identical file out, on any machine. `ultrafast` at CRF 18 keeps the
-# picture and costs well under half the CPU of `veryfast`; the files are about three times larger.
-H264_ARGS: tuple[str, ...] = (
-    "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", "yuv420p",
-    "-threads", "2", "-x264-params", "threads=2:lookahead-threads=1",
-    "-movflags", "+faststart", "-fflags", "+bitexact", "-flags:v", "+bitexact",
-    "-map_metadata", "-1", "-an",
-)
+# x264 at CRF 18: `veryfast` makes files about a third the size of `ultrafast` for several times the CPU. Tests may
+# choose a faster preset through REELFLOW_X264_PRESET; the product's default never changes with them. Cached media
+# operations put x264_settings() in their keys, so a file encoded one way is never served for another.
+PRESET_ENV = "REELFLOW_X264_PRESET"
+DEFAULT_PRESET = "veryfast"
+CRF = 18
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+
+
+def x264_settings() -> dict[str, str | int]:
+    """The x264 preset and CRF encodes use now: REELFLOW_X264_PRESET's preset if set, else `veryfast`, at CRF 18."""
+    preset = os.environ.get(PRESET_ENV) or DEFAULT_PRESET
+    if preset not in X264_PRESETS:
+        raise MediaError(f"{PRESET_ENV}={preset!r} is not an x264 preset ({', '.join(X264_PRESETS)})")
+    return {"preset": preset, "crf": CRF}
+
+
+def h264_args(settings: dict[str, str | int] | None = None) -> list[str]:
+    """Encoder settings every video shares (x264_settings() unless given): same frames and settings in,
+    byte-identical file out, on any machine."""
+    settings = settings or x264_settings()
+    return [
+        "-c:v", "libx264", "-preset", str(settings["preset"]), "-crf", str(settings["crf"]), "-pix_fmt", "yuv420p",
+        "-threads", "2", "-x264-params", "threads=2:lookahead-threads=1",
+        "-movflags", "+faststart", "-fflags", "+bitexact", "-flags:v", "+bitexact",
+        "-map_metadata", "-1", "-an",
+    ]
 
 
 @lru_cache(maxsize=1)
@@ -41,7 +61,7 @@ def run_ffmpeg(args: list[str], *, stdin: bytes | None = None, what: str = "ffmp
 
 def output_args(out: Path, fps: float) -> list[str]:
     """Encoder arguments for an H.264 MP4 at `fps`, written to `out`."""
-    return ["-r", str(fps), *H264_ARGS, str(out)]
+    return ["-r", str(fps), *h264_args(), str(out)]
 
 
 def cover_filter(size: tuple[int, int]) -> str:

@@ -19,6 +19,9 @@ from reelflow.media.hashing import sha256_file
 from reelflow.schemas.assets import MediaInfo, Provenance
 from reelflow.state.db import Database, database
 
+BLOB_MODE = 0o444  # blobs are never written after they are stored, and hard-linked assets share their bytes
+FICLONE = 0x40049409  # Linux's ioctl that reflinks one file to another (fcntl.FICLONE from Python 3.12)
+
 
 class StoredFile(BaseModel):
     sha256: str
@@ -55,7 +58,7 @@ class AssetStore:
         return path.is_file() and sha256_file(path) == stored.sha256
 
     def put(self, source: Path) -> tuple[str, Path]:
-        """Move a finished file into the store; returns its sha256 and blob path."""
+        """Move a finished file into the store, read-only (assets may share its bytes); returns its sha256 and path."""
         sha = sha256_file(source)
         target = self.blob_path(sha, source.suffix.lstrip(".").lower())
         if target.is_file() and sha256_file(target) == sha:
@@ -63,6 +66,7 @@ class AssetStore:
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
+        target.chmod(BLOB_MODE)
         return sha, target
 
     def lookup(self, key: str) -> CacheRecord | None:
@@ -135,14 +139,56 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+def _clone(blob: Path, temporary: Path) -> bool:
+    """Make `temporary` a reflink of the blob (its own file sharing the blob's extents), if the filesystem can."""
+    with blob.open("rb") as source, temporary.open("xb") as clone:
+        try:
+            fcntl.ioctl(clone.fileno(), FICLONE, source.fileno())
+            return True
+        except OSError:
+            pass
+    temporary.unlink()
+    return False
+
+
+def _link(blob: Path, temporary: Path) -> bool:
+    """Make `temporary` a hard link to the blob, read-only like every blob, if the filesystem allows it."""
+    try:
+        blob.chmod(BLOB_MODE)  # a blob stored before blobs were read-only
+        os.link(blob, temporary)
+        return True
+    except OSError:
+        return False
+
+
+def _same_file(blob: Path, target: Path) -> bool:
+    """Whether `target` is the blob itself (a hard link to it)."""
+    try:
+        return os.path.samefile(blob, target)
+    except OSError:
+        return False
+
+
 def materialise(blob: Path, sha256: str, target: Path) -> None:
-    """Make `target` a copy of the blob unless it already holds exactly that content."""
-    if target.is_file() and sha256_file(target) == sha256:
+    """Make `target` hold the blob's content unless it already does: a reflink, else a hard link, else a copy.
+
+    The target is written under a temporary name and renamed over whatever was there, so readers never see half a
+    file. A hard-linked asset is the blob itself and read-only like it: most tools refuse to write it. One forced to
+    write in place (a chmod, then an editor that overwrites the file) alters the blob and every asset linked to it;
+    the cache then finds the blob no longer hashes to its name and makes it again, and the next render links the
+    new blob here. Tools that save by writing a new file and renaming it leave the blob alone. Root ignores the
+    read-only bit.
+    """
+    if target.is_file() and (_same_file(blob, target) or sha256_file(target) == sha256):
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    shutil.copyfile(blob, temporary)
-    os.replace(temporary, target)
+    try:
+        if not (_clone(blob, temporary) or _link(blob, temporary)):
+            shutil.copyfile(blob, temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @cache

@@ -28,6 +28,9 @@ REELFLOW = Path(sys.executable).with_name("reelflow")
 
 
 TEST_HOME = "REELFLOW_TEST_HOME"
+# The fastest x264 preset keeps the suite quick; media cache keys name the preset, so nothing crosses over to the
+# product's encodes. A run may ask for another preset by setting the variable itself.
+os.environ.setdefault("REELFLOW_X264_PRESET", "ultrafast")
 _OWNS_HOME = pytest.StashKey[bool]()
 _BOOTING = pytest.StashKey[threading.Thread]()
 

@@ -60,6 +60,7 @@ def test_missing_or_altered_asset_is_not_a_hit(tmp_path: Path) -> None:
     ref = run_cached(store, op(), maker(calls)).file
     ref.path.unlink()
     assert run_cached(store, op(), maker(calls)).file.sha256 == ref.sha256
+    ref.path.chmod(0o644)  # blobs are stored read-only
     ref.path.write_bytes(b"tampered")
     run_cached(store, op(), maker(calls))
     assert len(calls) == 3 and ref.path.read_bytes() != b"tampered"
