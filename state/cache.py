@@ -49,12 +49,13 @@ class Operation:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The files an operation produced (blob references) and whether this run paid for them."""
+    """The files an operation produced (blob references), whether this run paid for them and whether it made them."""
 
     files: list[AssetRef]
     provenance: Provenance
     provider_calls: int
     cost_usd: float
+    made: bool = False  # made now, not found in the cache (a media operation makes without a call)
 
     @property
     def file(self) -> AssetRef:
@@ -103,6 +104,11 @@ def dry_run(*, lookups: bool = True) -> Iterator[DryRun]:
 def is_dry_run() -> bool:
     """True inside `dry_run()`: outputs are stand-ins and cannot be read."""
     return _dry_run.get() is not None
+
+
+def is_planned(ref: AssetRef) -> bool:
+    """True for a dry run's stand-in: a file that would be made, not one in the cache."""
+    return ref.sha256.startswith("planned-")
 
 
 def _planned(operation: Operation, plan: DryRun, price: float, outputs: int) -> Outcome:
@@ -171,4 +177,4 @@ def run_cached(
         record = CacheRecord(key=key, outputs=outputs, provenance=provenance)
         store.save(record)
         calls = 0 if operation.provider == MEDIA else 1
-        return Outcome(_refs(store, record), provenance, provider_calls=calls, cost_usd=generation.cost_usd)
+        return Outcome(_refs(store, record), provenance, provider_calls=calls, cost_usd=generation.cost_usd, made=True)

@@ -12,7 +12,7 @@ from typing import Literal
 
 from reelflow.state.cache import is_dry_run
 
-Status = Literal["running", "cached", "done", "failed"]
+Status = Literal["running", "cached", "done", "failed"]  # done: made now; cached: found in the cache
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class StageEvent:
     provider_calls: int = 0
     cost_usd: float = 0.0
     detail: str = ""
+    shadow: bool = False  # cost_usd is the local provider's shadow cost: nothing charged
 
 
 Listener = Callable[[StageEvent], None]

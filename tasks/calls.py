@@ -22,7 +22,7 @@ from reelflow.providers.registry import get_provider
 from reelflow.schemas.assets import AssetRef, ManifestEntry
 from reelflow.schemas.errors import BadRequest, ContentRejected, ContractError, UnusableOutput
 from reelflow.schemas.requests import Generation, JudgeRequest, _Request
-from reelflow.state.cache import MEDIA, Operation, Outcome, run_cached
+from reelflow.state.cache import MEDIA, Operation, Outcome, is_dry_run, run_cached
 from reelflow.state.ledger import Charge
 from reelflow.state.limits import provider_slot
 from reelflow.state.progress import StageEvent, emit
@@ -40,14 +40,17 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 
 def _report(job: ShotJob, stage: str, outcome: Outcome) -> None:
-    """Log the operation to the task run and tell the live view and the run's tally."""
-    status = "done" if outcome.provider_calls else "cached"
+    """Log the operation to the task run and tell the live view; a dry run (a walk that makes nothing) says nothing."""
+    if is_dry_run():
+        return
+    status = "done" if outcome.made else "cached"
     made = outcome.provenance
     _logger().info(
         "%s %s: %s by %s/%s, %s (cost $%.3f this run)",
         job.label, stage, status, made.provider, made.model, outcome.file.path.name, outcome.cost_usd,
     )
-    emit(StageEvent(job.run, job.shot.shot, stage, status, outcome.provider_calls, outcome.cost_usd))
+    emit(StageEvent(job.run, job.shot.shot, stage, status, outcome.provider_calls, outcome.cost_usd,
+                    shadow=made.provider == "local"))
 
 
 def _invoke(provider: Provider, capability: str, request: _Request, out: Path, ticket: Ticket) -> Generation:

@@ -29,14 +29,21 @@ def test_render_is_visible_in_the_prefect_ui(prefect_api: str, tmp_path: Path) -
     result = run_cli("render", str(root), "--episode", "1", "--shots", "2,4")
     assert result.code == 0, result.stderr
     assert "no cut: shots 1, 3 have no clip" in result.stdout
-    match = re.search(r"/runs/flow-run/([0-9a-f-]{36})", result.stdout)
+    match = re.search(r"run in the Prefect UI: (\S+)/runs/flow-run/([0-9a-f-]{36})", result.stdout)
     assert match, result.stdout
-    flow_run = httpx.get(f"{prefect_api}/flow_runs/{match[1]}").json()
-    assert (flow_run["name"], flow_run["state_type"]) == ("ep001-render", "COMPLETED")
+    flow_run = httpx.get(f"{prefect_api}/flow_runs/{match[2]}").json()
+    assert re.fullmatch(r"TST-ep001-render-\d{8}-\d{6}", flow_run["name"]) and flow_run["state_type"] == "COMPLETED"
 
-    stages = ("keyframes", "gates", "upscale", "video", "clip")
+    # The printed link is this server's UI, which serves the run's page and talks to this same server.
+    ui = prefect_api.removesuffix("/api")
+    assert match[1] == ui
+    page = httpx.get(match[0].removeprefix("run in the Prefect UI: "), headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert httpx.get(f"{ui}/ui-settings").json()["api_url"] == prefect_api
+
+    stages = ("keyframes", "gates", "upscale", "video", "clip", "clip-qc")
     expected = sorted([f"ep001-S{n:02d}" for n in (2, 4)] + [f"ep001-S{n:02d}-{s}" for n in (2, 4) for s in stages])
-    assert _task_run_names(prefect_api, match[1], len(expected)) == expected
+    assert _task_run_names(prefect_api, match[2], len(expected)) == expected
 
     artifacts = httpx.post(f"{prefect_api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["tst-ep001-render"]}}}).json()
     assert any("| 2 | T01 | standard_flf | rendered | pass |" in artifact["data"] for artifact in artifacts)
