@@ -11,23 +11,25 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
+from reelflow.flows.naming import run_name, tag_run
 from reelflow.flows.render import SHOT_WORKERS, select_shots, shot_jobs
 from reelflow.media.hashing import sha256_file
 from reelflow.providers.registry import require_providers
 from reelflow.schemas.load import load_project, load_storyboard
+from reelflow.schemas.report import money_words
 from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.db import database
 from reelflow.state.ledger import Ledger
 from reelflow.state.store import write_atomic
 from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.previz import make_previz, previz_dir
-from reelflow.tasks.previz_sheet import write_previz_sheet
+from reelflow.tasks.previz_sheet import contact_sheet_markdown, markdown_text, write_previz_sheet
 
 MANIFEST = "previz_manifest.json"
 REVIEW = "previz_review.html"
@@ -71,10 +73,12 @@ class PrevizReport(BaseModel):
     episode: int
     frames: int
     failed: list[PrevizFailure] = Field(default_factory=list)
-    cost_usd: float
+    cost_usd: float  # the whole: charged + shadow
     provider_calls: int
     html: str
     manifest: str
+    charged_usd: float = 0.0  # what providers charged (or will, for requests still pending)
+    shadow_usd: float = 0.0  # the local provider's part: priced as the cloud, nothing charged
 
 
 def _frame(job: ShotJob, result: StageResult) -> PrevizFrame:
@@ -110,18 +114,20 @@ def _kept_frames(folder: Path, storyboard: Storyboard, attempted: set[int]) -> l
     ]
 
 
-def _summary(report: PrevizReport, title: str) -> str:
-    failed = "".join(f"\n- shot {f.shot}: {f.reason}" for f in report.failed)
+def _summary(report: PrevizReport, title: str, sheet_key: str) -> str:
+    failed = "".join(f"\n- shot {f.shot}: {markdown_text(f.reason)}" for f in report.failed)
     return (
-        f"# Previz: {title}, episode {report.episode:03d}\n\n"
+        f"# Previz: {markdown_text(title)}, episode {report.episode:03d}\n\n"
         f"Frames: {report.frames} made, {len(report.failed)} failed · provider calls {report.provider_calls}"
-        f" · cost ${report.cost_usd:.3f}\n\nReview: `{report.html}`{failed}\n"
+        f" · {money_words(report.charged_usd, report.shadow_usd)}\n\n"
+        f"Review: the `{sheet_key}` artifact shows every frame; full size on disk: `{report.html}`{failed}\n"
     )
 
 
 @flow(
     name="previz-episode",
-    flow_run_name="ep{episode:03d}-previz",
+    flow_run_name=run_name("previz"),
+    on_running=[tag_run(("previz",))],
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
     log_prints=False,
 )
@@ -149,7 +155,8 @@ def previz_episode(project: str, episode: int, shots: list[int] | None = None) -
             reason = " ".join(str(exc).split()) or type(exc).__name__
             failed.append(PrevizFailure(shot=job.shot.shot, reason=reason))
             logger.error("shot %s previz failed: %s", job.shot.shot, reason)
-    spend = Ledger(database(folder.state_dir)).run_spend(run)
+    ledger = Ledger(database(folder.state_dir))
+    spend, shadow = ledger.run_spend(run), ledger.run_shadow(run)
 
     out_dir = previz_dir(folder.root.resolve(), episode)
     kept = _kept_frames(out_dir, storyboard, set(numbers))
@@ -163,22 +170,25 @@ def previz_episode(project: str, episode: int, shots: list[int] | None = None) -
     title = f"{folder.project.title} · episode {episode:03d} previz"
     html_path = write_previz_sheet(out_dir / REVIEW, title, current)
 
+    total = round(sum(usd for _, usd in spend.values()), 6)
     report = PrevizReport(
         episode=episode,
         frames=len(frames),
         failed=failed,
-        cost_usd=round(sum(cost for _, cost in spend.values()), 6),
+        cost_usd=total,
         provider_calls=sum(calls for calls, _ in spend.values()),
         html=str(html_path),
         manifest=str(manifest_path),
+        charged_usd=round(total - shadow, 6),
+        shadow_usd=shadow,
     )
     key = f"{folder.project.code.lower()}-ep{episode:03d}-previz"
-    create_link_artifact(
-        link=html_path.as_uri(), link_text=f"previz review, episode {episode:03d}", key=f"{key}-review",
+    create_markdown_artifact(
+        key=f"{key}-review", markdown=contact_sheet_markdown(title, current, out_dir),
         description=f"{folder.project.title} episode {episode}: the previz contact sheet",
     )
     create_markdown_artifact(
-        key=key, markdown=_summary(report, folder.project.title),
+        key=key, markdown=_summary(report, folder.project.title, f"{key}-review"),
         description=f"{folder.project.title} episode {episode}: previz frames and cost",
     )
     logger.info("episode %s previz: %s frames, %s failed in %.1f s",

@@ -1,7 +1,15 @@
-"""A self-contained HTML contact sheet: one card per frame, opened straight from disk, no server."""
+"""Contact sheets of previz frames: a self-contained HTML page opened straight from disk, no server, and markdown for
+the Prefect UI with every frame inline as a small JPEG `data:` URI.
+
+Both Prefect UIs show such images: the default one (React) lets `data:image/` through its URL filter and sanitiser,
+the classic one (Vue) renders markdown images as plain `<img>`; a `file://` link cannot be opened from an http page.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
+import re
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
@@ -10,7 +18,13 @@ from urllib.parse import quote
 
 from prefect import task
 
+from reelflow.media.images import load_image
+from reelflow.schemas.report import money_words
 from reelflow.state.store import write_atomic
+
+THUMBNAIL_BOX = (256, 256)  # a 512x896 frame becomes 146x256, about 7 KB as base64 JPEG
+THUMBNAIL_QUALITY = 75
+MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
 STYLE = """
 *{box-sizing:border-box}
@@ -44,6 +58,17 @@ class SheetRow(Protocol):
     def prompt(self) -> str: ...
     @property
     def name(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def cost_usd(self) -> float: ...
+
+
+def sheet_money(rows: Sequence[SheetRow]) -> str:
+    """What the frames on the sheet cost to make, the local provider's part named as its shadow cost."""
+    shadow = round(sum(row.cost_usd for row in rows if row.provider == "local"), 6)
+    charged = round(sum(row.cost_usd for row in rows if row.provider != "local"), 6)
+    return money_words(charged, shadow)
 
 
 def _card(row: SheetRow) -> str:
@@ -60,6 +85,43 @@ def _card(row: SheetRow) -> str:
     )
 
 
+def _frames(rows: Sequence[SheetRow]) -> str:
+    return f"{len(rows)} frame{'' if len(rows) == 1 else 's'}"
+
+
+def markdown_text(text: str) -> str:
+    """User text as literal markdown on one line: ASCII punctuation escaped, so it makes no markup, link or cell break."""
+    return MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(text.split()))
+
+
+def thumbnail_uri(path: Path) -> str:
+    """The image shrunk to fit THUMBNAIL_BOX, as a JPEG `data:` URI."""
+    image = load_image(path)
+    image.thumbnail(THUMBNAIL_BOX)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=THUMBNAIL_QUALITY)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def contact_sheet_markdown(title: str, rows: Sequence[SheetRow], folder: Path) -> str:
+    """The contact sheet as markdown: one table row per frame (its file in `folder`), the frame inline."""
+    lines = [
+        f"# {markdown_text(title)}",
+        "",
+        f"{_frames(rows)} · {sheet_money(rows)}",
+        "",
+        "| shot | frame | approach | characters · location | prompt |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        who = markdown_text(", ".join(row.characters) or "no characters")
+        lines.append(
+            f"| S{row.shot:02d} | ![shot {row.shot}]({thumbnail_uri(folder / row.name)}) | {markdown_text(row.approach)} "
+            f"| {who} · {markdown_text(row.location)} | {markdown_text(row.prompt)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def contact_sheet_html(title: str, rows: Sequence[SheetRow]) -> str:
     """The contact sheet as one HTML page; every piece of user text is escaped."""
     cards = "\n".join(_card(row) for row in rows)
@@ -69,7 +131,7 @@ def contact_sheet_html(title: str, rows: Sequence[SheetRow]) -> str:
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head>\n"
         f"<body><h1>{escape(title)}</h1>"
-        f'<p class="meta">{len(rows)} frame{"" if len(rows) == 1 else "s"}</p>\n'
+        f'<p class="meta">{_frames(rows)} · {escape(sheet_money(rows))}</p>\n'
         f'<main class="grid">\n{cards}\n</main></body></html>\n'
     )
 

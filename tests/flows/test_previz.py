@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from reelflow.media.probe import probe
 from reelflow.schemas.pricing import load_prices
-from reelflow.tasks.previz_sheet import contact_sheet_html
+from reelflow.tasks.previz_sheet import contact_sheet_html, contact_sheet_markdown
 
 from conftest import run_cli
 from projects import PROJECT, storyboard, write_project
@@ -131,6 +132,8 @@ class Row:
     name: str
     location: str = "DECK"
     characters: list[str] = field(default_factory=list)
+    provider: str = "local"
+    cost_usd: float = 0.004
 
 
 def test_contact_sheet_escapes_all_user_text() -> None:
@@ -142,4 +145,17 @@ def test_contact_sheet_escapes_all_user_text() -> None:
     assert 'src="a%20%22b%22.png"' in page
     for raw in ("<script", "<b>", "<i>", HOSTILE):
         assert raw not in page
-    assert "S01" in page and "1 frame<" in page
+    assert "S01" in page and "1 frame · charged $0.000 · shadow cost $0.004 (local provider: nothing charged)<" in page
+
+
+def test_markdown_contact_sheet_keeps_user_text_literal(tmp_path: Path) -> None:
+    Image.new("RGB", (896, 512), "red").save(tmp_path / "frame.png")
+    rows = [Row(1, "standard_flf", f"{HOSTILE} | [x](javascript:alert(1))\nnext line", "frame.png",
+                characters=["A&B"], provider="fal", cost_usd=0.01)]
+    sheet = contact_sheet_markdown("*Title* <i>", rows, tmp_path)
+    assert sheet.startswith(r'# \*Title\* \<i\>' + '\n')
+    assert "1 frame · charged $0.010\n" in sheet
+    row = sheet.splitlines()[-1]
+    assert row.count(" | ") == 4, "the prompt's pipe does not break the table"
+    assert r'\<script\>alert\(1\)\<\/script\> \& \"quotes\" \| \[x\]\(javascript\:alert\(1\)\) next line' in row
+    assert r'| standard\_flf | A\&B · DECK |' in row and '![shot 1](data:image/jpeg;base64,' in row

@@ -1,0 +1,66 @@
+"""How a flow run reads in the Prefect UI: named `LEV-ep001-render-20261125-210533`, tagged by project, episode
+and provider.
+
+Every flow takes `project` (its folder) and `episode`; the name callable and the `on_running` hook read them from
+the run's parameters, so the CLI and direct calls get the same names and tags.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prefect import Flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.runtime import flow_run as current_run
+from prefect.states import State
+
+from reelflow.providers.registry import providers_for
+from reelflow.schemas.errors import ContractError
+from reelflow.schemas.load import load_project
+from reelflow.schemas.project import Project
+
+
+def _project(parameters: dict[str, Any]) -> Project | None:
+    """The run's project.json, or None when it does not load (the flow itself then fails, saying why)."""
+    try:
+        return load_project(parameters["project"]).project
+    except ContractError:
+        return None
+
+
+def run_name(kind: str) -> Callable[[], str]:
+    """A `flow_run_name` callable: project code, episode, `kind` and the local start time to the second."""
+
+    def name() -> str:
+        parameters = current_run.parameters
+        project = _project(parameters)
+        code = f"{project.code}-" if project else ""
+        return f"{code}ep{int(parameters['episode']):03d}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    return name
+
+
+def run_tags(project: Project, episode: int, stages: Iterable[str]) -> list[str]:
+    """`project:LEV`, `episode:1`, and `provider:NAME` for every provider the stages may call (fallbacks included)."""
+    providers = [f"provider:{name}" for name in providers_for(project, stages)]
+    return [f"project:{project.code}", f"episode:{episode}", *providers]
+
+
+def tag_run(stages: Iterable[str] = ()) -> Callable[[Flow[..., Any], FlowRun, State], None]:
+    """An `on_running` hook that adds the run's tags to those it was created with (`prefect.tags`, if any)."""
+    stages = tuple(stages)
+
+    def add_tags(flow: Flow[..., Any], run: FlowRun, state: State) -> None:
+        project = _project(run.parameters)
+        if project is None:
+            return
+        tags = list(dict.fromkeys([*run.tags, *run_tags(project, int(run.parameters["episode"]), stages)]))
+        if tags != run.tags:
+            with get_client(sync_client=True) as client:
+                client.update_flow_run(run.id, tags=tags)
+            run.tags = tags
+
+    return add_tags
