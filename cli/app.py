@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from reelflow.cli import server
+from reelflow.cli.live import shots_to_render, showing
 from reelflow.providers.registry import require_providers
 from reelflow.schemas.dailies import Dailies, Decision, decisions_from
 from reelflow.schemas.errors import ContractError, ReelflowError
@@ -35,8 +35,6 @@ server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server th
 app.add_typer(server_app, name="server")
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-STATUS_STYLE = {"running": "yellow", "cached": "blue", "done": "green", "failed": "red", "waiting": "dim"}
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -69,33 +67,6 @@ def validate(project: Annotated[Path, typer.Argument(help="Project folder")]) ->
     if problems:
         raise fail("\n".join(problems))
     out.print(f"[green]ok[/green] {project}: project, breakdown and {checked} storyboard(s) are valid")
-
-
-class ProgressView:
-    """A live table of shots and their current stage, fed by stage events."""
-
-    def __init__(self, rows: dict[int, str]) -> None:
-        self.rows = {shot: {"approach": approach, "stage": "", "status": "waiting"} for shot, approach in rows.items()}
-        self.lock = threading.Lock()
-        self.live: Live | None = None
-
-    def table(self) -> Table:
-        table = Table(title="render", expand=False)
-        for column in ("shot", "approach", "stage", "status"):
-            table.add_column(column)
-        for shot, row in self.rows.items():
-            style = STATUS_STYLE.get(row["status"], "")
-            table.add_row(str(shot), row["approach"], row["stage"], f"[{style}]{row['status']}[/{style}]")
-        return table
-
-    def __call__(self, event: Any) -> None:
-        with self.lock:
-            row = self.rows.get(event.shot)
-            if row is None:
-                return
-            row["stage"], row["status"] = event.stage, event.status
-            if self.live is not None:
-                self.live.update(self.table())
 
 
 def summary_table(report: Any) -> Table:
@@ -166,6 +137,8 @@ def estimate(
         table.add_row(stage, str(result.calls_by_stage[stage]), f"${cost:.3f}")
     table.add_row("total", str(sum(result.calls_by_stage.values())), f"${result.total_usd:.3f}")
     out.print(table)
+    if "local" in {load_project(project).project.stage(stage).use for stage in RENDER_STAGES}:
+        out.print("local stages are priced at their shadow cost (what the cloud would charge): nothing is charged")
     for shot in result.blocked:
         out.print(f"blocked: shot {shot.shot}: {shot.reason}", markup=False)
 
@@ -178,38 +151,33 @@ def render(
     retakes: RetakesOpt = False,
     as_json: JsonOpt = False,
     max_cost: Annotated[float | None, typer.Option("--max-cost", min=0, help="Submit nothing past this many USD")] = None,
+    allow_stale: Annotated[bool, typer.Option(
+        "--allow-stale", help="Let the cut use clips made from an older storyboard; the report lists them")] = False,
 ) -> None:
     """Render an episode: keyframes, gates, upscale, video and clip per shot, then the cut and the manifest.
 
     Approved shots are kept as they are; shots marked retake in the dailies render as take T+1.
+    Progress goes to stderr: a live table on a terminal, else one line per finished shot (nothing with --json).
     """
     numbers = parse_shots(shots)
     project = project.resolve()
     try:
         storyboard = checked_episode(project, episode, numbers)
+        rendering = shots_to_render(load_project(project), storyboard, numbers, retakes)
         api_url = server.connect()
     except ReelflowError as exc:
         raise fail(str(exc)) from None
     quiet_prefect_console()
 
     from reelflow.flows.render import render_episode
-    from reelflow.state.progress import subscribe
 
-    selected = {s.shot: s.generation_approach.value for s in storyboard.shots if not numbers or s.shot in numbers}
-    view = ProgressView(selected)
-    unsubscribe = subscribe(view)
     try:
-        if as_json:
-            state = render_episode(str(project), episode, numbers, max_cost, retakes, return_state=True)
-        else:
-            with Live(view.table(), console=err, refresh_per_second=8, transient=True) as live:
-                view.live = live
-                state = render_episode(str(project), episode, numbers, max_cost, retakes, return_state=True)
+        with nullcontext() if as_json else showing(rendering, err):
+            state = render_episode(str(project), episode, numbers, max_cost, retakes, allow_stale=allow_stale,
+                                   return_state=True)
         report = state.result(raise_on_failure=False)
     except ReelflowError as exc:
         raise fail(str(exc)) from None
-    finally:
-        unsubscribe()
     if isinstance(report, ContractError):
         raise fail(str(report))
     if isinstance(report, BaseException):
@@ -224,7 +192,12 @@ def render(
                   f"shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.kept} kept, "
                   f"{report.shots.failed} failed"
                   f" · provider calls {report.provider_calls} · {money_words(report.charged_usd, report.shadow_usd)}\n"
-                  f"{budget_text(report.budget)}")
+                  f"{budget_text(report.budget)}", markup=False)
+        if report.stale_shots:
+            out.print(f"stale: shots {', '.join(map(str, report.stale_shots))} are cut from clips of an older storyboard",
+                      markup=False)
+        for line in report.decisions_kept:
+            out.print(f"kept: {line}", markup=False)
         flow_run_id = state.state_details.flow_run_id
         out.print(f"run in the Prefect UI: {ui}/runs/flow-run/{flow_run_id}")
     if report.budget.stopped:
@@ -261,7 +234,7 @@ def previz(project: ProjectArg, episode: EpisodeOpt, shots: ShotsOpt = None, as_
             err.print(f"shot {failure.shot} failed: {failure.reason}", style="red", markup=False)
         out.print(f"review: {report.html}\nmanifest: {report.manifest}\n"
                   f"frames: {report.frames} made, {len(report.failed)} failed"
-                  f" · provider calls {report.provider_calls} · cost ${report.cost_usd:.3f}")
+                  f" · provider calls {report.provider_calls} · {money_words(report.charged_usd, report.shadow_usd)}")
         ui = api_url.removesuffix("/api")
         out.print(f"run in the Prefect UI: {ui}/runs/flow-run/{state.state_details.flow_run_id}")
     if report.failed:
@@ -313,30 +286,39 @@ def ledger(
               f"(${report.charged_usd:.3f} charged, ${report.shadow_usd:.3f} local shadow cost, not charged)")
 
 
+def server_words(info: server.ServerInfo) -> str:
+    """Where a local server is: its address (port included), process and home."""
+    return f"{info.url} (port {info.port}, pid {info.pid}, home {info.home})"
+
+
 @server_app.command("start")
 def server_start() -> None:
-    """Start the local Prefect server (or find the running one) and print the UI address."""
+    """Start the local Prefect server (or find the running one) and print the UI address, port and home."""
     try:
         info = server.start_server()
     except ReelflowError as exc:
         raise fail(str(exc), code=1) from None
-    out.print(f"Prefect UI: {info.url}")
+    out.print(f"Prefect UI: {server_words(info)}", markup=False)
 
 
 @server_app.command("stop")
 def server_stop() -> None:
     """Stop the local Prefect server this machine's reelflow started."""
-    out.print("stopped" if server.stop_server() else "no server was running")
+    info = server.stop_server()
+    if info is None:
+        out.print(f"no server was running (home {server.reelflow_home()})", markup=False)
+    else:
+        out.print(f"stopped: {server_words(info)}", markup=False)
 
 
 @server_app.command("status")
 def server_status() -> None:
-    """Say whether the local Prefect server is running, and where."""
+    """Say whether the local Prefect server is running, and where: address, port and home."""
     info = server.running_server()
     if info is None:
-        out.print("not running (reelflow render starts it)")
+        out.print(f"not running (reelflow render starts it; home {server.reelflow_home()})", markup=False)
         raise typer.Exit(1)
-    out.print(f"running: {info.url} (pid {info.pid})")
+    out.print(f"running: {server_words(info)}", markup=False)
 
 
 REVIEW_STYLE = {"pending": "dim", "generated": "blue", "needs_review": "yellow", "approved": "green", "retake": "red"}

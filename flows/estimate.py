@@ -17,11 +17,12 @@ from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.schemas.project import RENDER_STAGES
 from reelflow.state.cache import dry_run
 from reelflow.state.dailies import read_dailies
-from reelflow.tasks.shot import price_shot
+from reelflow.tasks.shot import ClipRejected, KeyframesRejected, price_shot
 
 
 class BlockedShot(BaseModel):
-    """A shot a provider refused earlier, with no fallback to take it: it cannot be rendered as it stands."""
+    """A shot that cannot be rendered as it stands: a provider refused it earlier with no fallback to take it, or
+    every try the project allows was already made and failed its gates."""
 
     shot: int
     reason: str
@@ -55,7 +56,7 @@ def estimate_episode(
         for job in jobs:
             try:
                 price_shot(job)
-            except ContentRejected as exc:
+            except (ContentRejected, KeyframesRejected, ClipRejected) as exc:
                 blocked.append(BlockedShot(shot=job.shot.shot, reason=" ".join(str(exc).split())))
     return Estimate(
         episode=episode,

@@ -19,7 +19,9 @@ from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from reelflow.flows.naming import run_name, tag_run
 from reelflow.providers.registry import require_providers
+from reelflow.schemas.assets import AssetRef
 from reelflow.schemas.dailies import Dailies
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder, base_name, load_project, load_storyboard
@@ -34,7 +36,7 @@ from reelflow.state.ledger import Ledger
 from reelflow.state.manifest import merge, published_clip, read_manifest, write_manifest
 from reelflow.tasks.cut import cut_episode, cut_path
 from reelflow.tasks.job import ShotJob, shot_seed
-from reelflow.tasks.shot import ShotFailed, ShotOutcome, render_shot, request_problems
+from reelflow.tasks.shot import ShotFailed, ShotOutcome, current_clip, render_shot, request_problems
 
 SHOT_WORKERS = int(os.environ.get("REELFLOW_SHOT_WORKERS", "8"))
 
@@ -109,6 +111,9 @@ def _shot_table(report: RenderReport) -> str:
         f"# Episode {report.episode:03d}",
         "",
         f"Cut: `{report.output or report.cut_skipped}`  ",
+        *([f"Stale (cut from clips of an older storyboard): shots {', '.join(map(str, report.stale_shots))}  "]
+          if report.stale_shots else []),
+        *[f"Kept: {line}  " for line in report.decisions_kept],
         f"Shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.kept} approved and kept, "
         f"{report.shots.failed} failed · provider calls {report.provider_calls} · "
         f"{money_words(report.charged_usd, report.shadow_usd)}",
@@ -120,24 +125,73 @@ def _shot_table(report: RenderReport) -> str:
 
 
 def record_dailies(folder: ProjectFolder, storyboard: Storyboard, outcomes: dict[int, ShotOutcome],
-                   failures: dict[int, ShotFailed], lines: dict[int, ShotLine]) -> Dailies:
-    """Write each shot's gate tries to the dailies; a shot with a new or changed take becomes generated or needs_review."""
+                   failures: dict[int, ShotFailed], lines: dict[int, ShotLine],
+                   seen: dict[int, int]) -> tuple[Dailies, dict[int, str]]:
+    """Write each shot's gate and clip checks to the dailies; a shot with a new or changed take becomes generated or
+    needs_review, unless someone decided on it while the run went (its `version` is not the one read at the start):
+    that decision stands. Returns the dailies and one line per decision kept, by shot.
+    """
+    kept: dict[int, str] = {}
     with changing_dailies(folder, storyboard) as dailies:
         for number, outcome in outcomes.items():
             review = dailies.shot(number)
             review.gates = [t for t in review.gates if t.take != outcome.take] + outcome.tries
+            review.clip_checks = [c for c in review.clip_checks if c.take != outcome.take] + outcome.clip_checks
+            if review.version != seen.get(number, 0):
+                last = review.history[-1]
+                kept[number] = (f"{last.status} by {last.by} during the render: the decision stands "
+                                f"(T{outcome.take:02d}'s checks added)")
+                continue
             changed = lines[number].status == "rendered" or review.take != outcome.take
             if changed or review.status in ("pending", "retake"):
                 review.rendered(outcome.take, outcome.route, at=now())
         for number, failure in failures.items():
             review, take = dailies.shot(number), lines[number].take
             review.gates = [t for t in review.gates if t.take != take] + failure.tries
-    return dailies
+            review.clip_checks = [c for c in review.clip_checks if c.take != take] + failure.clip_checks
+    return dailies, kept
+
+
+def cut_clips(folder: ProjectFolder, storyboard: Storyboard, dailies: Dailies, outcomes: dict[int, ShotOutcome],
+              run: str) -> tuple[dict[int, AssetRef], dict[int, AssetRef], list[int]]:
+    """Each shot's clip for the cut, at its approved (else latest) take: made now, or in the cache for the current
+    storyboard. Returns those, the clips published earlier that no longer match the storyboard (stale), and the shots
+    with no clip at all.
+    """
+    takes = {shot.shot: dailies.shot(shot.shot).cut_take for shot in storyboard.shots}
+    current = {n: o.clip for n, o in outcomes.items() if o.take == takes[n]}
+    others = {n: take for n, take in takes.items() if n not in current}
+    assets_dir = folder.assets_dir(storyboard.episode)
+    manifest = read_manifest(assets_dir, folder.project.code, storyboard.episode)
+    stale: dict[int, AssetRef] = {}
+    missing: list[int] = []
+    for job in shot_jobs(folder, storyboard, others, run):
+        number = job.shot.shot
+        clip = current_clip(job)
+        if clip is not None:
+            current[number] = clip
+        elif (old := published_clip(assets_dir, manifest, number, job.take)) is not None:
+            stale[number] = old
+        else:
+            missing.append(number)
+    return current, stale, missing
+
+
+def cut_problem(stale: list[int], missing: list[int], allow_stale: bool) -> str | None:
+    """Why the episode cannot be cut, in one line; None when it can."""
+    why = []
+    if missing:
+        why.append(f"shots {', '.join(map(str, missing))} have no clip")
+    if stale and not allow_stale:
+        why.append(f"shots {', '.join(map(str, stale))} have only clips of an older storyboard "
+                   "(render them, or cut with --allow-stale)")
+    return f"no cut: {'; '.join(why)}" if why else None
 
 
 @flow(
     name="render-episode",
-    flow_run_name="ep{episode:03d}-render",
+    flow_run_name=run_name("render"),
+    on_running=[tag_run(RENDER_STAGES)],
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
     log_prints=False,
 )
@@ -147,8 +201,11 @@ def render_episode(
     shots: list[int] | None = None,
     max_cost_usd: float | None = None,
     retakes: bool = False,
+    allow_stale: bool = False,
 ) -> RenderReport | State:
     """Render the selected shots of one episode (all by default; only retakes with `retakes`) and cut it.
+
+    The cut takes only clips that match the current storyboard, unless `allow_stale` lets older ones in.
 
     Approved shots are never rendered again. Paid calls stop at this run's `max_cost_usd` and at the project's
     `budget_usd` (its total over every run and process).
@@ -160,7 +217,9 @@ def render_episode(
     storyboard = load_storyboard(folder, episode)
     numbers = select_shots(storyboard, shots, folder.storyboard_path(episode).name)
     require_providers(folder.project, RENDER_STAGES)
-    takes, kept = read_dailies(folder, storyboard).takes_to_render(numbers, retakes_only=retakes)
+    before = read_dailies(folder, storyboard)
+    takes, kept = before.takes_to_render(numbers, retakes_only=retakes)
+    seen = {review.shot: review.version for review in before.shots}
 
     # The run's calls and cost are the ledger's rows for this run, whichever process made them.
     run = uuid.uuid4().hex
@@ -187,29 +246,30 @@ def render_episode(
         else:
             line.review = outcomes[number].route
         lines[number] = line
-    dailies = record_dailies(folder, storyboard, outcomes, failures, lines)
+    dailies, decisions_kept = record_dailies(folder, storyboard, outcomes, failures, lines, seen)
+    for number, why in decisions_kept.items():
+        logger.warning("shot %s: %s", number, why)
+        lines[number].reason = why
     for number in kept:
         take = dailies.shot(number).take
         lines[number] = ShotLine(shot=number, approach=storyboard.shot(number).generation_approach.value, status="kept",
                                  take=take, reason=f"approved take T{take:02d} kept; mark it retake to change it")
     report_lines = [lines[number] for number in numbers if number in lines]
 
-    # The cut takes every shot's clip: rendered now, or the approved (else latest) take published earlier and intact.
+    # The cut: every shot's clip at its approved (else latest) take, as the current storyboard makes it.
     assets_dir = folder.assets_dir(episode)
-    manifest = read_manifest(assets_dir, folder.project.code, episode)
-    clips = [
-        outcomes[shot.shot].clip if shot.shot in outcomes
-        else published_clip(assets_dir, manifest, shot.shot, dailies.shot(shot.shot).cut_take)
-        for shot in storyboard.shots
-    ]
-    cut_entry, cut_skipped = None, None
-    if all(clips):
-        cut_entry = cut_episode(folder.root.resolve(), episode, clips, assets_dir)
+    current, stale, missing = cut_clips(folder, storyboard, dailies, outcomes, run)
+    cut_skipped = cut_problem(sorted(stale), missing, allow_stale)
+    cut_entry = None
+    if cut_skipped is None:
+        clips = current | stale
+        cut_entry = cut_episode(folder.root.resolve(), episode, [clips[s.shot] for s in storyboard.shots], assets_dir)
     else:
-        missing = [shot.shot for shot, clip in zip(storyboard.shots, clips) if clip is None]
-        cut_skipped = f"no cut: shots {', '.join(map(str, missing))} have no clip"
         logger.warning(cut_skipped)
+    if stale and cut_entry is not None:
+        logger.warning("cut with clips of an older storyboard: shots %s", ", ".join(map(str, sorted(stale))))
     rendered = {(n, o.take): o.entries for n, o in outcomes.items()}
+    manifest = read_manifest(assets_dir, folder.project.code, episode)
     manifest_path = write_manifest(assets_dir, merge(manifest, rendered, cut_entry))
 
     counts = ShotCounts(
@@ -229,6 +289,8 @@ def render_episode(
         shadow_usd=Ledger(database(folder.state_dir)).run_shadow(run),
         lines=report_lines,
         cut_skipped=cut_skipped,
+        stale_shots=sorted(stale) if cut_entry is not None else [],
+        decisions_kept=[f"shot {number}: {why}" for number, why in sorted(decisions_kept.items())],
         budget_usd=max_cost_usd if max_cost_usd is not None else folder.project.budget_usd,
         budget=budget_line(folder, run, max_cost_usd, failures.values()),
     )

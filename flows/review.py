@@ -11,9 +11,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.input import RunInput
 from pydantic import Field
 
+from reelflow.flows.naming import run_name, tag_run
 from reelflow.schemas.dailies import Dailies, DailiesShot, decisions_from
 from reelflow.schemas.load import load_project, load_storyboard
-from reelflow.state.dailies import apply_decisions, read_dailies
+from reelflow.state.dailies import apply_seen_decisions, read_dailies
 
 WAITING = ("generated", "needs_review")
 
@@ -51,19 +52,24 @@ def waiting_table(dailies: Dailies) -> str:
     ])
 
 
-@flow(name="review-episode", flow_run_name="ep{episode:03d}-review", log_prints=False)
+@flow(name="review-episode", flow_run_name=run_name("review"), on_running=[tag_run()], log_prints=False)
 def review_episode(project: str, episode: int, timeout_s: int = 86_400, poll_s: int = 10) -> dict[int, str]:
     """Pause for the director's decisions on the episode's dailies, then record them; returns each shot's status."""
     logger = get_run_logger()
     folder = load_project(project)
     storyboard = load_storyboard(folder, episode)
-    table = waiting_table(read_dailies(folder, storyboard))
+    shown = read_dailies(folder, storyboard)
+    table = waiting_table(shown)
     create_markdown_artifact(key=f"{folder.project.code.lower()}-ep{episode:03d}-dailies", markdown=table,
                              description=f"{folder.project.title} episode {episode}: shots waiting for review")
     form = pause_flow_run(
         wait_for_input=DailiesForm.with_initial_data(description=table), timeout=timeout_s, poll_interval=poll_s
     )
     decisions = decisions_from(form.approve, form.retake, form.needs_review)
-    dailies = apply_decisions(folder, storyboard, decisions, by="prefect ui", note=form.note)
-    logger.info("episode %s: %s decisions recorded", episode, len(decisions))
+    # A shot a render (or another reviewer) changed while the form waited keeps that change: the form showed older state.
+    seen = {review.shot: review.version for review in shown.shots}
+    dailies, stale = apply_seen_decisions(folder, storyboard, decisions, seen, by="prefect ui", note=form.note)
+    for line in stale:
+        logger.warning(line)
+    logger.info("episode %s: %s decisions recorded", episode, len(decisions) - len(stale))
     return {review.shot: review.status for review in dailies.shots}

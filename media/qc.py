@@ -208,6 +208,7 @@ def check_video(
     still = np.abs(np.diff(luma, axis=0)).mean(axis=(1, 2)) < t.frozen_max_diff
     frozen_pairs = _longest_run(still & ~black[:-1] & ~black[1:])
     frozen_run = frozen_pairs + 1 if frozen_pairs else 0
+    frozen_limit = max(2, math.ceil(t.frozen_max_s * fps))
     actual_frames, actual_fps = info.frames or 0, info.fps or 0.0
     actual_duration = info.duration_s or 0.0
     frames_off, fps_off = abs(actual_frames - frames), abs(actual_fps - fps)
@@ -219,9 +220,9 @@ def check_video(
             f"{'>=' if black_run >= t.black_max_frames else '<'} {t.black_max_frames}",
         ),
         _finding(
-            "frozen_run", frozen_run >= t.frozen_max_frames, frozen_run, t.frozen_max_frames,
+            "frozen_run", frozen_run >= frozen_limit, frozen_run, frozen_limit,
             f"longest run of frozen frames (mean abs diff < {t.frozen_max_diff:g}) is {frozen_run} "
-            f"{'>=' if frozen_run >= t.frozen_max_frames else '<'} {t.frozen_max_frames}",
+            f"{'>=' if frozen_run >= frozen_limit else '<'} {frozen_limit} ({t.frozen_max_s:g} s)",
         ),
         _finding(
             "frame_count", frames_off > t.frames_tolerance, frames_off, t.frames_tolerance,

@@ -26,6 +26,16 @@ class KeyframeTry(BaseModel):
     reasons: list[str] = Field(default_factory=list, description="Gate 2 reasons")
 
 
+class ClipCheck(BaseModel):
+    """Clip QC on one try of a shot's video: black and frozen runs, frame count, fps and duration of each file."""
+
+    take: int
+    attempt: int = Field(ge=1)
+    seed: int
+    passed: bool
+    failures: list[str] = Field(default_factory=list, description="one line per failed check, naming the file")
+
+
 class HistoryEvent(BaseModel):
     at: str
     status: ReviewStatus
@@ -41,7 +51,13 @@ class DailiesShot(BaseModel):
     approved_take: int | None = None
     note: str | None = None
     gates: list[KeyframeTry] = Field(default_factory=list)
+    clip_checks: list[ClipCheck] = Field(default_factory=list)
     history: list[HistoryEvent] = Field(default_factory=list)
+
+    @property
+    def version(self) -> int:
+        """Grows with every change of status or take (each is a history event): what a reader saw, to compare and set."""
+        return len(self.history)
 
     @property
     def cut_take(self) -> int:

@@ -66,11 +66,12 @@ class Gate1Thresholds(BaseModel):
         8, ge=1, description="a run of this many consecutive black frames or more fails the clip"
     )
     frozen_max_diff: float = Field(
-        0.5, ge=0, description="consecutive frames whose mean absolute luma difference is below this are frozen "
-        "(encoder noise on a held frame stays well under it; moving frames differ by several levels)"
+        0.25, ge=0, description="consecutive frames whose mean absolute luma difference is below this are frozen "
+        "(about ffmpeg freezedetect's -60 dB noise: encoder noise on a held frame stays under it)"
     )
-    frozen_max_frames: int = Field(
-        8, ge=2, description="a run of this many consecutive frozen (non-black) frames or more fails the clip"
+    frozen_max_s: float = Field(
+        1.0, gt=0, description="frozen frames lasting this long or more fail a generated video (an eased camera move "
+        "may start slower than the noise level for a fraction of a second)"
     )
     frames_tolerance: int = Field(1, ge=0, description="largest allowed difference from the expected frame count")
     fps_tolerance: float = Field(0.01, ge=0, description="largest allowed difference from the expected frame rate")

@@ -58,6 +58,8 @@ class RenderReport(BaseModel):
     shadow_usd: float = 0.0  # the local provider's part: priced as the cloud, nothing charged
     lines: list[ShotLine] = Field(default_factory=list)
     cut_skipped: str | None = None
+    stale_shots: list[int] = Field(default_factory=list, description="shots cut from a clip of an older storyboard")
+    decisions_kept: list[str] = Field(default_factory=list, description="decisions people made during the run, kept")
     budget_usd: float | None = None
     budget: BudgetLine = Field(default_factory=BudgetLine)
 
@@ -83,6 +85,9 @@ class RenderReport(BaseModel):
             "lines": [line.model_dump(include={"shot", "take", "status", "review", "provider_calls", "cost_usd"})
                       for line in self.lines],
             "budget": self.budget.model_dump(),
+            "cut_skipped": self.cut_skipped,
+            "stale_shots": self.stale_shots,
+            "decisions_kept": self.decisions_kept,
         } | ({"budget_usd": self.budget_usd} if self.budget_usd is not None else {})
 
 

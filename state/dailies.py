@@ -63,8 +63,29 @@ def apply_decisions(
     folder: ProjectFolder, storyboard: Storyboard, decisions: dict[int, Decision], *, by: str, note: str | None = None
 ) -> Dailies:
     """Record reviewer decisions; if any is refused (unknown or pending shot), the file is left as it was."""
+    dailies, _ = apply_seen_decisions(folder, storyboard, decisions, {}, by=by, note=note)
+    return dailies
+
+
+def apply_seen_decisions(
+    folder: ProjectFolder, storyboard: Storyboard, decisions: dict[int, Decision], seen: dict[int, int], *,
+    by: str, note: str | None = None,
+) -> tuple[Dailies, list[str]]:
+    """Record decisions made on what the reviewer saw: a shot whose `version` changed since is left alone.
+
+    `seen` maps a shot to the dailies version the reviewer looked at (shots not in it are decided as they are now).
+    Returns the dailies and one line per decision not recorded because the shot changed meanwhile.
+    """
+    stale: list[str] = []
     with changing_dailies(folder, storyboard) as dailies:
         at = now()
         for number, decision in decisions.items():
-            dailies.shot(number).decide(decision, at=at, by=by, note=note)
-    return dailies
+            review = dailies.shot(number)
+            if number in seen and review.version != seen[number]:
+                last = review.history[-1] if review.history else None
+                since = f" by {last.by} at {last.at}" if last else ""
+                stale.append(f"shot {number}: changed since it was shown (now T{review.take:02d} {review.status}{since}); "
+                             f"{decision} not recorded, look again")
+                continue
+            review.decide(decision, at=at, by=by, note=note)
+    return dailies, stale

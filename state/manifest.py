@@ -19,7 +19,10 @@ def read_manifest(assets_dir: Path, project: str, episode: int) -> Manifest:
 
 
 def merge(old: Manifest, rendered: dict[tuple[int, int], list[ManifestEntry]], cut: ManifestEntry | None) -> Manifest:
-    """The old manifest with the entries of every (shot, take) rendered now replaced; other takes kept; inputs named."""
+    """The old manifest with the entries of every (shot, take) rendered now replaced; other takes kept; inputs named.
+
+    The cut is this run's, or none: a cut an earlier run made no longer stands for the episode.
+    """
     keep = [e for e in old.assets + old.intermediates if e.shot is not None and (e.shot, e.take or 1) not in rendered]
     entries = keep + [entry for shot_entries in rendered.values() for entry in shot_entries]
     names = {e.sha256: e.name for e in entries if e.name}
@@ -35,8 +38,8 @@ def merge(old: Manifest, rendered: dict[tuple[int, int], list[ManifestEntry]], c
     return Manifest(
         project=old.project,
         episode=old.episode,
-        cut=cut.name if cut else old.cut,
-        assets=[e for e in order if e.name] + ([cut] if cut else [e for e in old.assets if e.shot is None]),
+        cut=cut.name if cut else None,
+        assets=[e for e in order if e.name] + ([cut] if cut else []),
         intermediates=[e for e in order if not e.name],
     )
 

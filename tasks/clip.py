@@ -7,15 +7,16 @@ from pathlib import Path
 from prefect import task
 
 from reelflow.media.concat import fit_clip
+from reelflow.media.ffmpeg import x264_settings
 from reelflow.state.progress import StageEvent, emit
 from reelflow.tasks.calls import manifest_entry, run_media
 from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
-VERSION = 3
+VERSION = 4
 
 
-@task(name="clip", task_run_name="{job.label}-clip", **stage_task_options())
+@task(name="clip", task_run_name="{job.label}-clip{job.try_suffix}", **stage_task_options())
 def make_clip(job: ShotJob, video: StageResult) -> StageResult:
     """The `_clip` of an FLF shot; held-frame shots already made theirs in the video stage."""
     if "clip" in video.assets:
@@ -31,6 +32,7 @@ def make_clip(job: ShotJob, video: StageResult) -> StageResult:
 
     outcome = run_media(
         job, stage="clip", version=VERSION, model="fit-clip",
-        params={"duration_s": duration, "fps": fps, "size": list(size)}, inputs=segments, make=make,
+        params={"duration_s": duration, "fps": fps, "size": list(size), "x264": x264_settings()}, inputs=segments,
+        make=make,
     )
     return StageResult(assets={"clip": outcome.file}, entries=[manifest_entry(job, outcome, suffix="clip", ext="mp4")])

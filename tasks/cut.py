@@ -7,13 +7,14 @@ from pathlib import Path
 from prefect import task
 
 from reelflow.media.concat import concat_videos
+from reelflow.media.ffmpeg import x264_settings
 from reelflow.schemas.assets import AssetRef, ManifestEntry
 from reelflow.schemas.requests import Generation
 from reelflow.state.cache import MEDIA, Operation, run_cached
 from reelflow.state.store import materialise, store_for
 from reelflow.tasks.retry import stage_task_options
 
-VERSION = 2
+VERSION = 3
 
 
 def cut_path(assets_dir: Path, episode: int) -> Path:
@@ -24,7 +25,7 @@ def cut_path(assets_dir: Path, episode: int) -> Path:
 def cut_episode(root: Path, episode: int, clips: list[AssetRef], assets_dir: Path) -> ManifestEntry:
     """Join the clips into `ep_NNN.mp4` in the episode's asset folder."""
     store = store_for(root / ".reelflow")
-    operation = Operation("cut", VERSION, MEDIA, "concat", {}, clips, None)
+    operation = Operation("cut", VERSION, MEDIA, "concat", {"x264": x264_settings()}, clips, None)
 
     def make(scratch: Path) -> Generation:
         out = scratch / "cut.mp4"

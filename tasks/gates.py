@@ -15,7 +15,7 @@ from reelflow.schemas.assets import ManifestEntry
 from reelflow.schemas.qc import Gate1Thresholds, Route
 from reelflow.schemas.requests import JudgeRequest, Verdict
 from reelflow.schemas.storyboard import Approach
-from reelflow.state.cache import is_dry_run
+from reelflow.state.cache import is_planned
 from reelflow.state.progress import StageEvent, emit
 from reelflow.tasks.calls import call_provider, manifest_entry, run_media
 from reelflow.tasks.job import ShotJob, StageResult
@@ -52,8 +52,8 @@ def _gate1_failures(job: ShotJob, frames: dict[str, Path]) -> list[str]:
     return failures
 
 
-def _gate1(job: ShotJob, raw: StageResult) -> list[str]:
-    """Gate 1, cached on the frames' content and the thresholds."""
+def _gate1(job: ShotJob, raw: StageResult) -> list[str] | None:
+    """Gate 1, cached on the frames' content and the thresholds; None in a dry run where it is not cached."""
     roles = list(raw.assets)
 
     def make(scratch: Path) -> list[Path]:
@@ -65,7 +65,7 @@ def _gate1(job: ShotJob, raw: StageResult) -> list[str]:
               "aspect": job.project.aspect_ratio}
     outcome = run_media(job, stage="gate1", version=GATE1_VERSION, model="gate1", params=params,
                         inputs=[raw.assets[role] for role in roles], make=make)
-    return [] if is_dry_run() else list(json.loads(outcome.file.path.read_text()))
+    return None if is_planned(outcome.file) else list(json.loads(outcome.file.path.read_text()))
 
 
 def _judge_skipped(job: ShotJob, raw: StageResult) -> str | None:
@@ -79,14 +79,15 @@ def _judge_skipped(job: ShotJob, raw: StageResult) -> str | None:
     return None
 
 
-def _gate2(job: ShotJob, raw: StageResult) -> tuple[dict[str, float], list[str], list[ManifestEntry]]:
-    """The judge's score and reasons for every keyframe, each call cached like a generation."""
+def _gate2(job: ShotJob, raw: StageResult) -> tuple[dict[str, float], list[str], list[ManifestEntry]] | None:
+    """The judge's score and reasons for every keyframe, each call cached like a generation (None: not yet judged)."""
     skipped = _judge_skipped(job, raw)
     if skipped is not None:
         return {}, [skipped], []
     scores: dict[str, float] = {}
     reasons: list[str] = []
     entries: list[ManifestEntry] = []
+    planned = False  # a dry run's verdict still to be made: every frame's call is priced, none is read
     for role, frame in raw.assets.items():
         outcome = call_provider(
             job, stage="qc", version=JUDGE_VERSION, capability="judge_image", ext="json", inputs=[frame],
@@ -95,22 +96,26 @@ def _gate2(job: ShotJob, raw: StageResult) -> tuple[dict[str, float], list[str],
                 characters=tuple(job.shot.characters_in_shot), location=job.shot.location,
             ),
         )
-        if is_dry_run():
+        if is_planned(outcome.file):
+            planned = True
             continue
         entries.append(manifest_entry(job, outcome, suffix=None, ext="json"))
         verdict = Verdict.model_validate_json(outcome.file.path.read_bytes())
         scores[role] = verdict.score
         reasons += [f"{role}: {reason}" for reason in verdict.reasons]
-    return scores, reasons, entries
+    return None if planned else (scores, reasons, entries)
 
 
-@task(name="gates", task_run_name="{job.label}-gates", **stage_task_options())
+@task(name="gates", task_run_name="{job.label}-gates{job.try_suffix}", **stage_task_options())
 def gate_keyframes(job: ShotJob, raw: StageResult) -> GateResult:
-    """Gate 1 and Gate 2 on one try of the shot's raw keyframes, routed by the project's `qc` settings."""
+    """Gate 1 and Gate 2 on one try of the shot's raw keyframes, routed by the project's `qc` settings.
+
+    In a dry run, a try whose gates are not in the cache yet is taken as passing (the first try is priced).
+    """
     emit(StageEvent(job.run, job.shot.shot, "gates", "running"))
-    gate1 = _gate1(job, raw)
-    scores, reasons, entries = _gate2(job, raw)
-    if is_dry_run():
+    gate1, gate2 = _gate1(job, raw), _gate2(job, raw)
+    if gate1 is None or gate2 is None:
         return GateResult(route="pass")
+    scores, reasons, entries = gate2
     route = job.project.qc.route(gate1, list(scores.values()))
     return GateResult(route=route, gate1=gate1, scores=scores, reasons=reasons, entries=entries)

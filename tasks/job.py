@@ -34,6 +34,11 @@ def attempt_seed(seed: int, attempt: int) -> int:
     return seed if attempt == 1 else _derived(f"{seed}:try{attempt}")
 
 
+def video_seed(seed: int, attempt: int) -> int:
+    """The seed of a video try: the keyframes' seed first, then a new one for each regeneration Clip QC asks for."""
+    return seed if attempt == 1 else _derived(f"{seed}:video-try{attempt}")
+
+
 class ShotJob(BaseModel):
     """One shot of one episode, with everything its stages read."""
 
@@ -47,6 +52,7 @@ class ShotJob(BaseModel):
     name: AssetName
     seed: int
     take: int = 1
+    attempt: int = 1
     max_cost_usd: float | None = None
     lora_registry: LoraRegistry = Field(default_factory=LoraRegistry)
 
@@ -55,6 +61,11 @@ class ShotJob(BaseModel):
         """How a person reads this shot in the Prefect UI, e.g. `ep001-S07` (`ep001-S07-T02` for a retake)."""
         label = f"ep{self.episode:03d}-S{self.shot.shot:02d}"
         return label if self.take == 1 else f"{label}-T{self.take:02d}"
+
+    @property
+    def try_suffix(self) -> str:
+        """`-try2` on the task runs of a regeneration (a stage made again with a new seed), else nothing."""
+        return "" if self.attempt == 1 else f"-try{self.attempt}"
 
     @property
     def assets_dir(self) -> Path:

@@ -55,7 +55,7 @@ def _split(scratch: Path, strip: Path) -> list[Path]:
     return outputs
 
 
-@task(name="keyframes", task_run_name="{job.label}-keyframes", **stage_task_options())
+@task(name="keyframes", task_run_name="{job.label}-keyframes{job.try_suffix}", **stage_task_options())
 def make_keyframes(job: ShotJob) -> StageResult:
     """Generate the shot's raw keyframes (before upscale), by its generation approach."""
     emit(StageEvent(job.run, job.shot.shot, "keyframes", "running"))

@@ -1,7 +1,8 @@
-"""One shot from storyboard to clip: keyframes → gates → upscale → video → clip, each a retryable cached task.
+"""One shot from storyboard to clip: keyframes → gates → upscale → video → clip → clip QC, each a retryable cached task.
 
-Keyframes the gates reject are made again with a new seed, up to the project's limit; a shot whose keyframes
-never pass stops there, before any video is paid for.
+Keyframes the gates reject are made again with a new seed, and so is video that Clip QC fails, together at most
+the project's `max_regenerations` times per shot; a shot whose keyframes never pass stops there, before any video
+is paid for.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ from prefect import Task, task
 from pydantic import BaseModel
 
 from reelflow.schemas.assets import AssetRef, ManifestEntry
-from reelflow.schemas.dailies import KeyframeTry
+from reelflow.schemas.dailies import ClipCheck, KeyframeTry
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.qc import Route
 from reelflow.state.budget import BudgetExceeded
-from reelflow.state.cache import dry_run
+from reelflow.state.cache import dry_run, is_planned
 from reelflow.state.progress import StageEvent, emit
 from reelflow.state.store import materialise
 from reelflow.tasks.clip import make_clip
+from reelflow.tasks.clip_qc import HELD, check_clips
 from reelflow.tasks.gates import GateResult, gate_keyframes
-from reelflow.tasks.job import ShotJob, StageResult, attempt_seed
+from reelflow.tasks.job import ShotJob, StageResult, attempt_seed, video_seed
 from reelflow.tasks.keyframes import make_keyframes
 from reelflow.tasks.upscale import upscale_keyframes
 from reelflow.tasks.video import make_video
@@ -32,13 +34,13 @@ class ShotFailed(ReelflowError):
     """A shot stopped at a stage; the message says which and why, in one line."""
 
     def __init__(self, shot: int, stage: str, reason: str, tries: list[KeyframeTry] | None = None,
-                 over_budget: bool = False) -> None:
+                 over_budget: bool = False, clip_checks: list[ClipCheck] | None = None) -> None:
         super().__init__(f"shot {shot}: {stage}: {reason}")
         self.shot, self.stage, self.reason, self.tries = shot, stage, reason, tries or []
-        self.over_budget = over_budget
+        self.over_budget, self.clip_checks = over_budget, clip_checks or []
 
-    def __reduce__(self) -> tuple[type[ShotFailed], tuple[int, str, str, list[KeyframeTry], bool]]:
-        return ShotFailed, (self.shot, self.stage, self.reason, self.tries, self.over_budget)
+    def __reduce__(self) -> tuple[type[ShotFailed], tuple[int, str, str, list[KeyframeTry], bool, list[ClipCheck]]]:
+        return ShotFailed, (self.shot, self.stage, self.reason, self.tries, self.over_budget, self.clip_checks)
 
 
 class KeyframesRejected(ReelflowError):
@@ -51,6 +53,14 @@ class KeyframesRejected(ReelflowError):
         self.tries = tries
 
 
+class ClipRejected(ReelflowError):
+    """Every try of a shot's video failed Clip QC."""
+
+    def __init__(self, checks: list[ClipCheck]) -> None:
+        super().__init__(f"clip QC failed {len(checks)} time{'s' if len(checks) > 1 else ''} "
+                         f"(last: {'; '.join(checks[-1].failures)})")
+
+
 class ShotOutcome(BaseModel):
     shot: int
     take: int
@@ -58,6 +68,7 @@ class ShotOutcome(BaseModel):
     entries: list[ManifestEntry]
     route: Route
     tries: list[KeyframeTry]
+    clip_checks: list[ClipCheck]
 
 
 def _one_line(error: BaseException) -> str:
@@ -73,7 +84,7 @@ def _try(job: ShotJob, gate: GateResult, attempt: int) -> KeyframeTry:
 def gated_keyframes(job: ShotJob, run: Callable[..., Any], tries: list[KeyframeTry]) -> tuple[ShotJob, StageResult]:
     """Keyframes that pass the gates or need review, and the job (seed) that made them; every try is appended to `tries`."""
     for attempt in range(1, job.project.qc.max_regenerations + 2):
-        attempt_job = job.model_copy(update={"seed": attempt_seed(job.seed, attempt)})
+        attempt_job = job.model_copy(update={"seed": attempt_seed(job.seed, attempt), "attempt": attempt})
         raw = run(make_keyframes, attempt_job)
         gate = run(gate_keyframes, attempt_job, raw)
         tries.append(_try(attempt_job, gate, attempt))
@@ -82,12 +93,30 @@ def gated_keyframes(job: ShotJob, run: Callable[..., Any], tries: list[KeyframeT
     raise KeyframesRejected(tries)
 
 
-def shot_stages(job: ShotJob, run: Callable[..., Any], tries: list[KeyframeTry]) -> list[StageResult]:
-    """keyframes (gated) → upscale → video → clip, each fed the one before; `run(stage_task, *args)` runs one."""
+def checked_video(job: ShotJob, frames: StageResult, run: Callable[..., Any], checks: list[ClipCheck],
+                  regenerations: int) -> list[StageResult]:
+    """Video and clip that pass Clip QC, made again with a new seed up to `regenerations` times; every check appended."""
+    for attempt in range(1, regenerations + 2):
+        attempt_job = job.model_copy(update={"seed": video_seed(job.seed, attempt), "attempt": attempt})
+        video = run(make_video, attempt_job, frames)
+        clip = run(make_clip, attempt_job, video)
+        qc = run(check_clips, attempt_job, video, clip)
+        checks.append(ClipCheck(take=job.take, attempt=attempt, seed=attempt_job.seed, passed=qc.passed,
+                                failures=qc.failures))
+        if qc.passed:
+            return [video, clip.model_copy(update={"entries": clip.entries + qc.entries})]
+        if job.shot.generation_approach in HELD:
+            break  # a held frame comes out the same whatever the seed: another try cannot help
+    raise ClipRejected(checks)
+
+
+def shot_stages(job: ShotJob, run: Callable[..., Any], tries: list[KeyframeTry],
+                checks: list[ClipCheck]) -> list[StageResult]:
+    """keyframes (gated) → upscale → video → clip (checked), each fed the one before; `run(stage_task, *args)` runs one."""
     job, raw = gated_keyframes(job, run, tries)
     frames = run(upscale_keyframes, job, raw)
-    video = run(make_video, job, frames)
-    return [raw, frames, video, run(make_clip, job, video)]
+    regenerations = job.project.qc.max_regenerations - (len(tries) - 1)
+    return [raw, frames, *checked_video(job, frames, run, checks, regenerations)]
 
 
 @task(name="shot", task_run_name="{job.label}")
@@ -95,6 +124,7 @@ def render_shot(job: ShotJob) -> ShotOutcome:
     """Run the shot's stages as tasks; publish its named assets only once all succeeded."""
     current = "keyframes"
     tries: list[KeyframeTry] = []
+    checks: list[ClipCheck] = []
 
     def run(stage_task: Task[..., Any], *args: Any) -> Any:
         nonlocal current
@@ -102,18 +132,19 @@ def render_shot(job: ShotJob) -> ShotOutcome:
         return stage_task(*args)
 
     try:
-        results = shot_stages(job, run, tries)
+        results = shot_stages(job, run, tries, checks)
     except Exception as exc:
         reason = _one_line(exc)
         emit(StageEvent(job.run, job.shot.shot, current, "failed", detail=reason))
-        raise ShotFailed(job.shot.shot, current, reason, tries, isinstance(exc, BudgetExceeded)) from exc
+        raise ShotFailed(job.shot.shot, current, reason, tries, isinstance(exc, BudgetExceeded), checks) from exc
     entries = [entry for result in results for entry in result.entries]
     for entry in entries:
         if entry.name is not None:
             blob = job.store.blob_path(entry.sha256, entry.name.rsplit(".", 1)[1])
             materialise(blob, entry.sha256, job.assets_dir / entry.name)
+    emit(StageEvent(job.run, job.shot.shot, "shot", "done"))
     return ShotOutcome(shot=job.shot.shot, take=job.take, clip=results[-1].assets["clip"], entries=entries,
-                       route=tries[-1].route, tries=tries)
+                       route=tries[-1].route, tries=tries, clip_checks=checks)
 
 
 def request_problems(jobs: list[ShotJob]) -> list[str]:
@@ -128,6 +159,16 @@ def request_problems(jobs: list[ShotJob]) -> list[str]:
     return problems
 
 
+def current_clip(job: ShotJob) -> AssetRef | None:
+    """The shot's clip as its current storyboard makes it, if every stage of it is in the cache; nothing is made."""
+    with dry_run():
+        try:
+            clip = shot_stages(job, lambda stage_task, *args: stage_task.fn(*args), [], [])[-1].assets["clip"]
+        except ReelflowError:
+            return None
+    return None if is_planned(clip) else clip
+
+
 def price_shot(job: ShotJob) -> None:
     """Walk the shot's stages without Prefect; inside `dry_run()` this prices what a render would make."""
-    shot_stages(job, lambda stage_task, *args: stage_task.fn(*args), [])
+    shot_stages(job, lambda stage_task, *args: stage_task.fn(*args), [], [])

@@ -13,7 +13,7 @@ from reelflow.tasks.retry import stage_task_options
 VERSION = 1
 
 
-@task(name="upscale", task_run_name="{job.label}-upscale", **stage_task_options())
+@task(name="upscale", task_run_name="{job.label}-upscale{job.try_suffix}", **stage_task_options())
 def upscale_keyframes(job: ShotJob, raw: StageResult) -> StageResult:
     """Production-size keyframes, published as `_first`, `_hero`, `_last`."""
     emit(StageEvent(job.run, job.shot.shot, "upscale", "running"))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import task
 
+from reelflow.media.ffmpeg import x264_settings
 from reelflow.media.motion import ken_burns, static_hold
 from reelflow.schemas.assets import AssetRef
 from reelflow.schemas.requests import VideoRequest
@@ -16,7 +17,7 @@ from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
 VERSION = 1
-MOTION_VERSION = 2
+MOTION_VERSION = 3
 VIDEO_SIZE = {"9:16": (720, 1280), "16:9": (1280, 720)}
 SPLIT_FLF_FRAMES = 49
 STANDARD_FLF_FRAMES = 81
@@ -49,7 +50,8 @@ def _held(job: ShotJob, first: AssetRef, result: StageResult) -> None:
             static_hold(first.path, out, duration_s=duration, fps=fps, size=size)
         return [out]
 
-    params = {"duration_s": duration, "fps": fps, "size": list(size)} | ({"zoom": list(PUSH_ZOOM)} if push else {})
+    params = {"duration_s": duration, "fps": fps, "size": list(size), "x264": x264_settings()}
+    params |= {"zoom": list(PUSH_ZOOM)} if push else {}
     outcome = run_media(
         job, stage="video", version=MOTION_VERSION, model="ken-burns" if push else "static-hold",
         params=params, inputs=[first], make=make,
@@ -58,7 +60,7 @@ def _held(job: ShotJob, first: AssetRef, result: StageResult) -> None:
     result.entries.append(manifest_entry(job, outcome, suffix="clip", ext="mp4"))
 
 
-@task(name="video", task_run_name="{job.label}-video", **stage_task_options())
+@task(name="video", task_run_name="{job.label}-video{job.try_suffix}", **stage_task_options())
 def make_video(job: ShotJob, keyframes: StageResult) -> StageResult:
     """Video segments (`_seg1`, `_seg2`) for FLF shots, or the finished `_clip` for held frames."""
     emit(StageEvent(job.run, job.shot.shot, "video", "running"))

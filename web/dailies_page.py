@@ -11,6 +11,7 @@ from reelflow.schemas.dailies import Dailies, DailiesShot
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder
 from reelflow.schemas.names import AssetName
+from reelflow.schemas.report import money_words
 from reelflow.schemas.storyboard import Shot, Storyboard
 
 CLIP = "clip"
@@ -30,6 +31,15 @@ def take_assets(manifest: Manifest, shot: Shot, take: int) -> dict[str, Any]:
     return {"keyframes": keyframes, "clip": by_suffix.get(CLIP)}
 
 
+def take_spend(manifest: Manifest, shot: Shot, take: int) -> str:
+    """What one take of a shot cost, in money words: charged, and the local provider's shadow cost."""
+    entries = [entry for entry in manifest.assets + manifest.intermediates if entry.shot == shot.shot
+               and (entry.take or 1) == take]
+    shadow = sum(entry.cost_usd for entry in entries if entry.provider == "local")
+    charged = sum(entry.cost_usd for entry in entries if entry.provider != "local")
+    return money_words(round(charged, 6), round(shadow, 6))
+
+
 def shot_view(shot: Shot, review: DailiesShot, manifest: Manifest) -> dict[str, Any]:
     return {
         "shot": shot.shot,
@@ -43,7 +53,10 @@ def shot_view(shot: Shot, review: DailiesShot, manifest: Manifest) -> dict[str, 
         "approved_take": review.approved_take,
         "cut_take": review.cut_take,
         "note": review.note,
+        "version": review.version,
+        "spend": take_spend(manifest, shot, review.take),
         "gates": [attempt.model_dump(mode="json") for attempt in review.gates],
+        "clip_checks": [check.model_dump(mode="json") for check in review.clip_checks],
         "history": [event.model_dump(mode="json") for event in review.history],
         **take_assets(manifest, shot, review.take),
     }
@@ -189,7 +202,19 @@ function renderGates(shot) {
     }
     return box;
   });
-  $("gates").replaceChildren(...(tries.length ? tries : [el("p", "no gate results yet", "empty")]));
+  const checks = shot.clip_checks.map((check) => {
+    const box = el("div", null, "try");
+    box.append(el("div", ["Clip QC", takeLabel(check.take), "try " + check.attempt, "seed " + check.seed].join(" · ")));
+    box.append(el("div", check.passed ? "Clip QC: passed" : "Clip QC: failed", check.passed ? "pass" : "fail"));
+    if (check.failures.length) {
+      const failures = el("ul");
+      failures.append(...check.failures.map((line) => el("li", line)));
+      box.append(failures);
+    }
+    return box;
+  });
+  const all = tries.concat(checks);
+  $("gates").replaceChildren(...(all.length ? all : [el("p", "no gate results yet", "empty")]));
 }
 
 function renderHistory(shot) {
@@ -211,6 +236,7 @@ function renderCard(keepNote) {
   $("duration").textContent = shot.duration_s + " s";
   const approved = "approved " + takeLabel(shot.approved_take) + ", cut uses " + takeLabel(shot.cut_take);
   $("take").textContent = takeLabel(shot.take) + " (" + approved + ")";
+  $("spend").textContent = shot.spend;
   $("prompt").textContent = shot.prompt;
   if (!keepNote) $("note").value = shot.note || "";
   renderFrames(shot);
@@ -226,16 +252,26 @@ function select(i) {
   history.replaceState(null, "", "#S" + pad(view.shots[index].shot));
 }
 
+async function reload() {
+  const fresh = await (await fetch("/api/episode")).json();
+  const current = view.shots[index].shot;
+  view = fresh;
+  index = Math.max(0, view.shots.findIndex((s) => s.shot === current));
+  renderTimeline();
+  renderCard(true);
+}
+
 async function post(shot, decision, note) {
   try {
     const response = await fetch("/api/decision", {
       method: "POST",
       headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({shot: shot.shot, decision: decision, note: note}),
+      body: JSON.stringify({shot: shot.shot, decision: decision, note: note, version: shot.version}),
     });
     const body = await response.json();
     if (!response.ok) {
       message(body.error, true);
+      if (response.status === 409) await reload();
       return;
     }
     const current = view.shots[index].shot;
@@ -293,7 +329,8 @@ def dailies_html(view: dict[str, Any]) -> str:
         '<main id="card"><section><div id="frames"></div><video id="clip" controls preload="auto" hidden></video></section>\n'
         '<section><h2 id="shot-title"></h2><dl>'
         '<dt>approach</dt><dd id="approach"></dd><dt>characters</dt><dd id="characters"></dd>'
-        '<dt>location</dt><dd id="location"></dd><dt>duration</dt><dd id="duration"></dd><dt>take</dt><dd id="take"></dd></dl>\n'
+        '<dt>location</dt><dd id="location"></dd><dt>duration</dt><dd id="duration"></dd><dt>take</dt><dd id="take"></dd>'
+        '<dt>spend</dt><dd id="spend"></dd></dl>\n'
         '<h3>Prompt</h3><p id="prompt" class="prompt"></p>\n'
         '<div class="actions"><button type="button" data-decision="approved">Approve<kbd>A</kbd></button>'
         '<button type="button" data-decision="retake">Retake<kbd>R</kbd></button>'

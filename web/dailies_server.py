@@ -19,7 +19,7 @@ from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import ProjectFolder
 from reelflow.schemas.names import AssetName
 from reelflow.schemas.storyboard import Storyboard
-from reelflow.state.dailies import apply_decisions, read_dailies
+from reelflow.state.dailies import apply_seen_decisions, read_dailies
 from reelflow.state.manifest import read_manifest
 from reelflow.web.dailies_page import dailies_html, episode_view
 
@@ -39,6 +39,7 @@ class DecisionRequest(BaseModel):
     shot: int
     decision: Decision
     note: str | None = Field(None, max_length=4000)
+    version: int | None = Field(None, ge=0, description="the shot's dailies version the page showed; stale: 409")
 
 
 class BadRequest(Exception):
@@ -98,13 +99,18 @@ class DailiesServer:
         return episode_view(self.folder, self.storyboard, dailies, manifest)
 
     def decide(self, request: DecisionRequest) -> dict[str, Any]:
-        """Apply one reviewer decision to the dailies file and return the new view."""
+        """Apply one reviewer decision to the dailies file and return the new view; refused (409) when the shot changed
+        since the page showed it (the request's `version`)."""
         if request.shot not in {shot.shot for shot in self.storyboard.shots}:
             raise BadRequest(HTTPStatus.BAD_REQUEST, f"shot: {request.shot} is not in episode {self.storyboard.episode}")
+        seen = {} if request.version is None else {request.shot: request.version}
         try:
-            dailies = apply_decisions(self.folder, self.storyboard, {request.shot: request.decision}, by=BY, note=request.note)
+            dailies, stale = apply_seen_decisions(self.folder, self.storyboard, {request.shot: request.decision}, seen,
+                                                  by=BY, note=request.note)
         except ContractError as exc:
             raise BadRequest(HTTPStatus.CONFLICT, str(exc)) from None
+        if stale:
+            raise BadRequest(HTTPStatus.CONFLICT, stale[0])
         return self.view(dailies)
 
     def asset(self, name: str) -> Path | None:

@@ -28,7 +28,8 @@ TRANSIENT: dict[str, type[ProviderError]] = {
     "server_error": ServerError,
     "timeout": ProviderTimeout,
 }
-FAULT_NAMES: tuple[str, ...] = (*TRANSIENT, "reject", "off_model")  # off_model: a keyframe drawn wrong
+# off_model: a keyframe drawn wrong; stuck_video: a first-last video stuck on its first frame (Clip QC bait)
+FAULT_NAMES: tuple[str, ...] = (*TRANSIENT, "reject", "off_model", "stuck_video")
 
 _MESSAGES = {
     "rate_limit": "rate limited (429)",
@@ -102,7 +103,7 @@ def _uniform(*parts: object) -> float:
 class FaultSchedule:
     """Sleeps a fixed latency before each call, then may raise an injected provider error.
 
-    Each fault is drawn independently with its own probability. `reject` and `off_model` depend only on
+    Each fault is drawn independently with its own probability. `reject`, `off_model` and `stuck_video` depend only on
     (seed, key), so the same content is always rejected or drawn wrong; transient faults also depend on how many
     calls this process has made for that key, so a retry of the same request can succeed.
     """
@@ -157,3 +158,7 @@ class FaultSchedule:
     def off_model(self, key: str) -> bool:
         """Whether the keyframe of this request is drawn without its characters, somewhere else (Gate 2 bait)."""
         return _uniform(self.seed, key, "off_model") < self.rates.get("off_model", 0.0)
+
+    def stuck_video(self, key: str) -> bool:
+        """Whether the first-last video of this request comes out stuck on its first frame."""
+        return _uniform(self.seed, key, "stuck_video") < self.rates.get("stuck_video", 0.0)

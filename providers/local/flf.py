@@ -24,6 +24,8 @@ MOTE_LEVELS = (60, 140)
 WARM_GREEN = [round(v * 0.92) for v in range(256)]
 WARM_BLUE = [round(v * 0.75) for v in range(256)]
 AHEAD = 4
+# The local provider stands in for a video service, which returns its own encode whatever reelflow's settings are.
+SERVICE_X264: dict[str, str | int] = {"preset": "ultrafast", "crf": 18}
 
 
 def ease(t: float) -> float:
@@ -173,4 +175,10 @@ def render_first_last(
     end = resize_cover(load_image(last), size)
     frames = _frames(start, end, num_frames, Move.from_seed(seed), Light(size, seed))
     with closing(read_ahead(frames, AHEAD)) as ahead:
-        encode_frames(ahead, out, fps=fps, size=size)
+        encode_frames(ahead, out, fps=fps, size=size, x264=SERVICE_X264)
+
+
+def render_stuck(first: Path, out: Path, *, num_frames: int, fps: int, size: tuple[int, int]) -> None:
+    """A failed generation: `num_frames` copies of `first` (cover-resized), as a video model stuck on its input."""
+    start = resize_cover(load_image(first), size)
+    encode_frames((start for _ in range(num_frames)), out, fps=fps, size=size, x264=SERVICE_X264)

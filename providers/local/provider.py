@@ -19,7 +19,7 @@ from reelflow.media.images import load_image, resize_cover, save_png
 from reelflow.providers.base import Ticket
 from reelflow.providers.local.draw import draw_edit, draw_keyframe, elsewhere
 from reelflow.providers.local.faults import FaultSchedule
-from reelflow.providers.local.flf import render_first_last
+from reelflow.providers.local.flf import render_first_last, render_stuck
 from reelflow.providers.local.judge import PASS_SCORE, judge_pixels
 from reelflow.providers.sizes import billed_size
 from reelflow.schemas.errors import BadRequest, ContractError, MediaError, ProviderError
@@ -187,10 +187,15 @@ class LocalProvider:
     def first_last_video(self, request: VideoRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height, even=True)
 
+        size, stuck = (request.width, request.height), self.faults.stuck_video(self.request_key("first_last_video", request))
+
         def produce(path: Path) -> None:
+            if stuck:
+                render_stuck(request.first, path, num_frames=request.num_frames, fps=request.fps, size=size)
+                return
             render_first_last(
-                request.first, request.last, path,
-                num_frames=request.num_frames, fps=request.fps, size=(request.width, request.height), seed=request.seed,
+                request.first, request.last, path, num_frames=request.num_frames, fps=request.fps, size=size,
+                seed=request.seed,
             )
 
         return self._call("first_last_video", request, out, produce, ticket)

@@ -152,3 +152,23 @@ def test_the_prompt_is_text_and_the_keyframes_and_clip_load(server: DailiesServe
     expect(page.locator("#frames")).to_have_text("no keyframes for T01 yet")
     assert page.locator("#clip").is_hidden()
     assert watched.dialogs == []
+
+
+def test_a_decision_on_a_shot_rendered_again_since_the_page_loaded_is_refused_and_the_page_reloads(
+    project: Path, server: DailiesServer, watched
+) -> None:
+    page = watched.page
+    page.goto(server.url + "#S03")
+    showing(page, 3)
+    expect(page.locator("#take")).to_have_text("T01 (approved none, cut uses T01)")
+    expect(page.locator("#spend")).to_contain_text("shadow cost $")
+    folder = load_project(project)
+    with changing_dailies(folder, load_storyboard(folder, 1)) as dailies:
+        dailies.shot(3).rendered(2, "pass", at=now())  # a render made take 2 meanwhile
+    page.keyboard.press("a")
+    expect(page.locator("#message")).to_contain_text("shot 3: changed since it was shown (now T02 generated")
+    expect(page.locator("#take")).to_have_text("T02 (approved none, cut uses T02)")
+    assert saved(project)[3]["status"] == "generated"
+    page.keyboard.press("a")
+    tick(page, 3, "approved")
+    assert (saved(project)[3]["status"], saved(project)[3]["approved_take"]) == ("approved", 2)

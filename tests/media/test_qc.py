@@ -194,12 +194,33 @@ def test_ten_black_frames_trip_black_run(tmp_path: Path) -> None:
     assert report.finding("black_run").value == 10
 
 
-def test_twelve_repeated_frames_trip_frozen_run(tmp_path: Path) -> None:
-    frames = _moving(24)
-    frames[6:18] = [frames[6]] * 12
-    report = check_video(_clip(frames, tmp_path / "frozen.mp4"), frames=24, fps=FPS, duration_s=1.5)
+def test_a_second_of_repeated_frames_trips_frozen_run(tmp_path: Path) -> None:
+    frames = _moving(32)
+    frames[6:24] = [frames[6]] * 18
+    report = check_video(_clip(frames, tmp_path / "frozen.mp4"), frames=32, fps=FPS, duration_s=2.0)
     assert _failed(report) == {"frozen_run"}
-    assert report.finding("frozen_run").message == "frozen_run: longest run of frozen frames (mean abs diff < 0.5) is 12 >= 8"
+    assert report.finding("frozen_run").message == (
+        "frozen_run: longest run of frozen frames (mean abs diff < 0.25) is 18 >= 16 (1 s)"
+    )
+
+
+def test_a_short_hold_is_not_frozen(tmp_path: Path) -> None:
+    frames = _moving(32)
+    frames[6:18] = [frames[6]] * 12
+    report = check_video(_clip(frames, tmp_path / "hold.mp4"), frames=32, fps=FPS, duration_s=2.0)
+    assert report.passed, [f.message for f in report.failures]
+
+
+def test_a_small_slow_move_is_not_frozen(tmp_path: Path) -> None:
+    """A slow move of a small part of the picture (an eased start, a blink) is motion, not a stuck generation."""
+    base = _texture(CLIP, 3)
+    frames = []
+    for i in range(24):
+        frame = base.copy()
+        frame[10:22, 4 + i:16 + i] = 255 - frame[10:22, 4 + i:16 + i]
+        frames.append(frame)
+    report = check_video(_clip(frames, tmp_path / "slow.mp4"), frames=24, fps=FPS, duration_s=1.5)
+    assert report.passed, [f.message for f in report.failures]
 
 
 def test_wrong_frame_count_trips_count_and_duration(tmp_path: Path) -> None:

@@ -82,6 +82,10 @@ STAGES: dict[str, Stage] = {
         "reelflow.tasks.clip", "VERSION",
         ("tasks/clip.py", "media/concat.py", "media/ffmpeg.py", "media/motion.py", "media/probe.py"),
     ),
+    "clip-qc": Stage(
+        "reelflow.tasks.clip_qc", "VERSION",
+        ("tasks/clip_qc.py", "media/qc.py", "media/motion.py", "media/probe.py", "media/ffmpeg.py", "schemas/qc.py"),
+    ),
     "cut": Stage("reelflow.tasks.cut", "VERSION", ("tasks/cut.py", "media/concat.py", "media/ffmpeg.py", "media/probe.py")),
     # What the local provider draws, judges and encodes, for every stage it serves.
     "local": Stage(
