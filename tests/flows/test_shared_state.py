@@ -119,20 +119,20 @@ def _span(rows: list[LedgerRow]) -> float:
 
 def test_two_processes_share_the_provider_limit(tmp_path: Path) -> None:
     limited = PROJECT | {"concurrency": {"local": 2}}
-    latency = {"REELFLOW_LOCAL_LATENCY": "0.4"}
-    every_shot = "1,2,3,4"  # 22 calls: enough work in flight that one render alone keeps both slots busy
+    latency = {"REELFLOW_LOCAL_LATENCY": "1"}
+    held = "3,4"  # two held frames, three calls each, side by side: one render alone keeps both slots busy
     alone = _two_episodes(tmp_path / "alone", limited)
-    code, _, stderr = _finish(_render(alone, 1, latency, every_shot))
+    code, _, stderr = _finish(_render(alone, 1, latency, held))
     assert code == 0, stderr
     alone_rows = ledger(alone).rows()
 
     together = _two_episodes(tmp_path / "together", limited)
-    processes = [_render(together, 1, latency, every_shot), _render(together, 2, latency, every_shot)]
+    processes = [_render(together, 1, latency, held), _render(together, 2, latency, held)]
     for process in processes:
         code, _, stderr = _finish(process)
         assert code == 0, stderr
     rows = ledger(together).rows()
-    assert len(rows) == 2 * len(alone_rows) == 44
+    assert len(rows) == 2 * len(alone_rows) == 12
     assert _calls_in_flight(alone_rows) == 2 and _calls_in_flight(rows) == 2, "never more than 2 calls in flight"
     busy = sum((row.settled_at or 0.0) - row.submitted_at for row in rows)
     assert _span(rows) >= 0.95 * busy / 2, "together, the two slots were the bottleneck"
