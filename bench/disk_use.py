@@ -57,13 +57,12 @@ def main() -> None:
         cut = Path(json.loads(done.stdout)["output"])
         assets = disk_bytes(cut.parent)
         together = disk_bytes(cut.parent, project / ".reelflow")
-        info = probe_video(cut)
-        seconds = info.duration_s or 0.0
+        seconds = probe_video(cut).duration_s or 0.0
+        cut_bytes = cut.stat().st_size
     print(f"episode {args.episode}: x264 {x264_settings()}, render {elapsed:.1f} s")
     print(f"assets            {assets / 1e6:9.1f} MB")
     print(f"assets+.reelflow  {together / 1e6:9.1f} MB  = {together / assets:.3f} x assets")
-    print(f"cut               {cut.stat().st_size / 1e6:9.1f} MB  {seconds:.1f} s  "
-          f"{cut.stat().st_size * 8 / seconds / 1e6:.2f} Mb/s")
+    print(f"cut               {cut_bytes / 1e6:9.1f} MB  {seconds:.1f} s  {cut_bytes * 8 / seconds / 1e6:.2f} Mb/s")
 
 
 if __name__ == "__main__":
