@@ -36,21 +36,44 @@ _BOOTING = pytest.StashKey[threading.Thread]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The first process (the xdist controller, or plain pytest) picks one home for the run's Prefect server."""
+    """The first process (the xdist controller, or plain pytest) picks one home for the run's Prefect server.
+
+    Every process that runs tests points Prefect at that server before collecting: Prefect reads its settings once,
+    when first imported (collection imports it), and an in-process flow would otherwise start a throwaway server.
+    """
     if TEST_HOME not in os.environ:
         os.environ[TEST_HOME] = tempfile.mkdtemp(prefix="reelflow-test-home-")
         config.stash[_OWNS_HOME] = True
         if config.getoption("numprocesses", None):
-            # Boot the server while the workers start and collect; their fixture waits for it, then reuses it.
+            # Boot the server while the workers start; each waits for it before collecting, then reuses it.
             booting = threading.Thread(target=_start_server, args=(Path(os.environ[TEST_HOME]),), daemon=True)
             booting.start()
             config.stash[_BOOTING] = booting
+            return
+    _use_server(_start_server(Path(os.environ[TEST_HOME])))
 
 
-def _start_server(home: Path) -> None:
+def _start_server(home: Path) -> str:
+    """Start the run's server on any free port (or wait for the process starting it) and return its API URL."""
     from reelflow.cli import server
 
-    server.start_server(home)
+    port = os.environ.get("REELFLOW_SERVER_PORT")
+    os.environ["REELFLOW_SERVER_PORT"] = "0"
+    try:
+        return server.start_server(home).api_url
+    finally:
+        if port is None:
+            os.environ.pop("REELFLOW_SERVER_PORT")
+        else:
+            os.environ["REELFLOW_SERVER_PORT"] = port
+
+
+def _use_server(api_url: str) -> None:
+    from reelflow.cli import server
+
+    os.environ["PREFECT_API_URL"] = api_url
+    for key, value in server.prefect_env(Path(os.environ[TEST_HOME])).items():
+        os.environ.setdefault(key, value)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
