@@ -1,8 +1,9 @@
 """How a flow run reads in the Prefect UI: named `LEV-ep001-render-20261125-210533`, tagged by project, episode
 and provider.
 
-Every flow takes `project` (its folder) and `episode`; the name callable and the `on_running` hook read them from
-the run's parameters, so the CLI and direct calls get the same names and tags.
+Every flow takes `project` (its folder) and most take `episode`; the name callable and the `on_running` hook read them
+from the run's parameters, so the CLI and direct calls get the same names and tags. A flow over several episodes
+(render-pending, render-changed) is named and tagged without one: `LEV-render-pending-20261126-020000`.
 """
 
 from __future__ import annotations
@@ -32,21 +33,24 @@ def _project(parameters: dict[str, Any]) -> Project | None:
 
 
 def run_name(kind: str) -> Callable[[], str]:
-    """A `flow_run_name` callable: project code, episode, `kind` and the local start time to the second."""
+    """A `flow_run_name` callable: project code, episode (if the flow has one), `kind` and the local start time."""
 
     def name() -> str:
         parameters = current_run.parameters
         project = _project(parameters)
         code = f"{project.code}-" if project else ""
-        return f"{code}ep{int(parameters['episode']):03d}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+        episode = f"ep{int(parameters['episode']):03d}-" if "episode" in parameters else ""
+        return f"{code}{episode}{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     return name
 
 
-def run_tags(project: Project, episode: int, stages: Iterable[str]) -> list[str]:
-    """`project:LEV`, `episode:1`, and `provider:NAME` for every provider the stages may call (fallbacks included)."""
+def run_tags(project: Project, episode: int | None, stages: Iterable[str]) -> list[str]:
+    """`project:LEV`, `episode:1` (without an episode, none), and `provider:NAME` for every provider the stages may
+    call (fallbacks included)."""
     providers = [f"provider:{name}" for name in providers_for(project, stages)]
-    return [f"project:{project.code}", f"episode:{episode}", *providers]
+    episodes = [] if episode is None else [f"episode:{episode}"]
+    return [f"project:{project.code}", *episodes, *providers]
 
 
 def tag_run(stages: Iterable[str] = ()) -> Callable[[Flow[..., Any], FlowRun, State], None]:
@@ -57,7 +61,8 @@ def tag_run(stages: Iterable[str] = ()) -> Callable[[Flow[..., Any], FlowRun, St
         project = _project(run.parameters)
         if project is None:
             return
-        tags = list(dict.fromkeys([*run.tags, *run_tags(project, int(run.parameters["episode"]), stages)]))
+        episode = run.parameters.get("episode")
+        tags = list(dict.fromkeys([*run.tags, *run_tags(project, None if episode is None else int(episode), stages)]))
         if tags != run.tags:
             with get_client(sync_client=True) as client:
                 client.update_flow_run(run.id, tags=tags)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from typing import Annotated, Literal
+from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
@@ -22,6 +25,51 @@ CharacterId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,12}$")]
 LocationId = Annotated[str, StringConstraints(min_length=1)]
 
 PRODUCTION_SIZES: dict[str, tuple[int, int]] = {"9:16": (768, 1344), "16:9": (1344, 768)}
+
+# The five fields of a cron expression: name, lowest and highest value, names a value may go by.
+CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+CRON_ITEM = re.compile(r"(?:\*|(?P<low>[0-9A-Za-z]+)(?:-(?P<high>[0-9A-Za-z]+))?)(?:/(?P<step>[0-9]+))?")
+
+
+@cache
+def iana_zones() -> frozenset[str]:
+    """The IANA time zone names zoneinfo knows (what Prefect's schedules accept)."""
+    return frozenset(available_timezones())
+
+
+def _cron_value(value: str, lowest: int, names: tuple[str, ...]) -> int | None:
+    """A cron field's value as a number (a name counts from the field's lowest), or None when it is neither."""
+    if value.lower() in names:
+        return names.index(value.lower()) + lowest
+    return int(value) if value.isdigit() else None
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why `expression` is not a 5-field cron (minute hour day-of-month month day-of-week), or None when it is."""
+    fields = expression.split()
+    if len(fields) != len(CRON_FIELDS):
+        return f"{expression!r} is not a cron of 5 fields: minute hour day-of-month month day-of-week"
+    for text, (name, lowest, highest, names) in zip(fields, CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            match = CRON_ITEM.fullmatch(item)
+            if match is None:
+                return f"{expression!r}: {name} {item!r} is not *, N or N-M, each with an optional /STEP"
+            bounds = [value for value in (match["low"], match["high"]) if value is not None]
+            numbers = [_cron_value(value, lowest, names) for value in bounds]
+            for value, number in zip(bounds, numbers, strict=True):
+                if number is None or not lowest <= number <= highest:
+                    return f"{expression!r}: {name} {value!r} is not in {lowest}-{highest}"
+            if len(numbers) == 2 and numbers[0] > numbers[1]:
+                return f"{expression!r}: {name} range {item!r} runs backwards"
+            if match["step"] is not None and int(match["step"]) == 0:
+                return f"{expression!r}: {name} step in {item!r} must be 1 or more"
+    return None
 
 
 class _Contract(BaseModel):
@@ -59,6 +107,25 @@ class Project(_Contract):
     budget_usd: Annotated[float, Field(gt=0)] | None = None  # the project's total, across every run and process
     billed_retries: Annotated[int, Field(ge=0, le=5)] = 1  # re-submits of a request billed with unusable output
     qc: Routing = Field(default_factory=Routing)
+    timezone: str = "UTC"  # the IANA zone the nightly schedule runs in
+    nightly: str = "0 2 * * *"  # cron (5 fields) of the nightly render of every episode with pending shots
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, timezone: str) -> str:
+        """An IANA zone name as Prefect's schedules take it (`UTC`, `Europe/Paris`)."""
+        if timezone not in iana_zones():
+            raise ValueError(f"{timezone!r} is not an IANA time zone name, e.g. UTC or Europe/Paris")
+        return timezone
+
+    @field_validator("nightly")
+    @classmethod
+    def _cron(cls, nightly: str) -> str:
+        """A 5-field cron expression."""
+        problem = cron_problem(nightly)
+        if problem is not None:
+            raise ValueError(problem)
+        return nightly
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -9,7 +9,9 @@ import pytest
 
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import load_project
+from reelflow.schemas.project import Project
 
+from conftest import run_cli
 from projects import BREAKDOWN, PROJECT, write_project
 
 
@@ -103,3 +105,48 @@ def test_an_unknown_gemini_id_for_gemini_is_refused_and_current_ones_load(tmp_pa
                "keyframes": {"use": "fal", "model": "fal-ai/flux-2/lora"}}
     folder = load_project(write_project(tmp_path, project=PROJECT | {"providers": current}))
     assert folder.project.stage("qc").model == "gemini-2.5-flash"
+
+
+def test_the_nightly_schedule_defaults_to_two_in_the_morning_utc(tmp_path: Path) -> None:
+    project = load_project(write_project(tmp_path)).project
+    assert (project.timezone, project.nightly) == ("UTC", "0 2 * * *")
+    chosen = load_project(write_project(tmp_path, project=PROJECT | {"timezone": "Europe/Paris",
+                                                                     "nightly": "30 1 * * mon-fri"})).project
+    assert (chosen.timezone, chosen.nightly) == ("Europe/Paris", "30 1 * * mon-fri")
+
+
+NOT_A_ZONE = "is not an IANA time zone name, e.g. UTC or Europe/Paris"
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"timezone": "Mars/Olympus"}, f"project.json: timezone: 'Mars/Olympus' {NOT_A_ZONE}"),
+    ({"timezone": "utc"}, f"project.json: timezone: 'utc' {NOT_A_ZONE}"),
+    ({"timezone": 2}, "project.json: timezone: input should be a valid string"),
+    ({"nightly": "0 2 * *"}, "project.json: nightly: '0 2 * *' is not a cron of 5 fields: "
+                             "minute hour day-of-month month day-of-week"),
+    ({"nightly": "0 24 * * *"}, "project.json: nightly: '0 24 * * *': hour '24' is not in 0-23"),
+    ({"nightly": "0 2 * foo *"}, "project.json: nightly: '0 2 * foo *': month 'foo' is not in 1-12"),
+    ({"nightly": "*/0 2 * * *"}, "project.json: nightly: '*/0 2 * * *': minute step in '*/0' must be 1 or more"),
+    ({"nightly": "0 5-1 * * *"}, "project.json: nightly: '0 5-1 * * *': hour range '5-1' runs backwards"),
+    ({"nightly": "0 2 L * *"}, "project.json: nightly: '0 2 L * *': day of month 'L' is not in 1-31"),
+])
+def test_a_bad_schedule_setting_is_one_line_naming_field_and_value(tmp_path: Path, change: dict, expected: str) -> None:
+    with pytest.raises(ContractError) as raised:
+        load_project(write_project(tmp_path, project=PROJECT | change))
+    assert str(raised.value) == expected
+
+
+@pytest.mark.parametrize("nightly", ["0 2 * * *", "*/15 0-5/2 1,15 jan-jun 7", "59 23 31 12 sun-sat", "0 2 * * 1-5"])
+def test_every_schedule_project_json_takes_prefect_takes_too(nightly: str) -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    project = Project.model_validate(PROJECT | {"nightly": nightly, "timezone": "America/New_York"})
+    assert CronSchedule(cron=project.nightly, timezone=project.timezone).cron == nightly
+
+
+def test_validate_reports_a_bad_schedule_as_one_line(tmp_path: Path) -> None:
+    root = write_project(tmp_path, project=PROJECT | {"timezone": "Europe/Pariss"})
+    result = run_cli("validate", str(root))
+    assert result.code == 2
+    assert result.stderr == ("error: project.json: timezone: 'Europe/Pariss' is not an IANA time zone name, "
+                             "e.g. UTC or Europe/Paris\n")
