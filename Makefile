@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install chromium demo test bench ui clean
+.PHONY: install chromium postgres demo test bench ui clean
 
 # pip installs without compiling; compileall then compiles the environment on every core at once (pip uses one).
 $(STAMP): pyproject.toml constraints.txt
@@ -25,10 +25,16 @@ chromium:
 	@test -n "$$REELFLOW_CHROMIUM" || command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 		($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 
-# The Python install and the Chromium download run side by side; then two workers, a test file each at a time,
+# The studio's Postgres test runs a throwaway PostgreSQL (initdb, pg_ctl: on PATH or in Debian's
+# /usr/lib/postgresql/*/bin); a Debian/Ubuntu machine without it gets it from apt, after Chromium (one apt-get at a time).
+postgres: | chromium
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql)
+
+# The Python install and the system packages run side by side; then two workers, a test file each at a time,
 # sharing one local Prefect server.
 test:
-	$(MAKE) --no-print-directory -j2 install chromium
+	$(MAKE) --no-print-directory -j2 install chromium postgres
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 

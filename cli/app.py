@@ -20,6 +20,7 @@ from rich.text import Text
 
 from reelflow.cli import server
 from reelflow.cli.live import shots_to_render, showing
+from reelflow.cli.studio import push_event, studio_app
 from reelflow.providers.registry import require_providers
 from reelflow.schemas.dailies import Dailies, Decision, decisions_from
 from reelflow.schemas.errors import ContractError, ReelflowError
@@ -33,6 +34,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="reelflow: storyboards in, rendered episodes out.")
 server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server that records every run.")
 app.add_typer(server_app, name="server")
+app.add_typer(studio_app, name="studio")
+app.command("push-event")(push_event)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -284,6 +287,27 @@ def ledger(
         out.print(table)
     out.print(f"spent: ${report.spent_usd:.3f} in {report.requests} requests "
               f"(${report.charged_usd:.3f} charged, ${report.shadow_usd:.3f} local shadow cost, not charged)")
+
+
+@app.command("changed-episodes")
+def changed_episodes_command(
+    project: ProjectArg,
+    base: Annotated[str, typer.Argument(help="The commit to compare with (sha, branch or tag)")],
+    head: Annotated[str, typer.Argument(help="The commit whose episodes to list")],
+    as_json: JsonOpt = False,
+) -> None:
+    """The episodes whose inputs (storyboards, project, breakdown, LoRA registry, keystones) changed from BASE to HEAD."""
+    from reelflow.state.checkout import changed_episodes, resolve_commit
+
+    try:
+        episodes = changed_episodes(project, base, head)
+        shas = {"base": resolve_commit(project, base), "head": resolve_commit(project, head)}
+    except ReelflowError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps({"episodes": episodes} | shas))
+    else:
+        out.print(f"episodes: {', '.join(map(str, episodes)) or 'none'}", markup=False)
 
 
 def server_words(info: server.ServerInfo) -> str:

@@ -3,13 +3,16 @@
 A local `prefect server` (SQLite under REELFLOW_HOME) answers a flow call in about a second and keeps
 every flow and task run for the UI; the ephemeral server takes 6-14 s per run and drops task-run records.
 The server is told its own address, so its UI talks to it on whichever port it got, and it gets an
-allow-listed environment: no provider keys, no Prefect settings of another server.
+allow-listed environment: no provider keys, no Prefect settings of another server. A studio's server may keep its
+database in Postgres and listen beyond this machine, which needs PREFECT_SERVER_API_AUTH_STRING (user:password).
 This module does not import prefect: the API URL must be in the environment before prefect loads.
 """
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import ipaddress
 import json
 import os
 import signal
@@ -18,14 +21,17 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reelflow.schemas.errors import ReelflowError
+from reelflow.schemas.errors import ContractError, ReelflowError
 
 HOST = "127.0.0.1"
+WILDCARDS = ("0.0.0.0", "::")  # bind every interface
+AUTH = "PREFECT_SERVER_API_AUTH_STRING"  # user:password the server asks of every client beyond /api/health
 DEFAULT_PORT = 4200
 START_TIMEOUT_S = 120.0
 SETTINGS_TIMEOUT_S = 15.0
@@ -40,13 +46,19 @@ def reelflow_home() -> Path:
 
 @dataclass(frozen=True)
 class ServerInfo:
-    url: str
+    url: str  # where this machine's clients reach it
     pid: int | None
     home: Path
+    ui_url: str | None = None  # where browsers reach its UI, when not at `url` (a server bound beyond loopback)
+    command: tuple[str, ...] = ()  # how it was started
 
     @property
     def api_url(self) -> str:
         return f"{self.url}/api"
+
+    @property
+    def public_url(self) -> str:
+        return self.ui_url or self.url
 
     @property
     def port(self) -> int:
@@ -55,6 +67,40 @@ class ServerInfo:
 
 def _state_file(home: Path) -> Path:
     return home / "server.json"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to `host` is reachable from this machine only."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def addresses(host: str, port: int) -> tuple[str, str]:
+    """Where this machine's clients reach a server bound to `host`:`port`, and where browsers reach its UI."""
+    local = HOST if host in WILDCARDS or is_loopback(host) else host
+    public = socket.gethostname() if host in WILDCARDS else local
+    return f"http://{_bracketed(local)}:{port}", f"http://{_bracketed(public)}:{port}"
+
+
+def masked(database: str | None) -> str | None:
+    """A database URL with its password hidden, to show and to remember."""
+    if database is None:
+        return None
+    parts = urllib.parse.urlsplit(database)
+    if parts.password is None:
+        return database
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def client_auth() -> str | None:
+    """The user:password reelflow's clients send: PREFECT_API_AUTH_STRING, else the server's own from the environment."""
+    return os.environ.get("PREFECT_API_AUTH_STRING") or os.environ.get(AUTH) or None
 
 
 def _healthy(url: str, timeout: float = 1.0) -> bool:
@@ -70,8 +116,11 @@ def _settings(url: str) -> dict[str, Any] | None:
 
     The first answer of a busy new server can take seconds: a short timeout would start a second server beside it.
     """
+    request = urllib.request.Request(f"{url}/api/admin/settings")
+    if (auth := client_auth()) is not None:
+        request.add_header("Authorization", f"Basic {base64.b64encode(auth.encode()).decode()}")
     try:
-        with urllib.request.urlopen(f"{url}/api/admin/settings", timeout=SETTINGS_TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=SETTINGS_TIMEOUT_S) as response:
             settings = json.load(response)
     except (urllib.error.URLError, OSError, ValueError):
         return None
@@ -81,21 +130,26 @@ def _settings(url: str) -> dict[str, Any] | None:
 def _ui_talks_to_itself(info: ServerInfo) -> bool:
     """False for a server started before reelflow told it its own address: its UI talks to port 4200."""
     settings = _settings(info.url) or {}
-    return settings.get("server", {}).get("ui", {}).get("api_url") == info.api_url
+    return settings.get("server", {}).get("ui", {}).get("api_url") == f"{info.public_url}/api"
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        return sock.connect_ex((HOST, port)) != 0
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _pick_port() -> int:
+def _port_free(port: int, host: str = HOST) -> bool:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+def _pick_port(host: str = HOST) -> int:
     """REELFLOW_SERVER_PORT (default 4200) if free, else any free port; 0 asks for any free port."""
     wanted = int(os.environ.get("REELFLOW_SERVER_PORT") or DEFAULT_PORT)
-    if wanted and _port_free(wanted):
+    local = HOST if host in WILDCARDS or is_loopback(host) else host
+    if wanted and _port_free(wanted, local):
         return wanted
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
+    with socket.socket(_family(local), socket.SOCK_STREAM) as sock:
+        sock.bind((local, 0))
         return int(sock.getsockname()[1])
 
 
@@ -106,7 +160,8 @@ def running_server(home: Path | None = None) -> ServerInfo | None:
         state = json.loads(_state_file(home).read_text())
     except (FileNotFoundError, ValueError):
         return None
-    info = ServerInfo(url=state["url"], pid=state.get("pid"), home=home)
+    info = ServerInfo(url=state["url"], pid=state.get("pid"), home=home, ui_url=state.get("ui_url"),
+                      command=tuple(state.get("command", ())))
     settings = _settings(info.url)
     return info if settings is not None and settings.get("home") == str(home.absolute() / "prefect") else None
 
@@ -120,40 +175,65 @@ def prefect_env(home: Path) -> dict[str, str]:
     }
 
 
-def server_env(home: Path, port: int) -> dict[str, str]:
-    """The server's whole environment: the allow-listed basics, its home, and its own address for the API and the UI."""
+def server_env(home: Path, port: int, database: str | None = None, host: str = HOST) -> dict[str, str]:
+    """The server's whole environment: the allow-listed basics, its home, its own address for the API and the UI, and
+    its database (SQLite under the home unless given) and auth string (when it listens beyond this machine)."""
     inherited = {key: value for key, value in os.environ.items() if key in INHERITED or key.startswith(INHERITED_PREFIX)}
-    url = f"http://{HOST}:{port}"
-    return inherited | prefect_env(home) | {
+    url, public = addresses(host, port)
+    env = inherited | prefect_env(home) | {
         "REELFLOW_HOME": str(home),
-        "PREFECT_SERVER_API_HOST": HOST,
+        "PREFECT_SERVER_API_HOST": host,
         "PREFECT_SERVER_API_PORT": str(port),
         "PREFECT_API_URL": f"{url}/api",
-        "PREFECT_UI_API_URL": f"{url}/api",  # what the UI's /ui-settings tells the browser to talk to
-        "PREFECT_UI_URL": url,
+        "PREFECT_UI_API_URL": f"{public}/api",  # what the UI's /ui-settings tells the browser to talk to
+        "PREFECT_UI_URL": public,
     }
+    if database is not None:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database
+    if not is_loopback(host):
+        env[AUTH] = env["PREFECT_API_AUTH_STRING"] = os.environ[AUTH]  # the server's own services call its API too
+    return env
 
 
-def start_server(home: Path | None = None) -> ServerInfo:
-    """Start a local server (or reuse the one running for this home) and wait until it answers."""
+def _differs(state: dict[str, Any], database: str | None, host: str | None) -> str | None:
+    """How a running server differs from the database and host asked for (None: not asked, or the same)."""
+    if database is not None and state.get("database") != masked(database):
+        return f"its database is {state.get('database') or 'SQLite under the home'}"
+    if host is not None and state.get("host", HOST) != host:
+        return f"it listens on {state.get('host', HOST)}"
+    return None
+
+
+def start_server(home: Path | None = None, database: str | None = None, host: str | None = None) -> ServerInfo:
+    """Start a local server (or reuse the one running for this home) and wait until it answers.
+
+    `database` (a SQLAlchemy URL, postgresql+asyncpg://...) and `host` apply to a server this call starts; a running
+    server started with others is an error. A host beyond loopback needs PREFECT_SERVER_API_AUTH_STRING.
+    """
     home = (home or reelflow_home()).absolute()  # the server runs in it: a relative home would be read from there
+    if host is not None and not is_loopback(host) and not os.environ.get(AUTH):
+        raise ContractError(f"--host {host}: a server reachable from other machines needs {AUTH} (user:password) set")
     home.mkdir(parents=True, exist_ok=True)
     with (home / "server.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         existing = running_server(home)
         if existing is not None and _ui_talks_to_itself(existing):
+            differs = _differs(json.loads(_state_file(home).read_text()), database, host)
+            if differs is not None:
+                raise ContractError(f"a server already runs for {home} at {existing.url} and {differs}: "
+                                    "stop it first (reelflow server stop)")
             return existing
         if existing is not None:
             stop_server(home)
-        port = _pick_port()
-        url = f"http://{HOST}:{port}"
-        prefect_cli = Path(sys.executable).with_name("prefect")
+        host = host or HOST
+        port = _pick_port(host)
+        url, public = addresses(host, port)
+        command = (sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port))
         # cwd: the home, so no .env or prefect.toml of the caller's folder is read as settings.
         with (home / "server.log").open("ab") as log:
             process = subprocess.Popen(
-                [str(prefect_cli), "server", "start", "--host", HOST, "--port", str(port)],
-                env=server_env(home, port), cwd=home, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                command, env=server_env(home, port, database, host), cwd=home, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _healthy(url):
@@ -161,8 +241,10 @@ def start_server(home: Path | None = None) -> ServerInfo:
                 process.kill()
                 raise ReelflowError(f"the Prefect server did not start; see {home / 'server.log'}")
             time.sleep(0.2)
-        _state_file(home).write_text(json.dumps({"url": url, "pid": process.pid}))
-        return ServerInfo(url=url, pid=process.pid, home=home)
+        ui_url = public if public != url else None
+        _state_file(home).write_text(json.dumps({"url": url, "pid": process.pid, "ui_url": ui_url, "host": host,
+                                                 "database": masked(database), "command": command}))
+        return ServerInfo(url=url, pid=process.pid, home=home, ui_url=ui_url, command=command)
 
 
 def stop_server(home: Path | None = None) -> ServerInfo | None:
@@ -190,6 +272,19 @@ def connect() -> str:
     info = start_server(home)
     for key, value in prefect_env(home).items():
         os.environ.setdefault(key, value)
+    if os.environ.get(AUTH):
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", os.environ[AUTH])
     os.environ["PREFECT_API_URL"] = info.api_url
-    os.environ["PREFECT_UI_URL"] = info.url
+    os.environ["PREFECT_UI_URL"] = info.public_url
     return info.api_url
+
+
+def work_in_home() -> dict[str, str]:
+    """A Prefect pull step (prefect.yaml): a deployment's flow run works in its own machine's REELFLOW_HOME.
+
+    It runs on the worker when the run starts; a `{{ $REELFLOW_HOME }}` placeholder would instead be filled in by
+    `prefect deploy` with the deploying machine's folder.
+    """
+    home = reelflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    return {"directory": str(home)}

@@ -1,0 +1,121 @@
+"""The studio on a Prefect server of its own backed by Postgres (a throwaway cluster on a free port) and listening
+beyond loopback behind an auth string: a git push rendered end to end, and `down` stopping all it started."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from reelflow.cli import server, studio
+
+from conftest import CliResult
+
+Reelflow = Callable[..., CliResult]
+
+
+def postgres_bin() -> Path | None:
+    """The folder of initdb and pg_ctl: on PATH, else Debian's /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return installed[-1].parent if installed else None
+
+
+BIN = postgres_bin()
+pytestmark = pytest.mark.skipif(BIN is None, reason="no PostgreSQL server binaries (make test installs Debian's)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A throwaway Postgres cluster on a free port (run as `postgres` when the tests run as root); yields its URL."""
+    assert BIN is not None
+    folder = Path(tempfile.mkdtemp(prefix="reelflow-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        user = "postgres" if "postgres" in {entry.pw_name for entry in pwd.getpwall()} else "nobody"
+        shutil.chown(folder, user)
+        as_user = ["runuser", "-u", user, "--"]
+    data, port = folder / "data", free_port()
+    subprocess.run([*as_user, str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync",
+                    "-E", "UTF8"], check=True, capture_output=True)
+    options = (f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+               "-c full_page_writes=off")
+    subprocess.run([*as_user, str(BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "postgres.log"), "-o", options,
+                    "-w", "start"], check=True, capture_output=True)
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    try:
+        yield f"postgresql+asyncpg://postgres:pg-secret@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                       capture_output=True)
+        if studio.alive(postmaster):
+            studio.stop_tree(postmaster)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def count(database: str, table: str) -> int:
+    """Rows in one of Prefect's tables, read straight from Postgres."""
+
+    async def query() -> int:
+        connection = await asyncpg.connect(database.replace("+asyncpg", ""))
+        try:
+            return int(await connection.fetchval(f"select count(*) from {table}"))
+        finally:
+            await connection.close()
+
+    return asyncio.run(query())
+
+
+def test_a_studio_on_postgres_renders_a_push(postgres: str, monkeypatch: pytest.MonkeyPatch, own_home: Path,
+                                             pushed_project: Path, reelflow: Reelflow) -> None:
+    home = own_home
+    env = {"REELFLOW_HOME": str(home), "REELFLOW_SERVER_PORT": "0", server.AUTH: "studio:s3cret"}
+    monkeypatch.setenv(server.AUTH, env[server.AUTH])  # so this process may ask the server too
+    up = reelflow("studio", "up", "--database", postgres, "--host", "0.0.0.0", "--json", env=env, timeout=300)
+    assert up.code == 0, up.stdout + up.stderr
+    status = up.json()
+    api = status["api_url"]
+    records = {record["role"]: record for record in studio.read_state(home)["processes"]}
+    assert sorted(records) == ["server", "worker"]
+    running = server.running_server(home)
+    assert running is not None and running.pid == records["server"]["pid"]
+    saved = (home / "server.json").read_text()
+    assert "pg-secret" not in saved and "postgres:***@127.0.0.1" in saved
+    port = api.removesuffix("/api").rsplit(":", 1)[1]
+    assert status["ui_url"] == f"http://{socket.gethostname()}:{port}"
+    assert httpx.get(f"{api}/health").status_code == 200
+    assert httpx.post(f"{api}/flows/filter", json={"limit": 1, "offset": 0}).status_code == 401  # auth asked
+    assert count(postgres, "deployment") == 6
+
+    pushed = reelflow("push-event", str(pushed_project), "HEAD~1", "HEAD", "--wait", "--json", "--timeout", "240",
+                      env=env, timeout=300)
+    assert pushed.code == 0, pushed.stdout + pushed.stderr
+    result = pushed.json()
+    assert result["episodes"] == [2] and [(run["episode"], run["state"]) for run in result["runs"]] == [(2, "Completed")]
+    assert (pushed_project / "storyboards" / "assets" / "ep_002" / "ep_002.mp4").is_file()
+    assert count(postgres, "flow_run") >= 2  # render-changed and its episode's render-episode
+
+    tree = [records["worker"]["pid"], *studio.descendants(records["worker"]["pid"]), records["server"]["pid"],
+            *studio.descendants(records["server"]["pid"])]
+    down = reelflow("studio", "down", env=env)
+    assert down.code == 0, down.stderr
+    assert [pid for pid in tree if studio.alive(pid)] == []
+    assert server.running_server(home) is None and not (home / "studio.json").exists()
