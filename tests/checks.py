@@ -8,6 +8,7 @@ from pathlib import Path
 
 from reelflow.media.probe import probe
 from reelflow.schemas.names import AssetName
+from reelflow.state.ledger import LedgerRow
 
 MANIFEST_FIELDS = ("name", "sha256", "stage", "provider", "model", "params", "seed", "inputs", "cost_usd",
                    "request_id", "seconds")
@@ -42,3 +43,14 @@ def check_episode(root: Path, episode: int) -> dict[str, AssetName]:
         assert all(field in entry for field in MANIFEST_FIELDS), entry
         assert entry["sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
     return named
+
+
+def calls_in_flight(rows: list[LedgerRow]) -> int:
+    """The most provider calls ever in flight at once, from the ledger's submit and settle times."""
+    edges = sorted([(row.submitted_at, 1) for row in rows] + [(row.settled_at or 0.0, -1) for row in rows],
+                   key=lambda edge: (edge[0], edge[1]))
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most

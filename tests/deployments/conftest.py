@@ -19,6 +19,7 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid"
            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
 # Nightly at 03:30 in Paris: 01:30 or 02:30 UTC, never 02:00 UTC (the default's) nor 03:30 UTC.
 NIGHTLY = {"timezone": "Europe/Paris", "nightly": "30 3 * * *"}
+ONE_SLOT = {"concurrency": {"local": 1}}  # one local call at a time, across every process of the studio
 Reelflow = Callable[..., CliResult]
 
 
@@ -32,8 +33,8 @@ def git(repo: Path, *args: str) -> str:
 def pushed_project(tmp_path: Path) -> Path:
     """Episodes 1 and 2 (two quick shots each) committed, then a commit that changes episode 2's second shot."""
     root = tmp_path / "proj"
-    write_project(root, storyboard(1, only=(3, 4)), PROJECT | NIGHTLY)
-    write_project(root, storyboard(2, only=(3, 4)), PROJECT | NIGHTLY)
+    write_project(root, storyboard(1, only=(3, 4)), PROJECT | NIGHTLY | ONE_SLOT)
+    write_project(root, storyboard(2, only=(3, 4)), PROJECT | NIGHTLY | ONE_SLOT)
     (root / ".gitignore").write_text(".reelflow/\nstoryboards/assets/\nstoryboards/dailies_ep_*.json\n")
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")

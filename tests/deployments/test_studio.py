@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from reelflow.cli import server, studio
+from reelflow.state.ledger import Ledger
 
+from checks import calls_in_flight
 from conftest import CliResult
 from projects import saved, write_project
 
@@ -48,7 +50,7 @@ def processes(home: Path) -> list[dict[str, object]]:
 def test_a_push_renders_the_changed_episode_on_the_studio_worker(studio_home: Path, prefect_api: str,
                                                                  pushed_project: Path, reelflow: Reelflow) -> None:
     root = pushed_project
-    env = {"REELFLOW_HOME": str(studio_home), "FAL_KEY": "fal-key-for-the-worker"}
+    env = {"REELFLOW_HOME": str(studio_home), "FAL_KEY": "fal-key-for-the-worker", "REELFLOW_LOCAL_LATENCY": "0.4"}
 
     # `up` finds the session's server by its home and starts nothing but a worker.
     up = reelflow("studio", "up", "--json", env=env)
@@ -73,13 +75,27 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(studio_home: Pa
     same = reelflow("push-event", str(root), "HEAD", "HEAD", "--json", env=env)
     assert (same.code, same.json()) == (0, {"episodes": [], "runs": []}), same.stderr
 
-    # The push: the trigger starts render-changed, which renders episode 2 only, as the CLI would.
+    # A manual render of episode 1 from its deployment, and with it the push: the trigger starts render-changed,
+    # which renders episode 2 only, as the CLI would. The worker runs both at once, each in its own process.
+    manual = httpx.post(f"{prefect_api}/deployments/{deployment(prefect_api, 'render-episode')['id']}/create_flow_run",
+                        json={"parameters": {"project": str(root), "episode": 1}})
+    assert manual.status_code == 201, manual.text
     pushed = reelflow("push-event", str(root), "HEAD~1", "HEAD", "--wait", "--json", "--timeout", "180", env=env)
     assert pushed.code == 0, pushed.stdout + pushed.stderr
     result = pushed.json()
     assert result["episodes"] == [2] and [(run["episode"], run["state"]) for run in result["runs"]] == [(2, "Completed")]
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{prefect_api}/flow_runs/{manual.json()['id']}").json()["state_type"] != "COMPLETED":
+        assert time.monotonic() < deadline, "the manual render of episode 1 never completed"
+        time.sleep(0.5)
+    # The project's one local slot held across the two runs' processes, and the two did run at the same time.
+    rows = Ledger.at(root / ".reelflow").rows()
+    by_episode = {episode: [row for row in rows if row.episode == episode] for episode in (1, 2)}
+    assert all(len(episode_rows) == 6 for episode_rows in by_episode.values())
+    assert calls_in_flight(rows) == 1
+    first, second = sorted(by_episode.values(), key=lambda episode_rows: episode_rows[0].submitted_at)
+    assert second[0].submitted_at < max(row.settled_at or 0.0 for row in first), "the two runs never overlapped"
     assert (root / "storyboards" / "assets" / "ep_002" / "ep_002.mp4").is_file()
-    assert not (root / "storyboards" / "assets" / "ep_001").exists()
     assert {shot["status"] for shot in saved(root, 2).values()} <= {"generated", "needs_review"}
     episode_run = httpx.get(f"{prefect_api}/flow_runs/{result['runs'][0]['id']}").json()
     assert episode_run["name"].startswith("TST-ep002-render-") and episode_run["parameters"]["project"] == str(root)

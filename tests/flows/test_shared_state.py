@@ -16,6 +16,7 @@ import pytest
 from reelflow.schemas.pricing import load_prices
 from reelflow.state.ledger import Ledger, LedgerRow
 
+from checks import calls_in_flight
 from conftest import REELFLOW, run_cli
 from fakes.fal import FakeFal
 from projects import PROJECT, storyboard, write_project
@@ -102,17 +103,6 @@ def test_two_processes_share_the_project_budget(tmp_path: Path) -> None:
     assert sum(report["cost_usd"] for _, report, _ in results) == pytest.approx(ledger(root).spent())
 
 
-def _calls_in_flight(rows: list[LedgerRow]) -> int:
-    """The most provider calls ever in flight at once, from the ledger's submit and settle times."""
-    edges = sorted([(row.submitted_at, 1) for row in rows] + [(row.settled_at or 0.0, -1) for row in rows],
-                   key=lambda edge: (edge[0], edge[1]))
-    most = now = 0
-    for _, step in edges:
-        now += step
-        most = max(most, now)
-    return most
-
-
 def _span(rows: list[LedgerRow]) -> float:
     return max(row.settled_at or 0.0 for row in rows) - min(row.submitted_at for row in rows)
 
@@ -133,7 +123,7 @@ def test_two_processes_share_the_provider_limit(tmp_path: Path) -> None:
         assert code == 0, stderr
     rows = ledger(together).rows()
     assert len(rows) == 2 * len(alone_rows) == 12
-    assert _calls_in_flight(alone_rows) == 2 and _calls_in_flight(rows) == 2, "never more than 2 calls in flight"
+    assert calls_in_flight(alone_rows) == 2 and calls_in_flight(rows) == 2, "never more than 2 calls in flight"
     busy = sum((row.settled_at or 0.0) - row.submitted_at for row in rows)
     assert _span(rows) >= 0.95 * busy / 2, "together, the two slots were the bottleneck"
     # One render alone leaves a slot idle at its tail (the last shot's chain), so a little under twice.
