@@ -46,14 +46,18 @@ def pushed_project(tmp_path: Path) -> Path:
     return root
 
 
-def cli(*args: str, env: dict[str, str], timeout: float = 240) -> CliResult:
-    """Run `reelflow` with exactly `env` over this machine's basics (no Prefect or reelflow settings of the session)."""
+def cli_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` over this machine's basics (no Prefect or reelflow settings of the session)."""
     keep = {"REELFLOW_X264_PRESET", "REELFLOW_RETRY_DELAY_S"}
     base = {key: value for key, value in os.environ.items()
             if not key.startswith(("PREFECT_", "REELFLOW_")) or key in keep}
     quiet = {"COLUMNS": "200", "PREFECT_LOGGING_TO_API_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1"}
-    done = subprocess.run([str(REELFLOW), *args], capture_output=True, text=True, timeout=timeout,
-                          env=base | quiet | env)
+    return base | quiet | env
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 240) -> CliResult:
+    """Run `reelflow` with exactly `env` over this machine's basics (no Prefect or reelflow settings of the session)."""
+    done = subprocess.run([str(REELFLOW), *args], capture_output=True, text=True, timeout=timeout, env=cli_env(env))
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
@@ -85,3 +89,9 @@ def own_home(tmp_path: Path) -> Iterator[Path]:
 def reelflow() -> Reelflow:
     """`reelflow ARGS..., env={...}` in a subprocess, with the environment `cli` gives it."""
     return cli
+
+
+@pytest.fixture
+def reelflow_env() -> Callable[[dict[str, str]], dict[str, str]]:
+    """The environment `reelflow` gets in these tests, for a run started in the background."""
+    return cli_env

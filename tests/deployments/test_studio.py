@@ -3,6 +3,7 @@ by the render-changed trigger, a nightly schedule in the project's time zone, an
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from reelflow.cli import server, studio
 from reelflow.state.ledger import Ledger
 
 from checks import calls_in_flight
-from conftest import CliResult
+from conftest import REELFLOW, CliResult
 from projects import saved, write_project
 
 Reelflow = Callable[..., CliResult]
@@ -47,8 +48,10 @@ def processes(home: Path) -> list[dict[str, object]]:
     return studio.read_state(home).get("processes", [])
 
 
-def test_a_push_renders_the_changed_episode_on_the_studio_worker(studio_home: Path, prefect_api: str,
-                                                                 pushed_project: Path, reelflow: Reelflow) -> None:
+def test_a_push_renders_the_changed_episode_on_the_studio_worker(
+    studio_home: Path, prefect_api: str, pushed_project: Path, reelflow: Reelflow,
+    reelflow_env: Callable[[dict[str, str]], dict[str, str]],
+) -> None:
     root = pushed_project
     env = {"REELFLOW_HOME": str(studio_home), "FAL_KEY": "fal-key-for-the-worker", "REELFLOW_LOCAL_LATENCY": "1"}
 
@@ -75,14 +78,24 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(studio_home: Pa
     same = reelflow("push-event", str(root), "HEAD", "HEAD", "--json", env=env)
     assert (same.code, same.json()) == (0, {"episodes": [], "runs": []}), same.stderr
 
-    # A manual render of episode 1 from its deployment, and with it the push: the trigger starts render-changed,
-    # which renders episode 2 only, as the CLI would. The worker runs both at once, each in its own process.
+    # The push: the trigger starts render-changed, which renders episode 2 only, as the CLI would. While it runs, a
+    # manual render of episode 1 starts from its deployment: the worker runs both at once, each in its own process.
+    pushing = subprocess.Popen(
+        [str(REELFLOW), "push-event", str(root), "HEAD~1", "HEAD", "--wait", "--json", "--timeout", "180"],
+        env=reelflow_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    changed_id = deployment(prefect_api, "render-changed")["id"]
+    deadline = time.monotonic() + 120
+    while not (running := flow_runs(prefect_api, deployment_id={"any_": [changed_id]},
+                                    state={"type": {"any_": ["RUNNING"]}})):
+        assert pushing.poll() is None and time.monotonic() < deadline, pushing.communicate()
+        time.sleep(0.2)
     manual = httpx.post(f"{prefect_api}/deployments/{deployment(prefect_api, 'render-episode')['id']}/create_flow_run",
                         json={"parameters": {"project": str(root), "episode": 1}})
     assert manual.status_code == 201, manual.text
-    pushed = reelflow("push-event", str(root), "HEAD~1", "HEAD", "--wait", "--json", "--timeout", "180", env=env)
-    assert pushed.code == 0, pushed.stdout + pushed.stderr
-    result = pushed.json()
+    out, err = pushing.communicate(timeout=240)
+    assert pushing.returncode == 0, out + err
+    result = json.loads(out)
     assert result["episodes"] == [2] and [(run["episode"], run["state"]) for run in result["runs"]] == [(2, "Completed")]
     deadline = time.monotonic() + 120
     while httpx.get(f"{prefect_api}/flow_runs/{manual.json()['id']}").json()["state_type"] != "COMPLETED":
@@ -93,7 +106,7 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(studio_home: Pa
     by_episode = {episode: [row for row in rows if row.episode == episode] for episode in (1, 2)}
     assert all(len(episode_rows) == 6 for episode_rows in by_episode.values())
     assert calls_in_flight(rows) == 1
-    runs = [httpx.get(f"{prefect_api}/flow_runs/{run_id}").json() for run_id in (manual.json()["id"], result["runs"][0]["id"])]
+    runs = [httpx.get(f"{prefect_api}/flow_runs/{run_id}").json() for run_id in (manual.json()["id"], running[0]["id"])]
     (start_1, end_1), (start_2, end_2) = [(datetime.fromisoformat(run["start_time"]), datetime.fromisoformat(run["end_time"]))
                                           for run in runs]
     assert start_1 < end_2 and start_2 < end_1, "the two renders never ran at the same time"
