@@ -29,18 +29,42 @@ DEPLOYMENTS = {"render-episode": "cloud", "render-episode-gpu": "gpu", "render-p
                "render-changed": "cloud", "previz": "cloud", "review-episode": "cloud"}
 
 
+def call(method: str, url: str, **kwargs: object) -> httpx.Response:
+    """One request to the server; a busy server's 503 is tried again, as Prefect's own client does."""
+    for _ in range(20):
+        response = httpx.request(method, url, **kwargs)  # type: ignore[arg-type]
+        if response.status_code != 503:
+            return response
+        time.sleep(0.5)
+    return response
+
+
 def flow_runs(api: str, **criteria: object) -> list[dict[str, object]]:
-    response = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": criteria, "limit": 50, "offset": 0,
-                                                           "sort": "ID_DESC"})
+    response = call("POST", f"{api}/flow_runs/filter", json={"flow_runs": criteria, "limit": 50, "offset": 0,
+                                                             "sort": "ID_DESC"})
+    response.raise_for_status()
+    return response.json()
+
+
+def flow_run(api: str, run_id: object) -> dict[str, object]:
+    response = call("GET", f"{api}/flow_runs/{run_id}")
     response.raise_for_status()
     return response.json()
 
 
 def deployment(api: str, name: str) -> dict[str, object]:
-    response = httpx.post(f"{api}/deployments/filter", json={"deployments": {"name": {"any_": [name]}}, "limit": 1,
-                                                             "offset": 0, "sort": "NAME_ASC"})
+    response = call("POST", f"{api}/deployments/filter", json={"deployments": {"name": {"any_": [name]}}, "limit": 1,
+                                                               "offset": 0, "sort": "NAME_ASC"})
     response.raise_for_status()
     return response.json()[0]
+
+
+def create_run(api: str, name: str, parameters: dict[str, object]) -> dict[str, object]:
+    """A flow run of the deployment, as the UI's Run button makes one."""
+    response = call("POST", f"{api}/deployments/{deployment(api, name)['id']}/create_flow_run",
+                    json={"parameters": parameters})
+    assert response.status_code == 201, response.text
+    return response.json()
 
 
 def processes(home: Path) -> list[dict[str, object]]:
@@ -90,15 +114,13 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(
                                     state={"type": {"any_": ["RUNNING"]}})):
         assert pushing.poll() is None and time.monotonic() < deadline, pushing.communicate()
         time.sleep(0.2)
-    manual = httpx.post(f"{prefect_api}/deployments/{deployment(prefect_api, 'render-episode')['id']}/create_flow_run",
-                        json={"parameters": {"project": str(root), "episode": 1}})
-    assert manual.status_code == 201, manual.text
+    manual = create_run(prefect_api, "render-episode", {"project": str(root), "episode": 1})
     out, err = pushing.communicate(timeout=240)
     assert pushing.returncode == 0, out + err
     result = json.loads(out)
     assert result["episodes"] == [2] and [(run["episode"], run["state"]) for run in result["runs"]] == [(2, "Completed")]
     deadline = time.monotonic() + 120
-    while httpx.get(f"{prefect_api}/flow_runs/{manual.json()['id']}").json()["state_type"] != "COMPLETED":
+    while flow_run(prefect_api, manual["id"])["state_type"] != "COMPLETED":
         assert time.monotonic() < deadline, "the manual render of episode 1 never completed"
         time.sleep(0.5)
     # The project's one local slot held across the two runs' processes, and the two did run at the same time.
@@ -106,23 +128,20 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(
     by_episode = {episode: [row for row in rows if row.episode == episode] for episode in (1, 2)}
     assert all(len(episode_rows) == 6 for episode_rows in by_episode.values())
     assert calls_in_flight(rows) == 1
-    runs = [httpx.get(f"{prefect_api}/flow_runs/{run_id}").json() for run_id in (manual.json()["id"], running[0]["id"])]
+    runs = [flow_run(prefect_api, run_id) for run_id in (manual["id"], running[0]["id"])]
     (start_1, end_1), (start_2, end_2) = [(datetime.fromisoformat(run["start_time"]), datetime.fromisoformat(run["end_time"]))
                                           for run in runs]
     assert start_1 < end_2 and start_2 < end_1, "the two renders never ran at the same time"
     assert (root / "storyboards" / "assets" / "ep_002" / "ep_002.mp4").is_file()
     assert {shot["status"] for shot in saved(root, 2).values()} <= {"generated", "needs_review"}
-    episode_run = httpx.get(f"{prefect_api}/flow_runs/{result['runs'][0]['id']}").json()
+    episode_run = flow_run(prefect_api, result["runs"][0]["id"])
     assert episode_run["name"].startswith("TST-ep002-render-") and episode_run["parameters"]["project"] == str(root)
     rendered = reelflow("render", str(root), "--episode", "2", "--json", env=env)  # same folder, cache and ledger
     assert rendered.code == 0, rendered.stderr
     assert (rendered.json()["provider_calls"], rendered.json()["shots"]["cached"]) == (0, 2)
 
     # A run that is still going when the studio goes down: a review waiting for its form.
-    review = deployment(prefect_api, "review-episode")
-    created = httpx.post(f"{prefect_api}/deployments/{review['id']}/create_flow_run",
-                         json={"parameters": {"project": str(root), "episode": 2, "poll_s": 1}})
-    assert created.status_code == 201, created.text
+    create_run(prefect_api, "review-episode", {"project": str(root), "episode": 2, "poll_s": 1})
 
     # The nightly schedule: the project's cron in its time zone, with the project as the schedule's parameter.
     added = reelflow("studio", "add", str(root), env=env)
