@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reelflow.cli import server
+from reelflow.cli.exits import fail
 from reelflow.cli.live import shots_to_render, showing
 from reelflow.cli.studio import push_event, studio_app
 from reelflow.providers.registry import require_providers
@@ -38,13 +39,6 @@ app.add_typer(studio_app, name="studio")
 app.command("push-event")(push_event)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print each line of a one-line-per-problem error to stderr and exit non-zero."""
-    for line in message.splitlines():
-        typer.echo(f"error: {line}", err=True)
-    return typer.Exit(code)
 
 
 def parse_shots(text: str | None, option: str = "--shots") -> list[int] | None:

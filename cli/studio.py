@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
@@ -27,6 +27,7 @@ import httpx
 import typer
 
 from reelflow.cli import server
+from reelflow.cli.exits import fail
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import ProjectFolder, load_project
 from reelflow.state.checkout import changed_episodes, resolve_commit
@@ -49,13 +50,6 @@ POLL_S = 1.0
 NEXT_RUNS = 5
 
 studio_app = typer.Typer(no_args_is_help=True, help="The studio: Prefect server, work pools, deployments, a worker.")
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print each line of the error to stderr and exit non-zero (2: bad input, 1: the studio failed)."""
-    for line in message.splitlines():
-        typer.echo(f"error: {line}", err=True)
-    return typer.Exit(code)
 
 
 def failure(exc: Exception, api_url: str | None = None) -> typer.Exit:
@@ -97,7 +91,7 @@ def alive(pid: int, command: list[str] | None = None) -> bool:
         except ProcessLookupError:
             return False
         except PermissionError:
-            pass
+            return True  # someone else's process, but it runs
         return True
     try:
         if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
@@ -134,10 +128,8 @@ def stop(pids: list[int]) -> None:
     """SIGTERM each process, SIGKILL those still running after STOP_GRACE_S; returns once all have exited."""
     for sig, grace in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, KILL_GRACE_S)):
         for target in [pid for pid in pids if alive(pid)]:
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(target, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + grace
         while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -180,10 +172,8 @@ def create_pools(client: SyncPrefectClient) -> None:
 
     template = ProcessWorker.get_default_base_job_template()
     for name in POOLS:
-        try:
+        with suppress(ObjectAlreadyExists):
             client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
-        except ObjectAlreadyExists:
-            pass
 
 
 def deploy(home: Path, env: dict[str, str]) -> None:

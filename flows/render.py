@@ -21,7 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from reelflow.flows.naming import run_name, tag_run
 from reelflow.providers.registry import require_providers
-from reelflow.schemas.assets import AssetRef
+from reelflow.schemas.assets import AssetRef, Manifest
 from reelflow.schemas.dailies import Dailies
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder, base_name, load_project, load_storyboard
@@ -153,7 +153,7 @@ def record_dailies(folder: ProjectFolder, storyboard: Storyboard, outcomes: dict
 
 
 def cut_clips(folder: ProjectFolder, storyboard: Storyboard, dailies: Dailies, outcomes: dict[int, ShotOutcome],
-              run: str) -> tuple[dict[int, AssetRef], dict[int, AssetRef], list[int]]:
+              manifest: Manifest, run: str) -> tuple[dict[int, AssetRef], dict[int, AssetRef], list[int]]:
     """Each shot's clip for the cut, at its approved (else latest) take: made now, or in the cache for the current
     storyboard. Returns those, the clips published earlier that no longer match the storyboard (stale), and the shots
     with no clip at all.
@@ -162,7 +162,6 @@ def cut_clips(folder: ProjectFolder, storyboard: Storyboard, dailies: Dailies, o
     current = {n: o.clip for n, o in outcomes.items() if o.take == takes[n]}
     others = {n: take for n, take in takes.items() if n not in current}
     assets_dir = folder.assets_dir(storyboard.episode)
-    manifest = read_manifest(assets_dir, folder.project.code, storyboard.episode)
     stale: dict[int, AssetRef] = {}
     missing: list[int] = []
     for job in shot_jobs(folder, storyboard, others, run):
@@ -258,7 +257,8 @@ def render_episode(
 
     # The cut: every shot's clip at its approved (else latest) take, as the current storyboard makes it.
     assets_dir = folder.assets_dir(episode)
-    current, stale, missing = cut_clips(folder, storyboard, dailies, outcomes, run)
+    manifest = read_manifest(assets_dir, folder.project.code, episode)
+    current, stale, missing = cut_clips(folder, storyboard, dailies, outcomes, manifest, run)
     cut_skipped = cut_problem(sorted(stale), missing, allow_stale)
     cut_entry = None
     if cut_skipped is None:
@@ -269,7 +269,6 @@ def render_episode(
     if stale and cut_entry is not None:
         logger.warning("cut with clips of an older storyboard: shots %s", ", ".join(map(str, sorted(stale))))
     rendered = {(n, o.take): o.entries for n, o in outcomes.items()}
-    manifest = read_manifest(assets_dir, folder.project.code, episode)
     manifest_path = write_manifest(assets_dir, merge(manifest, rendered, cut_entry))
 
     counts = ShotCounts(

@@ -14,24 +14,26 @@ Decision = Literal["approved", "retake", "needs_review"]
 DECISIONS: tuple[str, ...] = Decision.__args__
 
 
-class KeyframeTry(BaseModel):
-    """One generation of a shot's keyframes and what the gates made of it."""
+class Try(BaseModel):
+    """One generation of part of a shot: its take, which try of that take, and the seed it was made with."""
 
     take: int
     attempt: int = Field(ge=1)
     seed: int
+
+
+class KeyframeTry(Try):
+    """One generation of a shot's keyframes and what the gates made of it."""
+
     route: Route
     gate1: list[str] = Field(default_factory=list, description="Gate 1 failures, one line each")
     scores: dict[str, float] = Field(default_factory=dict, description="Gate 2 score per keyframe role")
     reasons: list[str] = Field(default_factory=list, description="Gate 2 reasons")
 
 
-class ClipCheck(BaseModel):
+class ClipCheck(Try):
     """Clip QC on one try of a shot's video: black and frozen runs, frame count, fps and duration of each file."""
 
-    take: int
-    attempt: int = Field(ge=1)
-    seed: int
     passed: bool
     failures: list[str] = Field(default_factory=list, description="one line per failed check, naming the file")
 

@@ -110,7 +110,7 @@ def prefect_lookalike(settings: dict[str, Any]) -> Iterator[str]:
             self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
-            pass
+            """Quiet: a test's server prints nothing."""
 
     with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as lookalike:
         threading.Thread(target=lookalike.serve_forever, daemon=True).start()
