@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reelflow.cli import server
+from reelflow.cli.characters import candidates, pick, train
 from reelflow.cli.exits import fail
 from reelflow.cli.live import shots_to_render, showing
 from reelflow.cli.studio import push_event, studio_app
@@ -447,6 +448,10 @@ def review(
     if isinstance(statuses, BaseException):
         raise fail(f"review failed: {' '.join(str(statuses).split()) or type(statuses).__name__}", code=1)
     out.print(dailies_table(read_dailies(folder, load_storyboard(folder, episode))))
+
+
+for character_command in (candidates, pick, train):
+    app.command()(character_command)
 
 
 def main() -> None:

@@ -33,14 +33,16 @@ def _project(parameters: dict[str, Any]) -> Project | None:
 
 
 def run_name(kind: str) -> Callable[[], str]:
-    """A `flow_run_name` callable: project code, episode (if the flow has one), `kind` and the local start time."""
+    """A `flow_run_name` callable: project code, episode or character (if the flow has one), `kind` and the local
+    start time, e.g. `LEV-JINX-train-20261126-010203`."""
 
     def name() -> str:
         parameters = current_run.parameters
         project = _project(parameters)
         code = f"{project.code}-" if project else ""
         episode = f"ep{int(parameters['episode']):03d}-" if "episode" in parameters else ""
-        return f"{code}{episode}{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+        character = f"{parameters['character']}-" if "character" in parameters else ""
+        return f"{code}{episode}{character}{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     return name
 

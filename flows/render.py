@@ -25,7 +25,6 @@ from reelflow.schemas.assets import AssetRef, Manifest
 from reelflow.schemas.dailies import Dailies
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder, base_name, load_project, load_storyboard
-from reelflow.schemas.loras import LoraRegistry
 from reelflow.schemas.project import RENDER_STAGES
 from reelflow.schemas.report import BudgetLine, RenderReport, ShotCounts, ShotLine, money_words
 from reelflow.schemas.storyboard import Storyboard
@@ -33,6 +32,7 @@ from reelflow.state.budget import Budgets, Caps
 from reelflow.state.dailies import changing_dailies, now, read_dailies
 from reelflow.state.db import database
 from reelflow.state.ledger import Ledger
+from reelflow.state.loras import read_registry
 from reelflow.state.manifest import merge, published_clip, read_manifest, write_manifest
 from reelflow.tasks.cut import cut_episode, cut_path
 from reelflow.tasks.job import ShotJob, shot_seed
@@ -52,20 +52,10 @@ def select_shots(storyboard: Storyboard, numbers: list[int] | None, file_name: s
     return [n for n in known if n in set(numbers)]
 
 
-def read_loras(folder: ProjectFolder) -> LoraRegistry:
-    path = folder.root / "visual" / "lora_registry.json"
-    if not path.is_file():
-        return LoraRegistry()
-    try:
-        return LoraRegistry.model_validate_json(path.read_bytes())
-    except ValueError as exc:
-        raise ContractError(f"lora_registry.json: {' '.join(str(exc).split())[:200]}") from None
-
-
 def shot_jobs(folder: ProjectFolder, storyboard: Storyboard, takes: dict[int, int], run: str,
               max_cost_usd: float | None = None) -> list[ShotJob]:
     """One job per shot to render, at the take given for it, in storyboard order."""
-    loras = read_loras(folder)
+    loras = read_registry(folder.root)
     jobs = []
     for number, take in takes.items():
         shot = storyboard.shot(number)

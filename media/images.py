@@ -65,3 +65,17 @@ def save_png(image: Image.Image, path: Path) -> None:
         clean.save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     except OSError as error:
         raise MediaError(f"cannot write {path.name}: {error}") from None
+
+
+def white_background(path: Path) -> bool:
+    """True when the image's border (its outer 6 %) is almost uniformly white: a studio backdrop, not a place."""
+    image = load_image(path).convert("L")
+    width, height = image.size
+    band = max(1, round(min(width, height) * 0.06))
+    pixels = [
+        value
+        for box in ((0, 0, width, band), (0, height - band, width, height), (0, 0, band, height),
+                    (width - band, 0, width, height))
+        for value in image.crop(box).resize((32, 32)).tobytes()
+    ]
+    return sum(value >= 235 for value in pixels) >= 0.9 * len(pixels)

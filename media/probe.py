@@ -55,14 +55,18 @@ def probe_video(path: Path) -> MediaInfo:
     )
 
 
+DATA_SUFFIXES = (".json", ".zip", ".safetensors")
+
+
 def probe(path: Path) -> MediaInfo:
-    """Probe an image or a video, chosen by the file's suffix; a `.json` record is data without a picture."""
+    """Probe an image or a video, chosen by the file's suffix; a `.json` record, a zip or LoRA weights are data
+    without a picture."""
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return probe_image(path)
     if suffix in VIDEO_SUFFIXES:
         return probe_video(path)
-    if suffix == ".json":
+    if suffix in DATA_SUFFIXES:
         return MediaInfo(kind="data", width=0, height=0)
     raise MediaError(f"cannot probe {path.name}: unknown media suffix {suffix or '(none)'}")
 

@@ -82,7 +82,8 @@ class FrameToVideo(Provider, Protocol):
 
 @runtime_checkable
 class LoraTrainer(Provider, Protocol):
-    def train_lora(self, request: TrainRequest, *, ticket: Ticket | None = None) -> TrainedLora: ...
+    def train_lora(self, request: TrainRequest, out: Path, *, ticket: Ticket | None = None) -> TrainedLora:
+        """Train the adapter and write (or download) its weight files into the folder `out`."""
 
 
 @runtime_checkable

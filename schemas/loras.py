@@ -28,25 +28,51 @@ TRAINED_BASES: dict[str, str] = {FLUX2_TRAINER: "flux-2", Z_IMAGE_TRAINER: "z-im
 
 
 class LoraEntry(BaseModel):
-    """One trained adapter: which base model it fits, where its weights are, its trigger word."""
+    """One trained adapter: which base model it fits, where its weights are, its trigger word.
+
+    `base_model`, `path`, `trigger`, `scale` and `noise` are what a person may write by hand; training adds the
+    record of how the adapter was made.
+    """
 
     base_model: str
-    path: str
+    path: str  # the weights' URL (a cloud trainer's) or a path under the project folder
     trigger: str | None = None
     scale: float = 1.0
     noise: Literal["high", "low"] | None = None
+    type: str | None = None  # z_image, flux2 or wan22
+    provider: str | None = None
+    trainer: str | None = None  # the trainer endpoint
+    steps: int | None = None
+    dataset_sha256: str | None = None
+    request_id: str | None = None
+    cost_usd: float | None = None
+    trained_at: str | None = None
+    sha256: str | None = None  # the weight file's
+    file: str | None = None  # a copy of the weights under the project folder, where `path` is a URL
 
 
 class LoraRegistry(BaseModel):
     characters: dict[str, list[LoraEntry]] = Field(default_factory=dict)
+    retired: dict[str, list[LoraEntry]] = Field(default_factory=dict)  # entries a newer training replaced
 
-    def for_model(self, characters: list[str], model: str) -> tuple[LoraRef, ...]:
+    def for_model(self, characters: list[str], model: str, *, shared: float | None = None) -> tuple[LoraRef, ...]:
         """The adapters of a shot's characters that fit `model`'s base model (none if it takes no LoRAs)."""
         base_model = LORA_BASES.get(model)
-        return () if base_model is None else self.for_shot(characters, base_model)
+        return () if base_model is None else self.for_shot(characters, base_model, shared=shared)
 
-    def for_shot(self, characters: list[str], base_model: str) -> tuple[LoraRef, ...]:
-        """The adapters for a shot's characters; several characters share the strength (0.5 each for two).
+    def register(self, character: str, entries: list[LoraEntry]) -> None:
+        """Make `entries` the character's adapters for their base model; the ones they replace are kept as retired."""
+        bases, paths = {entry.base_model for entry in entries}, {entry.path for entry in entries}
+        current = self.characters.get(character, [])
+        self.retired.setdefault(character, []).extend(
+            entry for entry in current if entry.base_model in bases and entry.path not in paths)
+        if not self.retired[character]:
+            del self.retired[character]
+        self.characters[character] = [entry for entry in current if entry.base_model not in bases] + entries
+
+    def for_shot(self, characters: list[str], base_model: str, *, shared: float | None = None) -> tuple[LoraRef, ...]:
+        """The adapters for a shot's characters; several characters share the strength: `shared` each (project.json
+        `shared_lora_scale`), by default an equal part (0.5 each for two).
 
         A WAN 2.2 adapter's `noise` label says which expert loads it: "high" or "low" (unlabelled: both).
         """
@@ -56,7 +82,8 @@ class LoraRegistry(BaseModel):
             for entry in self.characters.get(char, [])
             if entry.base_model == base_model
         ]
-        share = 1.0 / max(1, len({char for char, _ in entries}))
+        count = len({char for char, _ in entries})
+        share = 1.0 if count <= 1 else shared if shared is not None else 1.0 / count
         return tuple(
             LoraRef(path=entry.path, scale=round(entry.scale * share, 4), trigger=entry.trigger, character=char,
                     transformer=entry.noise)

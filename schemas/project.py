@@ -109,6 +109,8 @@ class Project(_Contract):
     qc: Routing = Field(default_factory=Routing)
     timezone: str = "UTC"  # the IANA zone the nightly schedule runs in
     nightly: str = "0 2 * * *"  # cron (5 fields) of the nightly render of every episode with pending shots
+    # each character LoRA's strength in a shot with several characters (default: an equal part, 0.5 for two)
+    shared_lora_scale: Annotated[float, Field(gt=0, le=1)] | None = None
 
     @field_validator("timezone")
     @classmethod

@@ -147,10 +147,13 @@ class Generation(BaseModel):
 
 
 class TrainedLora(BaseModel):
+    """A trained adapter: where its weights are (`files`: written into the caller's folder, in `weights` order)."""
+
     provider: str
     model: str
     weights: list[str]
     trigger: str
+    files: list[Path] = Field(default_factory=list)
     cost_usd: float = 0.0
     request_id: str | None = None
 

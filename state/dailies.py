@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,7 +13,7 @@ from reelflow.schemas.dailies import Dailies, Decision
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder
 from reelflow.schemas.storyboard import Storyboard
-from reelflow.state.store import write_atomic
+from reelflow.state.store import held, write_atomic
 
 
 def now() -> str:
@@ -43,16 +42,10 @@ def read_dailies(folder: ProjectFolder, storyboard: Storyboard) -> Dailies:
 def changing_dailies(folder: ProjectFolder, storyboard: Storyboard) -> Iterator[Dailies]:
     """Hold the dailies file against other writers, yield it, and save what the block changed."""
     path = folder.dailies_path(storyboard.episode)
-    lock_path = folder.root / ".reelflow" / "locks" / f"{path.name}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            dailies = read_dailies(folder, storyboard)
-            yield dailies
-            write_dailies(path, dailies)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with held(folder.root / ".reelflow", path.name):
+        dailies = read_dailies(folder, storyboard)
+        yield dailies
+        write_dailies(path, dailies)
 
 
 def write_dailies(path: Path, dailies: Dailies) -> None:

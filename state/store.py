@@ -131,6 +131,19 @@ class AssetStore:
                     fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextmanager
+def held(state_dir: Path, name: str) -> Iterator[None]:
+    """Hold the project-wide lock `name` against other threads and processes (the kernel frees a dead one's)."""
+    lock_path = state_dir / "locks" / f"{name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write through a temporary file and rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

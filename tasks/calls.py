@@ -17,16 +17,16 @@ from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger
 
-from reelflow.providers.base import Provider, Ticket, VisionJudge
+from reelflow.providers.base import LoraTrainer, Provider, Ticket, VisionJudge
 from reelflow.providers.registry import get_provider
 from reelflow.schemas.assets import AssetRef, ManifestEntry
 from reelflow.schemas.errors import BadRequest, ContentRejected, ContractError, UnusableOutput
-from reelflow.schemas.requests import Generation, JudgeRequest, _Request
+from reelflow.schemas.requests import Generation, JudgeRequest, TrainRequest, _Request
 from reelflow.state.cache import MEDIA, Operation, Outcome, is_dry_run, run_cached
 from reelflow.state.ledger import Charge
 from reelflow.state.limits import provider_slot
 from reelflow.state.progress import StageEvent, emit
-from reelflow.tasks.job import ShotJob
+from reelflow.tasks.job import Job, ShotJob
 
 RequestBuilder = Callable[[str], _Request]
 
@@ -39,7 +39,7 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return get_logger("reelflow")
 
 
-def _report(job: ShotJob, stage: str, outcome: Outcome) -> None:
+def _report(job: Job, stage: str, outcome: Outcome) -> None:
     """Log the operation to the task run and tell the live view; a dry run (a walk that makes nothing) says nothing."""
     if is_dry_run():
         return
@@ -49,12 +49,22 @@ def _report(job: ShotJob, stage: str, outcome: Outcome) -> None:
         "%s %s: %s by %s/%s, %s (cost $%.3f this run)",
         job.label, stage, status, made.provider, made.model, outcome.file.path.name, outcome.cost_usd,
     )
-    emit(StageEvent(job.run, job.shot.shot, stage, status, outcome.provider_calls, outcome.cost_usd,
-                    shadow=made.provider == "local"))
+    if job.shot_number is not None:
+        emit(StageEvent(job.run, job.shot_number, stage, status, outcome.provider_calls, outcome.cost_usd,
+                        shadow=made.provider == "local"))
 
 
 def _invoke(provider: Provider, capability: str, request: _Request, out: Path, ticket: Ticket) -> Generation:
-    """Call one capability; a judge's verdict is written to `out` as JSON, so it is cached like any output."""
+    """Call one capability; a judge's verdict or a trainer's result is written to `out` as JSON (a trainer's weight
+    files after it), so it is cached like any output."""
+    if isinstance(provider, LoraTrainer) and isinstance(request, TrainRequest):
+        started = time.monotonic()
+        weights = out.parent / "weights"
+        weights.mkdir()
+        trained = provider.train_lora(request, weights, ticket=ticket)
+        out.write_text(trained.model_dump_json(exclude={"files"}))
+        return Generation(provider=provider.name, model=request.model, files=[out, *trained.files],
+                          cost_usd=trained.cost_usd, request_id=trained.request_id, seconds=time.monotonic() - started)
     if isinstance(provider, VisionJudge) and isinstance(request, JudgeRequest):
         started = time.monotonic()
         verdict = provider.judge_image(request, ticket=ticket)
@@ -64,21 +74,22 @@ def _invoke(provider: Provider, capability: str, request: _Request, out: Path, t
     return getattr(provider, capability)(request, out, ticket=ticket)
 
 
-def _call_one(job: ShotJob, name: str, model: str | None, stage: str, version: int, capability: str,
-              build: RequestBuilder, inputs: list[AssetRef], ext: str) -> Outcome:
+def _call_one(job: Job, name: str, model: str | None, stage: str, version: int, capability: str,
+              build: RequestBuilder, inputs: list[AssetRef], ext: str, outputs: int) -> Outcome:
     provider = get_provider(name)
     request = build(model or provider.default_models[stage])
     try:
         provider.check(request)
     except BadRequest as exc:  # a WireViolation, or a request the provider cannot serve
-        raise ContractError(f"shot {job.shot.shot}: {stage}: {name}: {exc}") from None
+        where = job.label if job.shot_number is None else f"shot {job.shot_number}"
+        raise ContractError(f"{where}: {stage}: {name}: {exc}") from None
     operation = Operation(stage, version, name, request.model, provider.cache_params(request), inputs, request.seed)
     key, price, ledger = operation.key, provider.estimate(request), job.ledger
 
     def make(scratch: Path) -> Generation:
         # A request still pending for this key is polled, not paid again: only a new submit reserves its price.
         reservation = None if ledger.pending(key) else job.budgets.reserve(job.run, price, job.caps)
-        charge = Charge(run=job.run, stage=stage, episode=job.episode, shot=job.shot.shot, price_usd=price,
+        charge = Charge(run=job.run, stage=stage, episode=job.episode_number, shot=job.shot_number, price_usd=price,
                         shadow=name == "local", reservation=reservation)
         try:
             with provider_slot(job.state_dir, name, job.project.concurrency):
@@ -88,7 +99,7 @@ def _call_one(job: ShotJob, name: str, model: str | None, stage: str, version: i
 
     while True:
         try:
-            return run_cached(job.store, operation, make, price=price)
+            return run_cached(job.store, operation, make, price=price, outputs=outputs)
         except UnusableOutput as exc:
             paid = ledger.billed_failures(key, job.run)
             if paid > job.project.billed_retries:
@@ -98,7 +109,7 @@ def _call_one(job: ShotJob, name: str, model: str | None, stage: str, version: i
 
 
 def call_provider(
-    job: ShotJob,
+    job: Job,
     *,
     stage: str,
     version: int,
@@ -106,22 +117,29 @@ def call_provider(
     build: RequestBuilder,
     inputs: list[AssetRef],
     ext: str,
+    use: tuple[str, str | None] | None = None,
+    outputs: int = 1,
 ) -> Outcome:
-    """Call the stage's provider once per content key; content it rejects goes to the stage's fallback."""
+    """Call the stage's provider once per content key; content it rejects goes to the stage's fallback.
+
+    `use` names the provider and model instead of the stage's choice (a stage whose steps need several models);
+    `outputs` is how many files the call makes (a dry run plans that many).
+    """
     choice = job.project.stage(stage)
-    args = (stage, version, capability, build, inputs, ext)
+    name, model = use or (choice.use, choice.model)
+    args = (stage, version, capability, build, inputs, ext, outputs)
     try:
-        outcome = _call_one(job, choice.use, choice.model, *args)
+        outcome = _call_one(job, name, model, *args)
     except ContentRejected as exc:
-        if choice.fallback is None or choice.fallback == choice.use:
+        if choice.fallback is None or choice.fallback == name:
             raise
-        _logger().warning("%s %s: %s rejected the content (%s); trying %s", job.label, stage, choice.use, exc, choice.fallback)
+        _logger().warning("%s %s: %s rejected the content (%s); trying %s", job.label, stage, name, exc, choice.fallback)
         outcome = _call_one(job, choice.fallback, None, *args)
     _report(job, stage, outcome)
     return outcome
 
 
-def run_media(job: ShotJob, *, stage: str, version: int, model: str, params: dict[str, Any],
+def run_media(job: Job, *, stage: str, version: int, model: str, params: dict[str, Any],
               inputs: list[AssetRef], make: Callable[[Path], list[Path]], outputs: int = 1) -> Outcome:
     """A pure media operation (no provider, no cost), cached like every other operation."""
     operation = Operation(stage, version, MEDIA, model, params, inputs, None)

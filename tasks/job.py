@@ -39,50 +39,33 @@ def video_seed(seed: int, attempt: int) -> int:
     return seed if attempt == 1 else _derived(f"{seed}:video-try{attempt}")
 
 
-class ShotJob(BaseModel):
-    """One shot of one episode, with everything its stages read."""
+class Job(BaseModel):
+    """Work for one project in one run: where its state is, what it may spend, and how its logs name it."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     run: str
     root: Path
     project: Project
-    episode: int
-    shot: Shot
-    name: AssetName
-    seed: int
-    take: int = 1
-    attempt: int = 1
     max_cost_usd: float | None = None
-    lora_registry: LoraRegistry = Field(default_factory=LoraRegistry)
 
     @property
     def label(self) -> str:
-        """How a person reads this shot in the Prefect UI, e.g. `ep001-S07` (`ep001-S07-T02` for a retake)."""
-        label = f"ep{self.episode:03d}-S{self.shot.shot:02d}"
-        return label if self.take == 1 else f"{label}-T{self.take:02d}"
+        return self.project.code
 
     @property
-    def try_suffix(self) -> str:
-        """`-try2` on the task runs of a regeneration (a stage made again with a new seed), else nothing."""
-        return "" if self.attempt == 1 else f"-try{self.attempt}"
+    def episode_number(self) -> int | None:
+        """The episode the ledger charges this job's calls to (None: not an episode's)."""
+        return None
 
     @property
-    def assets_dir(self) -> Path:
-        return self.root / "storyboards" / "assets" / f"ep_{self.episode:03d}"
+    def shot_number(self) -> int | None:
+        """The shot the ledger charges this job's calls to, and the live view shows (None: not a shot's)."""
+        return None
 
     @property
     def store(self) -> AssetStore:
         return store_for(self.state_dir)
-
-    def loras_for(self, model: str) -> tuple[LoraRef, ...]:
-        """The shot's character LoRAs that fit `model`'s base model."""
-        return self.lora_registry.for_model(self.shot.characters_in_shot, model)
-
-    def triggered(self, model: str, prompt: str) -> str:
-        """`prompt` with the trigger words of the LoRAs `model` gets in front."""
-        triggers = [lora.trigger for lora in self.loras_for(model) if lora.trigger]
-        return ", ".join([*triggers, prompt])
 
     @property
     def state_dir(self) -> Path:
@@ -101,6 +84,62 @@ class ShotJob(BaseModel):
     def caps(self) -> Caps:
         """The project's total budget and this run's cap."""
         return Caps(project_usd=self.project.budget_usd, run_usd=self.max_cost_usd)
+
+
+class CharacterJob(Job):
+    """One piece of a character's LoRA work: a candidate (`item` "c007") or the training."""
+
+    character: str
+    item: str
+
+    @property
+    def label(self) -> str:
+        """e.g. `JINX-c007`, `JINX-train-flux2`."""
+        return f"{self.character}-{self.item}"
+
+
+class ShotJob(Job):
+    """One shot of one episode, with everything its stages read."""
+
+    episode: int
+    shot: Shot
+    name: AssetName
+    seed: int
+    take: int = 1
+    attempt: int = 1
+    lora_registry: LoraRegistry = Field(default_factory=LoraRegistry)
+
+    @property
+    def label(self) -> str:
+        """How a person reads this shot in the Prefect UI, e.g. `ep001-S07` (`ep001-S07-T02` for a retake)."""
+        label = f"ep{self.episode:03d}-S{self.shot.shot:02d}"
+        return label if self.take == 1 else f"{label}-T{self.take:02d}"
+
+    @property
+    def episode_number(self) -> int:
+        return self.episode
+
+    @property
+    def shot_number(self) -> int:
+        return self.shot.shot
+
+    @property
+    def try_suffix(self) -> str:
+        """`-try2` on the task runs of a regeneration (a stage made again with a new seed), else nothing."""
+        return "" if self.attempt == 1 else f"-try{self.attempt}"
+
+    @property
+    def assets_dir(self) -> Path:
+        return self.root / "storyboards" / "assets" / f"ep_{self.episode:03d}"
+
+    def loras_for(self, model: str) -> tuple[LoraRef, ...]:
+        """The shot's character LoRAs that fit `model`'s base model."""
+        return self.lora_registry.for_model(self.shot.characters_in_shot, model, shared=self.project.shared_lora_scale)
+
+    def triggered(self, model: str, prompt: str) -> str:
+        """`prompt` with the trigger words of the LoRAs `model` gets in front."""
+        triggers = [lora.trigger for lora in self.loras_for(model) if lora.trigger]
+        return ", ".join([*triggers, prompt])
 
     def asset_path(self, suffix: str, ext: str) -> Path:
         return self.assets_dir / self.name.with_(suffix=suffix, ext=ext).format()

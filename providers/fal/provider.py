@@ -55,6 +55,13 @@ WIRE_VERSIONS: dict[str, int] = {endpoints.SEEDVR_UPSCALE: 2}  # 2: asks for PNG
 WAN_RESOLUTION = "720p"  # what endpoints.first_last_video asks WAN for; its per-second price depends on it
 
 
+def weight_name(url: str) -> str:
+    """A weight file's name from its URL, in safe characters (`weights.safetensors` when the URL has none)."""
+    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    safe = "".join(char if char.isalnum() or char in "._-" else "_" for char in name).lstrip(".")
+    return safe or "weights.safetensors"
+
+
 def _edit_billed_size(request: EditRequest) -> tuple[int, int] | None:
     """The size fal bills an edit at: the input image's (no image_size is sent), else the size asked for."""
     try:
@@ -181,15 +188,22 @@ class FalProvider:
 
         return self._generation(request, request.model, arguments, out, ticket, finish)
 
-    def train_lora(self, request: TrainRequest, *, ticket: Ticket | None = None) -> TrainedLora:
-        """A character LoRA from the zip; the weights stay at fal's URLs."""
+    def train_lora(self, request: TrainRequest, out: Path, *, ticket: Ticket | None = None) -> TrainedLora:
+        """A character LoRA from the zip: inference loads the weights from fal's URLs, and each file is downloaded
+        into `out` too, so its sha256 is on record and a copy stays with the project."""
         self.check(request)  # before any upload
         mapping = endpoints.trainer(request)
         arguments = mapping(request, self.queue.upload(request.images_zip))
         cost = self.estimate(request)
-        done = self.queue.run(request.model, arguments, ticket=ticket, cost_usd=cost,
-                              finish=lambda result: endpoints.weights(request.model, result))
-        return TrainedLora(provider=NAME, model=request.model, weights=done.value, trigger=request.trigger,
+
+        def finish(result: Result) -> tuple[list[str], list[Path]]:
+            urls = endpoints.weights(request.model, result)
+            files = [download(url, out / f"{index}-{weight_name(url)}", request.model) for index, url in enumerate(urls)]
+            return urls, files
+
+        done = self.queue.run(request.model, arguments, ticket=ticket, cost_usd=cost, finish=finish)
+        urls, files = done.value
+        return TrainedLora(provider=NAME, model=request.model, weights=urls, files=files, trigger=request.trigger,
                            cost_usd=cost, request_id=done.request_id)
 
     def _generation(self, request: _Request, endpoint: str, arguments: dict[str, Any], out: Path,

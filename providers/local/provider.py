@@ -17,10 +17,11 @@ from PIL import ImageFilter
 from reelflow.media.hashing import sha256_file
 from reelflow.media.images import load_image, resize_cover, save_png
 from reelflow.providers.base import Ticket
-from reelflow.providers.local.draw import draw_edit, draw_keyframe, elsewhere
+from reelflow.providers.local.draw import draw_edit, draw_keyframe, draw_turn, elsewhere
 from reelflow.providers.local.faults import FaultSchedule
 from reelflow.providers.local.flf import render_first_last, render_stuck
 from reelflow.providers.local.judge import PASS_SCORE, judge_pixels
+from reelflow.providers.local.train import placeholder_files
 from reelflow.providers.sizes import billed_size
 from reelflow.schemas.errors import BadRequest, ContractError, MediaError, ProviderError
 from reelflow.schemas.gemini_models import gemini_model
@@ -30,14 +31,20 @@ from reelflow.schemas.requests import (
     Generation,
     ImageRequest,
     JudgeRequest,
+    TrainedLora,
+    TrainRequest,
     UpscaleRequest,
     Verdict,
     VideoRequest,
     _Request,
 )
+from reelflow.schemas.wire.fal import QWEN_ANGLES
 
 NAME = "local"
 LOCAL_VERSION = 3  # raise when what the local provider draws or encodes changes, so caches make it again
+# Raise when only what the local provider draws for edits changes: edits are made again, every other cached render is
+# kept. 1: angle turns for the multiple-angles model; other edits keep the subject on a new backdrop and light.
+EDIT_VERSION = 1
 DEFAULT_MODELS: dict[str, str] = {
     "keyframes": "fal-ai/flux-2/lora",
     "previz": "fal-ai/z-image/turbo",
@@ -45,6 +52,7 @@ DEFAULT_MODELS: dict[str, str] = {
     "video": "fal-ai/wan/v2.2-a14b/image-to-video/lora",
     "candidates": "gemini-2.5-flash-image",
     "qc": "gemini-2.5-flash",
+    "training": "fal-ai/flux-2-trainer",
 }
 # These names are what the local provider draws as and its cache identity: renaming one would make every local
 # output of that stage again for nothing. A name the cloud has retired is priced as its replacement
@@ -140,8 +148,9 @@ class LocalProvider:
         """Nothing leaves the machine: every request the local provider can draw is valid."""
 
     def cache_params(self, request: _Request) -> dict[str, Any]:
-        """Every field (notes included) and the drawing's version: the local output depends on all of them."""
-        return request.params() | {"local_version": LOCAL_VERSION}
+        """Every field (notes included) and the drawing's version (an edit's too): the local output depends on all of them."""
+        edit = {"edit_version": EDIT_VERSION} if isinstance(request, EditRequest) else {}
+        return request.params() | {"local_version": LOCAL_VERSION} | edit
 
     def request_key(self, method: str, request: _Request) -> str:
         """sha256 of the method, the request's params and the content of its input files."""
@@ -178,11 +187,35 @@ class LocalProvider:
     def edit_image(self, request: EditRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(1 if request.width is None else request.width, 1 if request.height is None else request.height)
 
+        angles = (request.horizontal_angle, request.vertical_angle, request.zoom)
+        turn = request.model == QWEN_ANGLES and any(angle is not None for angle in angles)
+
         def produce(path: Path) -> None:
             image = load_image(request.image)
-            save_png(draw_edit(image, request.prompt, request.seed, request.output_size(image.size)), path)
+            size = request.output_size(image.size)
+            if turn:
+                horizontal, vertical, zoom = (0.0 if angle is None else angle for angle in angles)
+                save_png(draw_turn(image, horizontal, vertical, zoom, size), path)
+            else:
+                save_png(draw_edit(image, request.prompt, request.seed, size), path)
 
         return self._call("edit_image", request, out, produce, ticket)
+
+    def train_lora(self, request: TrainRequest, out: Path, *, ticket: Ticket | None = None) -> TrainedLora:
+        """Trains nothing: writes the trainer's weight files into `out` as real safetensors of placeholder numbers,
+        drawn from the zip's content, seed and steps, at the training's shadow cost."""
+        key = self.request_key("train_lora", request)
+        zip_sha256 = _input_sha256("images_zip", request.images_zip)
+        cost = shadow_cost(request)
+        files: list[Path] = []
+        with _ledgered(ticket, request.model, key, cost) as request_id:
+            self.faults.before_call(key, request.trigger)
+            for name, data in placeholder_files(request, zip_sha256):
+                with _written(out / name) as partial:
+                    partial.write_bytes(data)
+                files.append(out / name)
+        return TrainedLora(provider=NAME, model=request.model, weights=[path.name for path in files], files=files,
+                           trigger=request.trigger, cost_usd=cost, request_id=request_id)
 
     def first_last_video(self, request: VideoRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height, even=True)

@@ -113,7 +113,7 @@ def test_a_media_operation_made_now_is_reported_done_and_cached_the_next_time(tm
         (scratch / "out.json").write_text("{}")
         return Generation(provider=MEDIA, model="fit", files=[scratch / "out.json"])
 
-    job = SimpleNamespace(label="ep001-S03", run="run", shot=SimpleNamespace(shot=3))
+    job = SimpleNamespace(label="ep001-S03", run="run", shot_number=3)
     store, events = AssetStore(tmp_path), []
     operation = Operation("clip", 1, MEDIA, "fit", {"fps": 16})
     unsubscribe = subscribe(events.append)

@@ -26,7 +26,8 @@ from projects import saved, write_project
 Reelflow = Callable[..., CliResult]
 
 DEPLOYMENTS = {"render-episode": "cloud", "render-episode-gpu": "gpu", "render-pending": "cloud",
-               "render-changed": "cloud", "previz": "cloud", "review-episode": "cloud"}
+               "render-changed": "cloud", "previz": "cloud", "review-episode": "cloud",
+               "build-character-dataset": "cloud", "train-character-lora": "cloud"}
 
 
 def call(method: str, url: str, **kwargs: object) -> httpx.Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 import sqlite3
 import subprocess
@@ -28,8 +27,12 @@ def fresh(state_dir: Path) -> Ledger:
     return Ledger(Database(state_dir / FILE_NAME))
 
 
-def _submit_from_another_process(state_dir: str) -> None:
-    Ledger.at(Path(state_dir)).ticket("k1", "fal", Charge(run="spawned", price_usd=0.02)).submitted(FLUX, "req-9")
+SUBMITTER = """
+import sys
+from pathlib import Path
+from reelflow.state.ledger import Charge, Ledger
+Ledger.at(Path(sys.argv[1])).ticket("k1", "fal", Charge(run="spawned", price_usd=0.02)).submitted(sys.argv[2], "req-9")
+"""
 
 
 def test_pending_until_completed(state_dir: Path) -> None:
@@ -149,10 +152,8 @@ def test_spent_counts_pending_at_price_and_settled_at_cost(state_dir: Path) -> N
 
 
 def test_a_request_submitted_by_another_process_is_resumed(state_dir: Path) -> None:
-    process = multiprocessing.get_context("spawn").Process(target=_submit_from_another_process, args=(str(state_dir),))
-    process.start()
-    process.join()
-    assert process.exitcode == 0
+    done = subprocess.run([sys.executable, "-c", SUBMITTER, str(state_dir), FLUX], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     assert fresh(state_dir).ticket("k1", "fal").resume(FLUX) == "req-9"
 
 

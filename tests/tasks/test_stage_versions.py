@@ -92,8 +92,21 @@ STAGES: dict[str, Stage] = {
         "reelflow.providers.local.provider", "LOCAL_VERSION",
         (
             "providers/local/provider.py", "providers/local/draw.py", "providers/local/flf.py", "providers/local/judge.py",
-            "providers/local/faults.py", "media/images.py", "media/encode.py", "media/ffmpeg.py", "media/hashing.py",
+            "providers/local/faults.py", "providers/local/train.py", "media/images.py", "media/encode.py",
+            "media/ffmpeg.py", "media/hashing.py",
         ),
+    ),
+    # The local provider's edits (character candidates) have their own number, so they can change without the renders.
+    "local-edit": Stage(
+        "reelflow.providers.local.provider", "EDIT_VERSION",
+        ("providers/local/provider.py", "providers/local/draw.py", "media/images.py"),
+    ),
+    # Character LoRAs: candidates' calls (their prompts are in the keys), the training zip, the trainer's result.
+    "candidates": Stage("reelflow.tasks.candidates", "VERSION", ("tasks/candidates.py", "tasks/calls.py")),
+    "dataset": Stage("reelflow.tasks.training", "DATASET_VERSION", ("tasks/training.py", "media/images.py")),
+    "training": Stage(
+        "reelflow.tasks.training", "VERSION",
+        ("tasks/training.py", "tasks/calls.py", "schemas/requests.py", *FAL, "schemas/wire/fal.py"),
     ),
 }
 

@@ -185,15 +185,21 @@ def test_edits_by_instruction_and_by_angle(
     assert len(fake.uploads) == 2  # the portrait went up once for both edits
 
 
-def test_trainers_return_weights(provider: FalProvider, fake: FakeFal, dataset: Path, ledger: Ledger) -> None:
+def test_trainers_return_weights(provider: FalProvider, fake: FakeFal, dataset: Path, ledger: Ledger,
+                                 tmp_path: Path) -> None:
     request = TrainRequest(model=endpoints.Z_IMAGE_TRAINER, images_zip=dataset, trigger="ana_v1", steps=2000)
     price = PRICES.cost(endpoints.Z_IMAGE_TRAINER, steps=2000)
-    trained = provider.train_lora(request, ticket=ticket(ledger, price=price))
+    (tmp_path / "z").mkdir()
+    trained = provider.train_lora(request, tmp_path / "z", ticket=ticket(ledger, price=price))
     assert trained.cost_usd == price > 0 and trained.trigger == "ana_v1" and trained.request_id in fake.jobs
     assert [url.rsplit("/", 1)[-1] for url in trained.weights] == ["diffusers_lora_file.safetensors"]
-    wan = provider.train_lora(request.model_copy(update={"model": endpoints.WAN22_TRAINER}))
+    assert [path.name for path in trained.files] == ["0-diffusers_lora_file.safetensors"]
+    assert trained.files[0].read_bytes().startswith(b"fake weights diffusers_lora_file")  # downloaded, to be hashed
+    (tmp_path / "wan").mkdir()
+    wan = provider.train_lora(request.model_copy(update={"model": endpoints.WAN22_TRAINER}), tmp_path / "wan")
     assert [url.rsplit("/", 1)[-1] for url in wan.weights] == ["diffusers_lora_file.safetensors",
                                                                 "high_noise_lora.safetensors"]
+    assert len(wan.files) == 2 and all(path.parent == tmp_path / "wan" for path in wan.files)
     assert fake.jobs[wan.request_id].body["trigger_phrase"] == "ana_v1"
     assert events(ledger) == [("completed", endpoints.Z_IMAGE_TRAINER, price)]  # the call without a ticket wrote nothing
     assert ledger.rows()[0].request_id == trained.request_id

@@ -1,8 +1,9 @@
-"""Animatic keyframes: sizes, determinism, strips that split cleanly, figures, captions, edits."""
+"""Animatic keyframes: sizes, determinism, strips that split cleanly, figures, captions, edits and camera turns."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import subprocess
 import sys
@@ -13,8 +14,9 @@ import pytest
 from PIL import Image
 
 from reelflow.media.images import resize_cover, save_png, split_triptych
+from reelflow.media.phash import NEAR_DUPLICATE_BITS, dhash, hamming
 from reelflow.media.qc import check_image, check_split_panel
-from reelflow.providers.local.draw import LORA_TAG, character_colour, draw_edit, draw_keyframe
+from reelflow.providers.local.draw import LORA_TAG, character_colour, draw_edit, draw_keyframe, draw_turn
 from reelflow.schemas.requests import FrameNotes, FrameRole, ImageRequest, LoraRef
 
 PROMPT = "Jinx braces against the flooded bulkhead as the bell tolls, water to her knees, red light strobing"
@@ -180,6 +182,80 @@ def test_edit_is_visible_deterministic_and_sized() -> None:
     assert np.mean(np.abs(pixels(same_size).astype(int) - pixels(source).astype(int))) > 8
     other = draw_edit(source, "Turn her head to the left", 0, source.size)
     assert not np.array_equal(pixels(same_size), pixels(other))
+
+
+PLACES = ("a rainy neon street", "a sunlit beach", "a library", "a forest clearing", "a subway platform",
+          "a rooftop at dusk", "a kitchen", "a desert road", "a snowy mountain pass", "an office")
+EXPRESSIONS = ("smiling", "frowning", "laughing", "surprised", "neutral", "angry", "sad", "thoughtful", "sleepy",
+               "determined")
+LIGHTS = ("soft window light", "hard noon sun", "golden hour backlight", "blue moonlight", "neon rim light",
+          "overcast daylight", "candlelight", "studio softbox", "red emergency light", "fluorescent top light")
+
+
+def instructions(count: int) -> list[str]:
+    """`count` identity edits per group that change only the place, only the expression or only the lighting words."""
+    def instruction(place: str = "a park", expression: str = "calm", light: str = "even light") -> str:
+        return f"Keep her face and outfit. Place her in {place}, {expression} expression, {light}."
+    return ([instruction(place=place) for place in PLACES[:count]] + [instruction(expression=e) for e in EXPRESSIONS[:count]]
+            + [instruction(light=light) for light in LIGHTS[:count]])
+
+
+def hashes(images: list[Image.Image], folder: Path) -> list[int]:
+    """Each image's dHash, read back from a PNG as a dataset check reads it (stored uncompressed: quicker, same pixels)."""
+    folder.mkdir(exist_ok=True)
+    for index, image in enumerate(images):
+        image.save(folder / f"{index}.png", compress_level=0)
+    return [dhash(folder / f"{index}.png") for index in range(len(images))]
+
+
+def distances(values: list[int]) -> list[int]:
+    return [hamming(a, b) for a, b in itertools.combinations(values, 2)]
+
+
+@pytest.mark.parametrize(("size", "count"), [((96, 168), 10), ((768, 1344), 3)])
+def test_backdrop_edits_of_one_source_are_never_near_duplicates(tmp_path: Path, size: tuple[int, int], count: int) -> None:
+    source = resize_cover(draw_keyframe(request("hero", characters=("JINX",))), size)
+    edits = [draw_edit(source, text, 0, size) for text in instructions(count)]
+    edited = hashes(edits, tmp_path / "edits")
+    assert len(edited) == 3 * count and min(distances(edited)) > NEAR_DUPLICATE_BITS
+    assert min(hamming(value, hashes([source], tmp_path / "source")[0]) for value in edited) > NEAR_DUPLICATE_BITS
+
+
+def test_backdrop_edit_keeps_the_subject_and_replaces_the_surroundings() -> None:
+    source = draw_keyframe(request("hero", characters=("JINX",)))
+    plain = pixels(source.convert("L")).astype(float)
+    height, width = plain.shape
+    centre = (slice(height * 45 // 100, height * 65 // 100), slice(width * 2 // 5, width * 3 // 5))
+    edge = (slice(height // 5, None), slice(0, width // 10))
+    kept, replaced = [], []
+    for text in instructions(4):
+        edited = pixels(draw_edit(source, text, 0, source.size).convert("L")).astype(float)
+        kept.append(np.corrcoef(plain[centre].ravel(), edited[centre].ravel())[0, 1])
+        replaced.append(np.corrcoef(plain[edge].ravel(), edited[edge].ravel())[0, 1])
+    assert min(kept) > 0.4 and np.mean(kept) > np.mean(replaced) + 0.3  # the subject under new light, a new place around
+    assert np.array_equal(pixels(draw_edit(source, instructions(1)[0], 0, source.size)),
+                          pixels(draw_edit(source, instructions(1)[0], 0, source.size)))
+
+
+TURNS = [(0, 0, 0), (45, 0, 0), (90, 0, 0), (180, 0, 0), (270, 0, 0), (315, 15, 3), (0, 60, 0), (0, -30, 0), (0, 0, 10),
+         (135, 30, 6)]
+
+
+def test_camera_turns_differ_from_each_other_and_from_the_source(tmp_path: Path) -> None:
+    source = draw_keyframe(request("hero", characters=("JINX",), width=192, height=336))
+    turned = [draw_turn(source, *turn, source.size) for turn in TURNS]
+    values = hashes(turned, tmp_path / "turns")
+    assert min(distances(values)) > NEAR_DUPLICATE_BITS
+    assert min(hamming(value, hashes([source], tmp_path / "source")[0]) for value in values) > NEAR_DUPLICATE_BITS
+    assert all(image.size == source.size for image in turned)
+    assert np.array_equal(pixels(draw_turn(source, 90, 30, 5, (96, 168))), pixels(draw_turn(source, 90, 30, 5, (96, 168))))
+
+
+def test_a_turn_past_180_is_the_other_side_mirrored() -> None:
+    source = draw_keyframe(request("hero", characters=("JINX",), width=192, height=336))
+    right, left = pixels(draw_turn(source, 90, 0, 0, source.size)), pixels(draw_turn(source, 270, 0, 0, source.size))
+    (right_x, _), (left_x, _) = body(Image.fromarray(right), "JINX"), body(Image.fromarray(left), "JINX")
+    assert right_x > 96 > left_x  # the subject moves right as the camera turns to its right side, left from the other
 
 
 def test_split_panels_pass_gate_one(tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ import pytest
 
 from reelflow.media.images import load_image, resize_cover, save_png
 from reelflow.media.probe import probe
-from reelflow.providers.base import FrameToVideo, ImageEditor, ImageGenerator, VisionJudge
-from reelflow.providers.local.draw import draw_keyframe
+from reelflow.providers.base import FrameToVideo, ImageEditor, ImageGenerator, LoraTrainer, VisionJudge
+from reelflow.providers.local.draw import draw_edit, draw_keyframe, draw_turn
 from reelflow.providers.local.faults import FaultSchedule
-from reelflow.providers.local.provider import LOCAL_VERSION, LocalProvider
+from reelflow.providers.local.provider import EDIT_VERSION, LOCAL_VERSION, LocalProvider
 from reelflow.schemas.errors import (
     BadRequest,
     ContentRejected,
@@ -37,6 +37,7 @@ from reelflow.schemas.requests import (
     UpscaleRequest,
     VideoRequest,
 )
+from reelflow.schemas.wire.fal import QWEN_ANGLES
 from reelflow.state.ledger import Charge, Ledger, Ticket
 
 FLUX = "fal-ai/flux-2/lora"
@@ -94,11 +95,11 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_it_is_every_media_protocol_with_the_cloud_models_it_stands_in_for(provider: LocalProvider) -> None:
     assert isinstance(provider, ImageGenerator) and isinstance(provider, ImageEditor) and isinstance(provider, FrameToVideo)
-    assert isinstance(provider, VisionJudge)
+    assert isinstance(provider, VisionJudge) and isinstance(provider, LoraTrainer)
     assert provider.name == "local"
     assert provider.default_models == {
         "keyframes": FLUX, "previz": "fal-ai/z-image/turbo", "upscale": GEMINI, "video": WAN, "candidates": GEMINI,
-        "qc": "gemini-2.5-flash",
+        "qc": "gemini-2.5-flash", "training": "fal-ai/flux-2-trainer",
     }
 
 
@@ -122,6 +123,13 @@ def test_cache_params_are_every_field(provider: LocalProvider, keyframes: Ends) 
     assert provider.cache_params(request) == request.params() | {"local_version": LOCAL_VERSION}
     assert provider.cache_params(request)["notes"]["role"] == "hero"
     assert "first" not in provider.cache_params(video_request(keyframes))
+    assert "edit_version" not in provider.cache_params(request)
+
+
+def test_edit_cache_params_name_the_edit_version(provider: LocalProvider, keyframes: Ends) -> None:
+    edit = EditRequest(model=QWEN_ANGLES, image=keyframes[0], prompt="turn", horizontal_angle=90.0)
+    assert provider.cache_params(edit) == edit.params() | {"local_version": LOCAL_VERSION, "edit_version": EDIT_VERSION}
+    assert "image" not in provider.cache_params(edit)
 
 
 def test_generate_image_writes_the_keyframe_and_reports_the_shadow_cost(provider: LocalProvider, tmp_path: Path) -> None:
@@ -187,6 +195,21 @@ def test_edit_changes_the_image_by_instruction(provider: LocalProvider, keyframe
     source = np.asarray(load_image(keyframes[0]), dtype=np.int16)
     assert np.abs(np.asarray(load_image(tmp_path / "a.png"), dtype=np.int16) - source).mean() > 8
     assert sha256(tmp_path / "a.png") == sha256(tmp_path / "b.png") != sha256(tmp_path / "c.png")
+
+
+def test_the_multiple_angles_model_turns_the_camera_and_other_edits_change_the_backdrop(
+    provider: LocalProvider, keyframes: Ends, tmp_path: Path
+) -> None:
+    source = load_image(keyframes[0])
+    turn = EditRequest(model=QWEN_ANGLES, image=keyframes[0], prompt="<sks> right side view", horizontal_angle=90.0, zoom=5.0)
+    provider.edit_image(turn, tmp_path / "turn.png")
+    turned = draw_turn(source, 90.0, 0.0, 5.0, source.size)
+    assert np.array_equal(np.asarray(load_image(tmp_path / "turn.png")), np.asarray(turned))
+    for name, request in (("plain.png", turn.model_copy(update={"horizontal_angle": None, "zoom": None})),
+                          ("other.png", turn.model_copy(update={"model": GEMINI}))):
+        provider.edit_image(request, tmp_path / name)
+        drawn = draw_edit(source, request.prompt, request.seed, source.size)
+        assert np.array_equal(np.asarray(load_image(tmp_path / name)), np.asarray(drawn))
 
 
 def test_first_last_video_is_deterministic_with_exact_frames(provider: LocalProvider, keyframes: Ends, tmp_path: Path) -> None:
