@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reelflow.media.probe import probe
 from reelflow.schemas.assets import AssetRef, InputRef, MediaInfo, Provenance
@@ -19,6 +20,7 @@ from reelflow.schemas.requests import Generation
 from reelflow.state.store import AssetStore, CacheRecord, StoredFile
 
 MEDIA = "media"  # the provider name of pure media operations: no calls, no cost
+UNPAID = frozenset({MEDIA, "local"})  # made again for nothing if their cache entry is lost: no fsync per entry
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,14 @@ def _planned(operation: Operation, plan: DryRun, price: float, outputs: int) -> 
     return Outcome(files, provenance, provider_calls=calls, cost_usd=price)
 
 
+class Settlement(Protocol):
+    """A provider call's ledger entry whose completion is written with the cache entry of its output."""
+
+    def commit(self, sql: sqlite3.Connection) -> None: ...
+
+    def flush(self) -> None: ...
+
+
 def run_cached(
     store: AssetStore,
     operation: Operation,
@@ -131,11 +141,13 @@ def run_cached(
     *,
     price: float = 0.0,
     outputs: int = 1,
+    settlement: Settlement | None = None,
 ) -> Outcome:
     """Return the cached result of `operation` if its files are intact, else make it and record it.
 
     `price` is what making it would cost and `outputs` how many files it makes; a dry run (see
-    `dry_run`) uses them instead of making anything.
+    `dry_run`) uses them instead of making anything. `settlement` completes the paid request in the transaction
+    that indexes its output: a crash in between leaves it pending, and the next run polls it instead of paying again.
     """
     key = operation.key
     plan = _dry_run.get()
@@ -158,10 +170,15 @@ def run_cached(
                 store.save_rejection(key, operation.provider, str(exc))
                 raise
             outputs = []
-            for produced in generation.files:
-                media = probe(produced)
-                sha, _ = store.put(produced)
-                outputs.append(StoredFile(sha256=sha, ext=produced.suffix.lstrip(".").lower(), media=media))
+            try:
+                for produced in generation.files:
+                    media = probe(produced)
+                    sha, _ = store.put(produced)
+                    outputs.append(StoredFile(sha256=sha, ext=produced.suffix.lstrip(".").lower(), media=media))
+            except BaseException:
+                if settlement is not None:
+                    settlement.flush()  # paid for, but its output will not be kept: the ledger says so
+                raise
         provenance = Provenance(
             stage=operation.stage,
             stage_version=operation.version,
@@ -175,6 +192,7 @@ def run_cached(
             seconds=round(generation.seconds or time.monotonic() - started, 3),
         )
         record = CacheRecord(key=key, outputs=outputs, provenance=provenance)
-        store.save(record)
+        store.save(record, durable=operation.provider not in UNPAID,
+                   also=None if settlement is None else settlement.commit)
         calls = 0 if operation.provider == MEDIA else 1
         return Outcome(_refs(store, record), provenance, provider_calls=calls, cost_usd=generation.cost_usd, made=True)

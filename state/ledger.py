@@ -95,8 +95,8 @@ class Ledger:
         )
         return int(row["n"]) if row else 0
 
-    def ticket(self, key: str, provider: str, charge: Charge | None = None) -> Ticket:
-        return Ticket(self, key, provider, charge or Charge())
+    def ticket(self, key: str, provider: str, charge: Charge | None = None, *, deferred: bool = False) -> Ticket:
+        return Ticket(self, key, provider, charge or Charge(), deferred=deferred)
 
     def run_spend(self, run: str) -> dict[int | None, tuple[int, float]]:
         """Per shot of a run: (requests made, what they cost or, while pending, their price)."""
@@ -145,8 +145,12 @@ class Ledger:
 class Ticket:
     """What one provider call writes to the ledger: its request id before waiting, how it settled after."""
 
-    def __init__(self, ledger: Ledger, key: str, provider: str, charge: Charge) -> None:
+    def __init__(self, ledger: Ledger, key: str, provider: str, charge: Charge, *, deferred: bool = False) -> None:
         self.ledger, self.key, self.provider, self.charge = ledger, key, provider, charge
+        # Deferred: a completion waits to be written in the transaction that indexes its output (`commit`), so a crash
+        # between the two leaves the request pending (polled by the next run) rather than paid with nothing to show.
+        self.deferred = deferred
+        self._completion: tuple[str, str, float] | None = None
 
     def resume(self, endpoint: str) -> str | None:
         """The id of a request for this key and endpoint that is still pending: poll it, do not submit.
@@ -156,7 +160,7 @@ class Ticket:
         request_id = self.ledger.pending(self.key, endpoint)
         if request_id is not None:
             charge = self.charge
-            with self.ledger.db.write() as sql:
+            with self.ledger.db.write(durable=not self.charge.shadow) as sql:
                 sql.execute(
                     "UPDATE requests SET run = COALESCE(?, run), stage = COALESCE(?, stage), episode = COALESCE(?, episode), "
                     "shot = COALESCE(?, shot) "
@@ -169,7 +173,7 @@ class Ticket:
     def submitted(self, endpoint: str, request_id: str) -> None:
         """The provider accepted the request: it is pending, at its price, and the reservation becomes this row."""
         charge = self.charge
-        with self.ledger.db.write() as sql:
+        with self.ledger.db.write(durable=not self.charge.shadow) as sql:
             sql.execute(
                 "INSERT INTO requests (cache_key, provider, endpoint, request_id, status, price_usd, shadow, run, stage, "
                 "episode, shot, submitted_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
@@ -179,27 +183,47 @@ class Ticket:
             _release(sql, charge.reservation)
 
     def _settle(self, status: Status, endpoint: str, request_id: str, cost_usd: float, detail: str) -> None:
-        with self.ledger.db.write() as sql:
-            updated = sql.execute(
-                "UPDATE requests SET status = ?, cost_usd = ?, detail = ?, settled_at = ? "
-                "WHERE cache_key = ? AND endpoint = ? AND request_id = ? AND status = 'pending'",
-                (status, round(cost_usd, 6), detail, time.time(), self.key, endpoint, request_id),
-            ).rowcount
-            if not updated:
-                # Settled without a submitted row (a provider that settles at once): record it whole.
-                charge = self.charge
-                now = time.time()
-                sql.execute(
-                    "INSERT INTO requests (cache_key, provider, endpoint, request_id, status, price_usd, cost_usd, shadow, "
-                    "run, stage, episode, shot, detail, submitted_at, settled_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (self.key, self.provider, endpoint, request_id, status, charge.price_usd, round(cost_usd, 6),
-                     int(charge.shadow), charge.run, charge.stage, charge.episode, charge.shot, detail, now, now),
-                )
-            _release(sql, self.charge.reservation)
+        with self.ledger.db.write(durable=not self.charge.shadow) as sql:
+            self._settle_in(sql, status, endpoint, request_id, cost_usd, detail)
+
+    def _settle_in(self, sql: sqlite3.Connection, status: Status, endpoint: str, request_id: str, cost_usd: float,
+                   detail: str) -> None:
+        updated = sql.execute(
+            "UPDATE requests SET status = ?, cost_usd = ?, detail = ?, settled_at = ? "
+            "WHERE cache_key = ? AND endpoint = ? AND request_id = ? AND status = 'pending'",
+            (status, round(cost_usd, 6), detail, time.time(), self.key, endpoint, request_id),
+        ).rowcount
+        if not updated:
+            # Settled without a submitted row (a provider that settles at once): record it whole.
+            charge = self.charge
+            now = time.time()
+            sql.execute(
+                "INSERT INTO requests (cache_key, provider, endpoint, request_id, status, price_usd, cost_usd, shadow, "
+                "run, stage, episode, shot, detail, submitted_at, settled_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.key, self.provider, endpoint, request_id, status, charge.price_usd, round(cost_usd, 6),
+                 int(charge.shadow), charge.run, charge.stage, charge.episode, charge.shot, detail, now, now),
+            )
+        _release(sql, self.charge.reservation)
 
     def completed(self, endpoint: str, request_id: str, cost_usd: float) -> None:
+        if self.deferred:
+            self._completion = (endpoint, request_id, cost_usd)
+            return
         self._settle("completed", endpoint, request_id, cost_usd, "")
+
+    def commit(self, sql: sqlite3.Connection) -> None:
+        """Write a deferred completion in the caller's transaction (the one that indexes the output)."""
+        if self._completion is not None:
+            endpoint, request_id, cost_usd = self._completion
+            self._settle_in(sql, "completed", endpoint, request_id, cost_usd, "")
+            self._completion = None
+
+    def flush(self) -> None:
+        """Write a deferred completion on its own: the output will not be indexed (it failed a check after)."""
+        if self._completion is not None:
+            with self.ledger.db.write(durable=not self.charge.shadow) as sql:
+                self.commit(sql)
 
     def failed(self, endpoint: str, request_id: str, detail: str, cost_usd: float = 0.0) -> None:
         """The request ended in an error; `cost_usd` is what the provider bills for it anyway."""
@@ -211,7 +235,7 @@ class Ticket:
 
     def cancel_requested(self, endpoint: str, request_id: str, detail: str) -> None:
         """A cancel was asked for but not confirmed: the request stays pending (it may still run and bill)."""
-        with self.ledger.db.write() as sql:
+        with self.ledger.db.write(durable=not self.charge.shadow) as sql:
             sql.execute(
                 "UPDATE requests SET detail = ? WHERE cache_key = ? AND endpoint = ? AND request_id = ? AND status = 'pending'",
                 (detail, self.key, endpoint, request_id),

@@ -6,13 +6,16 @@ and a freed slot is taken within one short poll. Prefect's global concurrency li
 (`bench/limits.py`: 12 calls of 0.2 s under a limit of 2 take 3-6 s there, 1.24 s here): a waiter sleeps the
 server's Retry-After estimate (from a 2 s default occupancy, with jitter) instead of being woken when a slot
 frees, one request per process asks at a time, and a SQLite-backed server's lock contention adds 2 s retries.
-The slot files need no server and hold for every process that renders the project.
+The slot files need no server and hold for every process that renders the project. Within one process a
+semaphore of the same size comes first: threads past the limit sleep on it until a call of theirs ends, instead of
+polling the slot files (hundreds of waiting calls would otherwise spend the CPU the render needs).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +28,16 @@ MAX_POLL_S = 0.05
 
 def limit_for(provider: str, limits: dict[str, int]) -> int:
     return limits.get(provider, DEFAULT_LIMITS.get(provider, 4))
+
+
+_gates: dict[tuple[str, str, int], threading.Semaphore] = {}
+_gates_guard = threading.Lock()
+
+
+def _gate(folder: Path, provider: str, limit: int) -> threading.Semaphore:
+    """This process's semaphore for the provider's slots in one project."""
+    with _gates_guard:
+        return _gates.setdefault((str(folder.resolve()), provider, limit), threading.Semaphore(limit))
 
 
 def _try_take(folder: Path, provider: str, limit: int) -> int | None:
@@ -46,12 +59,13 @@ def provider_slot(state_dir: Path, provider: str, limits: dict[str, int]) -> Ite
     folder = state_dir / "limits"
     folder.mkdir(parents=True, exist_ok=True)
     limit = limit_for(provider, limits)
-    wait = POLL_S
-    while (fd := _try_take(folder, provider, limit)) is None:
-        time.sleep(wait)
-        wait = min(MAX_POLL_S, wait * 2)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    with _gate(folder, provider, limit):
+        wait = POLL_S
+        while (fd := _try_take(folder, provider, limit)) is None:
+            time.sleep(wait)
+            wait = min(MAX_POLL_S, wait * 2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

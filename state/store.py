@@ -5,10 +5,11 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -98,8 +99,13 @@ class AssetStore:
         with self.db.write() as sql:
             return int(sql.execute("DELETE FROM rejections").rowcount)
 
-    def save(self, record: CacheRecord) -> None:
-        with self.db.write() as sql:
+    def save(self, record: CacheRecord, *, durable: bool = True,
+             also: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """Index a made operation, and do `also` in the same transaction (settle the request that made it);
+        `durable` where losing the entry would mean paying for it again."""
+        with self.db.write(durable=durable) as sql:
+            if also is not None:
+                also(sql)
             sql.execute(
                 "INSERT INTO cache (cache_key, record, created_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (cache_key) DO UPDATE SET record = excluded.record, created_at = excluded.created_at",

@@ -7,11 +7,15 @@ rejects goes to the stage's fallback.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
@@ -24,11 +28,24 @@ from reelflow.schemas.errors import BadRequest, ContentRejected, ContractError, 
 from reelflow.schemas.requests import Generation, JudgeRequest, TrainRequest, _Request
 from reelflow.state.cache import MEDIA, Operation, Outcome, is_dry_run, run_cached
 from reelflow.state.ledger import Charge
+from reelflow.state.ledger import Ticket as LedgerTicket
 from reelflow.state.limits import provider_slot
 from reelflow.state.progress import StageEvent, emit
 from reelflow.tasks.job import Job, ShotJob
 
 RequestBuilder = Callable[[str], _Request]
+T = TypeVar("T")
+
+
+def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
+    """Run a shot's independent calls at once (the provider slots still bound them) and return their results in
+    order. Each runs in a copy of this context (the task run's logger, a dry run); all end before the first error
+    is raised, so no paid call is left behind unrecorded."""
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="reelflow-call") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
+    return [future.result() for future in futures]
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -86,20 +103,24 @@ def _call_one(job: Job, name: str, model: str | None, stage: str, version: int, 
     operation = Operation(stage, version, name, request.model, provider.cache_params(request), inputs, request.seed)
     key, price, ledger = operation.key, provider.estimate(request), job.ledger
 
-    def make(scratch: Path) -> Generation:
+    charge = Charge(run=job.run, stage=stage, episode=job.episode_number, shot=job.shot_number, price_usd=price,
+                    shadow=name == "local")
+
+    def make(scratch: Path, ticket: LedgerTicket) -> Generation:
         # A request still pending for this key is polled, not paid again: only a new submit reserves its price.
         reservation = None if ledger.pending(key) else job.budgets.reserve(job.run, price, job.caps)
-        charge = Charge(run=job.run, stage=stage, episode=job.episode_number, shot=job.shot_number, price_usd=price,
-                        shadow=name == "local", reservation=reservation)
+        ticket.charge = replace(charge, reservation=reservation)
         try:
             with provider_slot(job.state_dir, name, job.project.concurrency):
-                return _invoke(provider, capability, request, scratch / f"out.{ext}", ledger.ticket(key, name, charge))
+                return _invoke(provider, capability, request, scratch / f"out.{ext}", ticket)
         finally:
             job.budgets.release(reservation)
 
     while True:
+        ticket = ledger.ticket(key, name, charge, deferred=True)
         try:
-            return run_cached(job.store, operation, make, price=price, outputs=outputs)
+            return run_cached(job.store, operation, partial(make, ticket=ticket), price=price, outputs=outputs,
+                              settlement=ticket)
         except UnusableOutput as exc:
             paid = ledger.billed_failures(key, job.run)
             if paid > job.project.billed_retries:

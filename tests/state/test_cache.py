@@ -10,8 +10,10 @@ import pytest
 from PIL import Image
 
 from reelflow.schemas.assets import AssetRef, MediaInfo
+from reelflow.schemas.errors import MediaError
 from reelflow.schemas.requests import Generation
 from reelflow.state.cache import Operation, run_cached
+from reelflow.state.ledger import Charge, Ledger, Ticket
 from reelflow.state.store import AssetStore
 
 INFO = MediaInfo(kind="image", width=8, height=8)
@@ -87,3 +89,56 @@ def test_failed_generation_records_nothing(tmp_path: Path) -> None:
         run_cached(store, op(), broken)
     assert store.lookup(op().key) is None
     assert not any((tmp_path / "tmp").iterdir())
+
+
+def test_a_paid_request_completes_only_with_its_cache_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash between the provider's answer and the cache entry leaves the request pending: the next run polls
+    it and pays nothing more. (Settled first, it would be paid with nothing in the cache: the next run paid again.)"""
+    store = AssetStore(tmp_path / ".reelflow")
+    ledger = Ledger(store.db)
+    submits: list[str] = []
+
+    def make(scratch: Path, ticket: Ticket) -> Generation:
+        request_id = ticket.resume("fal-ai/x")
+        if request_id is None:
+            request_id = f"req-{len(submits) + 1}"
+            submits.append(request_id)
+            ticket.submitted("fal-ai/x", request_id)
+        out = scratch / "out.png"
+        Image.new("RGB", (8, 8), (1, 2, 3)).save(out)
+        ticket.completed("fal-ai/x", request_id, 0.5)
+        return Generation(provider="fal", model="m", files=[out], cost_usd=0.5, request_id=request_id)
+
+    def run() -> None:
+        ticket = ledger.ticket("k", "fal", Charge(run="r", price_usd=0.5), deferred=True)
+        run_cached(store, op(provider="fal"), lambda scratch: make(scratch, ticket), price=0.5, settlement=ticket)
+
+    real_save = AssetStore.save
+    monkeypatch.setattr(AssetStore, "save", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("killed")))
+    with pytest.raises(RuntimeError, match="killed"):
+        run()
+    assert [row.status for row in ledger.rows()] == ["pending"], "paid, not yet kept: still pending"
+    monkeypatch.setattr(AssetStore, "save", real_save)
+    run()
+    assert submits == ["req-1"], "the next run polled the same request"
+    [row] = ledger.rows()
+    assert (row.status, row.cost_usd) == ("completed", 0.5)
+    run()
+    assert submits == ["req-1"] and len(ledger.rows()) == 1, "then it is a cache hit"
+
+
+def test_an_output_that_fails_after_the_answer_is_still_settled(tmp_path: Path) -> None:
+    store = AssetStore(tmp_path / ".reelflow")
+    ledger = Ledger(store.db)
+    ticket = ledger.ticket("k", "fal", Charge(run="r", price_usd=0.5), deferred=True)
+
+    def make(scratch: Path) -> Generation:
+        ticket.submitted("fal-ai/x", "req-1")
+        out = scratch / "out.unknown"
+        out.write_text("not media")
+        ticket.completed("fal-ai/x", "req-1", 0.5)
+        return Generation(provider="fal", model="m", files=[out], cost_usd=0.5, request_id="req-1")
+
+    with pytest.raises(MediaError):
+        run_cached(store, op(provider="fal"), make, price=0.5, settlement=ticket)
+    assert [(row.status, row.cost_usd) for row in ledger.rows()] == [("completed", 0.5)], "billed: spent"
