@@ -38,10 +38,12 @@ test:
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
+# The quick set (under 5 minutes on an idle machine); each script has a fuller mode (see docs/benchmarks.md).
 bench: install
-	$(BIN)/python bench/render_cache.py
-	$(BIN)/python bench/ledger_scale.py
-	$(BIN)/python bench/limits.py
+	$(BIN)/python bench/episode.py --quick
+	$(BIN)/python bench/media.py --repeat 1
+	$(BIN)/python bench/faults.py --quick
+	$(BIN)/python bench/report.py
 
 ui: install
 	$(BIN)/reelflow server start

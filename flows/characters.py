@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from reelflow.flows.naming import run_name, tag_run
 from reelflow.flows.render import SHOT_WORKERS
@@ -124,7 +125,7 @@ def build_character_dataset(
         job = CharacterJob(run=run, root=folder.root.resolve(), project=folder.project, max_cost_usd=max_cost_usd,
                            character=character, item=f"c{index:03d}")
         futures.append((f"{character}_c{index:03d}.png", make_candidate.submit(
-            job, index, cell, keystones, steps, caption_type, trigger,
+            quote(job), index, quote(cell), quote(keystones), quote(steps), caption_type, trigger,
             candidate_seed(folder.project.code, character, seed, index))))
     made, fresh, failed = [], 0, []
     for name, future in futures:
@@ -177,8 +178,8 @@ def train_character_lora(
     root = folder.root.resolve()
     job = CharacterJob(run=run, root=root, project=folder.project, max_cost_usd=max_cost_usd, character=character,
                        item=f"train-{lora_type}")
-    dataset = zip_dataset(job, selected_refs(root, manifest), captions, lora_type)
-    entries = train_lora(job, dataset, lora_type, steps or LORA_TYPES[lora_type].steps, manifest.trigger)
+    dataset = zip_dataset(quote(job), quote(selected_refs(root, manifest)), quote(captions), lora_type)
+    entries = train_lora(quote(job), quote(dataset), lora_type, steps or LORA_TYPES[lora_type].steps, manifest.trigger)
     registry = register_loras(root, character, entries)
     calls, cost, shadow = _spend(folder, run)
     logger.info("%s: %s LoRA registered (%s), %s calls, $%.3f", character, lora_type,

@@ -12,13 +12,12 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from reelflow.flows.naming import run_name, tag_run
-from reelflow.flows.render import SHOT_WORKERS, select_shots, shot_jobs
+from reelflow.flows.render import SHOT_WORKERS, select_shots, shot_jobs, shots_in_flight, submit_shots
 from reelflow.media.hashing import sha256_file
 from reelflow.providers.registry import require_providers
 from reelflow.schemas.load import load_project, load_storyboard
@@ -147,7 +146,7 @@ def previz_episode(project: str, episode: int, shots: list[int] | None = None) -
     frames: list[PrevizFrame] = []
     failed: list[PrevizFailure] = []
     jobs = shot_jobs(folder, storyboard, dict.fromkeys(numbers, 1), run)
-    futures: dict[int, PrefectFuture[StageResult]] = {job.shot.shot: make_previz.submit(job) for job in jobs}
+    futures = submit_shots(make_previz, jobs, shots_in_flight(folder, ("previz",)))
     for job in jobs:
         try:
             frames.append(_frame(job, futures[job.shot.shot].result()))

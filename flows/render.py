@@ -9,18 +9,21 @@ uses each shot's approved take, else its latest.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture
 from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from reelflow.flows.naming import run_name, tag_run
-from reelflow.providers.registry import require_providers
+from reelflow.providers.registry import providers_for, require_providers
 from reelflow.schemas.assets import AssetRef, Manifest
 from reelflow.schemas.dailies import Dailies
 from reelflow.schemas.errors import ContractError
@@ -32,13 +35,49 @@ from reelflow.state.budget import Budgets, Caps
 from reelflow.state.dailies import changing_dailies, now, read_dailies
 from reelflow.state.db import database
 from reelflow.state.ledger import Ledger
+from reelflow.state.limits import limit_for
 from reelflow.state.loras import read_registry
 from reelflow.state.manifest import merge, published_clip, read_manifest, write_manifest
 from reelflow.tasks.cut import cut_episode, cut_path
 from reelflow.tasks.job import ShotJob, shot_seed
 from reelflow.tasks.shot import ShotFailed, ShotOutcome, current_clip, render_shot, request_problems
 
-SHOT_WORKERS = int(os.environ.get("REELFLOW_SHOT_WORKERS", "8"))
+SHOT_MEMORY_BYTES = 48 * 2**20  # what one shot in flight may hold at once: a few decoded frames and encoder buffers
+
+
+def memory_bound() -> int:
+    """How many shots this machine's available memory can hold in flight (4 to 256)."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 32
+    return max(4, min(256, available // SHOT_MEMORY_BYTES))
+
+
+SHOT_WORKERS = int(os.environ.get("REELFLOW_SHOT_WORKERS", "0")) or memory_bound()
+
+
+def shots_in_flight(folder: ProjectFolder, stages: Iterable[str] = RENDER_STAGES) -> int:
+    """Shots to render at once: twice the calls the stages' providers take at once (a shot waits on media work and
+    on its own earlier calls between provider calls), bounded by memory. With fal at 40, 80 shots; offline, 8."""
+    slots = sum(limit_for(name, folder.project.concurrency) for name in providers_for(folder.project, stages))
+    return max(1, min(SHOT_WORKERS, 2 * slots))
+
+
+def submit_shots(task: Any, jobs: list[ShotJob], window: int) -> dict[int, PrefectFuture[Any]]:
+    """Submit each shot's task as soon as fewer than `window` are running: the rest wait here, holding nothing.
+
+    The job goes in quoted: Prefect would otherwise walk its whole storyboard and project looking for futures, on
+    every task run (the most CPU an episode's orchestration spent).
+    """
+    gate = threading.BoundedSemaphore(window)
+    futures: dict[int, PrefectFuture[Any]] = {}
+    for job in jobs:
+        gate.acquire()
+        future = task.submit(quote(job))
+        future.add_done_callback(lambda _: gate.release())
+        futures[job.shot.shot] = future
+    return futures
 
 
 def select_shots(storyboard: Storyboard, numbers: list[int] | None, file_name: str) -> list[int]:
@@ -214,7 +253,7 @@ def render_episode(
     run = uuid.uuid4().hex
     jobs = shot_jobs(folder, storyboard, takes, run, max_cost_usd)
     refuse_invalid_requests(folder, episode, jobs)
-    futures: dict[int, PrefectFuture[ShotOutcome]] = {job.shot.shot: render_shot.submit(job) for job in jobs}
+    futures = submit_shots(render_shot, jobs, shots_in_flight(folder))
     outcomes: dict[int, ShotOutcome] = {}
     failures: dict[int, ShotFailed] = {}
     for job in jobs:
@@ -253,7 +292,7 @@ def render_episode(
     cut_entry = None
     if cut_skipped is None:
         clips = current | stale
-        cut_entry = cut_episode(folder.root.resolve(), episode, [clips[s.shot] for s in storyboard.shots], assets_dir)
+        cut_entry = cut_episode(folder.root.resolve(), episode, quote([clips[s.shot] for s in storyboard.shots]), assets_dir)
     else:
         logger.warning(cut_skipped)
     if stale and cut_entry is not None:

@@ -50,11 +50,16 @@ def _normalise(source: Path, out: Path, size: tuple[int, int], fps: float) -> No
     )
 
 
-def concat_videos(inputs: list[Path], out: Path) -> MediaInfo:
-    """Join videos in order, stream-copying when they match, else re-encoding all to the first's size and rate."""
+def concat_videos(inputs: list[Path], out: Path, infos: list[MediaInfo] | None = None) -> MediaInfo:
+    """Join videos in order, stream-copying when they match, else re-encoding all to the first's size and rate.
+
+    `infos` are the inputs' probes where the caller has them already (a blob's media info): probing 21 clips again
+    costs three times the copy itself.
+    """
     if not inputs:
         raise MediaError(f"nothing to concatenate into {out.name}")
-    infos = [probe_video(path) for path in inputs]
+    if infos is None or len(infos) != len(inputs) or any(info.kind != "video" or not info.frames for info in infos):
+        infos = [probe_video(path) for path in inputs]
     first = infos[0]
     size = (first.width, first.height)
     out.parent.mkdir(parents=True, exist_ok=True)

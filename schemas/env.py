@@ -20,3 +20,19 @@ def env_number(name: str, default: float, *, positive: bool = False) -> float:
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         raise ContractError(f"{name}: {raw!r} must be {'more than 0' if positive else '0 or more'}")
     return value
+
+
+FRAME_SCALE_VAR = "REELFLOW_FRAME_SCALE"
+
+
+def scaled_sizes(sizes: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """`sizes` times `REELFLOW_FRAME_SCALE` (default 1: the product's sizes), each side even and at least 16 px.
+
+    For benchmarks and tests only: at 1/16 the pictures cost next to nothing, so a run measures orchestration.
+    """
+    scale = env_number(FRAME_SCALE_VAR, 1.0, positive=True)
+    if scale > 1:
+        raise ContractError(f"{FRAME_SCALE_VAR}: {scale} must be at most 1")
+    if scale == 1:
+        return dict(sizes)
+    return {key: (max(16, round(w * scale / 2) * 2), max(16, round(h * scale / 2) * 2)) for key, (w, h) in sizes.items()}

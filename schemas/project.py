@@ -9,6 +9,7 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
+from reelflow.schemas.env import scaled_sizes
 from reelflow.schemas.gemini_models import PREFIX as GEMINI_PREFIX
 from reelflow.schemas.gemini_models import model_problem, shut_down_problem
 from reelflow.schemas.names import NO_CHARACTER
@@ -24,7 +25,7 @@ ProjectCode = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,5}$")]
 CharacterId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,12}$")]
 LocationId = Annotated[str, StringConstraints(min_length=1)]
 
-PRODUCTION_SIZES: dict[str, tuple[int, int]] = {"9:16": (768, 1344), "16:9": (1344, 768)}
+PRODUCTION_SIZES: dict[str, tuple[int, int]] = scaled_sizes({"9:16": (768, 1344), "16:9": (1344, 768)})
 
 # The five fields of a cron expression: name, lowest and highest value, names a value may go by.
 CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (

@@ -131,6 +131,8 @@ class Routing(BaseModel):
     reject_below: float = Field(0.4, ge=0, le=1, description="a keyframe scoring below this is auto-rejected")
     max_regenerations: int = Field(2, ge=0, le=10, description="new-seed tries after the first, before the shot fails")
     require_gate2: bool = Field(True, description="false: a try Gate 2 could not judge passes on Gate 1 alone")
+    gate1: Gate1Thresholds = Field(default_factory=Gate1Thresholds,
+                                   description="Gate 1 and Clip QC thresholds; any of them may be set")
 
     def route(self, gate1_failures: list[str], scores: list[float]) -> Route:
         """`reject`, `pass` or `review` for one try; a try Gate 2 could not judge (no scores) is never waved through."""

@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field
 from reelflow.media.motion import frames_for
 from reelflow.media.qc import check_video
 from reelflow.schemas.assets import AssetRef, ManifestEntry
-from reelflow.schemas.qc import Gate1Thresholds
 from reelflow.schemas.storyboard import Approach
 from reelflow.state.cache import is_planned
 from reelflow.state.progress import StageEvent, emit
@@ -21,7 +20,6 @@ from reelflow.tasks.retry import stage_task_options
 from reelflow.tasks.video import SPLIT_FLF_FRAMES, STANDARD_FLF_FRAMES
 
 VERSION = 1
-THRESHOLDS = Gate1Thresholds()
 HELD = (Approach.PUSH, Approach.STATIC)  # held frames: no video model, no segments
 
 
@@ -50,7 +48,7 @@ def _failures(job: ShotJob, files: dict[str, Path]) -> list[str]:
     for role, path in files.items():
         frames = expected_frames(job, role)
         duration = job.shot.duration_s if role == "clip" else frames / fps
-        report = check_video(path, frames=frames, fps=fps, duration_s=duration, thresholds=THRESHOLDS)
+        report = check_video(path, frames=frames, fps=fps, duration_s=duration, thresholds=job.project.qc.gate1)
         failures += [f"{role}: {f.message}" for f in report.failures if role != "clip" or f.check != "frozen_run"]
     return failures
 
@@ -69,7 +67,8 @@ def check_clips(job: ShotJob, video: StageResult, clip: StageResult) -> ClipQC:
         return [out]
 
     params = {
-        "thresholds": THRESHOLDS.model_dump(), "roles": roles, "fps": job.project.fps, "duration_s": job.shot.duration_s,
+        "thresholds": job.project.qc.gate1.model_dump(), "roles": roles, "fps": job.project.fps,
+        "duration_s": job.shot.duration_s,
         "frames": {role: expected_frames(job, role) for role in roles},
     }
     outcome = run_media(job, stage="clip-qc", version=VERSION, model="clip-qc", params=params,

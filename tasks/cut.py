@@ -29,7 +29,7 @@ def cut_episode(root: Path, episode: int, clips: list[AssetRef], assets_dir: Pat
 
     def make(scratch: Path) -> Generation:
         out = scratch / "cut.mp4"
-        concat_videos([clip.path for clip in clips], out)
+        concat_videos([clip.path for clip in clips], out, [clip.media for clip in clips])
         return Generation(provider=MEDIA, model="concat", files=[out])
 
     outcome = run_cached(store, operation, make)

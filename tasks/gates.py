@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 from prefect import task
@@ -12,19 +13,18 @@ from reelflow.media.qc import check_image, check_pair, check_split_panel
 from reelflow.providers.base import VisionJudge
 from reelflow.providers.registry import get_provider
 from reelflow.schemas.assets import ManifestEntry
-from reelflow.schemas.qc import Gate1Thresholds, Route
+from reelflow.schemas.qc import Route
 from reelflow.schemas.requests import JudgeRequest, Verdict
 from reelflow.schemas.storyboard import Approach
-from reelflow.state.cache import is_planned
+from reelflow.state.cache import Outcome, is_planned
 from reelflow.state.progress import StageEvent, emit
-from reelflow.tasks.calls import call_provider, manifest_entry, run_media
+from reelflow.tasks.calls import call_provider, in_parallel, manifest_entry, run_media
 from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.keyframes import FRAME_SIZE, frame_prompt
 from reelflow.tasks.retry import stage_task_options
 
 GATE1_VERSION = 1
 JUDGE_VERSION = 1
-THRESHOLDS = Gate1Thresholds()
 
 
 class GateResult(BaseModel):
@@ -41,14 +41,16 @@ def _gate1_failures(job: ShotJob, frames: dict[str, Path]) -> list[str]:
     """Gate 1 on raw keyframes: every still, each split panel's edges, and first vs last."""
     triptych = job.shot.generation_approach is Approach.TRIPTYCH
     axis = "vertical" if job.project.aspect_ratio == "9:16" else "horizontal"
-    failures = []
+    failures, thresholds = [], job.project.qc.gate1
     for role, path in frames.items():
-        reports = [check_image(path, expected_size=None if triptych else FRAME_SIZE[job.project.aspect_ratio])]
+        expected = None if triptych else FRAME_SIZE[job.project.aspect_ratio]
+        reports = [check_image(path, expected_size=expected, thresholds=thresholds)]
         if triptych:
-            reports.append(check_split_panel(path, axis=axis))
+            reports.append(check_split_panel(path, axis=axis, thresholds=thresholds))
         failures += [f"{role}: {finding.check}: {finding.message}" for report in reports for finding in report.failures]
     if "first" in frames and "last" in frames:
-        failures += [f"first/last: {f.check}: {f.message}" for f in check_pair(frames["first"], frames["last"]).failures]
+        pair = check_pair(frames["first"], frames["last"], thresholds)
+        failures += [f"first/last: {f.check}: {f.message}" for f in pair.failures]
     return failures
 
 
@@ -61,7 +63,7 @@ def _gate1(job: ShotJob, raw: StageResult) -> list[str] | None:
         out.write_text(json.dumps(_gate1_failures(job, {role: raw.assets[role].path for role in roles})))
         return [out]
 
-    params = {"thresholds": THRESHOLDS.model_dump(), "roles": roles, "approach": job.shot.generation_approach.value,
+    params = {"thresholds": job.project.qc.gate1.model_dump(), "roles": roles, "approach": job.shot.generation_approach.value,
               "aspect": job.project.aspect_ratio}
     outcome = run_media(job, stage="gate1", version=GATE1_VERSION, model="gate1", params=params,
                         inputs=[raw.assets[role] for role in roles], make=make)
@@ -88,14 +90,19 @@ def _gate2(job: ShotJob, raw: StageResult) -> tuple[dict[str, float], list[str],
     reasons: list[str] = []
     entries: list[ManifestEntry] = []
     planned = False  # a dry run's verdict still to be made: every frame's call is priced, none is read
-    for role, frame in raw.assets.items():
-        outcome = call_provider(
+
+    def judge(role: str) -> Outcome:
+        frame = raw.assets[role]
+        return call_provider(
             job, stage="qc", version=JUDGE_VERSION, capability="judge_image", ext="json", inputs=[frame],
-            build=lambda model, frame=frame, role=role: JudgeRequest(
+            build=lambda model: JudgeRequest(
                 model=model, image=frame.path, prompt=frame_prompt(job, role),
                 characters=tuple(job.shot.characters_in_shot), location=job.shot.location,
             ),
         )
+
+    roles = list(raw.assets)
+    for role, outcome in zip(roles, in_parallel([partial(judge, role) for role in roles]), strict=True):
         if is_planned(outcome.file):
             planned = True
             continue
@@ -113,7 +120,7 @@ def gate_keyframes(job: ShotJob, raw: StageResult) -> GateResult:
     In a dry run, a try whose gates are not in the cache yet is taken as passing (the first try is priced).
     """
     emit(StageEvent(job.run, job.shot.shot, "gates", "running"))
-    gate1, gate2 = _gate1(job, raw), _gate2(job, raw)
+    gate1, gate2 = in_parallel([partial(_gate1, job, raw), partial(_gate2, job, raw)])
     if gate1 is None or gate2 is None:
         return GateResult(route="pass")
     scores, reasons, entries = gate2

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
 from prefect import task
 
 from reelflow.media.images import save_png, split_triptych
+from reelflow.schemas.env import scaled_sizes
 from reelflow.schemas.requests import FrameRole, ImageRequest
 from reelflow.schemas.storyboard import Approach
+from reelflow.state.cache import Outcome
 from reelflow.state.progress import StageEvent, emit
-from reelflow.tasks.calls import call_provider, manifest_entry, run_media
+from reelflow.tasks.calls import call_provider, in_parallel, manifest_entry, run_media
 from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
 VERSION = 1
 SPLIT_VERSION = 1
-STRIP_SIZE = {"9:16": (1536, 912), "16:9": (912, 1536)}
-FRAME_SIZE = {"9:16": (576, 1024), "16:9": (1024, 576)}
+STRIP_SIZE = scaled_sizes({"9:16": (1536, 912), "16:9": (912, 1536)})
+FRAME_SIZE = scaled_sizes({"9:16": (576, 1024), "16:9": (1024, 576)})
 STEPS = 28
 FRAME_PROMPTS: dict[str, str] = {"first": "first_frame_prompt", "last": "last_frame_prompt"}
 
@@ -76,12 +79,15 @@ def make_keyframes(job: ShotJob) -> StageResult:
             result.assets[role] = panels.files[index]
             result.entries.append(manifest_entry(job, panels, suffix=None, ext="png", index=index))
         return result
-    for role in shot.keyframe_roles:
+    def frame(role: str) -> Outcome:
         text = frame_prompt(job, role)
-        frame = call_provider(
+        return call_provider(
             job, stage="keyframes", version=VERSION, capability="generate_image", ext="png", inputs=[],
-            build=lambda model, text=text, role=role: _image_request(job, model, text, FRAME_SIZE[aspect], role),
+            build=lambda model: _image_request(job, model, text, FRAME_SIZE[aspect], role),
         )
-        result.assets[role] = frame.file
-        result.entries.append(manifest_entry(job, frame, suffix=None, ext="png"))
+
+    roles = list(shot.keyframe_roles)
+    for role, outcome in zip(roles, in_parallel([partial(frame, role) for role in roles]), strict=True):
+        result.assets[role] = outcome.file
+        result.entries.append(manifest_entry(job, outcome, suffix=None, ext="png"))
     return result

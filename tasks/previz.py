@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import task
 
+from reelflow.schemas.env import scaled_sizes
 from reelflow.schemas.requests import ImageRequest
 from reelflow.state.progress import StageEvent, emit
 from reelflow.state.store import materialise
@@ -14,7 +15,7 @@ from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
 VERSION = 1
-FRAME_SIZE = {"9:16": (512, 896), "16:9": (896, 512)}
+FRAME_SIZE = scaled_sizes({"9:16": (512, 896), "16:9": (896, 512)})
 STEPS = 8
 SUFFIX = "previz"
 

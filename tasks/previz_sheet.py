@@ -21,6 +21,7 @@ from prefect import task
 from reelflow.media.images import load_image
 from reelflow.schemas.report import money_words
 from reelflow.state.store import write_atomic
+from reelflow.tasks.retry import NOT_CACHED
 
 THUMBNAIL_BOX = (256, 256)  # a 512x896 frame becomes 146x256, about 7 KB as base64 JPEG
 THUMBNAIL_QUALITY = 75
@@ -136,7 +137,7 @@ def contact_sheet_html(title: str, rows: Sequence[SheetRow]) -> str:
     )
 
 
-@task(name="previz-sheet", task_run_name="previz-sheet")
+@task(name="previz-sheet", task_run_name="previz-sheet", **NOT_CACHED)
 def write_previz_sheet(path: Path, title: str, rows: Sequence[SheetRow]) -> Path:
     """Write the contact sheet of `rows` to `path` (atomically) and return it."""
     write_atomic(path, contact_sheet_html(title, rows).encode())

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prefect import Task, task
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 
 from reelflow.schemas.assets import AssetRef, ManifestEntry
@@ -26,6 +27,7 @@ from reelflow.tasks.clip_qc import HELD, check_clips
 from reelflow.tasks.gates import GateResult, gate_keyframes
 from reelflow.tasks.job import ShotJob, StageResult, attempt_seed, video_seed
 from reelflow.tasks.keyframes import make_keyframes
+from reelflow.tasks.retry import NOT_CACHED
 from reelflow.tasks.upscale import upscale_keyframes
 from reelflow.tasks.video import make_video
 
@@ -119,7 +121,7 @@ def shot_stages(job: ShotJob, run: Callable[..., Any], tries: list[KeyframeTry],
     return [raw, frames, *checked_video(job, frames, run, checks, regenerations)]
 
 
-@task(name="shot", task_run_name="{job.label}")
+@task(name="shot", task_run_name="{job.label}", **NOT_CACHED)
 def render_shot(job: ShotJob) -> ShotOutcome:
     """Run the shot's stages as tasks; publish its named assets only once all succeeded."""
     current = "keyframes"
@@ -129,7 +131,7 @@ def render_shot(job: ShotJob) -> ShotOutcome:
     def run(stage_task: Task[..., Any], *args: Any) -> Any:
         nonlocal current
         current = stage_task.name
-        return stage_task(*args)
+        return stage_task(*(quote(arg) for arg in args))  # passed as they are: Prefect need not walk the job
 
     try:
         results = shot_stages(job, run, tries, checks)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from prefect import task
 
+from reelflow.schemas.assets import AssetRef
 from reelflow.schemas.requests import UpscaleRequest
+from reelflow.state.cache import Outcome
 from reelflow.state.progress import StageEvent, emit
-from reelflow.tasks.calls import call_provider, manifest_entry
+from reelflow.tasks.calls import call_provider, in_parallel, manifest_entry
 from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
@@ -19,14 +23,19 @@ def upscale_keyframes(job: ShotJob, raw: StageResult) -> StageResult:
     emit(StageEvent(job.run, job.shot.shot, "upscale", "running"))
     width, height = job.project.production_size
     result = StageResult()
-    for role, frame in raw.assets.items():
-        outcome = call_provider(
+
+    def upscale(frame: AssetRef) -> Outcome:
+        return call_provider(
             job, stage="upscale", version=VERSION, capability="upscale_image", ext="png", inputs=[frame],
-            build=lambda model, frame=frame: UpscaleRequest(
+            build=lambda model: UpscaleRequest(
                 model=model, seed=job.seed, image=frame.path, width=width, height=height,
                 prompt=f"Upscale to {width}x{height}; keep composition, faces and every detail.",
             ),
         )
+
+    roles = list(raw.assets)
+    outcomes = in_parallel([partial(upscale, raw.assets[role]) for role in roles])
+    for role, outcome in zip(roles, outcomes, strict=True):
         result.assets[role] = outcome.file
         result.entries.append(manifest_entry(job, outcome, suffix=role, ext="png"))
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from prefect import task
@@ -9,22 +10,23 @@ from prefect import task
 from reelflow.media.ffmpeg import x264_settings
 from reelflow.media.motion import ken_burns, static_hold
 from reelflow.schemas.assets import AssetRef
+from reelflow.schemas.env import scaled_sizes
 from reelflow.schemas.requests import VideoRequest
 from reelflow.schemas.storyboard import Approach
 from reelflow.state.progress import StageEvent, emit
-from reelflow.tasks.calls import call_provider, manifest_entry, run_media
+from reelflow.tasks.calls import call_provider, in_parallel, manifest_entry, run_media
 from reelflow.tasks.job import ShotJob, StageResult
 from reelflow.tasks.retry import stage_task_options
 
 VERSION = 1
 MOTION_VERSION = 3
-VIDEO_SIZE = {"9:16": (720, 1280), "16:9": (1280, 720)}
+VIDEO_SIZE = scaled_sizes({"9:16": (720, 1280), "16:9": (1280, 720)})
 SPLIT_FLF_FRAMES = 49
 STANDARD_FLF_FRAMES = 81
 PUSH_ZOOM = (1.0, 1.15)
 
 
-def _segment(job: ShotJob, first: AssetRef, last: AssetRef, frames: int, suffix: str, result: StageResult) -> None:
+def _segment(job: ShotJob, first: AssetRef, last: AssetRef, frames: int, suffix: str) -> StageResult:
     width, height = VIDEO_SIZE[job.project.aspect_ratio]
     outcome = call_provider(
         job, stage="video", version=VERSION, capability="first_last_video", ext="mp4", inputs=[first, last],
@@ -34,8 +36,7 @@ def _segment(job: ShotJob, first: AssetRef, last: AssetRef, frames: int, suffix:
             width=width, height=height, loras=job.loras_for(model), notes=job.notes("first"),
         ),
     )
-    result.assets[suffix] = outcome.file
-    result.entries.append(manifest_entry(job, outcome, suffix=suffix, ext="mp4"))
+    return StageResult(assets={suffix: outcome.file}, entries=[manifest_entry(job, outcome, suffix=suffix, ext="mp4")])
 
 
 def _held(job: ShotJob, first: AssetRef, result: StageResult) -> None:
@@ -66,11 +67,14 @@ def make_video(job: ShotJob, keyframes: StageResult) -> StageResult:
     emit(StageEvent(job.run, job.shot.shot, "video", "running"))
     frames, result = keyframes.assets, StageResult()
     approach = job.shot.generation_approach
-    if approach is Approach.TRIPTYCH:
-        _segment(job, frames["first"], frames["hero"], SPLIT_FLF_FRAMES, "seg1", result)
-        _segment(job, frames["hero"], frames["last"], SPLIT_FLF_FRAMES, "seg2", result)
+    if approach is Approach.TRIPTYCH:  # the two halves need only their own frames: made at once
+        halves = in_parallel([partial(_segment, job, frames["first"], frames["hero"], SPLIT_FLF_FRAMES, "seg1"),
+                              partial(_segment, job, frames["hero"], frames["last"], SPLIT_FLF_FRAMES, "seg2")])
+        for half in halves:
+            result.assets.update(half.assets)
+            result.entries += half.entries
     elif approach is Approach.STANDARD_FLF:
-        _segment(job, frames["first"], frames["last"], STANDARD_FLF_FRAMES, "seg1", result)
+        result = _segment(job, frames["first"], frames["last"], STANDARD_FLF_FRAMES, "seg1")
     else:
         _held(job, frames["first"], result)
     return result

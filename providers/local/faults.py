@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import threading
 import time
 from collections.abc import Mapping
 
+from reelflow.providers.local.latency import LATENCY_VAR, Latency
 from reelflow.schemas.errors import (
     ContentRejected,
     ContractError,
@@ -17,8 +17,8 @@ from reelflow.schemas.errors import (
     RateLimited,
     ServerError,
 )
+from reelflow.schemas.requests import _Request
 
-LATENCY_VAR = "REELFLOW_LOCAL_LATENCY"
 FAULTS_VAR = "REELFLOW_LOCAL_FAULTS"
 SEED_VAR = "REELFLOW_LOCAL_FAULT_SEED"
 BANNED_VAR = "REELFLOW_LOCAL_BANNED_WORDS"
@@ -37,19 +37,6 @@ _MESSAGES = {
     "timeout": "timed out",
     "reject": "content rejected by moderation",
 }
-
-
-def parse_latency(value: str | None) -> float:
-    """Seconds per call from `REELFLOW_LOCAL_LATENCY` (unset or blank: 0)."""
-    if value is None or not value.strip():
-        return 0.0
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ContractError(f"{LATENCY_VAR}: {value.strip()!r} is not a number of seconds") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ContractError(f"{LATENCY_VAR}: {value.strip()!r} must be a finite number of seconds >= 0")
-    return seconds
 
 
 def parse_faults(value: str | None) -> dict[str, float]:
@@ -111,12 +98,12 @@ class FaultSchedule:
     def __init__(
         self,
         *,
-        latency: float = 0.0,
+        latency: float | Latency = 0.0,
         rates: Mapping[str, float] | None = None,
         seed: int = 0,
         banned: tuple[str, ...] = (),
     ) -> None:
-        self.latency = latency
+        self.timing = latency if isinstance(latency, Latency) else Latency(fixed=latency)
         self.banned = banned
         self.rates = dict(rates or {})
         self.seed = seed
@@ -128,22 +115,28 @@ class FaultSchedule:
         """The plan the `REELFLOW_LOCAL_*` variables describe (`os.environ` by default)."""
         env = os.environ if environ is None else environ
         return cls(
-            latency=parse_latency(env.get(LATENCY_VAR)),
+            latency=Latency.parse(env.get(LATENCY_VAR)),
             rates=parse_faults(env.get(FAULTS_VAR)),
             seed=parse_seed(env.get(SEED_VAR)),
             banned=parse_banned(env.get(BANNED_VAR)),
         )
 
-    def before_call(self, key: str, text: str = "") -> None:
-        """Wait the latency, then raise the fault drawn for this call of `key`, if any.
+    @property
+    def latency(self) -> float:
+        """The fixed seconds every call waits (0 with a profile of service times)."""
+        return self.timing.fixed
+
+    def before_call(self, key: str, text: str = "", *, request: _Request | None = None) -> None:
+        """Wait the latency (the request's own, with a profile), then raise the fault drawn for this call of `key`.
 
         `text` (the request's prompts) is rejected outright when it holds a banned word, as moderation would.
         """
         with self._lock:
             attempt = self._attempts.get(key, 0)
             self._attempts[key] = attempt + 1
-        if self.latency > 0:
-            time.sleep(self.latency)
+        wait = self.timing.fixed if request is None else self.timing.seconds(request)
+        if wait > 0:
+            time.sleep(wait)
         request_id = f"local-{key[:16]}"
         words = set(text.lower().replace(",", " ").replace(".", " ").split())
         banned = next((word for word in self.banned if word in words), None)

@@ -171,7 +171,7 @@ class LocalProvider:
         key = self.request_key("judge_image", request)
         cost = shadow_cost(request)
         with _ledgered(ticket, request.model, key, cost):
-            self.faults.before_call(key, request.prompt)
+            self.faults.before_call(key, request.prompt, request=request)
             score, reasons = judge_pixels(load_image(request.image), request.characters, request.location)
         return Verdict(score=round(score, 4), passed=score >= PASS_SCORE, reasons=reasons, cost_usd=cost)
 
@@ -209,7 +209,7 @@ class LocalProvider:
         cost = shadow_cost(request)
         files: list[Path] = []
         with _ledgered(ticket, request.model, key, cost) as request_id:
-            self.faults.before_call(key, request.trigger)
+            self.faults.before_call(key, request.trigger, request=request)
             for name, data in placeholder_files(request, zip_sha256):
                 with _written(out / name) as partial:
                     partial.write_bytes(data)
@@ -242,7 +242,7 @@ class LocalProvider:
         prompts = " ".join(str(getattr(request, field, None) or "") for field in ("prompt", "negative_prompt"))
         cost = shadow_cost(request)
         with _ledgered(ticket, request.model, key, cost) as request_id:
-            self.faults.before_call(key, prompts)
+            self.faults.before_call(key, prompts, request=request)
             with _written(out) as partial:
                 produce(partial)
         return Generation(

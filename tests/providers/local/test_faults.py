@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from reelflow.providers.local.faults import FaultSchedule, parse_faults, parse_latency, parse_seed
+from reelflow.providers.local.faults import FaultSchedule, parse_faults, parse_seed
+from reelflow.providers.local.latency import Latency
 from reelflow.schemas.errors import (
     ContentRejected,
     ContractError,
@@ -75,10 +76,10 @@ def test_bad_fault_lists_name_the_variable(value: str, message: str) -> None:
     assert str(caught.value) == message
 
 
-@pytest.mark.parametrize("value", ["-1", "soon", "inf", "nan"])
+@pytest.mark.parametrize("value", ["-1", "soon", "inf", "nan", "seed/0", "seed/x", "seed/-2"])
 def test_bad_latency_names_the_variable(value: str) -> None:
     with pytest.raises(ContractError, match=r"^REELFLOW_LOCAL_LATENCY: ") as caught:
-        parse_latency(value)
+        Latency.parse(value)
     assert "\n" not in str(caught.value)
 
 
