@@ -1,0 +1,154 @@
+"""Benchmark: an episode's wall time against its bound, max(critical path, total work / concurrency).
+
+The local provider waits each call's real service time divided by `--divisor` (`REELFLOW_LOCAL_LATENCY=seed/N`:
+FLUX.2 + LoRA 9 s, upscale 10 s, judge 2 s, WAN 49 frames 39 s, 81 frames 138 s) and draws at an eighth of the
+product's sizes (`REELFLOW_FRAME_SCALE=0.125`), so the run measures orchestration, not drawing. The bound comes
+from the storyboard and the same latencies:
+
+    triptych     strip 9 → judge 3×2 → upscale 3×10 → two 49-frame segments 2×39    critical 60 s, work 123 s
+    standard     two frames 2×9 → judge 2×2 → upscale 2×10 → one 81-frame segment   critical 159 s, work 180 s
+    held frame   one frame 9 → judge 2 → upscale 10                                   critical 21 s, work 21 s
+
+Each episode size runs in its own process (its peak RSS is that render's): the render flow is called in-process
+and timed from the call to its report, so Python's and Prefect's start-up (2-4 s, the same for any episode) is not
+counted; it is printed apart. For each concurrency: wall, bound, wall / bound and the speed-up over calling the
+provider one call at a time (total work / wall). Then the same episode again, all cached: its wall, and the
+orchestration time per task run (cached wall / task runs). `--quick` (what `make bench` runs): EP1 and the
+200-shot episode at concurrency 10 and 40.
+
+    .venv/bin/python bench/episode.py [--quick] [--divisor 20] [--out bench/results/episode.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "leviathan"
+# (critical path, total work) in the seed's seconds per generation approach
+SHAPES: dict[str, tuple[float, float]] = {
+    "triptych_split_flf": (9 + 2 + 10 + 39, 9 + 3 * 2 + 3 * 10 + 2 * 39),
+    "standard_flf": (9 + 2 + 10 + 138, 2 * 9 + 2 * 2 + 2 * 10 + 138),
+    "held_frame_push": (9 + 2 + 10, 9 + 2 + 10),
+    "held_frame_static": (9 + 2 + 10, 9 + 2 + 10),
+}
+TASKS_PER_SHOT = 7  # render_shot, keyframes, gates, upscale, video, clip, clip-qc
+# Pictures an eighth of the size are too small for the production checks to judge: every try is taken once and
+# routed, so the run makes exactly the calls the bound counts.
+QC = {"max_regenerations": 0, "reject_below": 0,
+      "gate1": {"blur_min_laplacian_var": 0.001, "gutter_max_flat_lines": 10000, "pair_min_hamming": 0}}
+
+
+def bound(shots: list[dict], concurrency: int, divisor: float) -> tuple[float, float, float]:
+    """(critical path, total work, bound) of a storyboard's shots, in seconds at the benchmark's latencies."""
+    critical = max(SHAPES[shot["generation_approach"]][0] for shot in shots) / divisor
+    work = sum(SHAPES[shot["generation_approach"]][1] for shot in shots) / divisor
+    return critical, work, max(critical, work / concurrency)
+
+
+def storyboard(shots: int) -> dict:
+    """EP1 of the example, or a synthetic episode of `shots` shots cycling through EP1's own, renumbered."""
+    board = json.loads((EXAMPLE / "storyboards" / "storyboard_ep_001.json").read_text())
+    if shots == len(board["shots"]):
+        return board
+    cycle = board["shots"]
+    chosen = [cycle[index % len(cycle)] | {"shot": index + 1, "seed": index + 1} for index in range(shots)]
+    return board | {"episode": shots, "shots": chosen}
+
+
+def prepared(scratch: Path, concurrency: int, board: dict) -> Path:
+    """A fresh copy of the example with one storyboard and the concurrency."""
+    project = scratch / f"c{concurrency}-ep{board['episode']}"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("assets", ".reelflow", "storyboard_ep_*", "previz"))
+    settings = json.loads((project / "project.json").read_text())
+    settings |= {"concurrency": {"local": concurrency}, "qc": QC}
+    (project / "project.json").write_text(json.dumps(settings))
+    (project / "storyboards" / f"storyboard_ep_{board['episode']:03d}.json").write_text(json.dumps(board))
+    return project
+
+
+def one_size(shots: int, levels: list[int], divisor: float) -> dict:
+    """In this process: the episode at each concurrency, then cached; the settings are set before reelflow loads."""
+    started = time.perf_counter()
+    os.environ |= {"REELFLOW_LOCAL_LATENCY": f"seed/{divisor:g}", "REELFLOW_FRAME_SCALE": "0.125",
+                   "REELFLOW_X264_PRESET": "ultrafast", "PREFECT_LOGGING_TO_API_ENABLED": "false",
+                   "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
+    from reelflow.cli.server import connect
+
+    connect()  # before Prefect loads: its settings (the server's address) are read once, at import
+    from reelflow.flows.render import render_episode
+
+    startup = time.perf_counter() - started
+    board = storyboard(shots)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch_name:
+        for concurrency in levels:
+            project = prepared(Path(scratch_name), concurrency, board)
+            started = time.perf_counter()
+            report = render_episode(str(project), board["episode"])
+            wall = time.perf_counter() - started
+            critical, work, limit = bound(board["shots"], concurrency, divisor)
+            rows.append({"episode": board["episode"], "shots": shots, "concurrency": concurrency, "wall_s": round(wall, 3),
+                         "critical_s": round(critical, 3), "work_s": round(work, 3), "bound_s": round(limit, 3),
+                         "ratio": round(wall / limit, 3), "speedup": round(work / wall, 2),
+                         "failed": report.shots.failed, "provider_calls": report.provider_calls})
+        started = time.perf_counter()
+        cached = render_episode(str(project), board["episode"])
+        cached_wall = time.perf_counter() - started
+    task_runs = shots * TASKS_PER_SHOT + 1
+    return {"shots": shots, "startup_s": round(startup, 2), "rows": rows, "cached_s": round(cached_wall, 3),
+            "cached_calls": cached.provider_calls, "task_runs": task_runs,
+            "ms_per_task": round(cached_wall / task_runs * 1000, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="EP1 and 200 shots at concurrency 10 and 40")
+    parser.add_argument("--divisor", type=float, default=20.0, help="the seed's service times divided by this")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "episode.json")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child process: one episode size
+    parser.add_argument("--levels", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_size(args.one, [int(n) for n in args.levels.split(",")], args.divisor)))
+        return
+    sizes, levels = ((21, 200), "10,40") if args.quick else ((21, 60, 200), "2,10,40")
+    with tempfile.TemporaryDirectory() as home:
+        env = os.environ | {"REELFLOW_HOME": home}
+        try:
+            results = []
+            print(f"{'shots':>5} {'conc':>4} {'wall_s':>8} {'bound_s':>8} {'wall/bound':>10} {'speed-up':>8} {'failed':>6}")
+            for shots in sizes:
+                done = subprocess.run([sys.executable, __file__, "--one", str(shots), "--levels", levels,
+                                       "--divisor", str(args.divisor)], capture_output=True, text=True, env=env)
+                if done.returncode != 0:
+                    sys.exit(f"{shots} shots failed: {done.stderr.strip()[-800:]}")
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                results.append(result)
+                for row in result["rows"]:
+                    print(f"{shots:>5} {row['concurrency']:>4} {row['wall_s']:>8.2f} {row['bound_s']:>8.2f} "
+                          f"{row['ratio']:>10.2f} {row['speedup']:>8.2f} {row['failed']:>6}", flush=True)
+                print(f"{shots:>5} cached re-render {result['cached_s']:.2f} s ({result['cached_calls']} calls), "
+                      f"{result['ms_per_task']:.1f} ms per task run, peak RSS {result['peak_rss_mb']:.0f} MB, "
+                      f"start-up {result['startup_s']:.1f} s (not counted)", flush=True)
+        finally:
+            subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from reelflow.cli.server import "
+                            "stop_server; stop_server(Path(sys.argv[1]))", home], capture_output=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"latency": f"seed/{args.divisor:g}", "sizes": results,
+                                    "rows": [row for result in results for row in result["rows"]]}, indent=2))
+    print(f"targets: wall/bound <= 1.15 · cached <= 5 s at 21 shots, <= 20 s at 200 · <= 25 ms per task run · "
+          f"peak RSS <= 400 MB at 200 shots · results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
