@@ -12,9 +12,10 @@ from the storyboard and the same latencies:
 Each episode size runs in its own process (its peak RSS is that render's): the render flow is called in-process
 and timed from the call to its report, so Python's and Prefect's start-up (2-4 s, the same for any episode) is not
 counted; it is printed apart. For each concurrency: wall, bound, wall / bound and the speed-up over calling the
-provider one call at a time (total work / wall). Then the same episode again, all cached: its wall, and the
-orchestration time per task run (cached wall / task runs). `--quick` (what `make bench` runs): EP1 and the
-200-shot episode at concurrency 10 and 40.
+provider one call at a time (total work / wall), and the CPU the render used (this process and its ffmpeg children;
+divided by the cores, a floor under the wall time no scheduling can beat). Then the same episode again, all
+cached: its wall, and the orchestration time per task run (cached wall / task runs). `--quick` (what `make bench`
+runs): EP1 and the 200-shot episode at concurrency 10 and 40.
 
     .venv/bin/python bench/episode.py [--quick] [--divisor 20] [--out bench/results/episode.json]
 """
@@ -45,6 +46,15 @@ TASKS_PER_SHOT = 7  # render_shot, keyframes, gates, upscale, video, clip, clip-
 # routed, so the run makes exactly the calls the bound counts.
 QC = {"max_regenerations": 0, "reject_below": 0,
       "gate1": {"blur_min_laplacian_var": 0.001, "gutter_max_flat_lines": 10000, "pair_min_hamming": 0}}
+
+
+CORES = os.cpu_count() or 1
+
+
+def cpu_seconds() -> float:
+    """CPU this process and its finished children (ffmpeg) have used: user + system."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def bound(shots: list[dict], concurrency: int, divisor: float) -> tuple[float, float, float]:
@@ -92,14 +102,15 @@ def one_size(shots: int, levels: list[int], divisor: float) -> dict:
     with tempfile.TemporaryDirectory() as scratch_name:
         for concurrency in levels:
             project = prepared(Path(scratch_name), concurrency, board)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), cpu_seconds()
             report = render_episode(str(project), board["episode"])
-            wall = time.perf_counter() - started
+            wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
             critical, work, limit = bound(board["shots"], concurrency, divisor)
             rows.append({"episode": board["episode"], "shots": shots, "concurrency": concurrency, "wall_s": round(wall, 3),
                          "critical_s": round(critical, 3), "work_s": round(work, 3), "bound_s": round(limit, 3),
                          "ratio": round(wall / limit, 3), "speedup": round(work / wall, 2),
-                         "failed": report.shots.failed, "provider_calls": report.provider_calls})
+                         "failed": report.shots.failed, "provider_calls": report.provider_calls,
+                         "cpu_s": round(cpu, 2), "cpu_floor_s": round(cpu / CORES, 2)})
         started = time.perf_counter()
         cached = render_episode(str(project), board["episode"])
         cached_wall = time.perf_counter() - started
@@ -126,7 +137,8 @@ def main() -> None:
         env = os.environ | {"REELFLOW_HOME": home}
         try:
             results = []
-            print(f"{'shots':>5} {'conc':>4} {'wall_s':>8} {'bound_s':>8} {'wall/bound':>10} {'speed-up':>8} {'failed':>6}")
+            print(f"{'shots':>5} {'conc':>4} {'wall_s':>8} {'bound_s':>8} {'wall/bound':>10} {'speed-up':>8} "
+                  f"{'cpu_s':>7} {'cpu/cores':>9} {'failed':>6}")
             for shots in sizes:
                 done = subprocess.run([sys.executable, __file__, "--one", str(shots), "--levels", levels,
                                        "--divisor", str(args.divisor)], capture_output=True, text=True, env=env)
@@ -136,7 +148,8 @@ def main() -> None:
                 results.append(result)
                 for row in result["rows"]:
                     print(f"{shots:>5} {row['concurrency']:>4} {row['wall_s']:>8.2f} {row['bound_s']:>8.2f} "
-                          f"{row['ratio']:>10.2f} {row['speedup']:>8.2f} {row['failed']:>6}", flush=True)
+                          f"{row['ratio']:>10.2f} {row['speedup']:>8.2f} {row['cpu_s']:>7.1f} {row['cpu_floor_s']:>9.2f} "
+                          f"{row['failed']:>6}", flush=True)
                 print(f"{shots:>5} cached re-render {result['cached_s']:.2f} s ({result['cached_calls']} calls), "
                       f"{result['ms_per_task']:.1f} ms per task run, peak RSS {result['peak_rss_mb']:.0f} MB, "
                       f"start-up {result['startup_s']:.1f} s (not counted)", flush=True)

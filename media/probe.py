@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -32,8 +33,36 @@ def probe_image(path: Path) -> MediaInfo:
     return MediaInfo(kind="image", width=width, height=height)
 
 
+_seen: dict[tuple[int, int, int, int], MediaInfo] = {}
+_seen_lock = threading.Lock()
+SEEN_MAX = 8192
+
+
 def probe_video(path: Path) -> MediaInfo:
-    """Size, exact frame count, rate, duration and codec of a video's first video stream."""
+    """Size, exact frame count, rate, duration and codec of a video's first video stream.
+
+    A file is read once per process: the answer is kept by its identity on disk (device, inode, size, modification
+    time), which a rename into the blob store or a hard link to an asset keeps, and any rewrite changes. A shot's
+    video was otherwise read whole six times (checked when made, stored, fitted, checked again, cut).
+    """
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise MediaError(f"cannot read video {path.name}: {error.strerror or error}") from None
+    identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    with _seen_lock:
+        known = _seen.get(identity)
+    if known is not None:
+        return known
+    info = _probe_video(path)
+    with _seen_lock:
+        if len(_seen) >= SEEN_MAX:
+            _seen.clear()
+        _seen[identity] = info
+    return info
+
+
+def _probe_video(path: Path) -> MediaInfo:
     stderr = run_ffmpeg(
         ["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"], what=f"probing {path.name}"
     )

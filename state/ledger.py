@@ -150,7 +150,7 @@ class Ticket:
         # Deferred: a completion waits to be written in the transaction that indexes its output (`commit`), so a crash
         # between the two leaves the request pending (polled by the next run) rather than paid with nothing to show.
         self.deferred = deferred
-        self._completion: tuple[str, str, float] | None = None
+        self._completion: tuple[str, str, float, float] | None = None
 
     def resume(self, endpoint: str) -> str | None:
         """The id of a request for this key and endpoint that is still pending: poll it, do not submit.
@@ -187,16 +187,17 @@ class Ticket:
             self._settle_in(sql, status, endpoint, request_id, cost_usd, detail)
 
     def _settle_in(self, sql: sqlite3.Connection, status: Status, endpoint: str, request_id: str, cost_usd: float,
-                   detail: str) -> None:
+                   detail: str, at: float | None = None) -> None:
+        """Settle in `sql`'s transaction; `at` is when the provider answered (default: now)."""
+        now = time.time() if at is None else at
         updated = sql.execute(
             "UPDATE requests SET status = ?, cost_usd = ?, detail = ?, settled_at = ? "
             "WHERE cache_key = ? AND endpoint = ? AND request_id = ? AND status = 'pending'",
-            (status, round(cost_usd, 6), detail, time.time(), self.key, endpoint, request_id),
+            (status, round(cost_usd, 6), detail, now, self.key, endpoint, request_id),
         ).rowcount
         if not updated:
             # Settled without a submitted row (a provider that settles at once): record it whole.
             charge = self.charge
-            now = time.time()
             sql.execute(
                 "INSERT INTO requests (cache_key, provider, endpoint, request_id, status, price_usd, cost_usd, shadow, "
                 "run, stage, episode, shot, detail, submitted_at, settled_at) "
@@ -208,15 +209,15 @@ class Ticket:
 
     def completed(self, endpoint: str, request_id: str, cost_usd: float) -> None:
         if self.deferred:
-            self._completion = (endpoint, request_id, cost_usd)
+            self._completion = (endpoint, request_id, cost_usd, time.time())
             return
         self._settle("completed", endpoint, request_id, cost_usd, "")
 
     def commit(self, sql: sqlite3.Connection) -> None:
         """Write a deferred completion in the caller's transaction (the one that indexes the output)."""
         if self._completion is not None:
-            endpoint, request_id, cost_usd = self._completion
-            self._settle_in(sql, "completed", endpoint, request_id, cost_usd, "")
+            endpoint, request_id, cost_usd, at = self._completion
+            self._settle_in(sql, "completed", endpoint, request_id, cost_usd, "", at)
             self._completion = None
 
     def flush(self) -> None:
