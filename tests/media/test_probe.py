@@ -72,3 +72,20 @@ def test_check_video_rejects_wrong_count_or_size(make_video: MakeVideo) -> None:
         check_video(path, frames=7, size=(64, 112))
     with pytest.raises(MediaError):
         check_video(path, frames=6, size=(112, 64))
+
+
+def test_a_video_is_read_once_per_process_until_it_changes(make_video: MakeVideo, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from reelflow.media import probe as probing
+
+    path = make_video("once.mp4", 9, (64, 112))
+    reads: list[Path] = []
+    real = probing._probe_video
+    monkeypatch.setattr(probing, "_probe_video", lambda p: reads.append(p) or real(p))
+    first = probe_video(path)
+    moved = tmp_path / "store" / "blob.mp4"
+    moved.parent.mkdir()
+    path.rename(moved)  # into the blob store: the same file
+    assert probe_video(moved) == first and len(reads) == 1
+    make_video("once.mp4", 5, (64, 112)).replace(moved)  # another file in its place
+    assert probe_video(moved).frames == 5 and len(reads) == 2

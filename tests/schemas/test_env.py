@@ -1,6 +1,6 @@
 import pytest
 
-from reelflow.schemas.env import env_number
+from reelflow.schemas.env import env_number, scaled_sizes
 from reelflow.schemas.errors import ContractError
 
 
@@ -14,3 +14,16 @@ def test_env_number(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("REELFLOW_TEST_N", bad)
         with pytest.raises(ContractError, match="^REELFLOW_TEST_N: "):
             env_number("REELFLOW_TEST_N", 1.0)
+
+
+def test_frame_scale_shrinks_sizes_for_benchmarks_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes = {"9:16": (768, 1344), "16:9": (1344, 768)}
+    monkeypatch.delenv("REELFLOW_FRAME_SCALE", raising=False)
+    assert scaled_sizes(sizes) == sizes, "unset: the product's sizes"
+    monkeypatch.setenv("REELFLOW_FRAME_SCALE", "0.125")
+    assert scaled_sizes(sizes) == {"9:16": (96, 168), "16:9": (168, 96)}
+    monkeypatch.setenv("REELFLOW_FRAME_SCALE", "0.001")
+    assert scaled_sizes(sizes) == {"9:16": (16, 16), "16:9": (16, 16)}, "even, and at least 16 px"
+    monkeypatch.setenv("REELFLOW_FRAME_SCALE", "2")
+    with pytest.raises(ContractError, match="^REELFLOW_FRAME_SCALE: 2.0 must be at most 1$"):
+        scaled_sizes(sizes)

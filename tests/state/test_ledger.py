@@ -203,3 +203,14 @@ def test_a_process_killed_while_writing_leaves_every_committed_row_for_the_next(
     assert len(Ledger.at(state_dir).rows()) == len(rows) + 1
     with sqlite3.connect(state_dir / FILE_NAME) as check:
         assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_only_paid_rows_wait_for_the_disk(state_dir: Path) -> None:
+    """A paid request's rows are synced to disk before the call waits; the local provider's shadow rows are not
+    (a power cut loses at most work that costs nothing to make again)."""
+    ledger = Ledger.at(state_dir)
+    levels = []
+    for shadow in (True, False):
+        ledger.ticket(f"k{shadow}", "fal", Charge(run="r", price_usd=0.1, shadow=shadow)).submitted(FLUX, f"q{shadow}")
+        levels.append(ledger.db.row("PRAGMA synchronous")[0])
+    assert levels == [1, 2], "NORMAL for the shadow row, FULL for the paid one"
