@@ -6,7 +6,8 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from reelflow.providers.local.latency import LATENCY_VAR, Latency
 from reelflow.schemas.errors import (
@@ -126,27 +127,43 @@ class FaultSchedule:
         """The fixed seconds every call waits (0 with a profile of service times)."""
         return self.timing.fixed
 
-    def before_call(self, key: str, text: str = "", *, request: _Request | None = None) -> None:
-        """Wait the latency (the request's own, with a profile), then raise the fault drawn for this call of `key`.
+    @contextmanager
+    def serving(self, key: str, text: str = "", *, request: _Request | None = None) -> Iterator[None]:
+        """A call: its fault after the whole latency, or its work inside the latency (the rest is waited after), as a
+        service's own compute is part of its response time: drawing at the local provider adds nothing to a call."""
+        started, wait = time.monotonic(), self._wait(request)
+        fault = self._fault(key, text)
+        if fault is not None:
+            self._sleep(wait)
+            raise fault
+        yield
+        self._sleep(wait - (time.monotonic() - started))
 
-        `text` (the request's prompts) is rejected outright when it holds a banned word, as moderation would.
-        """
+    def _wait(self, request: _Request | None) -> float:
+        return self.timing.fixed if request is None else self.timing.seconds(request)
+
+    @staticmethod
+    def _sleep(seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def _fault(self, key: str, text: str) -> ProviderError | None:
+        """The fault drawn for this call of `key` (its attempt counted), or None."""
         with self._lock:
             attempt = self._attempts.get(key, 0)
             self._attempts[key] = attempt + 1
-        wait = self.timing.fixed if request is None else self.timing.seconds(request)
-        if wait > 0:
-            time.sleep(wait)
         request_id = f"local-{key[:16]}"
         words = set(text.lower().replace(",", " ").replace(".", " ").split())
         banned = next((word for word in self.banned if word in words), None)
         if banned is not None:
-            raise ContentRejected(f"local: content rejected by moderation: {banned!r}", provider="local", request_id=request_id)
+            return ContentRejected(f"local: content rejected by moderation: {banned!r}", provider="local",
+                                   request_id=request_id)
         if _uniform(self.seed, key, "reject") < self.rates.get("reject", 0.0):
-            raise ContentRejected(f"local: {_MESSAGES['reject']}", provider="local", request_id=request_id)
+            return ContentRejected(f"local: {_MESSAGES['reject']}", provider="local", request_id=request_id)
         for name, error in TRANSIENT.items():
             if _uniform(self.seed, key, attempt, name) < self.rates.get(name, 0.0):
-                raise error(f"local: {_MESSAGES[name]} (attempt {attempt + 1})", provider="local", request_id=request_id)
+                return error(f"local: {_MESSAGES[name]} (attempt {attempt + 1})", provider="local", request_id=request_id)
+        return None
 
     def off_model(self, key: str) -> bool:
         """Whether the keyframe of this request is drawn without its characters, somewhere else (Gate 2 bait)."""

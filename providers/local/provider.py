@@ -170,8 +170,7 @@ class LocalProvider:
         """Gate 2 offline: the frame holds each character's figure and the location's look, as drawn here."""
         key = self.request_key("judge_image", request)
         cost = shadow_cost(request)
-        with _ledgered(ticket, request.model, key, cost):
-            self.faults.before_call(key, request.prompt, request=request)
+        with _ledgered(ticket, request.model, key, cost), self.faults.serving(key, request.prompt, request=request):
             score, reasons = judge_pixels(load_image(request.image), request.characters, request.location)
         return Verdict(score=round(score, 4), passed=score >= PASS_SCORE, reasons=reasons, cost_usd=cost)
 
@@ -208,8 +207,8 @@ class LocalProvider:
         zip_sha256 = _input_sha256("images_zip", request.images_zip)
         cost = shadow_cost(request)
         files: list[Path] = []
-        with _ledgered(ticket, request.model, key, cost) as request_id:
-            self.faults.before_call(key, request.trigger, request=request)
+        with _ledgered(ticket, request.model, key, cost) as request_id, \
+                self.faults.serving(key, request.trigger, request=request):
             for name, data in placeholder_files(request, zip_sha256):
                 with _written(out / name) as partial:
                     partial.write_bytes(data)
@@ -241,8 +240,7 @@ class LocalProvider:
         key = self.request_key(method, request)
         prompts = " ".join(str(getattr(request, field, None) or "") for field in ("prompt", "negative_prompt"))
         cost = shadow_cost(request)
-        with _ledgered(ticket, request.model, key, cost) as request_id:
-            self.faults.before_call(key, prompts, request=request)
+        with _ledgered(ticket, request.model, key, cost) as request_id, self.faults.serving(key, prompts, request=request):
             with _written(out) as partial:
                 produce(partial)
         return Generation(

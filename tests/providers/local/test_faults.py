@@ -22,10 +22,16 @@ from reelflow.schemas.errors import (
 KEYS = [f"{index:064x}" for index in range(200)]
 
 
+def call(plan: FaultSchedule, key: str, text: str = "") -> None:
+    """One call served by the plan, doing no work of its own."""
+    with plan.serving(key, text):
+        pass
+
+
 def outcome(plan: FaultSchedule, key: str) -> str:
     """The kind of fault one call raised, or "ok"."""
     try:
-        plan.before_call(key)
+        call(plan, key)
     except ProviderError as error:
         return error.kind
     return "ok"
@@ -102,7 +108,7 @@ def test_rate_one_always_raises_that_fault(fault: str, error: type[ProviderError
     for key in KEYS[:50]:
         for _ in range(3):
             with pytest.raises(error) as caught:
-                plan.before_call(key)
+                call(plan, key)
             assert caught.value.provider == "local"
             assert caught.value.request_id == f"local-{key[:16]}"
             assert caught.value.retryable is (fault != "reject")
@@ -168,21 +174,29 @@ def test_attempts_are_counted_safely_across_threads() -> None:
     assert Counter(seen) == expected
 
 
-def test_latency_sleeps_before_every_call_even_one_that_fails() -> None:
+def test_latency_is_waited_by_every_call_even_one_that_fails() -> None:
     plan = FaultSchedule(latency=0.05)
     started = time.monotonic()
-    plan.before_call(KEYS[0])
+    call(plan, KEYS[0])
     assert time.monotonic() - started >= 0.05
     failing = FaultSchedule(latency=0.05, rates={"server_error": 1.0})
     started = time.monotonic()
     with pytest.raises(ServerError):
-        failing.before_call(KEYS[0])
+        call(failing, KEYS[0])
     assert time.monotonic() - started >= 0.05
+
+
+def test_the_calls_own_work_is_part_of_its_latency() -> None:
+    plan = FaultSchedule(latency=0.3)
+    started = time.monotonic()
+    with plan.serving(KEYS[0]):
+        time.sleep(0.2)  # drawing, encoding: a service's compute is inside its response time
+    assert 0.3 <= time.monotonic() - started < 0.45
 
 
 def test_banned_words_reject_prompts_that_hold_them() -> None:
     plan = FaultSchedule.from_env({"REELFLOW_LOCAL_BANNED_WORDS": "Gore, contraband"})
     assert plan.banned == ("gore", "contraband")
-    plan.before_call("k1", "Bo kneels by a crate")
+    call(plan, "k1", "Bo kneels by a crate")
     with pytest.raises(ContentRejected, match="contraband"):
-        plan.before_call("k2", "A crate of Contraband.")
+        call(plan, "k2", "A crate of Contraband.")
