@@ -240,8 +240,10 @@ def concat_list(clips: list[Path], path: Path) -> Path:
 
 
 def episode_concat(clips: list[Path], listing: Path) -> Operation:
+    infos = [probe_video(clip) for clip in clips]  # the cut has them: each clip's blob was probed when it was made
+
     def by_reelflow(out: Path) -> None:
-        concat_videos(clips, out / "out.mp4")
+        concat_videos(clips, out / "out.mp4", infos)
 
     def by_ffmpeg(out: Path) -> None:
         ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(out / "out.mp4"))
