@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from reelflow.schemas.errors import ReelflowError
 from reelflow.state.legacy import import_legacy
 
 FILE_NAME = "state.db"
+T = TypeVar("T")
 BUSY_TIMEOUT_S = 60.0
 
 MIGRATIONS: list[list[str]] = [
@@ -62,6 +64,21 @@ MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _patiently(step: Callable[[], T]) -> T:
+    """`step`, tried again while SQLite answers "locked" or "busy" without waiting (a stale WAL snapshot, a
+    checkpoint or recovery in another process), for up to the busy timeout."""
+    deadline, pause = time.monotonic() + BUSY_TIMEOUT_S, 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as error:
+            text = str(error).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(0.1, pause * 2)
+
+
 class Database:
     """A connection per thread to one state database; `write()` is one immediate transaction."""
 
@@ -80,8 +97,8 @@ class Database:
         connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         # WAL stays set in the file; switching again would take an exclusive lock that other threads' readers refuse
         # at once ("database is locked"), busy timeout or not.
-        if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            connection.execute("PRAGMA journal_mode = WAL")
+        if _patiently(lambda: connection.execute("PRAGMA journal_mode").fetchone()[0]) != "wal":
+            _patiently(lambda: connection.execute("PRAGMA journal_mode = WAL"))
         connection.execute("PRAGMA synchronous = FULL")
         return connection
 
@@ -107,7 +124,7 @@ class Database:
             if getattr(self._local, "synchronous", "FULL") != level:
                 connection.execute(f"PRAGMA synchronous = {level}")
                 self._local.synchronous = level
-            connection.execute("BEGIN IMMEDIATE")
+            _patiently(lambda: connection.execute("BEGIN IMMEDIATE"))
             try:
                 yield connection
             except BaseException:
@@ -116,10 +133,20 @@ class Database:
             connection.execute("COMMIT")
 
     def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        return self.connection.execute(sql, args).fetchall()
+        return _patiently(lambda: self.connection.execute(sql, args).fetchall())
 
     def row(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
-        return self.connection.execute(sql, args).fetchone()
+        """The first row; the statement is closed at once, so no read transaction stays open behind it (a later
+        write on this connection would then be refused at once, busy timeout or not)."""
+
+        def first() -> sqlite3.Row | None:
+            cursor = self.connection.execute(sql, args)
+            try:
+                return cursor.fetchone()
+            finally:
+                cursor.close()
+
+        return _patiently(first)
 
     def meta(self, name: str) -> str | None:
         found = self.row("SELECT value FROM meta WHERE name = ?", (name,))
