@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 from pathlib import Path
 
 from reelflow.media.probe import probe
 from reelflow.schemas.names import AssetName
 from reelflow.state.ledger import LedgerRow
+from reelflow.web.local_server import LocalServer
 
 MANIFEST_FIELDS = ("name", "sha256", "stage", "provider", "model", "params", "seed", "inputs", "cost_usd",
                    "request_id", "seconds")
@@ -54,3 +56,15 @@ def calls_in_flight(rows: list[LedgerRow]) -> int:
         now += step
         most = max(most, now)
     return most
+
+
+def call(server: LocalServer, method: str, path: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request to a page server, with the path sent exactly as given (no normalising of `..`)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable
 from contextlib import suppress
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import Any, cast
+from urllib.parse import unquote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from reelflow.media.phash import dhash
 from reelflow.schemas.characters import Candidate, CandidateManifest
-from reelflow.schemas.errors import ContractError, MediaError, ReelflowError
+from reelflow.schemas.errors import ContractError, MediaError
 from reelflow.state.candidates import candidates_dir, read_candidates, require_candidates, save_selection
-from reelflow.web.dailies_server import HOST, MAX_BODY, BadRequest
+from reelflow.web.local_server import BadRequest, JsonHandler, LocalServer, parse_body
 from reelflow.web.pick_page import pick_html, pick_view
 
 BY = "pick page"
@@ -35,16 +32,13 @@ class SelectionRequest(BaseModel):
 
 
 def parse_selection(body: bytes) -> SelectionRequest:
-    try:
-        return SelectionRequest.model_validate_json(body)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        raise BadRequest(HTTPStatus.BAD_REQUEST, f"{where}: {error['msg']}") from None
+    return parse_body(SelectionRequest, body)
 
 
-class PickServer:
+class PickServer(LocalServer):
     """One character's candidate pick page, served on 127.0.0.1 (port 0: any free port) in the foreground or a thread."""
+
+    name = "pick-server"
 
     def __init__(self, root: Path, character: str, port: int = 0) -> None:
         self.root = root
@@ -53,16 +47,7 @@ class PickServer:
         self.hashes: dict[str, int] = {}  # perceptual hash by the candidate's sha256
         self.hash_lock = threading.Lock()
         self.save_lock = threading.Lock()
-        self.httpd = _HTTPServer((HOST, port), _Handler, self)
-        self.thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}/"
+        super().__init__(port, _Handler)
 
     def manifest(self) -> CandidateManifest:
         """The candidate manifest, read from disk now."""
@@ -112,84 +97,10 @@ class PickServer:
         files = [candidate.file for candidate in manifest.selected()]
         return {"saved": len(files), "files": files}
 
-    def start(self) -> str:
-        """Serve in a background thread; returns the page's URL."""
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="pick-server", daemon=True)
-        self.thread.start()
-        return self.url
 
-    def serve_forever(self) -> None:
-        """Serve in this thread until interrupted (Ctrl-C), then release the port."""
-        try:
-            self.httpd.serve_forever()
-        finally:
-            self.httpd.server_close()
-
-    def stop(self) -> None:
-        """Stop a server started with `start` and release the port."""
-        if self.thread is not None:
-            self.httpd.shutdown()
-            self.thread.join()
-            self.thread = None
-        self.httpd.server_close()
-
-    def __enter__(self) -> PickServer:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], pick: PickServer) -> None:
-        self.pick = pick
-        super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A browser that drops a connection mid-response is no error, and nothing prints."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Requests are not logged: the CLI is the only thing that prints."""
-
-    def do_GET(self) -> None:
-        self.respond(self.get)
-
-    def do_POST(self) -> None:
-        self.respond(self.post)
-
-    def respond(self, route: Callable[[str], None]) -> None:
-        try:
-            self.check_host()
-            route(urlsplit(self.path).path)
-        except ConnectionError:
-            self.close_connection = True
-        except BadRequest as exc:
-            self.send_error_json(str(exc), exc.status)
-        except Exception as exc:
-            line = str(exc).splitlines()[0] if str(exc) else ""
-            self.send_error_json(line if isinstance(exc, ReelflowError) else f"{type(exc).__name__}: {line}")
-
-    def send_error_json(self, message: str, status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR) -> None:
-        """One line of JSON; the connection closes, so a request body left unread cannot be taken for the next request."""
-        self.close_connection = True
-        self.send_json({"error": message}, status)
-
-    def check_host(self) -> None:
-        """Only requests addressed to this server by name: a page elsewhere cannot reach it through DNS rebinding."""
-        port = self.server.pick.port
-        if self.headers.get("Host") not in {f"{HOST}:{port}", f"localhost:{port}"}:
-            raise BadRequest(HTTPStatus.FORBIDDEN, "host: requests must be addressed to 127.0.0.1 or localhost")
-
+class _Handler(JsonHandler):
     def get(self, path: str) -> None:
-        pick = self.server.pick
+        pick = cast(PickServer, self.server.app)
         if path == "/":
             self.send_body(pick.page().encode(), "text/html; charset=utf-8")
         elif path == "/api/candidates":
@@ -202,22 +113,4 @@ class _Handler(BaseHTTPRequestHandler):
     def post(self, path: str) -> None:
         if path != "/api/selection":
             raise BadRequest(HTTPStatus.NOT_FOUND, f"not found: {path}")
-        if self.headers.get_content_type() != "application/json":
-            raise BadRequest(HTTPStatus.BAD_REQUEST, "Content-Type must be application/json")
-        length = self.headers.get("Content-Length", "")
-        if not length.isdigit() or not 0 < int(length) <= MAX_BODY:
-            raise BadRequest(HTTPStatus.BAD_REQUEST, f"body: a JSON object of at most {MAX_BODY} bytes is required")
-        self.send_json(self.server.pick.select(parse_selection(self.rfile.read(int(length)))))
-
-    def send_json(self, data: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
-        self.send_body(json.dumps(data).encode(), "application/json", status)
-
-    def send_body(self, body: bytes, content_type: str, status: HTTPStatus = HTTPStatus.OK, cache: str = "no-store") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", cache)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(cast(PickServer, self.server.app).select(parse_selection(self.json_body())))

@@ -21,6 +21,7 @@ from reelflow.state.dailies import changing_dailies, now
 from reelflow.web.dailies_page import dailies_html, script_json
 from reelflow.web.dailies_server import DailiesServer, byte_range
 
+from checks import call
 from conftest import REELFLOW, run_cli
 from projects import dailies_path, saved, storyboard, write_project
 
@@ -65,18 +66,6 @@ def project(tmp_path: Path) -> Path:
         dailies.shot(4).rendered(1, "pass", at=now())
         dailies.shot(4).rendered(2, "pass", at=now())
     return root
-
-
-def call(server: DailiesServer, method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """One request with the path sent exactly as given (no normalising of `..`)."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
 
 
 def post(server: DailiesServer, body: object) -> tuple[int, dict]:

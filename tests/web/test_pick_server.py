@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from reelflow.state.candidates import candidates_dir, manifest_path
 from reelflow.web.pick_server import PickServer
 
 from candidates_fixture import HOSTILE, TWINS, make_candidates
+from checks import call
 
 JSON = {"Content-Type": "application/json"}
 
@@ -38,18 +38,6 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PickServer]:
     make_candidates(root)
     with PickServer(root, "JINX") as pick:
         yield pick
-
-
-def call(server: PickServer, method: str, path: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """One request with the path sent exactly as given (no normalising of `..`)."""
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
 
 
 def read_selected(server: PickServer) -> list[str]:

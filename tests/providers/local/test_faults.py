@@ -22,10 +22,10 @@ from reelflow.schemas.errors import (
 KEYS = [f"{index:064x}" for index in range(200)]
 
 
-def call(plan: FaultSchedule, key: str, text: str = "") -> None:
-    """One call served by the plan, doing no work of its own."""
+def call(plan: FaultSchedule, key: str, text: str = "") -> bool:
+    """One call served by the plan, doing no work of its own; True once its work could run (no fault)."""
     with plan.serving(key, text):
-        pass
+        return True
 
 
 def outcome(plan: FaultSchedule, key: str) -> str:
