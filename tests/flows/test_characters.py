@@ -69,31 +69,31 @@ def test_candidates_pick_train_and_render_with_the_lora(project: Path) -> None:
     first = run_cli("render", str(project), "--episode", "1", "--json")
     assert first.code == 0, first.stderr
 
-    made = run_cli("candidates", str(project), "ANA", "--json")
+    made = run_cli("candidates", str(project), "ANA", "--count", "16", "--json")
     assert made.code == 0, made.stderr
     report = made.json()
     folder = project / "visual" / "lora_candidates" / "ANA"
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert report["made"] == 24 and len(manifest["candidates"]) == 24 and report["provider_calls"] == 72
+    assert report["made"] == 16 and len(manifest["candidates"]) == 16 and report["provider_calls"] == 48
     assert report["charged_usd"] == 0 and report["shadow_usd"] > 0
     for candidate in manifest["candidates"]:
         assert (folder / candidate["file"]).is_file() and candidate["caption"].startswith("A photograph of ana_tst")
         assert [step["step"] for step in candidate["lineage"]] == ["angle", "edit", "upscale"]
         assert len(candidate["keystones"]) == 3 and candidate["keystones"][0] == "ana_front.png"
     assert len({c["location"] for c in manifest["candidates"]}) == 5
-    again = run_cli("candidates", str(project), "ANA", "--json").json()
-    assert again["cached"] == 24 and again["provider_calls"] == 0, "a re-run pays nothing"
+    again = run_cli("candidates", str(project), "ANA", "--count", "16", "--json").json()
+    assert again["cached"] == 16 and again["provider_calls"] == 0, "a re-run pays nothing"
 
     files = [candidate["file"] for candidate in manifest["candidates"]]
-    six, eighteen = project / "six.txt", project / "eighteen.txt"
+    six, fifteen = project / "six.txt", project / "fifteen.txt"
     six.write_text("\n".join(files[:6]) + "\n")
     refused = run_cli("pick", str(project), "ANA", "--select", str(six))
     assert refused.code == 2 and refused.stderr.strip() == \
         f"error: {six}: 6 images selected; a LoRA dataset needs 15-25"
     assert json.loads((folder / "manifest.json").read_text()) == manifest, "nothing written"
-    eighteen.write_text("\n".join(files[:18]) + "\n")
-    picked = run_cli("pick", str(project), "ANA", "--select", str(eighteen), "--json")
-    assert picked.code == 0 and picked.json()["count"] == 18, picked.stderr
+    fifteen.write_text("\n".join(files[:15]) + "\n")
+    picked = run_cli("pick", str(project), "ANA", "--select", str(fifteen), "--json")
+    assert picked.code == 0 and picked.json()["count"] == 15, picked.stderr
 
     trained = run_cli("train", str(project), "ANA", "--type", "flux2", "--json")
     assert trained.code == 0, trained.stderr

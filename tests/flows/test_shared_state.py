@@ -89,17 +89,22 @@ def _finish(process: subprocess.Popen[str]) -> tuple[int, dict, str]:
 
 def test_two_processes_share_the_project_budget(tmp_path: Path) -> None:
     one_episode = 0.6741  # what TWO_SHOTS cost at the local provider's shadow prices
-    root = _two_episodes(tmp_path / "proj", PROJECT | {"budget_usd": one_episode})
+    budget = 1.5 * one_episode  # room for one episode alone, never for both
+    root = _two_episodes(tmp_path / "proj", PROJECT | {"budget_usd": budget})
     latency = {"REELFLOW_LOCAL_LATENCY": "0.2"}
     first, second = _render(root, 1, latency), _render(root, 2, latency)
     results = [_finish(first), _finish(second)]
-    assert ledger(root).spent() <= one_episode + 1e-9
+    assert ledger(root).spent() <= budget + 1e-9
+    # However the two interleave (side by side, or one done before the other starts), not both can finish.
+    stopped = [(report, stderr) for code, report, stderr in results if code != 0]
+    assert stopped, "two episodes rendered on the budget of one and a half"
     for code, report, stderr in results:
-        assert code == 1, stderr
+        assert code in (0, 1), stderr
+        assert report["budget"]["spent_project_usd"] <= budget + 1e-9
+    for report, stderr in stopped:
         budget_lines = [line for line in stderr.splitlines() if line.startswith("error: budget:")]
         assert budget_lines == [f"error: {report['budget']['stopped']}"]
-        assert "the project's budget (budget_usd) $0.67 reached" in budget_lines[0]
-        assert report["budget"]["spent_project_usd"] <= one_episode + 1e-9
+        assert "the project's budget (budget_usd) $1.01 reached" in budget_lines[0]
     assert sum(report["cost_usd"] for _, report, _ in results) == pytest.approx(ledger(root).spent())
 
 
