@@ -64,6 +64,12 @@ def shots_in_flight(folder: ProjectFolder, stages: Iterable[str] = RENDER_STAGES
     return max(1, min(SHOT_WORKERS, 2 * slots))
 
 
+def longest_first(jobs: list[ShotJob]) -> list[ShotJob]:
+    """The jobs in the order to start them: longest chain first, so an episode never waits at its end on a long
+    shot started last (at fal's 40 slots a standard FLF shot started last adds its whole chain to the wall)."""
+    return sorted(jobs, key=lambda job: (job.chain_rank, -job.shot.duration_s))
+
+
 def submit_shots(task: Any, jobs: list[ShotJob], window: int) -> dict[int, PrefectFuture[Any]]:
     """Submit each shot's task as soon as fewer than `window` are running: the rest wait here, holding nothing.
 
@@ -253,7 +259,7 @@ def render_episode(
     run = uuid.uuid4().hex
     jobs = shot_jobs(folder, storyboard, takes, run, max_cost_usd)
     refuse_invalid_requests(folder, episode, jobs)
-    futures = submit_shots(render_shot, jobs, shots_in_flight(folder))
+    futures = submit_shots(render_shot, longest_first(jobs), shots_in_flight(folder))
     outcomes: dict[int, ShotOutcome] = {}
     failures: dict[int, ShotFailed] = {}
     for job in jobs:

@@ -6,19 +6,24 @@ and a freed slot is taken within one short poll. Prefect's global concurrency li
 (`bench/limits.py`: 12 calls of 0.2 s under a limit of 2 take 3-6 s there, 1.24 s here): a waiter sleeps the
 server's Retry-After estimate (from a 2 s default occupancy, with jitter) instead of being woken when a slot
 frees, one request per process asks at a time, and a SQLite-backed server's lock contention adds 2 s retries.
-The slot files need no server and hold for every process that renders the project. Within one process a
-semaphore of the same size comes first: threads past the limit sleep on it until a call of theirs ends, instead of
-polling the slot files (hundreds of waiting calls would otherwise spend the CPU the render needs).
+The slot files need no server and hold for every process that renders the project. Within one process a gate of
+the same size comes first: threads past the limit sleep on it until a call of theirs ends, instead of polling the
+slot files (hundreds of waiting calls would otherwise spend the CPU the render needs). The gate serves its waiters
+by `priority` (lower first, then in arrival order): a render gives each shot's calls its chain rank, so the calls
+that lead to the longest videos never queue behind short ones and the episode does not end waiting on them.
 """
 
 from __future__ import annotations
 
 import fcntl
+import heapq
+import itertools
 import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 DEFAULT_LIMITS: dict[str, int] = {"local": 4, "fal": 8, "gemini": 4, "runpod": 1}
@@ -30,14 +35,62 @@ def limit_for(provider: str, limits: dict[str, int]) -> int:
     return limits.get(provider, DEFAULT_LIMITS.get(provider, 4))
 
 
-_gates: dict[tuple[str, str, int], threading.Semaphore] = {}
+priority: ContextVar[int] = ContextVar("call_priority", default=0)  # lower is served first
+
+
+class Gate:
+    """At most `limit` holders at once in this process; a freed place goes straight to the waiter with the lowest
+    priority (then the earliest), woken alone: hundreds of waiters cost nothing while they wait."""
+
+    def __init__(self, limit: int) -> None:
+        self._lock = threading.Lock()
+        self._free = limit
+        self._waiting: list[tuple[int, int, threading.Event]] = []
+        self._arrival = itertools.count()
+
+    @contextmanager
+    def held(self, rank: int) -> Iterator[None]:
+        self._acquire(rank)
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _acquire(self, rank: int) -> None:
+        with self._lock:
+            if self._free:
+                self._free -= 1
+                return
+            entry = (rank, next(self._arrival), threading.Event())
+            heapq.heappush(self._waiting, entry)
+        try:
+            entry[2].wait()
+        except BaseException:
+            with self._lock:
+                handed = entry[2].is_set()
+                if not handed:
+                    self._waiting.remove(entry)
+                    heapq.heapify(self._waiting)
+            if handed:
+                self._release()  # the place came with the interruption: pass it on
+            raise
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                heapq.heappop(self._waiting)[2].set()
+            else:
+                self._free += 1
+
+
+_gates: dict[tuple[str, str, int], Gate] = {}
 _gates_guard = threading.Lock()
 
 
-def _gate(folder: Path, provider: str, limit: int) -> threading.Semaphore:
-    """This process's semaphore for the provider's slots in one project."""
+def _gate(folder: Path, provider: str, limit: int) -> Gate:
+    """This process's gate for the provider's slots in one project."""
     with _gates_guard:
-        return _gates.setdefault((str(folder.resolve()), provider, limit), threading.Semaphore(limit))
+        return _gates.setdefault((str(folder.resolve()), provider, limit), Gate(limit))
 
 
 def _try_take(folder: Path, provider: str, limit: int) -> int | None:
@@ -59,7 +112,7 @@ def provider_slot(state_dir: Path, provider: str, limits: dict[str, int]) -> Ite
     folder = state_dir / "limits"
     folder.mkdir(parents=True, exist_ok=True)
     limit = limit_for(provider, limits)
-    with _gate(folder, provider, limit):
+    with _gate(folder, provider, limit).held(priority.get()):
         wait = POLL_S
         while (fd := _try_take(folder, provider, limit)) is None:
             time.sleep(wait)

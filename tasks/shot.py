@@ -20,6 +20,7 @@ from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.qc import Route
 from reelflow.state.budget import BudgetExceeded
 from reelflow.state.cache import dry_run, is_planned
+from reelflow.state.limits import priority
 from reelflow.state.progress import StageEvent, emit
 from reelflow.state.store import materialise
 from reelflow.tasks.clip import make_clip
@@ -133,12 +134,15 @@ def render_shot(job: ShotJob) -> ShotOutcome:
         current = stage_task.name
         return stage_task(*(quote(arg) for arg in args))  # passed as they are: Prefect need not walk the job
 
+    ranked = priority.set(job.chain_rank)  # this shot's calls wait for a provider slot in its chain's rank
     try:
         results = shot_stages(job, run, tries, checks)
     except Exception as exc:
         reason = _one_line(exc)
         emit(StageEvent(job.run, job.shot.shot, current, "failed", detail=reason))
         raise ShotFailed(job.shot.shot, current, reason, tries, isinstance(exc, BudgetExceeded), checks) from exc
+    finally:
+        priority.reset(ranked)
     entries = [entry for result in results for entry in result.entries]
     for entry in entries:
         if entry.name is not None:

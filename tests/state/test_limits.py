@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reelflow.state.limits import DEFAULT_LIMITS, limit_for, provider_slot
+from reelflow.state.limits import DEFAULT_LIMITS, Gate, limit_for, priority, provider_slot
 
 LIMITS = {"local": 2}
 
@@ -125,3 +125,77 @@ def test_a_killed_holders_slots_are_freed(state_dir: Path) -> None:
     assert time.monotonic() - killed_at < 1.0
     waiting.join(5)
     assert not waiting.is_alive()
+
+
+def _waiting(gate: Gate) -> int:
+    return len(gate._waiting)
+
+
+def test_a_freed_slot_goes_to_the_most_urgent_waiter_then_the_earliest(state_dir: Path) -> None:
+    served: list[str] = []
+    holding = threading.Event()
+    release = threading.Event()
+
+    def call(name: str, rank: int) -> None:
+        priority.set(rank)
+        with provider_slot(state_dir, "local", {"local": 1}):
+            served.append(name)
+            if name == "first":
+                holding.set()
+                release.wait(10)
+
+    first = threading.Thread(target=call, args=("first", 2))
+    first.start()
+    assert holding.wait(10)
+    from reelflow.state.limits import _gate
+
+    gate = _gate(state_dir / "limits", "local", 1)
+    waiters = []
+    for count, (name, rank) in enumerate([("held-a", 2), ("video", 0), ("held-b", 2), ("triptych", 1)], start=1):
+        waiters.append(threading.Thread(target=call, args=(name, rank)))
+        waiters[-1].start()
+        deadline = time.monotonic() + 10
+        while _waiting(gate) < count:  # queued in this order
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    release.set()
+    for thread in [first, *waiters]:
+        thread.join(10)
+    assert served == ["first", "video", "triptych", "held-a", "held-b"]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted
+
+
+def test_an_interrupted_waiter_gives_its_place_back() -> None:
+    """A waiter stopped while it waits (here by a signal, as Ctrl-C stops a render) leaves the queue."""
+    gate = Gate(1)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with gate.held(0):
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    previous = signal.signal(signal.SIGUSR1, _interrupt)
+    timer = threading.Timer(0.2, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(Interrupted), gate.held(0):
+            pass
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    assert _waiting(gate) == 0
+    release.set()
+    holder.join(10)
+    with gate.held(0):  # the one place came back to the gate, not to the interrupted waiter
+        assert _waiting(gate) == 0
