@@ -43,7 +43,7 @@ test:
 # priority, in the CPU it leaves idle; the media timings run alone.
 bench: install
 	mkdir -p bench/results
-	nice -n 19 $(BIN)/python bench/faults.py --quick > bench/results/faults.txt 2>&1 & faults=$$!; \
+	nice -n 19 $(BIN)/python bench/faults.py --quick --jobs 1 > bench/results/faults.txt 2>&1 & faults=$$!; \
 		$(BIN)/python bench/episode.py --quick; episode=$$?; \
 		wait $$faults; status=$$?; cat bench/results/faults.txt; [ $$episode = 0 ] && [ $$status = 0 ]
 	$(BIN)/python bench/media.py --repeat 1

@@ -11,7 +11,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -37,15 +37,30 @@ RequestBuilder = Callable[[str], _Request]
 T = TypeVar("T")
 
 
+# One pool for every fan-out of the process: its threads are started once and reused (a pool per fan-out started
+# and joined a thread per call, 0.5-1 ms each, more when the cores are busy). Each shot in flight has at most three
+# calls in it at once (Gate 1 beside two judges; the caller runs the last call of a fan-out itself), so the pool
+# never runs out of threads for the shots memory allows (flows/render.py: at most 256).
+FAN_OUT_THREADS = 1024
+_fan_out = ThreadPoolExecutor(max_workers=FAN_OUT_THREADS, thread_name_prefix="reelflow-call")
+
+
 def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
     """Run a shot's independent calls at once (the provider slots still bound them) and return their results in
     order. Each runs in a copy of this context (the task run's logger, a dry run); all end before the first error
-    is raised, so no paid call is left behind unrecorded."""
-    if len(calls) <= 1:
+    is raised, so no paid call is left behind unrecorded. A dry run makes nothing and waits on nothing: one by one."""
+    if len(calls) <= 1 or is_dry_run():
         return [call() for call in calls]
-    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="reelflow-call") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
-    return [future.result() for future in futures]
+    futures = [_fan_out.submit(contextvars.copy_context().run, call) for call in calls[:-1]]
+    try:
+        last = contextvars.copy_context().run(calls[-1])
+    except BaseException:
+        wait(futures)
+        for future in futures:
+            future.result()  # an earlier call's error comes first
+        raise
+    wait(futures)  # every call ends before an error of theirs is raised
+    return [*(future.result() for future in futures), last]
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
