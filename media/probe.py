@@ -1,4 +1,4 @@
-"""Read size, frame count, rate and codec of images (Pillow) and videos (`ffmpeg -i`, no ffprobe)."""
+"""Read size, frame count, rate and codec of images (Pillow) and videos (MP4 boxes, else `ffmpeg -i`; no ffprobe)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from reelflow.media.ffmpeg import run_ffmpeg
+from reelflow.media.mp4 import read_mp4
 from reelflow.schemas.assets import MediaInfo
 from reelflow.schemas.errors import MediaError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".webm"})
+MP4_SUFFIXES = frozenset({".mp4", ".mov"})
 
 _VIDEO_STREAM = re.compile(r"^\s*Stream #0:\d+\S*: Video: (?P<codec>\w+)(?P<rest>.*)$", re.MULTILINE)
 # Hex tags such as "0x31637661" start with 0, so they never match a size.
@@ -63,6 +65,13 @@ def probe_video(path: Path) -> MediaInfo:
 
 
 def _probe_video(path: Path) -> MediaInfo:
+    """From the file's boxes where it is a plain MP4 or MOV (media/mp4.py), else from ffmpeg reading it through."""
+    if path.suffix.lower() in MP4_SUFFIXES and (info := read_mp4(path)) is not None:
+        return info
+    return _ffmpeg_probe(path)
+
+
+def _ffmpeg_probe(path: Path) -> MediaInfo:
     stderr = run_ffmpeg(
         ["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"], what=f"probing {path.name}"
     )
