@@ -46,7 +46,7 @@ bench: install
 	nice -n 19 $(BIN)/python bench/faults.py --quick --jobs 1 > bench/results/faults.txt 2>&1 & faults=$$!; \
 		$(BIN)/python bench/episode.py --quick; episode=$$?; \
 		wait $$faults; status=$$?; cat bench/results/faults.txt; [ $$episode = 0 ] && [ $$status = 0 ]
-	$(BIN)/python bench/media.py --repeat 1
+	$(BIN)/python bench/media.py --repeat 3
 	$(BIN)/python bench/report.py
 
 ui: install

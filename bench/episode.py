@@ -23,7 +23,7 @@ and apart the Prefect server's (recording every task run); their sum over the co
 no scheduling can beat. Then the same episode again, all cached: its wall, and the orchestration time per task run
 (cached wall / task runs). `--quick` (what `make bench` runs): EP1 and the 200-shot episode at concurrency 10 and 40.
 
-    .venv/bin/python bench/episode.py [--quick] [--seconds-per-shot 0.45] [--min-bound 24] [--divisor N]
+    .venv/bin/python bench/episode.py [--quick] [--seconds-per-shot 0.45] [--min-bound 30] [--divisor N]
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="EP1 and 200 shots at concurrency 10 and 40")
     parser.add_argument("--seconds-per-shot", type=float, default=0.45,
                         help="each row's bound: this many seconds per shot (the divisor follows)")
-    parser.add_argument("--min-bound", type=float, default=24.0, help="each row's bound: at least this many seconds")
+    parser.add_argument("--min-bound", type=float, default=30.0, help="each row's bound: at least this many seconds")
     parser.add_argument("--divisor", type=float, help="one divisor for every row instead (seed/N)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "episode.json")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child process: one episode size
