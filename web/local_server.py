@@ -6,6 +6,7 @@ A page server subclasses `LocalServer` (its state and actions) and `JsonHandler`
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -64,7 +65,10 @@ class LocalServer:
         return self.url
 
     def serve_forever(self) -> None:
-        """Serve in this thread until interrupted (Ctrl-C), then release the port."""
+        """Serve in this thread until interrupted (Ctrl-C), then release the port. Ctrl-C stops it even where the
+        process was started with SIGINT ignored (a shell's background job)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             self.httpd.serve_forever()
         finally:

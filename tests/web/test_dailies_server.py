@@ -280,7 +280,11 @@ def test_cli_serves_the_page_until_ctrl_c(project: Path) -> None:
             connection.close()
         finally:
             process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
+        try:
+            out, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError("the server did not stop on Ctrl-C") from None
     assert process.returncode == 0 and "stopped" in out and err == ""
 
 
