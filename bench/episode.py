@@ -102,7 +102,7 @@ def prepared(scratch: Path, concurrency: int, board: dict) -> Path:
 
 def divisor_for(board: dict, concurrency: int, seconds_per_shot: float, min_bound: float) -> float:
     """The divisor that makes this row's bound `seconds_per_shot` × shots (at least `min_bound`) seconds long."""
-    critical, work, seed_bound = bound(board["shots"], concurrency, 1.0)
+    seed_bound = bound(board["shots"], concurrency, 1.0)[2]
     return round(seed_bound / max(min_bound, seconds_per_shot * len(board["shots"])), 3)
 
 

@@ -23,25 +23,31 @@ class _Unreadable(Exception):
     """The file is not one this reader answers for."""
 
 
+def _header(head: bytes, at: int, room: int) -> tuple[bytes, int, int]:
+    """(type, header length, box length) of the box at head[at:], with `room` bytes left for it in its parent."""
+    if len(head) - at < 8:
+        raise _Unreadable
+    length, kind = struct.unpack_from(">I4s", head, at)
+    header = 8
+    if length == 1:
+        if len(head) - at < 16:
+            raise _Unreadable
+        length, header = struct.unpack_from(">Q", head, at + 8)[0], 16
+    elif length == 0:
+        length = room
+    if length < header or length > room:
+        raise _Unreadable  # cut short: ffmpeg says what is left
+    return kind, header, length
+
+
 def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of each box in data[start:end]."""
     end = len(data) if end is None else end
     at = start
-    while at + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, at)
-        header = 8
-        if size == 1:
-            if at + 16 > end:
-                raise _Unreadable
-            size, header = struct.unpack_from(">Q", data, at + 8)[0], 16
-        elif size == 0:
-            size = end - at
-        if size < header or at + size > end:
-            raise _Unreadable
-        yield kind, at + header, at + size
-        at += size
-    if at != end:
-        raise _Unreadable
+    while at < end:
+        kind, header, length = _header(data, at, end - at)
+        yield kind, at + header, at + length
+        at += length
 
 
 def _top_level(path: Path) -> tuple[bytes, int]:
@@ -53,19 +59,7 @@ def _top_level(path: Path) -> tuple[bytes, int]:
         at = 0
         while at < size:
             file.seek(at)
-            head = file.read(16)
-            if len(head) < 8:
-                raise _Unreadable
-            length, kind = struct.unpack_from(">I4s", head)
-            header = 8
-            if length == 1:
-                if len(head) < 16:
-                    raise _Unreadable
-                length, header = struct.unpack_from(">Q", head, 8)[0], 16
-            elif length == 0:
-                length = size - at
-            if length < header or at + length > size:
-                raise _Unreadable  # cut short: ffmpeg says what is left
+            kind, header, length = _header(file.read(16), 0, size - at)
             if kind == b"moof":
                 raise _Unreadable  # fragmented: the frames are not all in one table
             if kind == b"moov":

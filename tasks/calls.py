@@ -11,7 +11,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -52,15 +52,13 @@ def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
     if len(calls) <= 1 or is_dry_run():
         return [call() for call in calls]
     futures = [_fan_out.submit(contextvars.copy_context().run, call) for call in calls[:-1]]
+    last: Future[T] = Future()
     try:
-        last = contextvars.copy_context().run(calls[-1])
-    except BaseException:
-        wait(futures)
-        for future in futures:
-            future.result()  # an earlier call's error comes first
-        raise
-    wait(futures)  # every call ends before an error of theirs is raised
-    return [*(future.result() for future in futures), last]
+        last.set_result(contextvars.copy_context().run(calls[-1]))
+    except BaseException as error:
+        last.set_exception(error)
+    wait(futures)  # every call ends before an error of theirs is raised, the earliest call's first
+    return [future.result() for future in [*futures, last]]
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:

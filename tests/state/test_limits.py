@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reelflow.state.limits import DEFAULT_LIMITS, Gate, limit_for, priority, provider_slot
+from reelflow.state.limits import DEFAULT_LIMITS, Gate, _gate, limit_for, priority, provider_slot
 
 LIMITS = {"local": 2}
 
@@ -147,8 +147,6 @@ def test_a_freed_slot_goes_to_the_most_urgent_waiter_then_the_earliest(state_dir
     first = threading.Thread(target=call, args=("first", 2))
     first.start()
     assert holding.wait(10)
-    from reelflow.state.limits import _gate
-
     gate = _gate(state_dir / "limits", "local", 1)
     waiters = []
     for count, (name, rank) in enumerate([("held-a", 2), ("video", 0), ("held-b", 2), ("triptych", 1)], start=1):
@@ -165,7 +163,7 @@ def test_a_freed_slot_goes_to_the_most_urgent_waiter_then_the_earliest(state_dir
 
 
 class Interrupted(Exception):
-    pass
+    """What the test's signal handler raises in the waiting thread."""
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -189,8 +187,10 @@ def test_an_interrupted_waiter_gives_its_place_back() -> None:
     timer = threading.Timer(0.2, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1))
     try:
         timer.start()
+        entered = []
         with pytest.raises(Interrupted), gate.held(0):
-            pass
+            entered.append(True)
+        assert entered == [], "the interrupted waiter never held the place"
     finally:
         timer.cancel()
         signal.signal(signal.SIGUSR1, previous)
