@@ -48,6 +48,7 @@ def _summary(report: ChangedReport, code: str, asked: bool) -> str:
     flow_run_name=run_name("render-changed"),
     on_running=[tag_run(RENDER_STAGES)],
     log_prints=False,
+    persist_result=True,  # the report outlives a final state the API sends back (a retried proposal)
 )
 def render_changed(
     project: str,

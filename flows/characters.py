@@ -99,6 +99,7 @@ def _spend(folder: ProjectFolder, run: str) -> tuple[int, float, float]:
     on_running=[tag_run(("candidates",))],
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
     log_prints=False,
+    persist_result=True,  # the report outlives a final state the API sends back (a retried proposal)
 )
 def build_character_dataset(
     project: str,
@@ -160,6 +161,7 @@ def build_character_dataset(
     flow_run_name=run_name("train"),
     on_running=[tag_run(("training",))],
     log_prints=False,
+    persist_result=True,  # the report outlives a final state the API sends back (a retried proposal)
 )
 def train_character_lora(
     project: str,

@@ -140,6 +140,7 @@ def pending_episodes(folder: ProjectFolder) -> tuple[list[int], list[int]]:
     flow_run_name=run_name("render-pending"),
     on_running=[tag_run(RENDER_STAGES)],
     log_prints=False,
+    persist_result=True,  # the report outlives a final state the API sends back (a retried proposal)
 )
 def render_pending(project: str, max_cost_usd: float | None = None) -> PendingReport | State:
     """Render, one after another, every episode whose dailies have a pending or retake shot; leave one artifact.

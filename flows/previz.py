@@ -129,6 +129,7 @@ def _summary(report: PrevizReport, title: str, sheet_key: str) -> str:
     on_running=[tag_run(("previz",))],
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
     log_prints=False,
+    persist_result=True,  # the report outlives a final state the API sends back (a retried proposal)
 )
 def previz_episode(project: str, episode: int, shots: list[int] | None = None) -> PrevizReport | State:
     """Make one previz frame per selected shot (all by default), then the manifest and the contact sheet.

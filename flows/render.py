@@ -228,6 +228,7 @@ def cut_problem(stale: list[int], missing: list[int], allow_stale: bool) -> str 
     on_running=[tag_run(RENDER_STAGES)],
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
     log_prints=False,
+    persist_result=True,  # the report outlives a final state the API sends back (a retried proposal)
 )
 def render_episode(
     project: str,

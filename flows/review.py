@@ -52,7 +52,8 @@ def waiting_table(dailies: Dailies) -> str:
     ])
 
 
-@flow(name="review-episode", flow_run_name=run_name("review"), on_running=[tag_run()], log_prints=False)
+@flow(name="review-episode", flow_run_name=run_name("review"), on_running=[tag_run()], log_prints=False,
+      persist_result=True)
 def review_episode(project: str, episode: int, timeout_s: int = 86_400, poll_s: int = 10) -> dict[int, str]:
     """Pause for the director's decisions on the episode's dailies, then record them; returns each shot's status."""
     logger = get_run_logger()

@@ -31,9 +31,16 @@ DEPLOYMENTS = {"render-episode": "cloud", "render-episode-gpu": "gpu", "render-p
 
 
 def call(method: str, url: str, **kwargs: object) -> httpx.Response:
-    """One request to the server; a busy server's 503 is tried again, as Prefect's own client does."""
-    for _ in range(20):
-        response = httpx.request(method, url, **kwargs)  # type: ignore[arg-type]
+    """One request to the server, waiting up to a minute for a busy one; its 503 is tried again, as Prefect's own client
+    does, and so is a timed-out read (a create is never sent twice)."""
+    reading = method == "GET" or url.endswith("/filter")
+    for attempt in range(20):
+        try:
+            response = httpx.request(method, url, timeout=60, **kwargs)  # type: ignore[arg-type]
+        except httpx.TimeoutException:
+            if not reading or attempt == 19:
+                raise
+            continue
         if response.status_code != 503:
             return response
         time.sleep(0.5)

@@ -18,6 +18,7 @@ from prefect.client.schemas.objects import FlowRun
 
 from reelflow.flows.naming import run_tags
 from reelflow.schemas.project import RENDER_STAGES, Project
+from reelflow.schemas.report import RenderReport
 
 from conftest import run_cli
 from projects import PROJECT, write_project
@@ -51,6 +52,9 @@ def test_a_render_run_is_named_and_tagged_by_project_episode_and_provider(tmp_pa
     run = flow_run(match[1])
     assert re.fullmatch(rf"TST-ep001-render-{STAMP}", run.name), run.name
     assert {"project:TST", "episode:1", "provider:local"} <= set(run.tags)
+    # the final state as the API holds it still carries the report (a retried state proposal returns that state)
+    report = run.state.result()
+    assert isinstance(report, RenderReport) and report.shots.rendered == 1 and report.output is None
 
 
 def test_provider_tags_name_every_provider_the_stages_may_call() -> None:
