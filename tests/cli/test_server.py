@@ -97,6 +97,14 @@ def test_the_servers_environment_is_an_allow_list(monkeypatch: pytest.MonkeyPatc
     assert env["PREFECT_UI_URL"] == "http://127.0.0.1:4321"
 
 
+def test_the_server_records_task_runs_in_batches(prefect_api: str) -> None:
+    """A render's task-run events are written 50 at a time, at least every second, not one transaction each."""
+    settings = httpx.get(f"{prefect_api}/admin/settings").json()
+    assert settings["server"]["services"]["task_run_recorder"] == {
+        "enabled": True, "read_batch_size": 50, "batch_size": 50, "flush_interval": 1.0,
+    }
+
+
 @contextmanager
 def prefect_lookalike(settings: dict[str, Any]) -> Iterator[str]:
     """A healthy 'Prefect server' on a free port that answers /api/admin/settings with `settings`; yields its URL."""
