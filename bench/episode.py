@@ -11,7 +11,7 @@ from the storyboard and the same latencies:
 
 The divisor is chosen per row so the provider stays what sets the wall, as it does on the real services: each row's
 bound is `--seconds-per-shot` × shots (at least `--min-bound`), whatever its concurrency. A 200-shot render needs
-about 0.7 CPU s per shot on this machine (reelflow, its ffmpeg children and the Prefect server recording 7 task runs
+about 0.6 CPU s per shot on this machine (reelflow, its ffmpeg children and the Prefect server recording 7 task runs
 per shot), where a real render waits minutes per shot: compressing the latencies further measures the cores, not
 the orchestration (docs/benchmarks.md shows the same rows at one fixed divisor). `--divisor N` fixes it instead.
 
@@ -23,7 +23,7 @@ and apart the Prefect server's (recording every task run); their sum over the co
 no scheduling can beat. Then the same episode again, all cached: its wall, and the orchestration time per task run
 (cached wall / task runs). `--quick` (what `make bench` runs): EP1 and the 200-shot episode at concurrency 10 and 40.
 
-    .venv/bin/python bench/episode.py [--quick] [--seconds-per-shot 0.45] [--min-bound 30] [--divisor N]
+    .venv/bin/python bench/episode.py [--quick] [--seconds-per-shot 0.5] [--min-bound 30] [--divisor N]
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def one_size(shots: int, levels: list[tuple[int, float]]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="EP1 and 200 shots at concurrency 10 and 40")
-    parser.add_argument("--seconds-per-shot", type=float, default=0.45,
+    parser.add_argument("--seconds-per-shot", type=float, default=0.5,
                         help="each row's bound: this many seconds per shot (the divisor follows)")
     parser.add_argument("--min-bound", type=float, default=30.0, help="each row's bound: at least this many seconds")
     parser.add_argument("--divisor", type=float, help="one divisor for every row instead (seed/N)")
