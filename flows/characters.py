@@ -18,7 +18,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from reelflow.flows.naming import run_name, tag_run
+from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.flows.render import SHOT_WORKERS
 from reelflow.providers.registry import get_provider, require_providers
 from reelflow.schemas.characters import (
@@ -98,8 +98,7 @@ def _spend(folder: ProjectFolder, run: str) -> tuple[int, float, float]:
     flow_run_name=run_name("candidates"),
     on_running=[tag_run(("candidates",))],
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
-    log_prints=False,
-    persist_result=True,  # the report outlives a final state the API sends back (a retried proposal)
+    **FLOW_OPTIONS,
 )
 def build_character_dataset(
     project: str,
@@ -160,8 +159,7 @@ def build_character_dataset(
     name="train-character-lora",
     flow_run_name=run_name("train"),
     on_running=[tag_run(("training",))],
-    log_prints=False,
-    persist_result=True,  # the report outlives a final state the API sends back (a retried proposal)
+    **FLOW_OPTIONS,
 )
 def train_character_lora(
     project: str,

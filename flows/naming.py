@@ -3,7 +3,8 @@ and provider.
 
 Every flow takes `project` (its folder) and most take `episode`; the name callable and the `on_running` hook read them
 from the run's parameters, so the CLI and direct calls get the same names and tags. A flow over several episodes
-(render-pending, render-changed) is named and tagged without one: `LEV-render-pending-20261126-020000`.
+(render-pending, render-changed) is named and tagged without one: `LEV-render-pending-20261126-020000`. Every flow
+also shares FLOW_OPTIONS: no print capture, and its report kept as the run's result.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from reelflow.providers.registry import providers_for
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import load_project
 from reelflow.schemas.project import Project
+
+# Every flow's own options. Logs go through Prefect's logger, not print. The report is kept as the run's result (a
+# few KB under PREFECT_HOME/storage), so the final state the server holds carries it too: a busy server answers a
+# retried state proposal with its own copy of the state, and without a stored result that copy has no data.
+FLOW_OPTIONS: dict[str, Any] = {"log_prints": False, "persist_result": True}
 
 
 def _project(parameters: dict[str, Any]) -> Project | None:

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
-from reelflow.flows.naming import run_name, tag_run
+from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.flows.render import render_episode
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import STORYBOARD_FILE, ProjectFolder, load_project, load_storyboard
@@ -139,8 +139,7 @@ def pending_episodes(folder: ProjectFolder) -> tuple[list[int], list[int]]:
     name="render-pending",
     flow_run_name=run_name("render-pending"),
     on_running=[tag_run(RENDER_STAGES)],
-    log_prints=False,
-    persist_result=True,  # the report outlives a final state the API sends back (a retried proposal)
+    **FLOW_OPTIONS,
 )
 def render_pending(project: str, max_cost_usd: float | None = None) -> PendingReport | State:
     """Render, one after another, every episode whose dailies have a pending or retake shot; leave one artifact.

@@ -16,7 +16,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
-from reelflow.flows.naming import run_name, tag_run
+from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.flows.render import SHOT_WORKERS, select_shots, shot_jobs, shots_in_flight, submit_shots
 from reelflow.media.hashing import sha256_file
 from reelflow.providers.registry import require_providers
@@ -128,8 +128,7 @@ def _summary(report: PrevizReport, title: str, sheet_key: str) -> str:
     flow_run_name=run_name("previz"),
     on_running=[tag_run(("previz",))],
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
-    log_prints=False,
-    persist_result=True,  # the report outlives a final state the API sends back (a retried proposal)
+    **FLOW_OPTIONS,
 )
 def previz_episode(project: str, episode: int, shots: list[int] | None = None) -> PrevizReport | State:
     """Make one previz frame per selected shot (all by default), then the manifest and the contact sheet.

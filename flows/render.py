@@ -22,7 +22,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from reelflow.flows.naming import run_name, tag_run
+from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.providers.registry import providers_for, require_providers
 from reelflow.schemas.assets import AssetRef, Manifest
 from reelflow.schemas.dailies import Dailies
@@ -227,8 +227,7 @@ def cut_problem(stale: list[int], missing: list[int], allow_stale: bool) -> str 
     flow_run_name=run_name("render"),
     on_running=[tag_run(RENDER_STAGES)],
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
-    log_prints=False,
-    persist_result=True,  # the report outlives a final state the API sends back (a retried proposal)
+    **FLOW_OPTIONS,
 )
 def render_episode(
     project: str,

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.input import RunInput
 from pydantic import Field
 
-from reelflow.flows.naming import run_name, tag_run
+from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.schemas.dailies import Dailies, DailiesShot, decisions_from
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.state.dailies import apply_seen_decisions, read_dailies
@@ -52,8 +52,7 @@ def waiting_table(dailies: Dailies) -> str:
     ])
 
 
-@flow(name="review-episode", flow_run_name=run_name("review"), on_running=[tag_run()], log_prints=False,
-      persist_result=True)
+@flow(name="review-episode", flow_run_name=run_name("review"), on_running=[tag_run()], **FLOW_OPTIONS)
 def review_episode(project: str, episode: int, timeout_s: int = 86_400, poll_s: int = 10) -> dict[int, str]:
     """Pause for the director's decisions on the episode's dailies, then record them; returns each shot's status."""
     logger = get_run_logger()
