@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from reelflow.media.probe import probe
 from reelflow.schemas.assets import AssetRef, InputRef, MediaInfo, Provenance
-from reelflow.schemas.errors import ContentRejected
+from reelflow.schemas.errors import ContentRejected, ReelflowError
 from reelflow.schemas.requests import Generation
 from reelflow.state.store import AssetStore, CacheRecord, StoredFile
 
@@ -75,6 +75,7 @@ class DryRun:
     cost_by_stage: dict[str, float] = field(default_factory=dict)
     calls_by_stage: dict[str, int] = field(default_factory=dict)
     lookups: bool = True  # False: every operation stands in as planned (a walk that only builds requests)
+    to_first_miss: bool = False  # True: the first operation not in the cache ends the walk (NotCached)
 
     def add(self, stage: str, cost_usd: float, calls: int) -> None:
         self.cost_by_stage[stage] = round(self.cost_by_stage.get(stage, 0.0) + cost_usd, 6)
@@ -90,12 +91,13 @@ PLANNED_MEDIA = MediaInfo(kind="image", width=0, height=0)
 
 
 @contextmanager
-def dry_run(*, lookups: bool = True) -> Iterator[DryRun]:
+def dry_run(*, lookups: bool = True, to_first_miss: bool = False) -> Iterator[DryRun]:
     """Within this block run_cached makes nothing: misses are priced into the dry run and stand in as planned files.
 
     Without `lookups` the cache is not read at all: every operation is planned, so the walk only builds requests.
+    With `to_first_miss` a miss raises NotCached instead: the walk asks only whether everything is in the cache.
     """
-    run = DryRun(lookups=lookups)
+    run = DryRun(lookups=lookups, to_first_miss=to_first_miss)
     token = _dry_run.set(run)
     try:
         yield run
@@ -126,6 +128,10 @@ def _planned(operation: Operation, plan: DryRun, price: float, outputs: int) -> 
     return Outcome(files, provenance, provider_calls=calls, cost_usd=price)
 
 
+class NotCached(ReelflowError):
+    """A walk `dry_run(to_first_miss=True)` met an operation that is not in the cache."""
+
+
 class Settlement(Protocol):
     """A provider call's ledger entry whose completion is written with the cache entry of its output."""
 
@@ -153,6 +159,9 @@ def run_cached(
     plan = _dry_run.get()
     if plan is not None and not plan.lookups:
         return _planned(operation, plan, price, outputs)
+    record = store.lookup(key)  # a hit needs no lock: records are indexed only once their blobs are stored
+    if record is not None:
+        return Outcome(_refs(store, record), record.provenance, provider_calls=0, cost_usd=0.0)
     with store.lock(key):
         record = store.lookup(key)
         if record is not None:
@@ -161,6 +170,8 @@ def run_cached(
         if rejection is not None:
             raise ContentRejected(f"{rejection} (recorded earlier; not submitted again)", provider=operation.provider)
         if plan is not None:
+            if plan.to_first_miss:
+                raise NotCached(f"{operation.stage} is not in the cache")
             return _planned(operation, plan, price, outputs)
         started = time.monotonic()
         with store.scratch_dir() as scratch:

@@ -174,7 +174,12 @@ class Database:
 
 def database(state_dir: Path) -> Database:
     """The state database of the project whose state folder is `state_dir` (one object per process)."""
-    return _open(state_dir.resolve())
+    return _open(_resolved(state_dir) if state_dir.is_absolute() else state_dir.resolve())
+
+
+@cache
+def _resolved(state_dir: Path) -> Path:
+    return state_dir.resolve()
 
 
 @cache

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from reelflow.media.hashing import sha256_file
+from reelflow.media.hashing import sha256_file, sha256_unchanged
 from reelflow.schemas.assets import MediaInfo, Provenance
 from reelflow.state.db import Database, database
 
@@ -54,15 +54,15 @@ class AssetStore:
         return self.blobs / sha256[:2] / f"{sha256}.{ext}"
 
     def is_intact(self, stored: StoredFile) -> bool:
-        """The blob exists and still hashes to what was recorded."""
+        """The blob exists and still hashes to what was recorded (read once per process while it is unchanged)."""
         path = self.blob_path(stored.sha256, stored.ext)
-        return path.is_file() and sha256_file(path) == stored.sha256
+        return path.is_file() and sha256_unchanged(path) == stored.sha256
 
     def put(self, source: Path) -> tuple[str, Path]:
         """Move a finished file into the store, read-only (assets may share its bytes); returns its sha256 and path."""
         sha = sha256_file(source)
         target = self.blob_path(sha, source.suffix.lstrip(".").lower())
-        if target.is_file() and sha256_file(target) == sha:
+        if target.is_file() and sha256_unchanged(target) == sha:
             source.unlink()
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ def materialise(blob: Path, sha256: str, target: Path) -> None:
     new blob here. Tools that save by writing a new file and renaming it leave the blob alone. Root ignores the
     read-only bit.
     """
-    if target.is_file() and (_same_file(blob, target) or sha256_file(target) == sha256):
+    if target.is_file() and (_same_file(blob, target) or sha256_unchanged(target) == sha256):
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")

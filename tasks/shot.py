@@ -19,7 +19,7 @@ from reelflow.schemas.dailies import ClipCheck, KeyframeTry
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.qc import Route
 from reelflow.state.budget import BudgetExceeded
-from reelflow.state.cache import dry_run, is_planned
+from reelflow.state.cache import dry_run
 from reelflow.state.limits import priority
 from reelflow.state.progress import StageEvent, emit
 from reelflow.state.store import materialise
@@ -124,14 +124,21 @@ def shot_stages(job: ShotJob, run: Callable[..., Any], tries: list[KeyframeTry],
 
 @task(name="shot", task_run_name="{job.label}", **NOT_CACHED)
 def render_shot(job: ShotJob) -> ShotOutcome:
-    """Run the shot's stages as tasks; publish its named assets only once all succeeded."""
+    """Run the shot's stages as tasks; publish its named assets only once all succeeded.
+
+    A shot whose every stage is already in the cache reads them back without a task run each, as Prefect's own cache
+    skips a task's body: a re-render of an unchanged episode costs one task run per shot, not seven.
+    """
     current = "keyframes"
     tries: list[KeyframeTry] = []
     checks: list[ClipCheck] = []
+    cached = current_clip(job) is not None
 
     def run(stage_task: Task[..., Any], *args: Any) -> Any:
         nonlocal current
         current = stage_task.name
+        if cached:
+            return stage_task.fn(*args)
         return stage_task(*(quote(arg) for arg in args))  # passed as they are: Prefect need not walk the job
 
     ranked = priority.set(job.chain_rank)  # this shot's calls wait for a provider slot in its chain's rank
@@ -167,12 +174,12 @@ def request_problems(jobs: list[ShotJob]) -> list[str]:
 
 def current_clip(job: ShotJob) -> AssetRef | None:
     """The shot's clip as its current storyboard makes it, if every stage of it is in the cache; nothing is made."""
-    with dry_run():
+    with dry_run(to_first_miss=True):
         try:
             clip = shot_stages(job, lambda stage_task, *args: stage_task.fn(*args), [], [])[-1].assets["clip"]
         except ReelflowError:
             return None
-    return None if is_planned(clip) else clip
+    return clip
 
 
 def price_shot(job: ShotJob) -> None:

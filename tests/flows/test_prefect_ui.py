@@ -48,6 +48,19 @@ def test_render_is_visible_in_the_prefect_ui(prefect_api: str, tmp_path: Path) -
     artifacts = httpx.post(f"{prefect_api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["tst-ep001-render"]}}}).json()
     assert any("| 2 | T01 | standard_flf | rendered | pass |" in artifact["data"] for artifact in artifacts)
 
+    # Again, unchanged: every stage is in the cache, so each shot is one task run that reads them back.
+    again = run_cli("render", str(root), "--episode", "1", "--shots", "2,4")
+    assert again.code == 0, again.stderr
+    rerun = re.search(r"/runs/flow-run/([0-9a-f-]{36})", again.stdout)
+    assert rerun, again.stdout
+    assert _task_run_names(prefect_api, rerun[1], 2) == [f"ep001-S{n:02d}" for n in (2, 4)]
+    time.sleep(2)  # the server records task runs in batches, at least once a second: nothing more arrives
+    assert _task_run_names(prefect_api, rerun[1], 2) == [f"ep001-S{n:02d}" for n in (2, 4)]
+    artifacts = httpx.post(f"{prefect_api}/artifacts/filter",
+                           json={"artifacts": {"flow_run_id": {"any_": [rerun[1]]}}}).json()
+    report = [artifact["data"] for artifact in artifacts if artifact["key"] == "tst-ep001-render"]
+    assert len(report) == 1 and "| 2 | T01 | standard_flf | cached | pass |" in report[0]
+
 
 def test_failed_shots_fail_the_flow_run(prefect_api: str, tmp_path: Path) -> None:
     root = write_project(tmp_path / "proj")
