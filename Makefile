@@ -42,12 +42,7 @@ test:
 # The fault scenarios check bytes and payments, not speed: they run beside the episode benchmark at the lowest CPU
 # priority, in the CPU it leaves idle; the media timings run alone.
 bench: install
-	mkdir -p bench/results
-	nice -n 19 $(BIN)/python bench/faults.py --quick --jobs 1 > bench/results/faults.txt 2>&1 & faults=$$!; \
-		$(BIN)/python bench/episode.py --quick; episode=$$?; \
-		wait $$faults; status=$$?; cat bench/results/faults.txt; [ $$episode = 0 ] && [ $$status = 0 ]
-	$(BIN)/python bench/media.py --repeat 3
-	$(BIN)/python bench/report.py
+	$(BIN)/python bench/quick.py
 
 ui: install
 	$(BIN)/reelflow server start

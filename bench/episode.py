@@ -20,10 +20,13 @@ and timed from the call to its report, so Python's and Prefect's start-up (2-4 s
 counted; it is printed apart. For each concurrency: wall, bound, wall / bound and the speed-up over calling the
 provider one call at a time (total work / wall), and the CPU the render used: this process and its ffmpeg children,
 and apart the Prefect server's (recording every task run); their sum over the cores is a floor under the wall time
-no scheduling can beat. Then the same episode again, all cached: its wall, and the orchestration time per task run
-(cached wall / task runs). `--quick` (what `make bench` runs): EP1 and the 200-shot episode at concurrency 10 and 40.
+no scheduling can beat. Then the same episode again, all cached: its wall and the task runs the server holds for it
+(one per shot: a shot whose every stage is cached reads them back without a task run each). Last, the orchestration
+per task run: the stages of the first 21 shots, all cached, walked once as Prefect task runs (as a render runs them)
+and once as plain calls; the difference over the stages. `--quick` (what `make bench` runs): EP1 and the 200-shot
+episode at concurrency 10 and 40.
 
-    .venv/bin/python bench/episode.py [--quick] [--seconds-per-shot 0.5] [--min-bound 30] [--divisor N]
+    .venv/bin/python bench/episode.py [--quick] [--seconds-per-shot 0.5] [--min-bound 30] [--divisor N] [--home DIR]
 """
 
 from __future__ import annotations
@@ -47,7 +50,6 @@ SHAPES: dict[str, tuple[float, float]] = {
     "held_frame_push": (9 + 2 + 10, 9 + 2 + 10),
     "held_frame_static": (9 + 2 + 10, 9 + 2 + 10),
 }
-TASKS_PER_SHOT = 7  # render_shot, keyframes, gates, upscale, video, clip, clip-qc
 # Pictures an eighth of the size are too small for the production checks to judge: every try is taken once and
 # routed, so the run makes exactly the calls the bound counts.
 QC = {"max_regenerations": 0, "reject_below": 0,
@@ -55,6 +57,7 @@ QC = {"max_regenerations": 0, "reject_below": 0,
 
 
 CORES = os.cpu_count() or 1
+ORCHESTRATION_SAMPLE = 21  # shots whose stages are timed as task runs against plain calls
 
 
 def cpu_seconds() -> float:
@@ -70,6 +73,62 @@ def process_cpu(pid: int | None) -> float:
     except (OSError, TypeError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def task_runs(api: str, flow_run_id: str) -> int:
+    """Task runs the server holds for a flow run, read until two reads 1.5 s apart agree (it records in batches)."""
+    import httpx
+
+    counted, deadline = -1, time.monotonic() + 30
+    while time.monotonic() < deadline:
+        response = httpx.post(f"{api}/task_runs/count", json={"flow_runs": {"id": {"any_": [flow_run_id]}}}, timeout=30)
+        response.raise_for_status()
+        if (now := int(response.json())) == counted:
+            break
+        counted = now
+        time.sleep(1.5)
+    return counted
+
+
+def orchestration(project: Path, episode: int, sample: int) -> tuple[int, float]:
+    """(task runs, ms per task run): the first `sample` shots' stages, all cached, walked once as Prefect task runs
+    and once as plain calls; the difference is what running a stage as a task costs (a render runs each so)."""
+    from prefect import flow
+    from prefect.utilities.annotations import quote
+
+    from reelflow.flows.render import shot_jobs
+    from reelflow.schemas.load import load_project, load_storyboard
+    from reelflow.state.dailies import read_dailies
+    from reelflow.tasks.shot import shot_stages
+
+    folder = load_project(str(project))
+    board = load_storyboard(folder, episode)
+    takes = read_dailies(folder, board).takes_to_render([shot.shot for shot in board.shots[:sample]])[0]
+    jobs = shot_jobs(folder, board, takes, "bench")
+    stages = 0
+
+    def as_task(stage_task, *args):
+        nonlocal stages
+        stages += 1
+        return stage_task(*(quote(arg) for arg in args))
+
+    @flow(name="bench-stages-as-tasks", log_prints=False)
+    def walk_as_tasks() -> None:
+        for job in jobs:
+            shot_stages(job, as_task, [], [])
+
+    def walk_plain() -> float:
+        started = time.perf_counter()
+        for job in jobs:
+            shot_stages(job, lambda stage_task, *args: stage_task.fn(*args), [], [])
+        return time.perf_counter() - started
+
+    plain = walk_plain()
+    started = time.perf_counter()
+    walk_as_tasks()
+    tasks = time.perf_counter() - started
+    plain = (plain + walk_plain()) / 2
+    return stages, (tasks - plain) / stages * 1000
 
 
 def bound(shots: list[dict], concurrency: int, divisor: float) -> tuple[float, float, float]:
@@ -113,7 +172,7 @@ def one_size(shots: int, levels: list[tuple[int, float]]) -> dict:
                    "PREFECT_LOGGING_TO_API_ENABLED": "false", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
     from reelflow.cli.server import connect, running_server
 
-    connect()  # before Prefect loads: its settings (the server's address) are read once, at import
+    api = connect()  # before Prefect loads: its settings (the server's address) are read once, at import
     from reelflow.flows.render import render_episode
     from reelflow.providers.registry import get_provider
 
@@ -140,12 +199,14 @@ def one_size(shots: int, levels: list[tuple[int, float]]) -> dict:
                          "cpu_s": round(cpu, 2), "server_cpu_s": round(served, 2),
                          "cpu_floor_s": round((cpu + served) / CORES, 2)})
         started = time.perf_counter()
-        cached = render_episode(str(project), board["episode"])
+        state = render_episode(str(project), board["episode"], return_state=True)
         cached_wall = time.perf_counter() - started
-    task_runs = shots * TASKS_PER_SHOT + 1
+        cached = state.result()
+        runs = task_runs(api, str(state.state_details.flow_run_id))
+        stages, per_task = orchestration(project, board["episode"], ORCHESTRATION_SAMPLE)
     return {"shots": shots, "startup_s": round(startup, 2), "rows": rows, "cached_s": round(cached_wall, 3),
-            "cached_calls": cached.provider_calls, "task_runs": task_runs,
-            "ms_per_task": round(cached_wall / task_runs * 1000, 2),
+            "cached_calls": cached.provider_calls, "task_runs": runs, "stage_task_runs": stages,
+            "ms_per_task": round(per_task, 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
@@ -157,6 +218,8 @@ def main() -> None:
     parser.add_argument("--min-bound", type=float, default=30.0, help="each row's bound: at least this many seconds")
     parser.add_argument("--divisor", type=float, help="one divisor for every row instead (seed/N)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "episode.json")
+    parser.add_argument("--home", type=Path, help="the REELFLOW_HOME whose Prefect server to use, left running "
+                        "(default: a temporary one, its server stopped at the end)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child process: one episode size
     parser.add_argument("--levels", default="", help=argparse.SUPPRESS)  # its concurrency:divisor pairs
     args = parser.parse_args()
@@ -165,7 +228,8 @@ def main() -> None:
         print(json.dumps(one_size(args.one, pairs)))
         return
     sizes, levels = ((21, 200), (10, 40)) if args.quick else ((21, 60, 200), (2, 10, 40))
-    with tempfile.TemporaryDirectory() as home:
+    with tempfile.TemporaryDirectory() as scratch:
+        home = str(args.home or scratch)
         env = os.environ | {"REELFLOW_HOME": home}
         try:
             results = []
@@ -185,12 +249,14 @@ def main() -> None:
                     print(f"{shots:>5} {row['concurrency']:>4} {row['latency']:>12} {row['wall_s']:>8.2f} "
                           f"{row['bound_s']:>8.2f} {row['ratio']:>10.2f} {row['speedup']:>8.2f} {row['cpu_s']:>7.1f} "
                           f"{row['server_cpu_s']:>7.1f} {row['cpu_floor_s']:>9.2f} {row['failed']:>6}", flush=True)
-                print(f"{shots:>5} cached re-render {result['cached_s']:.2f} s ({result['cached_calls']} calls), "
-                      f"{result['ms_per_task']:.1f} ms per task run, peak RSS {result['peak_rss_mb']:.0f} MB, "
+                print(f"{shots:>5} cached re-render {result['cached_s']:.2f} s ({result['cached_calls']} calls, "
+                      f"{result['task_runs']} task runs), {result['ms_per_task']:.1f} ms per stage task run "
+                      f"({result['stage_task_runs']} against plain calls), peak RSS {result['peak_rss_mb']:.0f} MB, "
                       f"start-up {result['startup_s']:.1f} s (not counted)", flush=True)
         finally:
-            subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from reelflow.cli.server import "
-                            "stop_server; stop_server(Path(sys.argv[1]))", home], capture_output=True)
+            if args.home is None:
+                subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from reelflow.cli.server "
+                                "import stop_server; stop_server(Path(sys.argv[1]))", home], capture_output=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     latency = f"seed/{args.divisor:g}" if args.divisor else (
         f"per row: bound = {args.seconds_per_shot:g} s × shots, at least {args.min_bound:g} s")

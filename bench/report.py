@@ -63,8 +63,8 @@ def episode_tables(episode: dict) -> list[str]:
     lines += [f"| {r['shots']} | {r['concurrency']} | `{r.get('latency', episode['latency'])}` | {r['wall_s']:.2f} | "
               f"{r['bound_s']:.2f} | {r['ratio']:.2f} | {r['speedup']:.2f} | {r['cpu_s']:.1f} | "
               f"{r.get('server_cpu_s', 0.0):.1f} | {r['cpu_floor_s']:.1f} |" for r in episode["rows"]]
-    lines += ["", "| shots | cached re-render s | task runs | ms per task run | peak RSS MB | start-up s (not counted) |",
-              "|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| shots | cached re-render s | its task runs | ms per stage task run | peak RSS MB | "
+              "start-up s (not counted) |", "|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {s['shots']} | {s['cached_s']:.2f} | {s['task_runs']} | {s['ms_per_task']:.1f} | {s['peak_rss_mb']:.0f} | "
               f"{s['startup_s']:.1f} |" for s in episode["sizes"]]
     return lines
