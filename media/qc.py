@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -171,20 +172,45 @@ def check_pair(first: Path, last: Path, thresholds: Gate1Thresholds = DEFAULT_TH
     return Gate1Report(subject=f"{first} vs {last}", findings=[finding])
 
 
-def decode_luma(path: Path) -> np.ndarray:
-    """Every frame of a video's first video stream as (frames, 64, 64) uint8 luma (area-scaled, aspect ignored)."""
+def _luma_output(index: int, out: str) -> list[str]:
+    """ffmpeg output options: input `index`'s first video stream, every frame as 64x64 gray bytes, to `out`."""
     side = VIDEO_SAMPLE_SIZE
-    command = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
-        "-vf", f"scale={side}:{side}:flags=area", "-fps_mode", "passthrough",
-        "-f", "rawvideo", "-pix_fmt", "gray", "-",
-    ]
+    return ["-map", f"{index}:v:0", "-vf", f"scale={side}:{side}:flags=area", "-fps_mode", "passthrough",
+            "-f", "rawvideo", "-pix_fmt", "gray", out]
+
+
+def _decode(paths: list[Path], outs: list[str]) -> bytes:
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
+    for path in paths:
+        command += ["-i", str(path)]
+    for index, out in enumerate(outs):
+        command += _luma_output(index, out)
     result = subprocess.run(command, capture_output=True)
     if result.returncode != 0:
         lines = result.stderr.decode("utf-8", "replace").splitlines()
         last = next((line for line in reversed(lines) if line.strip()), "no output")
-        raise MediaError(f"decoding {path.name} failed: {last.strip()}")
-    return np.frombuffer(result.stdout, np.uint8).reshape(-1, side, side)
+        raise MediaError(f"decoding {', '.join(path.name for path in paths)} failed: {last.strip()}")
+    return result.stdout
+
+
+def _frames(raw: bytes) -> np.ndarray:
+    side = VIDEO_SAMPLE_SIZE
+    return np.frombuffer(raw, np.uint8).reshape(-1, side, side)
+
+
+def decode_luma(path: Path) -> np.ndarray:
+    """Every frame of a video's first video stream as (frames, 64, 64) uint8 luma (area-scaled, aspect ignored)."""
+    return _frames(_decode([path], ["-"]))
+
+
+def decode_lumas(paths: list[Path]) -> list[np.ndarray]:
+    """decode_luma of each video, all in one ffmpeg run (a shot's segments and clip: one process, not three)."""
+    if len(paths) < 2:
+        return [decode_luma(path) for path in paths]
+    with tempfile.TemporaryDirectory(prefix="reelflow-luma-") as scratch:
+        outs = [str(Path(scratch) / f"{index}.gray") for index in range(len(paths))]
+        _decode(paths, outs)
+        return [_frames(Path(out).read_bytes()) for out in outs]
 
 
 def _longest_run(flags: np.ndarray) -> int:
@@ -197,12 +223,14 @@ def _longest_run(flags: np.ndarray) -> int:
 
 
 def check_video(
-    path: Path, *, frames: int, fps: float, duration_s: float, thresholds: Gate1Thresholds = DEFAULT_THRESHOLDS
+    path: Path, *, frames: int, fps: float, duration_s: float, thresholds: Gate1Thresholds = DEFAULT_THRESHOLDS,
+    luma: np.ndarray | None = None,
 ) -> Gate1Report:
-    """Black runs, frozen runs, and frame count / fps / duration against what the clip should have."""
+    """Black runs, frozen runs, and frame count / fps / duration against what the clip should have (`luma`: the
+    file's decode_luma, where it was decoded already)."""
     t = thresholds
     info = probe_video(path)
-    luma = decode_luma(path).astype(np.float64)
+    luma = (decode_luma(path) if luma is None else luma).astype(np.float64)
     black = luma.mean(axis=(1, 2)) < t.black_max_luma
     black_run = _longest_run(black)
     still = np.abs(np.diff(luma, axis=0)).mean(axis=(1, 2)) < t.frozen_max_diff

@@ -9,7 +9,7 @@ from prefect import task
 from pydantic import BaseModel, Field
 
 from reelflow.media.motion import frames_for
-from reelflow.media.qc import check_video
+from reelflow.media.qc import check_video, decode_lumas
 from reelflow.schemas.assets import AssetRef, ManifestEntry
 from reelflow.schemas.storyboard import Approach
 from reelflow.state.cache import is_planned
@@ -45,10 +45,12 @@ def _failures(job: ShotJob, files: dict[str, Path]) -> list[str]:
     """Every failed check, `role: message`; frozen runs count in generated segments only (a clip holds a still
     frame by design, and retiming a segment repeats its frames)."""
     fps, failures = job.project.fps, []
-    for role, path in files.items():
+    lumas = decode_lumas(list(files.values()))
+    for (role, path), luma in zip(files.items(), lumas, strict=True):
         frames = expected_frames(job, role)
         duration = job.shot.duration_s if role == "clip" else frames / fps
-        report = check_video(path, frames=frames, fps=fps, duration_s=duration, thresholds=job.project.qc.gate1)
+        report = check_video(path, frames=frames, fps=fps, duration_s=duration, thresholds=job.project.qc.gate1,
+                             luma=luma)
         failures += [f"{role}: {f.message}" for f in report.failures if role != "clip" or f.check != "frozen_run"]
     return failures
 

@@ -9,7 +9,16 @@ import pytest
 from PIL import Image, ImageFilter
 
 from reelflow.media.encode import encode_frames
-from reelflow.media.qc import check_image, check_pair, check_split_panel, check_video, hamming, perceptual_hash
+from reelflow.media.qc import (
+    check_image,
+    check_pair,
+    check_split_panel,
+    check_video,
+    decode_luma,
+    decode_lumas,
+    hamming,
+    perceptual_hash,
+)
 from reelflow.schemas.errors import MediaError
 from reelflow.schemas.qc import Gate1Report, Gate1Thresholds
 
@@ -232,3 +241,24 @@ def test_wrong_frame_count_trips_count_and_duration(tmp_path: Path) -> None:
 def test_wrong_rate_trips_fps(tmp_path: Path) -> None:
     report = check_video(_clip(_moving(24), tmp_path / "rate.mp4"), frames=24, fps=24, duration_s=1.5)
     assert _failed(report) == {"fps"}
+
+
+def test_several_videos_decode_in_one_run_as_each_alone(tmp_path: Path) -> None:
+    """Clip QC decodes a shot's segments and clip in one ffmpeg run: the same frames as one run per file."""
+    frames = _moving(24)
+    frames[5:9] = [np.zeros_like(frames[0])] * 4
+    paths = [_clip(_moving(20), tmp_path / "a.mp4"), _clip(frames, tmp_path / "b.mp4"), _clip(_moving(7), tmp_path / "c.mp4")]
+    together = decode_lumas(paths)
+    assert [luma.shape[0] for luma in together] == [20, 24, 7]
+    for path, luma in zip(paths, together, strict=True):
+        assert np.array_equal(luma, decode_luma(path))
+    report = check_video(paths[1], frames=24, fps=FPS, duration_s=1.5, luma=together[1])
+    assert report.finding("black_run").value == 4
+
+
+def test_a_broken_video_among_several_names_them(tmp_path: Path) -> None:
+    good = _clip(_moving(8), tmp_path / "good.mp4")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    with pytest.raises(MediaError, match=r"decoding good.mp4, broken.mp4 failed: "):
+        decode_lumas([good, broken])
