@@ -26,8 +26,11 @@ SERVER = "import sys; from pathlib import Path; from reelflow.cli.server import 
 
 
 def step(*args: str, env: dict[str, str] | None = None) -> int:
-    """Run a bench script in the foreground, its output printed as it comes."""
-    return subprocess.run([sys.executable, *args], env=env).returncode
+    """Run a bench script in the foreground, its output printed as it comes, then its wall time."""
+    started = time.perf_counter()
+    code = subprocess.run([sys.executable, *args], env=env).returncode
+    print(f"[{Path(args[0]).name}: {time.perf_counter() - started:.0f} s]", flush=True)
+    return code
 
 
 def main() -> None:

@@ -65,7 +65,8 @@ def episode_tables(episode: dict) -> list[str]:
               f"{r.get('server_cpu_s', 0.0):.1f} | {r['cpu_floor_s']:.1f} |" for r in episode["rows"]]
     lines += ["", "| shots | cached re-render s | its task runs | ms per stage task run | peak RSS MB | "
               "start-up s (not counted) |", "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {s['shots']} | {s['cached_s']:.2f} | {s['task_runs']} | {s['ms_per_task']:.1f} | {s['peak_rss_mb']:.0f} | "
+    lines += [f"| {s['shots']} | {s['cached_s']:.2f} | {s['task_runs']} | "
+              f"{'' if s['ms_per_task'] is None else format(s['ms_per_task'], '.1f')} | {s['peak_rss_mb']:.0f} | "
               f"{s['startup_s']:.1f} |" for s in episode["sizes"]]
     return lines
 
