@@ -26,7 +26,7 @@ orchestration per task run: its stages, all cached, walked once as Prefect task 
 as plain calls; the difference over the stages. `--quick` (what `make bench` runs): EP1 and the 200-shot
 episode at concurrency 10 and 40.
 
-    .venv/bin/python bench/episode.py [--quick] [--seconds-per-shot 0.5] [--min-bound 30] [--divisor N] [--home DIR]
+    .venv/bin/python bench/episode.py [--quick] [--seconds-per-shot 0.5] [--min-bound 30] [--divisor N]
 """
 
 from __future__ import annotations
@@ -220,8 +220,6 @@ def main() -> None:
     parser.add_argument("--min-bound", type=float, default=30.0, help="each row's bound: at least this many seconds")
     parser.add_argument("--divisor", type=float, help="one divisor for every row instead (seed/N)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "episode.json")
-    parser.add_argument("--home", type=Path, help="the REELFLOW_HOME whose Prefect server to use, left running "
-                        "(default: a temporary one, its server stopped at the end)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child process: one episode size
     parser.add_argument("--levels", default="", help=argparse.SUPPRESS)  # its concurrency:divisor pairs
     args = parser.parse_args()
@@ -230,8 +228,7 @@ def main() -> None:
         print(json.dumps(one_size(args.one, pairs)))
         return
     sizes, levels = ((21, 200), (10, 40)) if args.quick else ((21, 60, 200), (2, 10, 40))
-    with tempfile.TemporaryDirectory() as scratch:
-        home = str(args.home or scratch)
+    with tempfile.TemporaryDirectory() as home:
         env = os.environ | {"REELFLOW_HOME": home}
         try:
             results = []
@@ -258,9 +255,8 @@ def main() -> None:
                       f"{result['task_runs']} task runs), {per_task}peak RSS {result['peak_rss_mb']:.0f} MB, "
                       f"start-up {result['startup_s']:.1f} s (not counted)", flush=True)
         finally:
-            if args.home is None:
-                subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from reelflow.cli.server "
-                                "import stop_server; stop_server(Path(sys.argv[1]))", home], capture_output=True)
+            subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from reelflow.cli.server import "
+                            "stop_server; stop_server(Path(sys.argv[1]))", home], capture_output=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     latency = f"seed/{args.divisor:g}" if args.divisor else (
         f"per row: bound = {args.seconds_per_shot:g} s × shots, at least {args.min_bound:g} s")

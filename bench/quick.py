@@ -1,9 +1,9 @@
-"""The quick set `make bench` runs, each part placed where it costs the least wall time on a small machine.
+"""The quick set `make bench` runs, in the order and company that keep each figure a measure.
 
-1. `bench/media.py --repeat 3` while the Prefect server of the episode benchmark starts on a fresh database (its
-   migrations take one core for 8-18 s; media times its two sides alternately, so both see the same load).
-2. `bench/episode.py --quick` against that server, with `bench/faults.py --quick --jobs 1` beside it at the lowest
-   CPU priority: the faults check bytes and payments, not speed.
+1. `bench/media.py --repeat 3`, alone: its episode concat takes 0.1 s a side, and a 10 % target on it does not
+   survive other work on two cores (beside a Prefect server's start it read 1.21).
+2. `bench/episode.py --quick`, with `bench/faults.py --quick --jobs 1` beside it at the lowest CPU priority: the
+   faults check bytes and payments, not speed.
 3. `bench/report.py`: docs/benchmarks.md's results and plot.
 
 Each script prints its own figures; the exit status is non-zero when any of them failed.
@@ -16,19 +16,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-SERVER = "import sys; from pathlib import Path; from reelflow.cli.server import {}; {}(Path(sys.argv[1]))"
 
 
-def step(*args: str, env: dict[str, str] | None = None) -> int:
+def step(*args: str) -> int:
     """Run a bench script in the foreground, its output printed as it comes, then its wall time."""
     started = time.perf_counter()
-    code = subprocess.run([sys.executable, *args], env=env).returncode
+    code = subprocess.run([sys.executable, *args]).returncode
     print(f"[{Path(args[0]).name}: {time.perf_counter() - started:.0f} s]", flush=True)
     return code
 
@@ -37,29 +35,16 @@ def main() -> None:
     started = time.perf_counter()
     RESULTS.mkdir(exist_ok=True)
     failed: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="reelflow-bench-home-") as home:
-        env = os.environ | {"REELFLOW_HOME": home}
-        errors = tempfile.TemporaryFile("w+")
-        server = subprocess.Popen([sys.executable, "-c", SERVER.format("start_server", "start_server"), home],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=errors)
-        try:
-            if step(str(BENCH / "media.py"), "--repeat", "3"):
-                failed.append("media")
-            if server.wait():
-                errors.seek(0)
-                sys.exit(f"the Prefect server did not start: {errors.read().strip()[-800:]}")
-            with (RESULTS / "faults.txt").open("w") as log:
-                faults = subprocess.Popen([sys.executable, str(BENCH / "faults.py"), "--quick", "--jobs", "1"],
-                                          stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(19))
-                if step(str(BENCH / "episode.py"), "--quick", "--home", home, env=env):
-                    failed.append("episode")
-                if faults.wait():
-                    failed.append("faults")
-            print((RESULTS / "faults.txt").read_text(), end="")
-        finally:
-            server.wait()
-            subprocess.run([sys.executable, "-c", SERVER.format("stop_server", "stop_server"), home], env=env,
-                           capture_output=True)
+    if step(str(BENCH / "media.py"), "--repeat", "3"):
+        failed.append("media")
+    with (RESULTS / "faults.txt").open("w") as log:
+        faults = subprocess.Popen([sys.executable, str(BENCH / "faults.py"), "--quick", "--jobs", "1"],
+                                  stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(19))
+        if step(str(BENCH / "episode.py"), "--quick"):
+            failed.append("episode")
+        if faults.wait():
+            failed.append("faults")
+    print((RESULTS / "faults.txt").read_text(), end="")
     if step(str(BENCH / "report.py")):
         failed.append("report")
     print(f"make bench: {time.perf_counter() - started:.0f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))
