@@ -162,6 +162,8 @@ def run_cached(
     record = store.lookup(key)  # a hit needs no lock: records are indexed only once their blobs are stored
     if record is not None:
         return Outcome(_refs(store, record), record.provenance, provider_calls=0, cost_usd=0.0)
+    if plan is not None and plan.to_first_miss:
+        raise NotCached(f"{operation.stage} is not in the cache")  # without waiting on a make in flight
     with store.lock(key):
         record = store.lookup(key)
         if record is not None:
@@ -170,8 +172,6 @@ def run_cached(
         if rejection is not None:
             raise ContentRejected(f"{rejection} (recorded earlier; not submitted again)", provider=operation.provider)
         if plan is not None:
-            if plan.to_first_miss:
-                raise NotCached(f"{operation.stage} is not in the cache")
             return _planned(operation, plan, price, outputs)
         started = time.monotonic()
         with store.scratch_dir() as scratch:

@@ -12,7 +12,7 @@ from PIL import Image
 from reelflow.schemas.assets import AssetRef, MediaInfo
 from reelflow.schemas.errors import MediaError
 from reelflow.schemas.requests import Generation
-from reelflow.state.cache import Operation, run_cached
+from reelflow.state.cache import NotCached, Operation, dry_run, run_cached
 from reelflow.state.ledger import Charge, Ledger, Ticket
 from reelflow.state.store import AssetStore
 
@@ -142,3 +142,28 @@ def test_an_output_that_fails_after_the_answer_is_still_settled(tmp_path: Path) 
     with pytest.raises(MediaError):
         run_cached(store, op(provider="fal"), make, price=0.5, settlement=ticket)
     assert [(row.status, row.cost_usd) for row in ledger.rows()] == [("completed", 0.5)], "billed: spent"
+
+
+def test_a_walk_to_the_first_miss_stops_there_without_making_or_waiting(tmp_path: Path) -> None:
+    """The check a shot makes before its stages: a hit is read back, a miss ends the walk at once, even while another
+    thread holds the key's lock making it."""
+    store, calls = AssetStore(tmp_path), []
+    made = run_cached(store, op(), maker(calls))
+    found: list[object] = []
+
+    def walk() -> None:
+        with dry_run(to_first_miss=True):
+            found.append(run_cached(store, op(), maker(calls)).file)
+            try:
+                run_cached(store, op(params={"prompt": "b"}), maker(calls))
+            except NotCached as exc:
+                found.append(str(exc))
+
+    with store.lock(op(params={"prompt": "b"}).key):  # a make of the missing operation in flight
+        walker = threading.Thread(target=walk, daemon=True)
+        walker.start()
+        walker.join(timeout=5)
+        assert not walker.is_alive(), "the walk waited on the make in flight"
+    assert found == [made.file, "keyframes is not in the cache"]
+    assert calls == [1]
+    assert run_cached(store, op(params={"prompt": "b"}), maker(calls)).provider_calls == 1  # outside: made as before
