@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from pathlib import Path
 
+from reelflow.media.identity import FileMemo
+
 _CHUNK = 1 << 20
-_KNOWN_MAX = 65536
-_known: dict[tuple[int, int, int, int, int], str] = {}
-_known_lock = threading.Lock()
+_hashed: FileMemo[str] = FileMemo(65536)
 
 
 def sha256_file(path: Path) -> str:
@@ -22,17 +21,5 @@ def sha256_file(path: Path) -> str:
 
 
 def sha256_unchanged(path: Path) -> str:
-    """sha256_file, read once per process while the file keeps its identity on disk (device, inode, size,
-    modification and change times: any write or rename over it changes them)."""
-    stat = path.stat()
-    identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
-    with _known_lock:
-        known = _known.get(identity)
-    if known is not None:
-        return known
-    digest = sha256_file(path)
-    with _known_lock:
-        if len(_known) >= _KNOWN_MAX:
-            _known.clear()
-        _known[identity] = digest
-    return digest
+    """sha256_file, read once per process while the file keeps its identity on disk (media/identity.py)."""
+    return _hashed.get(path.stat(), lambda: sha256_file(path))

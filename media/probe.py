@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import threading
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from reelflow.media.ffmpeg import run_ffmpeg
+from reelflow.media.identity import FileMemo
 from reelflow.media.mp4 import read_mp4
 from reelflow.schemas.assets import MediaInfo
 from reelflow.schemas.errors import MediaError
@@ -35,9 +35,7 @@ def probe_image(path: Path) -> MediaInfo:
     return MediaInfo(kind="image", width=width, height=height)
 
 
-_seen: dict[tuple[int, int, int, int], MediaInfo] = {}
-_seen_lock = threading.Lock()
-SEEN_MAX = 8192
+_probed: FileMemo[MediaInfo] = FileMemo(8192)
 
 
 def probe_video(path: Path) -> MediaInfo:
@@ -51,17 +49,7 @@ def probe_video(path: Path) -> MediaInfo:
         stat = path.stat()
     except OSError as error:
         raise MediaError(f"cannot read video {path.name}: {error.strerror or error}") from None
-    identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    with _seen_lock:
-        known = _seen.get(identity)
-    if known is not None:
-        return known
-    info = _probe_video(path)
-    with _seen_lock:
-        if len(_seen) >= SEEN_MAX:
-            _seen.clear()
-        _seen[identity] = info
-    return info
+    return _probed.get(stat, lambda: _probe_video(path))
 
 
 def _probe_video(path: Path) -> MediaInfo:
