@@ -6,7 +6,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from reelflow.media.ffmpeg import cover_filter, output_args, run_ffmpeg
+from reelflow.media.ffmpeg import cover_filter, input_args, one_thread, output_args, run_ffmpeg, thread_args
 from reelflow.media.motion import frames_for
 from reelflow.media.probe import check_video, probe_video
 from reelflow.schemas.assets import MediaInfo
@@ -43,9 +43,11 @@ def _concat_copy(inputs: list[Path], out: Path, scratch: Path) -> None:
     )
 
 
-def _normalise(source: Path, out: Path, size: tuple[int, int], fps: float) -> None:
+def _normalise(source: Path, info: MediaInfo, out: Path, size: tuple[int, int], fps: float) -> None:
+    single = one_thread((info.width or 0, info.height or 0), size)
     run_ffmpeg(
-        ["-i", str(source), "-map", "0:v:0", "-vf", f"{cover_filter(size)},fps={fps}", *output_args(out, fps)],
+        [*thread_args(single), *input_args(source, single), "-map", "0:v:0",
+         "-vf", f"{cover_filter(size)},fps={fps}", *output_args(out, fps, size)],
         what=f"normalising {source.name}",
     )
 
@@ -69,8 +71,8 @@ def concat_videos(inputs: list[Path], out: Path, infos: list[MediaInfo] | None =
         if not all(same_streams(first, info) for info in infos[1:]):
             assert first.fps is not None
             parts = [scratch / f"part{index:03d}.mp4" for index in range(len(inputs))]
-            for source, part in zip(inputs, parts):
-                _normalise(source, part, size, first.fps)
+            for source, info, part in zip(inputs, infos, parts):
+                _normalise(source, info, part, size, first.fps)
             infos = [probe_video(part) for part in parts]
         _concat_copy(parts, out, scratch)
     return check_video(out, frames=sum(info.frames or 0 for info in infos), size=size)
@@ -94,7 +96,9 @@ def fit_clip(
         raise MediaError(f"no segments for {out.name}")
     frames = frames_for(duration_s, fps)
     skip = [1 if shared_boundaries and index else 0 for index in range(len(inputs))]
-    source_frames = sum((probe_video(path).frames or 0) - drop for path, drop in zip(inputs, skip))
+    infos = [probe_video(path) for path in inputs]
+    single = one_thread(size, *((info.width or 0, info.height or 0) for info in infos))
+    source_frames = sum((info.frames or 0) - drop for info, drop in zip(infos, skip))
     # Output frame j shows the input frame nearest to j * (source_frames - 1) / (frames - 1), so the
     # first and last frames are kept: input frame i is stamped (i - 1/2) * step output periods, where
     # step = (frames - 1) / (source_frames - 1), and fps rounding up then keeps the latest frame at or
@@ -113,8 +117,9 @@ def fit_clip(
     out.parent.mkdir(parents=True, exist_ok=True)
     run_ffmpeg(
         [
-            *(arg for path in inputs for arg in ("-i", str(path))),
-            "-filter_complex", graph, "-map", "[v]", "-frames:v", str(frames), *output_args(out, fps),
+            *thread_args(single),
+            *(arg for path in inputs for arg in input_args(path, single)),
+            "-filter_complex", graph, "-map", "[v]", "-frames:v", str(frames), *output_args(out, fps, size),
         ],
         what=f"fitting {out.name}",
     )

@@ -40,7 +40,7 @@ def encode_frames(frames: Iterable[Frame], out: Path, *, fps: int, size: tuple[i
     command = [
         ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
-        "-r", str(fps), *h264_args(x264), str(out),
+        "-r", str(fps), *h264_args(x264, size), str(out),
     ]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdin is not None and process.stderr is not None

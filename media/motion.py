@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from reelflow.media.encode import encode_frames
-from reelflow.media.ffmpeg import cover_filter, output_args, run_ffmpeg
+from reelflow.media.ffmpeg import cover_filter, one_thread, output_args, run_ffmpeg, thread_args
 from reelflow.media.images import load_image
 from reelflow.media.probe import check_video
 from reelflow.schemas.assets import MediaInfo
@@ -86,8 +86,8 @@ def static_hold(image: Path, out: Path, *, duration_s: float, fps: int, size: tu
     out.parent.mkdir(parents=True, exist_ok=True)
     run_ffmpeg(
         [
-            "-f", "image2", "-pattern_type", "none", "-loop", "1", "-framerate", str(fps), "-i", str(image),
-            "-vf", cover_filter(size), "-frames:v", str(frames), *output_args(out, fps),
+            *thread_args(one_thread(size)), "-f", "image2", "-pattern_type", "none", "-loop", "1", "-framerate", str(fps),
+            "-i", str(image), "-vf", cover_filter(size), "-frames:v", str(frames), *output_args(out, fps, size),
         ],
         what=f"static hold {out.name}",
     )

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from reelflow.media.ffmpeg import ffmpeg_exe
+from reelflow.media.ffmpeg import ffmpeg_exe, input_args, one_thread, thread_args
 from reelflow.media.images import load_image
 from reelflow.media.probe import probe_video
 from reelflow.schemas.errors import MediaError
@@ -179,10 +179,20 @@ def _luma_output(index: int, out: str) -> list[str]:
             "-f", "rawvideo", "-pix_fmt", "gray", out]
 
 
+def _small(paths: list[Path]) -> bool:
+    """Whether every video's frames are small enough to decode on one thread (one_thread); a blob's probe is
+    memoised. A file that does not probe counts as large: ffmpeg's own error then names it."""
+    try:
+        return one_thread(*((info.width or 0, info.height or 0) for info in map(probe_video, paths)))
+    except MediaError:
+        return False
+
+
 def _decode(paths: list[Path], outs: list[str]) -> bytes:
-    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
+    single = _small(paths)
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *thread_args(single)]
     for path in paths:
-        command += ["-i", str(path)]
+        command += input_args(path, single)
     for index, out in enumerate(outs):
         command += _luma_output(index, out)
     result = subprocess.run(command, capture_output=True)

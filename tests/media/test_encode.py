@@ -18,11 +18,15 @@ from reelflow.schemas.errors import MediaError
 Digest = Callable[[Path], str]
 
 
-def _subme(path: Path) -> int:
-    """The subpel refinement x264 wrote into the file's settings note: 0 for ultrafast, 2 for veryfast."""
-    found = re.search(rb"subme=(\d+)", path.read_bytes())
+def _note(path: Path, setting: str) -> int:
+    """A number x264 wrote into the file's settings note (subme: 0 for ultrafast, 2 for veryfast; threads)."""
+    found = re.search(rb" " + setting.encode() + rb"=(\d+)", path.read_bytes())
     assert found is not None, f"{path.name} has no x264 settings note"
     return int(found.group(1))
+
+
+def _subme(path: Path) -> int:
+    return _note(path, "subme")
 
 
 def _frames(count: int) -> list[np.ndarray]:
@@ -65,3 +69,18 @@ def test_an_unknown_preset_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv(PRESET_ENV, "warp")
     with pytest.raises(MediaError, match="REELFLOW_X264_PRESET='warp' is not an x264 preset"):
         encode_frames(_frames(2), tmp_path / "x.mp4", fps=16, size=(64, 112))
+
+
+def test_small_frames_encode_on_one_thread_larger_ones_on_two(tmp_path: Path, sha256: Digest) -> None:
+    """At most 0.1 megapixel (tests' and benchmarks' scaled frames) x264 runs one thread; the product's sizes two."""
+    small, again, large = tmp_path / "small.mp4", tmp_path / "again.mp4", tmp_path / "large.mp4"
+    encode_frames(_frames(6), small, fps=16, size=(64, 112))
+    encode_frames(_frames(6), again, fps=16, size=(64, 112))
+    big = [np.repeat(np.repeat(frame, 4, axis=0), 4, axis=1) for frame in _frames(6)]  # 256x448: 0.11 megapixel
+    encode_frames(big, large, fps=16, size=(256, 448))
+    assert (_note(small, "threads"), _note(large, "threads")) == (1, 2)
+    assert sha256(small) == sha256(again)
+    still = tmp_path / "still.png"
+    Image.fromarray(_frames(1)[0]).save(still)
+    static_hold(still, tmp_path / "hold.mp4", duration_s=0.5, fps=16, size=(64, 112))
+    assert _note(tmp_path / "hold.mp4", "threads") == 1
