@@ -21,6 +21,7 @@ from reelflow.providers.local.draw import draw_edit, draw_keyframe, draw_turn, e
 from reelflow.providers.local.faults import FaultSchedule
 from reelflow.providers.local.flf import render_first_last, render_stuck
 from reelflow.providers.local.judge import PASS_SCORE, judge_pixels
+from reelflow.providers.local.replay import VIDEO_VAR, Replays, replaying
 from reelflow.providers.local.train import placeholder_files
 from reelflow.providers.sizes import billed_size
 from reelflow.schemas.errors import BadRequest, ContractError, MediaError, ProviderError
@@ -131,14 +132,15 @@ class LocalProvider:
 
     name = NAME
 
-    def __init__(self, faults: FaultSchedule | None = None) -> None:
+    def __init__(self, faults: FaultSchedule | None = None, replay: bool = False) -> None:
         self.faults = faults or FaultSchedule()
+        self.replays = Replays() if replay else None  # benchmark mode: first-last clips replayed (replay.py)
         self.default_models = dict(DEFAULT_MODELS)
 
     @classmethod
     def from_env(cls) -> LocalProvider:
-        """A provider with the latency and faults the `REELFLOW_LOCAL_*` variables ask for."""
-        return cls(FaultSchedule.from_env())
+        """A provider with the latency, faults and video mode the `REELFLOW_LOCAL_*` variables ask for."""
+        return cls(FaultSchedule.from_env(), replay=replaying(os.environ.get(VIDEO_VAR)))
 
     def estimate(self, request: _Request) -> float:
         """The shadow cost of the call: what it would cost on the cloud, at its real size and length."""
@@ -150,7 +152,8 @@ class LocalProvider:
     def cache_params(self, request: _Request) -> dict[str, Any]:
         """Every field (notes included) and the drawing's version (an edit's too): the local output depends on all of them."""
         edit = {"edit_version": EDIT_VERSION} if isinstance(request, EditRequest) else {}
-        return request.params() | {"local_version": LOCAL_VERSION} | edit
+        replay = {"video": "replay"} if self.replays is not None and isinstance(request, VideoRequest) else {}
+        return request.params() | {"local_version": LOCAL_VERSION} | edit | replay
 
     def request_key(self, method: str, request: _Request) -> str:
         """sha256 of the method, the request's params and the content of its input files."""
@@ -219,9 +222,13 @@ class LocalProvider:
     def first_last_video(self, request: VideoRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height, even=True)
 
-        size, stuck = (request.width, request.height), self.faults.stuck_video(self.request_key("first_last_video", request))
+        key = self.request_key("first_last_video", request)
+        size, stuck = (request.width, request.height), self.faults.stuck_video(key)
 
         def produce(path: Path) -> None:
+            if self.replays is not None:
+                self.replays.write(path, key, size=size, num_frames=request.num_frames, fps=request.fps, stuck=stuck)
+                return
             if stuck:
                 render_stuck(request.first, path, num_frames=request.num_frames, fps=request.fps, size=size)
                 return
