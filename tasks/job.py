@@ -23,6 +23,7 @@ from reelflow.state.store import AssetStore, store_for
 # to 49-frame ones (39 s; 60 s from its first), a held frame's to none (21 s): the rank orders calls as their
 # remaining chains do.
 CHAIN_RANK = {Approach.STANDARD_FLF: 0, Approach.TRIPTYCH: 1, Approach.PUSH: 2, Approach.STATIC: 2}
+SHORT_CHAIN_RANK = 2  # held frames: no video call, a chain of 21 s
 
 
 def _derived(text: str) -> int:
