@@ -1,9 +1,11 @@
 """Benchmark: an episode's wall time against its bound, max(critical path, total work / concurrency).
 
 The local provider waits each call's real service time divided by a divisor (`REELFLOW_LOCAL_LATENCY=seed/N`:
-FLUX.2 + LoRA 9 s, upscale 10 s, judge 2 s, WAN 49 frames 39 s, 81 frames 138 s) and draws at an eighth of the
-product's sizes (`REELFLOW_FRAME_SCALE=0.125`), so the run measures orchestration, not drawing. The bound comes
-from the storyboard and the same latencies:
+FLUX.2 + LoRA 9 s, upscale 10 s, judge 2 s, WAN 49 frames 39 s, 81 frames 138 s), draws at an eighth of the
+product's sizes (`REELFLOW_FRAME_SCALE=0.125`) and replays its first-last clips (`REELFLOW_LOCAL_VIDEO=replay`:
+one drawn per shape, copied per call, as a cloud service spends none of this machine's CPU), so the run measures
+reelflow (orchestration and its own media work: clips, checks, the cut), not the stand-in's drawing. The bound
+comes from the storyboard and the same latencies:
 
     triptych     strip 9 → judge 3×2 → upscale 3×10 → two 49-frame segments 2×39    critical 60 s, work 123 s
     standard     two frames 2×9 → judge 2×2 → upscale 2×10 → one 81-frame segment   critical 159 s, work 180 s
@@ -11,9 +13,9 @@ from the storyboard and the same latencies:
 
 The divisor is chosen per row so the provider stays what sets the wall, as it does on the real services: each row's
 bound is `--seconds-per-shot` × shots (at least `--min-bound`), whatever its concurrency. A 200-shot render needs
-about 0.6 CPU s per shot on this machine (reelflow, its ffmpeg children and the Prefect server recording 7 task runs
-per shot), where a real render waits minutes per shot: compressing the latencies further measures the cores, not
-the orchestration (docs/benchmarks.md shows the same rows at one fixed divisor). `--divisor N` fixes it instead.
+about 0.35 CPU s per shot on this machine (reelflow, its ffmpeg children and the Prefect server recording 7 task
+runs per shot), where a real render waits minutes per shot: compressing the latencies further measures the cores,
+not the orchestration (docs/benchmarks.md shows the same rows at one fixed divisor). `--divisor N` fixes it instead.
 
 Each episode size runs in its own process (its peak RSS is that render's): the render flow is called in-process
 and timed from the call to its report, so Python's and Prefect's start-up (2-4 s, the same for any episode) is not
@@ -26,7 +28,7 @@ orchestration per task run: its stages, all cached, walked once as Prefect task 
 as plain calls; the difference over the stages. `--quick` (what `make bench` runs): EP1 and the 200-shot
 episode at concurrency 10 and 40.
 
-    .venv/bin/python bench/episode.py [--quick] [--seconds-per-shot 0.5] [--min-bound 30] [--divisor N]
+    .venv/bin/python bench/episode.py [--quick] [--seconds-per-shot 0.35] [--min-bound 30] [--divisor N]
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def divisor_for(board: dict, concurrency: int, seconds_per_shot: float, min_boun
 def one_size(shots: int, levels: list[tuple[int, float]]) -> dict:
     """In this process: the episode at each (concurrency, divisor), then cached; settings set before reelflow loads."""
     started = time.perf_counter()
-    os.environ |= {"REELFLOW_FRAME_SCALE": "0.125", "REELFLOW_X264_PRESET": "ultrafast",
+    os.environ |= {"REELFLOW_FRAME_SCALE": "0.125", "REELFLOW_X264_PRESET": "ultrafast", "REELFLOW_LOCAL_VIDEO": "replay",
                    "PREFECT_LOGGING_TO_API_ENABLED": "false", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
     from reelflow.cli.server import connect, running_server
 
@@ -215,11 +217,13 @@ def one_size(shots: int, levels: list[tuple[int, float]]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="EP1 and 200 shots at concurrency 10 and 40")
-    parser.add_argument("--seconds-per-shot", type=float, default=0.5,
+    parser.add_argument("--seconds-per-shot", type=float, default=0.35,
                         help="each row's bound: this many seconds per shot (the divisor follows)")
     parser.add_argument("--min-bound", type=float, default=30.0, help="each row's bound: at least this many seconds")
     parser.add_argument("--divisor", type=float, help="one divisor for every row instead (seed/N)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results") / "episode.json")
+    parser.add_argument("--home", type=Path, help="a REELFLOW_HOME whose running Prefect server to use (left running); "
+                        "by default a temporary one, its server started and stopped here")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child process: one episode size
     parser.add_argument("--levels", default="", help=argparse.SUPPRESS)  # its concurrency:divisor pairs
     args = parser.parse_args()
@@ -228,7 +232,8 @@ def main() -> None:
         print(json.dumps(one_size(args.one, pairs)))
         return
     sizes, levels = ((21, 200), (10, 40)) if args.quick else ((21, 60, 200), (2, 10, 40))
-    with tempfile.TemporaryDirectory() as home:
+    with tempfile.TemporaryDirectory() as scratch:
+        home = str(args.home or scratch)
         env = os.environ | {"REELFLOW_HOME": home}
         try:
             results = []
@@ -255,8 +260,9 @@ def main() -> None:
                       f"{result['task_runs']} task runs), {per_task}peak RSS {result['peak_rss_mb']:.0f} MB, "
                       f"start-up {result['startup_s']:.1f} s (not counted)", flush=True)
         finally:
-            subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from reelflow.cli.server import "
-                            "stop_server; stop_server(Path(sys.argv[1]))", home], capture_output=True)
+            if args.home is None:
+                subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from reelflow.cli.server "
+                                "import stop_server; stop_server(Path(sys.argv[1]))", home], capture_output=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     latency = f"seed/{args.divisor:g}" if args.divisor else (
         f"per row: bound = {args.seconds_per_shot:g} s × shots, at least {args.min_bound:g} s")

@@ -20,8 +20,9 @@ their ratio reelflow / ffmpeg and, for concat, PASS or MISS against the target, 
 When concat misses, it times the parts of reelflow's concat and says where the time went (printed and in the
 concat entry's "note"). Inputs are generated with ffmpeg (testsrc2, x264 ultrafast) in a temporary directory.
 
-Run it from the repository root (about 30-60 s on two cores):
-    .venv/bin/python bench/media.py [--repeat 3] [--out bench/results/media.json]
+Run it from the repository root (about 20-60 s on two cores); `--only` times the named operations and keeps the
+other entries already in `--out` (make bench times the episode concat on its own, with nothing else running):
+    .venv/bin/python bench/media.py [--repeat 3] [--only "episode concat"] [--out bench/results/media.json]
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ EPISODE_CLIPS = 21
 EPISODE_CLIP_S = 2
 CONCAT_TARGET = 1.20
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "media.json"
+ORDER = ("triptych split", "ken burns push", "shot clip", "episode concat")
 
 Side = Callable[[Path], None]  # writes its outputs into the (empty) folder it is given
 
@@ -308,42 +310,57 @@ def report(results: list[Result], note: str | None) -> None:
 
 
 def write_json(results: list[Result], note: str | None, repeat: int, out: Path) -> None:
-    operations = []
+    """Write the results to `out`; entries already there for operations not run this time are kept, in ORDER."""
+    operations: dict[str, dict[str, Any]] = {}
+    if out.exists():
+        operations = {entry["name"]: entry for entry in json.loads(out.read_text(encoding="utf-8"))["operations"]}
     for result in results:
         entry: dict[str, Any] = {
             "name": result.name, "reelflow_s": round(result.reelflow_s, 4), "ffmpeg_s": round(result.ffmpeg_s, 4),
             "ratio": round(result.ratio, 3), "target": result.target, "reelflow_processes": result.reelflow_processes,
+            "repeat": repeat,
         }
         if result.target is not None:
             entry["passed"] = result.passed
             if note and result.name == "episode concat":
                 entry["note"] = note
-        operations.append(entry)
+        operations[result.name] = entry
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"operations": operations, "repeat": repeat}, indent=2) + "\n", encoding="utf-8")
+    ordered = [operations[name] for name in ORDER if name in operations]
+    out.write_text(json.dumps({"operations": ordered, "repeat": repeat}, indent=2) + "\n", encoding="utf-8")
+
+
+def operations_for(names: list[str], inputs: Path, clips: list[Path]) -> list[Operation]:
+    """The named operations, in ORDER, with only their own inputs made (`clips`: the episode concat's)."""
+    makers: dict[str, Callable[[], Operation]] = {
+        "triptych split": lambda: triptych(make_still(inputs / "strip.png", STRIP_SIZE[ASPECT])),
+        "ken burns push": lambda: push(make_still(inputs / "still.png", production_size(ASPECT))),
+        "shot clip": lambda: shot_clip(make_segments(inputs)),
+        "episode concat": lambda: episode_concat(clips, concat_list(clips, inputs / "list.txt")),
+    }
+    return [makers[name]() for name in ORDER if name in names]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each side per operation (median)")
+    parser.add_argument("--only", action="append", choices=ORDER, metavar="OPERATION",
+                        help="time only this operation (repeatable); the others' entries in --out are kept")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON results")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if not args.only:
+        args.out.unlink(missing_ok=True)  # a full run replaces every entry
     with tempfile.TemporaryDirectory(prefix="reelflow-bench-media-") as tmp:
         scratch = Path(tmp)
         inputs = scratch / "inputs"
         inputs.mkdir()
-        clips = make_episode_clips(inputs)
-        operations = [
-            triptych(make_still(inputs / "strip.png", STRIP_SIZE[ASPECT])),
-            push(make_still(inputs / "still.png", production_size(ASPECT))),
-            shot_clip(make_segments(inputs)),
-            episode_concat(clips, concat_list(clips, inputs / "list.txt")),
-        ]
-        results = [measure(operation, scratch, args.repeat) for operation in operations]
-        concat = results[-1]
-        note = None if concat.passed else explain_concat(concat, clips, scratch, args.repeat)
+        names = args.only or list(ORDER)
+        clips = make_episode_clips(inputs) if "episode concat" in names else []
+        results = [measure(operation, scratch, args.repeat) for operation in operations_for(names, inputs, clips)]
+        concat = next((result for result in results if result.name == "episode concat"), None)
+        note = None if concat is None or concat.passed else explain_concat(concat, clips, scratch, args.repeat)
     report(results, note)
     write_json(results, note, args.repeat, args.out)
     print(f"wrote {args.out}")
