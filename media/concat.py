@@ -44,7 +44,7 @@ def _concat_copy(inputs: list[Path], out: Path, scratch: Path) -> None:
 
 
 def _normalise(source: Path, info: MediaInfo, out: Path, size: tuple[int, int], fps: float) -> None:
-    single = one_thread((info.width or 0, info.height or 0), size)
+    single = one_thread((info.width, info.height), size)
     run_ffmpeg(
         [*thread_args(single), *input_args(source, single), "-map", "0:v:0",
          "-vf", f"{cover_filter(size)},fps={fps}", *output_args(out, fps, size)],
@@ -97,7 +97,7 @@ def fit_clip(
     frames = frames_for(duration_s, fps)
     skip = [1 if shared_boundaries and index else 0 for index in range(len(inputs))]
     infos = [probe_video(path) for path in inputs]
-    single = one_thread(size, *((info.width or 0, info.height or 0) for info in infos))
+    single = one_thread(size, *((info.width, info.height) for info in infos))
     source_frames = sum((info.frames or 0) - drop for info, drop in zip(infos, skip))
     # Output frame j shows the input frame nearest to j * (source_frames - 1) / (frames - 1), so the
     # first and last frames are kept: input frame i is stamped (i - 1/2) * step output periods, where

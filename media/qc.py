@@ -183,7 +183,7 @@ def _small(paths: list[Path]) -> bool:
     """Whether every video's frames are small enough to decode on one thread (one_thread); a blob's probe is
     memoised. A file that does not probe counts as large: ffmpeg's own error then names it."""
     try:
-        return one_thread(*((info.width or 0, info.height or 0) for info in map(probe_video, paths)))
+        return one_thread(*((info.width, info.height) for info in map(probe_video, paths)))
     except MediaError:
         return False
 

@@ -15,8 +15,9 @@ from reelflow.media.probe import probe_video
 from reelflow.providers.local.draw import draw_keyframe
 from reelflow.providers.local.faults import FaultSchedule
 from reelflow.providers.local.provider import LocalProvider
-from reelflow.schemas.errors import ContractError
+from reelflow.schemas.errors import ContractError, ProviderError
 from reelflow.schemas.requests import FrameNotes, ImageRequest, VideoRequest
+from reelflow.state.ledger import Charge, Ledger
 
 WAN = "fal-ai/wan/v2.2-a14b/image-to-video/lora"
 
@@ -83,3 +84,22 @@ def test_the_mode_comes_from_the_environment_and_a_bad_one_is_one_clear_line(
     monkeypatch.setenv("REELFLOW_LOCAL_VIDEO", "cheap")
     with pytest.raises(ContractError, match=r"^REELFLOW_LOCAL_VIDEO: 'cheap' is not a mode \(use draw or replay\)$"):
         LocalProvider.from_env()
+
+
+def test_a_replayed_call_is_ledgered_like_a_drawn_one(tmp_path: Path) -> None:
+    """Replay changes the file, not the money: one completed row at the clip's shadow cost, and a fault still fails
+    the call, unbilled, before any file is written."""
+    ledger = Ledger.at(tmp_path / ".reelflow")
+    charge = Charge(run="run-1", stage="video", episode=1, shot=3, price_usd=0.2, shadow=True)
+    clip = LocalProvider(FaultSchedule(), replay=True).first_last_video(
+        _request(tmp_path), tmp_path / "clip.mp4", ticket=ledger.ticket("k-clip", "local", charge))
+    failing = LocalProvider(FaultSchedule(rates={"server_error": 1.0}), replay=True)
+    with pytest.raises(ProviderError):
+        failing.first_last_video(_request(tmp_path, seed=9), tmp_path / "out" / "failed.mp4",
+                                 ticket=ledger.ticket("k-failed", "local", charge))
+    rows = {row.cache_key: row for row in ledger.rows()}
+    assert (rows["k-clip"].status, rows["k-clip"].cost_usd, rows["k-clip"].request_id) == (
+        "completed", clip.cost_usd, clip.request_id)
+    assert clip.cost_usd > 0
+    assert (rows["k-failed"].status, rows["k-failed"].cost_usd) == ("failed", 0.0)
+    assert not (tmp_path / "out" / "failed.mp4").exists()
