@@ -17,7 +17,18 @@ one Prefect server started once for the whole run (in a temporary REELFLOW_HOME,
   the rejected request again. A real fallback needs a second provider (tests/flows/test_cloud_render.py
   routes fal rejections to local through a loopback fal).
 
-A paid submit is a ledger row a provider bills or may still bill: completed, billed (cost > 0) or still pending.
+The local provider's failures cost nothing by design, so it cannot catch a render that pays for an answer it never
+got. The billing scenarios render against the loopback fakes of fal and Gemini (tests/fakes), which keep their own
+bill by each service's rule, and compare it with the ledger, to the cent:
+
+- fal_dropped: fal runs and bills two submits whose answers are lost (the socket closes).
+- gemini_stalled: Gemini generates and bills two upscales, then answers past the client's timeout.
+- fal_forgotten: a render SIGKILLed with fal requests in flight, resumed after fal finished and forgot them.
+
+Each must end with the ledger equal to the fake's bill and no request body submitted past 1 + billed_retries.
+
+A paid submit is a ledger row a provider bills or may still bill: completed, billed (cost > 0), still pending, or
+unknown (no answer came; a shadow row of the local provider aside: it runs nothing when cut off).
 An unbilled failure (429, 5xx, timeout, rejection: failed at no cost) is a retry, not a payment. A cache key
 with more than one paid row is a duplicate paid submit; every fault scenario must have none (exit code 1 if
 one does). `unbilled` counts the unbilled failures: the faults the render went through.
@@ -162,7 +173,7 @@ def ledger(project: Path) -> Ledger:
 
 def is_paid(row: LedgerRow) -> bool:
     """A request the provider billed or may still bill; an unbilled failure (429, 5xx, timeout) is not one."""
-    return row.status in ("completed", "pending") or row.cost_usd > 0
+    return row.status in ("completed", "pending") or row.cost_usd > 0 or (row.status == "unknown" and not row.shadow)
 
 
 def paid_by_key(rows: list[LedgerRow]) -> Counter[str]:
@@ -451,6 +462,84 @@ def scenarios(bench: Bench, rates: tuple[float, ...], retries: int, latency: flo
     return results
 
 
+@dataclass
+class Billing:
+    """One billing scenario: what the fake billed, what the ledger counts, the most submits of one body."""
+
+    scenario: str
+    wall_s: float
+    billed_usd: float
+    ledger_usd: float
+    max_submits_per_body: int
+    code: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return round(self.billed_usd, 2) == round(self.ledger_usd, 2) and self.max_submits_per_body <= 2 and self.code == 0
+
+
+def _fakes() -> Any:
+    """The loopback fakes of tests/ (bench only: they are not part of the installed package)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import fakes.fal
+    import fakes.gemini
+
+    return fakes
+
+
+def fal_dropped_scenario(bench: Bench) -> Billing:
+    """fal runs and bills two submits whose answers never arrive."""
+    fakes = _fakes()
+    with fakes.fal.FakeFal() as fal:
+        project = bench.copy("fal_dropped", {"default": "local", "keyframes": "fal", "video": "fal"})
+        fal.drop_submits = 2
+        render = bench.render(project, fal.env())
+        return Billing("fal_dropped", round(render.seconds, 2), fal.billed_usd, ledger(project).spent(shadow=False),
+                       max(fal.submits_by_body.values(), default=0), render.code, failures(render))
+
+
+def gemini_stalled_scenario(bench: Bench) -> Billing:
+    """Gemini generates and bills two upscales, then answers after the client gave up."""
+    fakes = _fakes()
+    with fakes.gemini.FakeGemini() as gemini:
+        project = bench.copy("gemini_stalled", {"default": "local", "upscale": "gemini"})
+        gemini.stall_s = 4.0
+        gemini.stall_next(2)
+        render = bench.render(project, gemini.env() | {"REELFLOW_GEMINI_TIMEOUT_S": "2"})
+        return Billing("gemini_stalled", round(render.seconds, 2), gemini.billed_usd, ledger(project).spent(shadow=False),
+                       max(gemini.billed_by_body.values(), default=0), render.code, failures(render))
+
+
+def fal_forgotten_scenario(bench: Bench) -> Billing:
+    """A render killed with fal requests in flight, resumed after fal finished, billed and forgot them."""
+    fakes = _fakes()
+    with fakes.fal.FakeFal(slow_s=3.0) as fal:
+        project = bench.copy("fal_forgotten", {"default": "local", "keyframes": "fal", "video": "fal"})
+
+        def in_flight(folder: Path) -> list[LedgerRow]:
+            rows = state_rows(folder, "status = 'pending'")
+            return rows if len(rows) >= 2 and len(rows) == fal.total_submits() else []
+
+        first, found, _ = kill_when(bench, project, fal.env(), in_flight, 0.05)
+        fal.slow_s = 0.0
+        fal.forget_results()
+        render = bench.render(project, fal.env())
+        notes = [f"killed with {len(found)} requests in flight" if found else "the render ended before the kill"]
+        return Billing("fal_forgotten", round(first + render.seconds, 2), fal.billed_usd,
+                       ledger(project).spent(shadow=False), max(fal.submits_by_body.values(), default=0), render.code,
+                       notes + failures(render))
+
+
+def print_billing(results: list[Billing]) -> None:
+    print(f"{'billing':<16}{'wall_s':>8}{'fake_billed':>13}{'ledger':>10}{'max_submits':>13}  ok")
+    for result in results:
+        print(f"{result.scenario:<16}{result.wall_s:>8.2f}{result.billed_usd:>13.4f}{result.ledger_usd:>10.4f}"
+              f"{result.max_submits_per_body:>13}  {'yes' if result.ok else 'NO'}")
+        for note in result.notes:
+            print(f"    {note}")
+
+
 def server_env(home: Path) -> dict[str, str]:
     """Start the bench's own Prefect server on any free port; the environment its renders need to use it."""
     port = os.environ.get("REELFLOW_SERVER_PORT")
@@ -501,6 +590,7 @@ def main() -> None:
             env = base_env(args.seed) | server_env(home)
             bench = Bench(args.project.resolve(), args.episode, shots, Path(scratch), env)
             results = scenarios(bench, QUICK_RATES if args.quick else RATES, args.retries, args.kill_latency, args.jobs)
+            billing = [plan(bench) for plan in (fal_dropped_scenario, gemini_stalled_scenario, fal_forgotten_scenario)]
         finally:
             stop_server(home)
     print(f"episode {args.episode}, shots {shots or 'all'}, local provider, seed {args.seed}, "
@@ -511,11 +601,14 @@ def main() -> None:
           "duplicate paid submits:\n  " + "\n  ".join(doubles))
     print("assets identical to clean after every transient fault and the kill: yes" if not changed else
           "results changed:\n  " + "\n  ".join(changed))
+    print_billing(billing)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"scenarios": [result.row() for result in results], "episode": args.episode,
+    args.out.write_text(json.dumps({"scenarios": [result.row() for result in results],
+                                    "billing": [asdict(result) | {"ok": result.ok} for result in billing],
+                                    "episode": args.episode,
                                     "shots": shots, "quick": args.quick, "seed": args.seed, "jobs": args.jobs}, indent=2) + "\n")
     print(f"wrote {args.out} in {time.perf_counter() - started:.1f} s")
-    if doubles:
+    if doubles or not all(result.ok for result in billing):
         sys.exit(1)
 
 

@@ -26,7 +26,7 @@ from reelflow.cli.studio import push_event, studio_app
 from reelflow.providers.registry import require_providers
 from reelflow.schemas.dailies import Dailies, Decision, decisions_from
 from reelflow.schemas.errors import ContractError, ReelflowError
-from reelflow.schemas.load import load_project, load_storyboard, validate_folder
+from reelflow.schemas.load import key_notes, load_episode, load_project, load_storyboard, validate_folder
 from reelflow.schemas.project import RENDER_STAGES
 from reelflow.schemas.report import BudgetLine, money_words
 from reelflow.schemas.storyboard import Storyboard
@@ -57,11 +57,16 @@ def parse_shots(text: str | None, option: str = "--shots") -> list[int] | None:
 
 @app.command()
 def validate(project: Annotated[Path, typer.Argument(help="Project folder")]) -> None:
-    """Check project.json, breakdown.json and every storyboard against the contracts; renders nothing."""
+    """Check project.json, breakdown.json and every storyboard against the contracts; renders nothing.
+
+    Keys the contracts do not know are kept and listed as notes; one that nearly spells a field is an error.
+    """
     try:
         checked, problems = validate_folder(project)
     except ReelflowError as exc:
         raise fail(str(exc)) from None
+    for note in key_notes(project):
+        out.print(f"note: {note}", markup=False)
     if problems:
         raise fail("\n".join(problems))
     out.print(f"[green]ok[/green] {project}: project, breakdown and {checked} storyboard(s) are valid")
@@ -72,17 +77,20 @@ def summary_table(report: Any) -> Table:
     for column in ("shot", "take", "approach", "status", "gates", "calls", "cost", "note"):
         table.add_column(column)
     for line in report.lines:
-        style = {"rendered": "green", "cached": "blue", "kept": "magenta", "failed": "red"}[line.status]
-        note = f"{line.stage}: {line.reason}" if line.reason else ""
+        style = {"rendered": "green", "cached": "blue", "kept": "magenta", "failed": "red",
+                 "upgraded_kept": "yellow"}[line.status]
+        note = f"{line.stage}: {line.reason}" if line.stage and line.reason else line.reason or ""
         table.add_row(str(line.shot), f"T{line.take:02d}", line.approach, f"[{style}]{line.status}[/{style}]",
                       line.review or "", str(line.provider_calls), f"${line.cost_usd:.3f}", note)
     return table
 
 
 def budget_text(budget: BudgetLine) -> str:
-    """Spent in this run and in the project, and what remains under the caps."""
+    """Charged in this run and in the project, what remains under the caps, and where the shadow cost would have
+    stopped the run."""
     remaining = "no cap" if budget.remaining_usd is None else f"${budget.remaining_usd:.3f} left"
-    return f"spent: ${budget.spent_run_usd:.3f} this run · ${budget.spent_project_usd:.3f} in the project · {remaining}"
+    line = f"spent: ${budget.spent_run_usd:.3f} this run · ${budget.spent_project_usd:.3f} in the project · {remaining}"
+    return line if budget.shadow_stop is None else f"{line}\n{budget.shadow_stop}"
 
 
 ProjectArg = Annotated[Path, typer.Argument(help="Project folder")]
@@ -96,8 +104,7 @@ def checked_episode(
     project: Path, episode: int, numbers: list[int] | None, stages: tuple[str, ...] = RENDER_STAGES
 ) -> Storyboard:
     """Validate the project and storyboard and set up the providers its stages need, before any work."""
-    folder = load_project(project)
-    storyboard = load_storyboard(folder, episode)
+    folder, storyboard = load_episode(project, episode)
     unknown = sorted(set(numbers or []) - {s.shot for s in storyboard.shots})
     if unknown:
         raise ContractError(f"{folder.storyboard_path(episode).name}: --shots: shot {unknown[0]} is not in the storyboard")
@@ -126,7 +133,9 @@ def estimate(
         raise fail(str(exc)) from None
     if as_json:
         blocked = [shot.model_dump() for shot in result.blocked]
-        typer.echo(json.dumps({"total_usd": result.total_usd, "by_stage": result.by_stage, "blocked": blocked}))
+        upgraded = [shot.model_dump() for shot in result.upgraded]
+        typer.echo(json.dumps({"total_usd": result.total_usd, "by_stage": result.by_stage, "blocked": blocked,
+                               "upgraded": upgraded, "upgraded_usd": result.upgraded_usd, "upgrades": result.upgrades}))
         return
     table = Table(title=f"estimate: episode {episode:03d}")
     for column in ("stage", "calls", "cost"):
@@ -139,6 +148,14 @@ def estimate(
         out.print("local stages are priced at their shadow cost (what the cloud would charge): nothing is charged")
     for shot in result.blocked:
         out.print(f"blocked: shot {shot.shot}: {shot.reason}", markup=False)
+    for upgraded in result.upgraded:
+        out.print(f"upgraded: shot {upgraded.shot} T{upgraded.take:02d}: {'; '.join(upgraded.reasons)} · "
+                  f"making it again costs ${upgraded.cost_usd:.3f}", markup=False)
+    if result.upgraded:
+        what = ("a render keeps their takes (render --rerender-upgraded, or \"upgrades\": \"rerender\" in project.json, "
+                "makes them again)" if result.upgrades == "keep" else "the total makes them again (\"upgrades\": \"rerender\")")
+        out.print(f"{len(result.upgraded)} shot(s) made by an older reelflow from the inputs they have now, "
+                  f"${result.upgraded_usd:.3f} to make again: {what}", markup=False)
 
 
 @app.command()
@@ -151,10 +168,13 @@ def render(
     max_cost: Annotated[float | None, typer.Option("--max-cost", min=0, help="Submit nothing past this many USD")] = None,
     allow_stale: Annotated[bool, typer.Option(
         "--allow-stale", help="Let the cut use clips made from an older storyboard; the report lists them")] = False,
+    rerender_upgraded: Annotated[bool, typer.Option(
+        "--rerender-upgraded", help="Make again the shots only an upgrade of reelflow changed (kept by default)")] = False,
 ) -> None:
     """Render an episode: keyframes, gates, upscale, video and clip per shot, then the cut and the manifest.
 
-    Approved shots are kept as they are; shots marked retake in the dailies render as take T+1.
+    Approved shots are kept as they are; shots marked retake in the dailies render as take T+1. Shots whose own
+    inputs did not change but which an upgrade of reelflow would make again keep their takes (--rerender-upgraded).
     Progress goes to stderr: a live table on a terminal, else one line per finished shot (nothing with --json).
     """
     numbers = parse_shots(shots)
@@ -172,7 +192,7 @@ def render(
     try:
         with nullcontext() if as_json else showing(rendering, err):
             state = render_episode(str(project), episode, numbers, max_cost, retakes, allow_stale=allow_stale,
-                                   return_state=True)
+                                   rerender_upgraded=rerender_upgraded, return_state=True)
         report = state.result(raise_on_failure=False)
     except ReelflowError as exc:
         raise fail(str(exc)) from None
@@ -196,6 +216,11 @@ def render(
                       markup=False)
         for line in report.decisions_kept:
             out.print(f"kept: {line}", markup=False)
+        if report.upgraded_kept:
+            cost = sum(shot.cost_usd for shot in report.upgraded_kept)
+            out.print(f"kept {len(report.upgraded_kept)} shot(s) made by an older reelflow from the inputs they have "
+                      f"now (shots {', '.join(str(shot.shot) for shot in report.upgraded_kept)}): ${cost:.3f} to make "
+                      "again with --rerender-upgraded", markup=False)
         flow_run_id = state.state_details.flow_run_id
         out.print(f"run in the Prefect UI: {ui}/runs/flow-run/{flow_run_id}")
     if report.budget.stopped:
@@ -246,8 +271,14 @@ def ledger(
     as_json: JsonOpt = False,
     forget_rejections: Annotated[bool, typer.Option(
         "--forget-rejections", help="Let requests a provider rejected for their content be submitted again")] = False,
+    forget_billed_failures: Annotated[bool, typer.Option(
+        "--forget-billed-failures",
+        help="Let content paid for with nothing to show (billed failures, unknown outcomes) be paid for again, "
+             "past billed_retries; with --episode / --shot only theirs")] = False,
+    shot: Annotated[int | None, typer.Option("--shot", help="With --forget-billed-failures: only this shot")] = None,
 ) -> None:
-    """What the project has spent: by provider, stage, episode and day; requests still pending; billed failures."""
+    """What the project has spent: by provider, stage, episode, shot and day; pending and unknown requests; billed
+    failures."""
     try:
         folder = load_project(project)
     except ReelflowError as exc:
@@ -258,30 +289,37 @@ def ledger(
     if forget_rejections:
         forgotten = store_for(folder.state_dir).forget_rejections()
         err.print(f"forgot {forgotten} recorded rejection(s); the next render submits them again")
+    if forget_billed_failures:
+        forgiven = Ledger.at(folder.state_dir).forget_billed_failures(episode, shot)
+        err.print(f"forgave {forgiven} billed failure(s) and unknown outcome(s): still money spent, no longer counted "
+                  "against billed_retries")
     report = Ledger.at(folder.state_dir).report(episode)
     if as_json:
         typer.echo(json.dumps(report.model_dump()))
         return
     title = f"ledger: {folder.project.code}" + (f" episode {episode:03d}" if episode is not None else "")
     for heading, groups in (("provider", report.by_provider), ("stage", report.by_stage),
-                            ("episode", report.by_episode), ("day (UTC)", report.by_day)):
+                            ("episode", report.by_episode), ("shot", report.by_shot), ("day (UTC)", report.by_day)):
         table = Table(title=f"{title} · by {heading}")
         for column in (heading, "requests", "spent"):
             table.add_column(column)
         for name, spend in sorted(groups.items()):
             table.add_row(name, str(spend.requests), f"${spend.spent_usd:.3f}")
         out.print(table)
-    for heading, requests in (("pending (counted at their price)", report.pending), ("billed failures", report.billed_failures)):
+    for heading, requests in (("pending (counted at their price)", report.pending),
+                              ("unknown: no answer came (counted at their price)", report.unknown),
+                              ("billed failures", report.billed_failures)):
         table = Table(title=f"{title} · {heading}")
         for column in ("request", "provider", "stage", "episode", "shot", "usd", "detail"):
             table.add_column(column)
         for request in requests:
-            usd = request.price_usd if request.status == "pending" else request.cost_usd
+            usd = request.price_usd if request.status in ("pending", "submitting", "unknown") else request.cost_usd
             table.add_row(request.request_id, request.provider, request.stage or "", str(request.episode or ""),
                           str(request.shot or ""), f"${usd:.3f}", Text(request.detail))
         out.print(table)
     out.print(f"spent: ${report.spent_usd:.3f} in {report.requests} requests "
-              f"(${report.charged_usd:.3f} charged, ${report.shadow_usd:.3f} local shadow cost, not charged)")
+              f"(${report.charged_usd:.3f} charged, ${report.shadow_usd:.3f} local shadow cost, not charged; "
+              f"${report.estimated_usd:.3f} at list prices, ${report.billed_usd:.3f} as the services reported)")
 
 
 @app.command("changed-episodes")

@@ -1,12 +1,15 @@
 """What a render would submit now, and what it would cost: the render's own stages, walked as a dry run.
 
 Cached work costs nothing; a stage downstream of work still to be made is priced as made too. The local
-provider prices its calls at their shadow (cloud) cost, so an estimate equals its render's `cost_usd`.
+provider prices its calls at their shadow (cloud) cost, so an estimate equals its render's `cost_usd`. Shots that
+only an upgrade of reelflow would make again are listed with why and what that costs; the total counts them only
+where the project re-renders them (`"upgrades": "rerender"`), as its render does.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,9 +18,11 @@ from reelflow.providers.registry import require_providers
 from reelflow.schemas.errors import ContentRejected
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.schemas.project import RENDER_STAGES
+from reelflow.schemas.report import UpgradedShot
 from reelflow.state.cache import dry_run
 from reelflow.state.dailies import read_dailies
-from reelflow.tasks.shot import ClipRejected, KeyframesRejected, price_shot
+from reelflow.state.manifest import read_manifest
+from reelflow.tasks.shot import ClipRejected, KeyframesRejected, find_upgrade, price_shot
 
 
 class BlockedShot(BaseModel):
@@ -34,6 +39,13 @@ class Estimate(BaseModel):
     by_stage: dict[str, float]
     calls_by_stage: dict[str, int]
     blocked: list[BlockedShot] = Field(default_factory=list)
+    upgrades: Literal["keep", "rerender"] = "keep"  # what the render does with the upgraded shots (project.json)
+    upgraded: list[UpgradedShot] = Field(default_factory=list, description="takes only an upgrade would make again")
+
+    @property
+    def upgraded_usd(self) -> float:
+        """What making every upgraded shot again would cost."""
+        return round(sum(shot.cost_usd for shot in self.upgraded), 6)
 
 
 def estimate_episode(
@@ -42,7 +54,9 @@ def estimate_episode(
     """Price the render of these shots (all by default, or the retakes) as it would run now, submitting nothing.
 
     Keyframes are priced as passing the gates on their first try; each regeneration would add its own cost. Content a
-    provider refused earlier is priced on the stage's fallback; a shot with no fallback is listed as blocked.
+    provider refused earlier is priced on the stage's fallback; a shot with no fallback is listed as blocked. A shot
+    only an upgrade of reelflow would make again is listed as upgraded, and priced in the total only where the project
+    re-renders such shots.
     """
     folder = load_project(project)
     storyboard = load_storyboard(folder, episode)
@@ -51,9 +65,15 @@ def estimate_episode(
     takes, _ = read_dailies(folder, storyboard).takes_to_render(numbers, retakes_only=retakes)
     jobs = shot_jobs(folder, storyboard, takes, run="estimate")
     refuse_invalid_requests(folder, episode, jobs)
-    blocked = []
+    manifest = read_manifest(folder.assets_dir(episode), folder.project.code, episode)
+    blocked: list[BlockedShot] = []
+    upgraded: list[UpgradedShot] = []
     with dry_run() as plan:
         for job in jobs:
+            if (kept := find_upgrade(job, manifest)) is not None:
+                upgraded.append(kept.upgrade)
+                if folder.project.upgrades == "keep":
+                    continue
             try:
                 price_shot(job)
             except (ContentRejected, KeyframesRejected, ClipRejected) as exc:
@@ -64,4 +84,6 @@ def estimate_episode(
         by_stage={stage: plan.cost_by_stage.get(stage, 0.0) for stage in RENDER_STAGES},
         calls_by_stage={stage: plan.calls_by_stage.get(stage, 0) for stage in RENDER_STAGES},
         blocked=blocked,
+        upgrades=folder.project.upgrades,
+        upgraded=upgraded,
     )

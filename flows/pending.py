@@ -6,6 +6,8 @@ project's budget; the first render a budget stops ends the run, and the episodes
 
 from __future__ import annotations
 
+import uuid
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
@@ -18,6 +20,8 @@ from reelflow.schemas.load import STORYBOARD_FILE, ProjectFolder, load_project, 
 from reelflow.schemas.project import RENDER_STAGES
 from reelflow.schemas.report import RenderReport, money_words
 from reelflow.state.dailies import read_dailies
+from reelflow.state.db import database
+from reelflow.state.ledger import Ledger
 
 TO_RENDER = ("pending", "retake")  # the review states that leave a shot to render
 
@@ -76,19 +80,25 @@ def episode_run(episode: int, state: State) -> EpisodeRun:
 
 
 def render_each(project: str, episodes: list[int], max_cost_usd: float | None) -> EpisodeRuns:
-    """Render the episodes one after another as subflows, all under `max_cost_usd` together; a budget stop ends it."""
+    """Render the episodes one after another as subflows, all under `max_cost_usd` together; a budget stop ends it.
+
+    The cap counts the ledger's charged spend of every subflow's calls (pending and unknown requests at their price),
+    read from the ledger, so an episode that raised after spending still counts.
+    """
     logger = get_run_logger()
+    folder = load_project(project)
+    ledger = Ledger(database(folder.state_dir))
+    parent = uuid.uuid4().hex
     runs = EpisodeRuns()
     for index, episode in enumerate(episodes):
-        spent = sum(row.charged_usd + row.shadow_usd for row in runs.episodes)
+        spent = ledger.spent(parent, shadow=False)
         if max_cost_usd is not None and spent >= max_cost_usd:
             runs.stopped = f"budget: this run's cap of ${max_cost_usd:.2f} is spent (${spent:.3f})"
         if runs.stopped:
             runs.not_rendered = episodes[index:]
             logger.warning("%s: episodes %s not rendered", runs.stopped, ", ".join(map(str, runs.not_rendered)))
             break
-        cap = None if max_cost_usd is None else max_cost_usd - spent
-        state = render_episode(project, episode, max_cost_usd=cap, return_state=True)
+        state = render_episode(project, episode, max_cost_usd=max_cost_usd, parent_run=parent, return_state=True)
         row = episode_run(episode, state)
         runs.episodes.append(row)
         logger.info("episode %s: %s (%s rendered, %s cached, %s failed)", episode, row.state, row.rendered, row.cached,

@@ -40,7 +40,8 @@ from reelflow.state.loras import read_registry
 from reelflow.state.manifest import merge, published_clip, read_manifest, write_manifest
 from reelflow.tasks.cut import cut_episode, cut_path
 from reelflow.tasks.job import SHORT_CHAIN_RANK, ShotJob, shot_seed
-from reelflow.tasks.shot import ShotFailed, ShotOutcome, current_clip, render_shot, request_problems
+from reelflow.tasks.shot import ShotFailed, ShotOutcome, UpgradeKept, current_clip, render_shot, request_problems
+from reelflow.tasks.upgrades import matching_clip, same_inputs, shot_inputs
 
 SHOT_MEMORY_BYTES = 48 * 2**20  # what one shot in flight may hold at once: a few decoded frames and encoder buffers
 
@@ -81,17 +82,17 @@ def start_order(jobs: list[ShotJob]) -> list[ShotJob]:
     return [job for _, _, job in sorted(placed, key=lambda entry: entry[:2])]
 
 
-def submit_shots(task: Any, jobs: list[ShotJob], window: int) -> dict[int, PrefectFuture[Any]]:
-    """Submit each shot's task as soon as fewer than `window` are running: the rest wait here, holding nothing.
+def submit_shots(task: Any, jobs: list[ShotJob], window: int, **options: Any) -> dict[int, PrefectFuture[Any]]:
+    """Submit each shot's task (with `options`) as soon as fewer than `window` are running: the rest wait here.
 
-    The job goes in quoted: Prefect would otherwise walk its whole storyboard and project looking for futures, on
-    every task run (the most CPU an episode's orchestration spent).
+    The job (and each option) goes in quoted: Prefect would otherwise walk its whole storyboard and project looking
+    for futures, on every task run (the most CPU an episode's orchestration spent).
     """
     gate = threading.BoundedSemaphore(window)
     futures: dict[int, PrefectFuture[Any]] = {}
     for job in jobs:
         gate.acquire()
-        future = task.submit(quote(job))
+        future = task.submit(quote(job), **{name: quote(value) for name, value in options.items()})
         future.add_done_callback(lambda _: gate.release())
         futures[job.shot.shot] = future
     return futures
@@ -109,7 +110,7 @@ def select_shots(storyboard: Storyboard, numbers: list[int] | None, file_name: s
 
 
 def shot_jobs(folder: ProjectFolder, storyboard: Storyboard, takes: dict[int, int], run: str,
-              max_cost_usd: float | None = None) -> list[ShotJob]:
+              max_cost_usd: float | None = None, parent_run: str | None = None) -> list[ShotJob]:
     """One job per shot to render, at the take given for it, in storyboard order."""
     loras = read_registry(folder.root)
     jobs = []
@@ -125,6 +126,7 @@ def shot_jobs(folder: ProjectFolder, storyboard: Storyboard, takes: dict[int, in
             seed=shot_seed(folder.project.code, storyboard.episode, shot, take),
             take=take,
             max_cost_usd=max_cost_usd,
+            parent_run=parent_run,
             lora_registry=loras,
         ))
     return jobs
@@ -138,13 +140,17 @@ def refuse_invalid_requests(folder: ProjectFolder, episode: int, jobs: list[Shot
         raise ContractError("\n".join(f"{name}: {problem}" for problem in problems))
 
 
-def budget_line(folder: ProjectFolder, run: str, max_cost_usd: float | None, failures: Iterable[ShotFailed]) -> BudgetLine:
-    """What this run and the project have spent, what remains under the caps, and why a cap stopped shots."""
+def budget_line(folder: ProjectFolder, run: str, max_cost_usd: float | None, failures: Iterable[ShotFailed],
+                parent_run: str | None = None) -> BudgetLine:
+    """What this run (with the run it is part of) and the project have charged, what remains under the caps, why a
+    cap stopped shots, and where one would have had the local provider's shadow cost been charged."""
     caps = Caps(project_usd=folder.project.budget_usd, run_usd=max_cost_usd)
-    spend = Budgets(database(folder.state_dir)).spend(run, caps)
+    budgets = Budgets(database(folder.state_dir))
+    spend = budgets.spend(parent_run or run, caps)
     stopped = next((failure.reason for failure in failures if failure.over_budget), None)
     return BudgetLine(project_usd=caps.project_usd, run_cap_usd=caps.run_usd, spent_run_usd=spend.run_usd,
-                      spent_project_usd=spend.project_usd, remaining_usd=spend.remaining_usd, stopped=stopped)
+                      spent_project_usd=spend.project_usd, remaining_usd=spend.remaining_usd, stopped=stopped,
+                      shadow_stop=budgets.shadow_stop(parent_run or run, caps))
 
 
 def _shot_table(report: RenderReport) -> str:
@@ -160,6 +166,8 @@ def _shot_table(report: RenderReport) -> str:
         *([f"Stale (cut from clips of an older storyboard): shots {', '.join(map(str, report.stale_shots))}  "]
           if report.stale_shots else []),
         *[f"Kept: {line}  " for line in report.decisions_kept],
+        *([f"Kept, made by an older reelflow (`--rerender-upgraded` makes them again): shots "
+           f"{', '.join(str(shot.shot) for shot in report.upgraded_kept)}  "] if report.upgraded_kept else []),
         f"Shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.kept} approved and kept, "
         f"{report.shots.failed} failed · provider calls {report.provider_calls} · "
         f"{money_words(report.charged_usd, report.shadow_usd)}",
@@ -198,11 +206,14 @@ def record_dailies(folder: ProjectFolder, storyboard: Storyboard, outcomes: dict
     return dailies, kept
 
 
-def cut_clips(folder: ProjectFolder, storyboard: Storyboard, dailies: Dailies, outcomes: dict[int, ShotOutcome],
-              manifest: Manifest, run: str) -> tuple[dict[int, AssetRef], dict[int, AssetRef], list[int]]:
-    """Each shot's clip for the cut, at its approved (else latest) take: made now, or in the cache for the current
-    storyboard. Returns those, the clips published earlier that no longer match the storyboard (stale), and the shots
-    with no clip at all.
+def cut_clips(
+    folder: ProjectFolder, storyboard: Storyboard, dailies: Dailies, outcomes: dict[int, ShotOutcome | UpgradeKept],
+    manifest: Manifest, run: str,
+) -> tuple[dict[int, AssetRef], dict[int, AssetRef], list[int], dict[tuple[int, int], str]]:
+    """Each shot's clip for the cut, at its approved (else latest) take: made or kept now, in the cache for the
+    current storyboard, or published from the inputs the shot has now (by an older reelflow). Returns those, the clips
+    published earlier that no longer match the storyboard (stale), the shots with no clip at all, and the inputs of
+    the takes found in the cache as they were published (for the manifest).
     """
     takes = {shot.shot: dailies.shot(shot.shot).cut_take for shot in storyboard.shots}
     current = {n: o.clip for n, o in outcomes.items() if o.take == takes[n]}
@@ -210,16 +221,29 @@ def cut_clips(folder: ProjectFolder, storyboard: Storyboard, dailies: Dailies, o
     assets_dir = folder.assets_dir(storyboard.episode)
     stale: dict[int, AssetRef] = {}
     missing: list[int] = []
+    inputs: dict[tuple[int, int], str] = {}
     for job in shot_jobs(folder, storyboard, others, run):
         number = job.shot.shot
         clip = current_clip(job)
         if clip is not None:
             current[number] = clip
+            if not same_inputs(job, manifest) and (published := published_clip(assets_dir, manifest, number, job.take)):
+                if published.sha256 == clip.sha256:  # what the take published is what its inputs make now
+                    inputs[number, job.take] = shot_inputs(job)
+        elif (kept := matching_clip(job, manifest)) is not None:
+            current[number] = kept
         elif (old := published_clip(assets_dir, manifest, number, job.take)) is not None:
             stale[number] = old
         else:
             missing.append(number)
-    return current, stale, missing
+    return current, stale, missing, inputs
+
+
+def kept_words(kept: UpgradeKept) -> str:
+    """Why a take was kept though its stages would make work again, and what that would cost, in one line."""
+    upgrade = kept.upgrade
+    return (f"T{kept.take:02d} kept, made by an older reelflow from the inputs it has now: {'; '.join(upgrade.reasons)}; "
+            f"making it again costs ${upgrade.cost_usd:.3f} (--rerender-upgraded)")
 
 
 def cut_problem(stale: list[int], missing: list[int], allow_stale: bool) -> str | None:
@@ -247,13 +271,18 @@ def render_episode(
     max_cost_usd: float | None = None,
     retakes: bool = False,
     allow_stale: bool = False,
+    parent_run: str | None = None,
+    rerender_upgraded: bool = False,
 ) -> RenderReport | State:
     """Render the selected shots of one episode (all by default; only retakes with `retakes`) and cut it.
 
     The cut takes only clips that match the current storyboard, unless `allow_stale` lets older ones in.
+    `parent_run` is the ledger run of a run over several episodes: `max_cost_usd` is then that run's cap, shared.
 
-    Approved shots are never rendered again. Paid calls stop at this run's `max_cost_usd` and at the project's
-    `budget_usd` (its total over every run and process).
+    Approved shots are never rendered again. Shots that only an upgrade of reelflow would make again (their own
+    inputs unchanged) keep their takes unless `rerender_upgraded` or project.json's `"upgrades": "rerender"` asks
+    for them; the report lists them with what making them again costs. Paid calls stop at this run's
+    `max_cost_usd` and at the project's `budget_usd` (its total over every run and process).
     With failed shots the run ends Failed (visible as such in the UI), still carrying the report.
     """
     logger = get_run_logger()
@@ -268,17 +297,26 @@ def render_episode(
 
     # The run's calls and cost are the ledger's rows for this run, whichever process made them.
     run = uuid.uuid4().hex
-    jobs = shot_jobs(folder, storyboard, takes, run, max_cost_usd)
+    jobs = shot_jobs(folder, storyboard, takes, run, max_cost_usd, parent_run)
     refuse_invalid_requests(folder, episode, jobs)
-    futures = submit_shots(render_shot, start_order(jobs), shots_in_flight(folder))
+    keeping = not rerender_upgraded and folder.project.upgrades == "keep"
+    found = read_manifest(folder.assets_dir(episode), folder.project.code, episode) if keeping else None
+    futures = submit_shots(render_shot, start_order(jobs), shots_in_flight(folder), keep_upgraded=found)
     outcomes: dict[int, ShotOutcome] = {}
     failures: dict[int, ShotFailed] = {}
+    upgraded: dict[int, UpgradeKept] = {}
     for job in jobs:
         try:
-            outcomes[job.shot.shot] = futures[job.shot.shot].result()
+            result = futures[job.shot.shot].result()
         except ShotFailed as exc:
             failures[job.shot.shot] = exc
             logger.error("shot %s failed at %s: %s", job.shot.shot, exc.stage, exc.reason)
+            continue
+        if isinstance(result, UpgradeKept):
+            upgraded[job.shot.shot] = result
+            logger.warning("shot %s: %s", job.shot.shot, kept_words(result))
+        else:
+            outcomes[job.shot.shot] = result
     spend = Ledger(database(folder.state_dir)).run_spend(run)
     lines: dict[int, ShotLine] = {}
     for job in jobs:
@@ -288,6 +326,8 @@ def render_episode(
                         cost_usd=cost, status="rendered" if calls else "cached")
         if number in failures:
             line.status, line.stage, line.reason = "failed", failures[number].stage, failures[number].reason
+        elif number in upgraded:
+            line.status, line.reason = "upgraded_kept", kept_words(upgraded[number])
         else:
             line.review = outcomes[number].route
         lines[number] = line
@@ -304,7 +344,7 @@ def render_episode(
     # The cut: every shot's clip at its approved (else latest) take, as the current storyboard makes it.
     assets_dir = folder.assets_dir(episode)
     manifest = read_manifest(assets_dir, folder.project.code, episode)
-    current, stale, missing = cut_clips(folder, storyboard, dailies, outcomes, manifest, run)
+    current, stale, missing, inputs = cut_clips(folder, storyboard, dailies, outcomes | upgraded, manifest, run)
     cut_skipped = cut_problem(sorted(stale), missing, allow_stale)
     cut_entry = None
     if cut_skipped is None:
@@ -315,7 +355,8 @@ def render_episode(
     if stale and cut_entry is not None:
         logger.warning("cut with clips of an older storyboard: shots %s", ", ".join(map(str, sorted(stale))))
     rendered = {(n, o.take): o.entries for n, o in outcomes.items()}
-    manifest_path = write_manifest(assets_dir, merge(manifest, rendered, cut_entry))
+    inputs |= {(job.shot.shot, job.take): shot_inputs(job) for job in jobs if job.shot.shot in outcomes}
+    manifest_path = write_manifest(assets_dir, merge(manifest, rendered, cut_entry, inputs))
 
     counts = ShotCounts(
         total=len(report_lines),
@@ -336,8 +377,9 @@ def render_episode(
         cut_skipped=cut_skipped,
         stale_shots=sorted(stale) if cut_entry is not None else [],
         decisions_kept=[f"shot {number}: {why}" for number, why in sorted(decisions_kept.items())],
+        upgraded_kept=[upgraded[number].upgrade for number in numbers if number in upgraded],
         budget_usd=max_cost_usd if max_cost_usd is not None else folder.project.budget_usd,
-        budget=budget_line(folder, run, max_cost_usd, failures.values()),
+        budget=budget_line(folder, run, max_cost_usd, failures.values(), parent_run),
     )
     create_markdown_artifact(
         key=f"{folder.project.code.lower()}-ep{episode:03d}-render",

@@ -1,13 +1,15 @@
 """The small protocols every provider implements.
 
 A provider translates one common request shape (schemas/requests.py) to its wire and back, writes
-its output to `out`, verifies it, and reports cost from the price table. Paid calls write their
-request id to the ledger through `ticket` before waiting, and resume a pending one instead of
-submitting again.
+its output to `out`, verifies it, and reports cost from the price table. What each answer of the
+service means goes to the call's `ticket`; the ledger's rules for every provider live in one place
+(state/ledger.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,24 +27,75 @@ from reelflow.schemas.requests import (
 )
 
 
+class Sent(Protocol):
+    """A request on its way out (`Ticket.sending`)."""
+
+    def accepted(self, request_id: str) -> None:
+        """The service accepted the request as `request_id`: it is pending until settled."""
+
+
 class Ticket(Protocol):
-    """Where a paid call writes its request: the id before waiting on it, then how the provider settled it."""
+    """Where a provider says what each answer of the service meant; the ledger's rules (state/ledger.py) do the rest.
 
-    def resume(self, endpoint: str) -> str | None:
-        """The id of this call's request still pending at the provider: poll it instead of submitting."""
+    A provider speaks only its wire: it resumes an open request instead of submitting, sends inside `sending` (the
+    row is written before the request leaves; an OutcomeUnknown raised there leaves it unknown, at its price), and
+    settles what the service answered: completed, failed (billed or not), unknown, cancelled.
+    """
 
-    def submitted(self, endpoint: str, request_id: str) -> None: ...
+    def resume(self, endpoint: str, *, pollable: bool = True) -> str | None:
+        """The id of this call's request still open at the service: poll it instead of submitting. Without
+        `pollable` (a synchronous service) an open request cannot be asked about: it becomes unknown."""
 
-    def completed(self, endpoint: str, request_id: str, cost_usd: float) -> None: ...
+    def sending(self, endpoint: str) -> AbstractContextManager[Sent]: ...
+
+    def completed(self, endpoint: str, request_id: str, cost_usd: float, billed_usd: float | None = None) -> None:
+        """A usable output; `billed_usd` where the service said what it billed."""
 
     def failed(self, endpoint: str, request_id: str, detail: str, cost_usd: float = 0.0) -> None:
         """The request ended in an error; `cost_usd` is what the provider bills for it anyway."""
 
+    def unknown(self, endpoint: str, request_id: str, detail: str) -> None:
+        """No answer will say how the request ended (the service no longer knows it): counted at its price."""
+
     def cancelled(self, endpoint: str, request_id: str, detail: str) -> None:
-        """The provider confirmed the cancel: nothing was billed."""
+        """The provider confirmed the request was removed before it ran: nothing was billed."""
 
     def cancel_requested(self, endpoint: str, request_id: str, detail: str) -> None:
         """A cancel was asked for and not confirmed: the request stays pending."""
+
+
+class _NotSent:
+    def accepted(self, request_id: str) -> None:
+        return None
+
+
+class Unrecorded:
+    """The ticket of a call made outside any ledger (a provider used on its own): every line is dropped."""
+
+    def resume(self, endpoint: str, *, pollable: bool = True) -> str | None:
+        return None
+
+    @contextmanager
+    def sending(self, endpoint: str) -> Iterator[Sent]:
+        yield _NotSent()
+
+    def completed(self, endpoint: str, request_id: str, cost_usd: float, billed_usd: float | None = None) -> None:
+        return None
+
+    def failed(self, endpoint: str, request_id: str, detail: str, cost_usd: float = 0.0) -> None:
+        return None
+
+    def unknown(self, endpoint: str, request_id: str, detail: str) -> None:
+        return None
+
+    def cancelled(self, endpoint: str, request_id: str, detail: str) -> None:
+        return None
+
+    def cancel_requested(self, endpoint: str, request_id: str, detail: str) -> None:
+        return None
+
+
+UNRECORDED = Unrecorded()
 
 
 @runtime_checkable

@@ -64,6 +64,14 @@ class ManifestEntry(Provenance):
     media: MediaInfo
 
 
+class TakeInputs(BaseModel):
+    """What one take of a shot was made from, as a fingerprint of its own inputs apart from reelflow's code."""
+
+    shot: int
+    take: int
+    inputs: str  # sha256: see reelflow.tasks.upgrades.shot_inputs
+
+
 class Manifest(BaseModel):
     """`manifest.json` of an episode's asset folder."""
 
@@ -72,7 +80,16 @@ class Manifest(BaseModel):
     cut: str | None = None
     assets: list[ManifestEntry] = Field(default_factory=list)
     intermediates: list[ManifestEntry] = Field(default_factory=list)
+    takes: list[TakeInputs] = Field(default_factory=list, description="each take's inputs, where they were recorded")
 
     def take_assets(self, shot: int, take: int) -> list[ManifestEntry]:
         """The named assets of one take of a shot (entries written before takes were recorded are take 1)."""
         return [entry for entry in self.assets if entry.shot == shot and (entry.take or 1) == take and entry.name]
+
+    def take_entries(self, shot: int, take: int) -> list[ManifestEntry]:
+        """Every entry of one take of a shot, named or intermediate."""
+        return [entry for entry in self.assets + self.intermediates if entry.shot == shot and (entry.take or 1) == take]
+
+    def take_inputs(self, shot: int, take: int) -> str | None:
+        """The inputs fingerprint recorded for one take of a shot (None: made before inputs were recorded)."""
+        return next((record.inputs for record in self.takes if (record.shot, record.take) == (shot, take)), None)

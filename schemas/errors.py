@@ -61,6 +61,22 @@ class UnusableOutput(ProviderError):
     kind = "unusable_output"
 
 
+class OutcomeUnknown(ProviderError):
+    """The request may have reached the service, but no answer says how it ended (a lost response, a timeout after
+    sending, a request the service no longer knows): counted at its price, submitted again only within the
+    project's `billed_retries`."""
+
+    billed = True
+    kind = "unknown"
+
+
+class BilledRetriesSpent(ProviderError):
+    """The content was paid for `billed_retries` + 1 times with nothing to show; not submitted again until a person
+    allows it (`reelflow ledger PROJECT --forget-billed-failures`)."""
+
+    kind = "billed_retries_spent"
+
+
 class ContentRejected(ProviderError):
     """The provider refused the content (moderation); never retried, may go to a fallback."""
 
@@ -77,6 +93,13 @@ class MissingCredentials(ProviderError):
     """A provider's key is missing or invalid; raised before any work is submitted."""
 
     kind = "missing_credentials"
+
+
+class AccountRestricted(ProviderError):
+    """The provider has limited or disabled the account itself (e.g. for policy violations): no request can succeed
+    until a person acts, so it is never retried, re-submitted or sent to a fallback."""
+
+    kind = "account_restricted"
 
 
 def is_retryable(error: BaseException) -> bool:

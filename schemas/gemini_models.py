@@ -25,11 +25,18 @@ Sources (checked 2026-11-25; addresses as the search tool gave them):
   (https://hexdocs.pm/gemini_ex/Gemini.Types.GenerationConfig.ImageConfig.html, https://ai.google.dev/gemini-api/docs/nanobanana).
 - MODALITIES, google-genai 3.4.0 `types.Modality`: TEXT, IMAGE, AUDIO (VIDEO is not a generateContent output);
   image models answer with IMAGE, or TEXT and IMAGE (https://ai.google.dev/gemini-api/docs/nanobanana).
+- SAMPLING: temperature, top_p and top_k are deprecated and ignored for gemini-3.5-flash-lite (and Gemini 3.6 and
+  later); gemini-2.5-flash and gemini-3.5-flash still take them — https://github.com/anomalyco/opencode/pull/38924
+  quoting https://ai.google.dev/gemini-api/docs/latest-model; https://github.com/ENTERPILOT/GoModel/pull/863 quoting
+  Google's Gemini 3 migration guides ("Remove these parameters from all requests").
+
+A row is usable until its shutdown date (compared with `today()`, the UTC date from the clock; tests replace it),
+whatever its status says: a "retiring" id stops being sent on the day Google shuts it down.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -68,10 +75,21 @@ class GeminiModel(BaseModel):
     replacement: str | None = None
     source: str
     image_sizes: tuple[ImageSize, ...] = ()  # the `imageConfig.imageSize` tiers it takes; () means none is sent
+    sampling: bool = False  # it still takes temperature/topP/topK (deprecated and ignored from Gemini 3.5 Flash-Lite on)
+
+    def usable_on(self, day: date) -> bool:
+        """Whether the id still answers on `day`: not marked shut down, and before its shutdown date."""
+        return self.status != "shut_down" and (self.shutdown is None or day < self.shutdown)
 
     @property
     def usable(self) -> bool:
-        return self.status != "shut_down"
+        """Whether the id still answers today (`today()`)."""
+        return self.usable_on(today())
+
+
+def today() -> date:
+    """The UTC date from the clock, which shutdown dates are compared with (tests replace this function)."""
+    return datetime.now(UTC).date()
 
 
 def _table(*models: GeminiModel) -> dict[str, GeminiModel]:
@@ -88,9 +106,9 @@ GEMINI_MODELS: dict[str, GeminiModel] = _table(
     GeminiModel(id="gemini-3.1-flash-image-preview", kind="image", status="shut_down", shutdown=date(2026, 6, 25),
                 replacement="gemini-3.1-flash-image", source=DEPRECATIONS, image_sizes=TIERED),
     GeminiModel(id="gemini-3.5-flash-lite", kind="text", status="ga", source=FLASH_LITE),
-    GeminiModel(id="gemini-3.5-flash", kind="text", status="ga", source=DEPRECATIONS),
+    GeminiModel(id="gemini-3.5-flash", kind="text", status="ga", source=DEPRECATIONS, sampling=True),
     GeminiModel(id="gemini-2.5-flash", kind="text", status="retiring", shutdown=date(2026, 12, 1),
-                replacement="gemini-3.5-flash-lite", source=RETIRING_FLASH),
+                replacement="gemini-3.5-flash-lite", source=RETIRING_FLASH, sampling=True),
 )
 
 
@@ -100,13 +118,14 @@ def gemini_model(model_id: str) -> GeminiModel | None:
 
 
 def usable_ids(kind: Kind | None = None) -> list[str]:
-    """The ids that still answer (of `kind`, if given), current ones first."""
+    """The ids that still answer today (of `kind`, if given), current ones first."""
     rows = [row for row in GEMINI_MODELS.values() if row.usable and (kind is None or row.kind == kind)]
     return [row.id for row in sorted(rows, key=lambda row: row.status == "retiring")]
 
 
 def shut_down_problem(model_id: str) -> str | None:
-    """Why a shut-down id cannot be used, naming its replacement; None for any other id."""
+    """Why an id shut down (by status, or by its shutdown date being past) cannot be used, naming its replacement;
+    None for any other id."""
     row = gemini_model(model_id)
     if row is None or row.usable:
         return None

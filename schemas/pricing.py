@@ -163,6 +163,14 @@ class PriceTable(BaseModel):
         units = price.units(model, size=size, frames=frames, fps=fps, seconds=seconds, steps=steps)
         return round(price.unit_usd(model, resolution, size) * units * count, 6)
 
+    def token_cost(self, model: str, input_tokens: int, output_tokens: int) -> float | None:
+        """What a per-token model bills for the tokens a service reported; None where the model is not priced per
+        token (its unit, not the tokens, is what it bills)."""
+        price = self.price(model)
+        if price.usd_per_1m_input is None or price.usd_per_1m_output is None:
+            return None
+        return round((input_tokens * price.usd_per_1m_input + output_tokens * price.usd_per_1m_output) / 1e6, 6)
+
     def cost_of(self, request: _Request, *, model: str | None = None, size: Size | None = None,
                 resolution: str | None = None) -> float:
         """Cost of one request at its real size and length. `model` overrides the request's (the endpoint a

@@ -112,6 +112,8 @@ class Project(_Contract):
     nightly: str = "0 2 * * *"  # cron (5 fields) of the nightly render of every episode with pending shots
     # each character LoRA's strength in a shot with several characters (default: an equal part, 0.5 for two)
     shared_lora_scale: Annotated[float, Field(gt=0, le=1)] | None = None
+    # shots only an upgrade of reelflow would make again (their own inputs unchanged): kept as they are, or rendered
+    upgrades: Literal["keep", "rerender"] = "keep"
 
     @field_validator("timezone")
     @classmethod

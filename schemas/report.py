@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-ShotStatus = Literal["rendered", "cached", "kept", "failed"]
+# kept: an approved take, never rendered again; upgraded_kept: a take only an upgrade of reelflow would make again
+ShotStatus = Literal["rendered", "cached", "kept", "failed", "upgraded_kept"]
 
 
 class ShotLine(BaseModel):
@@ -29,6 +30,17 @@ def money_words(charged_usd: float, shadow_usd: float) -> str:
     return words
 
 
+class UpgradedShot(BaseModel):
+    """A take whose outputs a reelflow upgrade re-keyed while the shot's own inputs stayed: why, and what making it
+    again would cost now (the local provider's calls at their shadow cost)."""
+
+    shot: int
+    take: int
+    reasons: list[str]  # which stage's key changed, e.g. "video: reelflow's video stage changed (version 1 → 2)"
+    cost_usd: float
+    provider_calls: int
+
+
 class ShotCounts(BaseModel):
     total: int
     rendered: int
@@ -38,7 +50,8 @@ class ShotCounts(BaseModel):
 
 
 class BudgetLine(BaseModel):
-    """Money against the caps: spent in this run, spent in the project (every run, every process), what remains."""
+    """Money against the caps: charged in this run, charged in the project (every run, every process), what remains.
+    The local provider's shadow cost never counts against a cap; `shadow_stop` says where it would have."""
 
     project_usd: float | None = None
     run_cap_usd: float | None = None
@@ -46,6 +59,7 @@ class BudgetLine(BaseModel):
     spent_project_usd: float = 0.0
     remaining_usd: float | None = None
     stopped: str | None = None  # the one-line budget message when a cap refused a call
+    shadow_stop: str | None = None  # where a cap would have stopped the run had the shadow cost been charged
 
 
 class RenderReport(BaseModel):
@@ -60,6 +74,8 @@ class RenderReport(BaseModel):
     cut_skipped: str | None = None
     stale_shots: list[int] = Field(default_factory=list, description="shots cut from a clip of an older storyboard")
     decisions_kept: list[str] = Field(default_factory=list, description="decisions people made during the run, kept")
+    upgraded_kept: list[UpgradedShot] = Field(
+        default_factory=list, description="takes only an upgrade of reelflow would make again, kept as they are")
     budget_usd: float | None = None
     budget: BudgetLine = Field(default_factory=BudgetLine)
 
@@ -88,6 +104,7 @@ class RenderReport(BaseModel):
             "cut_skipped": self.cut_skipped,
             "stale_shots": self.stale_shots,
             "decisions_kept": self.decisions_kept,
+            "upgraded_kept": [shot.model_dump() for shot in self.upgraded_kept],
         } | ({"budget_usd": self.budget_usd} if self.budget_usd is not None else {})
 
 
@@ -110,15 +127,17 @@ class LedgerRequest(BaseModel):
     shot: int | None = None
     price_usd: float = 0.0
     cost_usd: float = 0.0
+    billed_usd: float | None = None
     detail: str = ""
     submitted_at: float
 
 
 class LedgerReport(BaseModel):
-    """What a project has spent: totals, by provider, stage, episode and day; pending requests; billed failures.
+    """What a project has spent: totals, by provider, stage, episode, shot and day; pending and unknown requests;
+    billed failures.
 
-    `spent_usd` counts pending requests at their price; `shadow_usd` is the local provider's part (priced as the
-    cloud, charged nothing) and `charged_usd` the rest.
+    `spent_usd` counts pending and unknown requests at their price; `shadow_usd` is the local provider's part (priced
+    as the cloud, charged nothing) and `charged_usd` the rest.
     """
 
     episode: int | None = None
@@ -132,3 +151,7 @@ class LedgerReport(BaseModel):
     by_day: dict[str, GroupSpend] = Field(default_factory=dict)
     pending: list[LedgerRequest] = Field(default_factory=list)
     billed_failures: list[LedgerRequest] = Field(default_factory=list)
+    unknown: list[LedgerRequest] = Field(default_factory=list, description="requests whose outcome never came: at their price")
+    estimated_usd: float = 0.0  # every request at its list price (cancelled ones aside)
+    billed_usd: float = 0.0  # what the services said they billed, where they said it
+    by_shot: dict[str, GroupSpend] = Field(default_factory=dict)

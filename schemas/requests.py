@@ -5,21 +5,38 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 FrameRole = Literal["first", "hero", "last", "strip", "previz"]
 
 
 class LoraRef(BaseModel):
-    """A trained character adapter to apply: weights location, strength and trigger word."""
+    """A trained character adapter to apply: weights location, strength and trigger word.
+
+    Its dump (what request params and cache keys hold) names the weights by `sha256` where known, never by where
+    they are: a new URL for the same weights makes nothing again. The fields after `sha256` say where a provider can
+    read or upload the weights and are never dumped.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    path: str
+    path: str  # the registry's: a URL or a path under the project folder
     scale: float = 1.0
     trigger: str | None = None
     character: str | None = None
     transformer: Literal["high", "low", "both"] | None = None
+    sha256: str | None = None  # the weights'
+    url: str | None = Field(default=None, exclude=True)  # where the service reads the weights now, if not at `path`
+    url_at: str | None = Field(default=None, exclude=True)  # when that URL (or a URL `path`) was made, ISO 8601
+    file: Path | None = Field(default=None, exclude=True)  # the project's copy of the weights
+    project: Path | None = Field(default=None, exclude=True)  # the project whose registry lists the adapter
+
+    @model_serializer(mode="wrap")
+    def _keyed(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The weights' sha256 instead of their path; an adapter without one dumps as before sha256 was known."""
+        data = handler(self)
+        data.pop("sha256" if self.sha256 is None else "path", None)
+        return data
 
 
 class FrameNotes(BaseModel):
@@ -77,6 +94,9 @@ class UpscaleRequest(_Request):
     width: int
     height: int
     prompt: str | None = None
+    # The image's size where it is known before the file exists (an estimate's planned keyframe): a service that
+    # bills its output by the source's size is priced from it. Not a parameter: the image's content is in the key.
+    source_size: tuple[int, int] | None = Field(default=None, exclude=True)
 
 
 class EditRequest(_Request):

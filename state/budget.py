@@ -1,9 +1,11 @@
 """Budgets held across every process of a studio: the project's `budget_usd` and one run's `--max-cost`.
 
-Spent is read from the state database: settled costs, pending requests at their price and open reservations.
-A paid call reserves its price first, in one transaction that checks both caps, so two processes can never
-overspend together; the reservation becomes the call's ledger row when the provider accepts it, and is released
-when the call fails before that. A reservation left by a process that died is dropped.
+Budgets count money: settled costs, pending and unknown requests at their price, and open reservations. The local
+provider's shadow cost is reported beside them and never refuses a call. A run's cap counts the run and every run
+that is part of it (a render-pending run's episode subflows). A paid call reserves its price first, in one
+transaction that checks both caps, so two processes can never overspend together; the reservation becomes the
+call's ledger row when its request is written, and is released when the call fails before that. A reservation
+left by a process that died is dropped.
 """
 
 from __future__ import annotations
@@ -57,24 +59,26 @@ class Budgets:
         self.host = socket.gethostname()
 
     def _spent(self, run: str | None) -> float:
-        """The ledger's spend (of the project, or one run) plus the reservations still held."""
-        where, args = ("WHERE run = ?", (run,)) if run is not None else ("", ())
+        """The ledger's charged spend (of the project, or one run with its subflows) plus the reservations held."""
+        where, args = ("WHERE run = ? OR parent_run = ?", (run, run)) if run is not None else ("", ())
         held = self.db.row(f"SELECT SUM(price_usd) AS total FROM reservations {where}", args)
-        return round(Ledger(self.db).spent(run) + float(held["total"] or 0.0), 6)  # type: ignore[index]
+        return round(Ledger(self.db).spent(run, shadow=False) + float(held["total"] or 0.0), 6)  # type: ignore[index]
 
     def _drop_dead(self) -> None:
         for row in self.db.rows("SELECT id, pid FROM reservations WHERE host = ?", (self.host,)):
             if not _alive(int(row["pid"])):
                 self.db.connection.execute("DELETE FROM reservations WHERE id = ?", (row["id"],))
 
-    def reserve(self, run: str, price_usd: float, caps: Caps) -> int | None:
-        """Hold `price_usd` for a call of `run`, or raise BudgetExceeded; returns the reservation's id (None: no cap)."""
+    def reserve(self, run: str, price_usd: float, caps: Caps, *, parent_run: str | None = None) -> int | None:
+        """Hold `price_usd` for a call of `run` (part of `parent_run`, whose cap it shares), or raise BudgetExceeded;
+        returns the reservation's id (None: no cap)."""
         if caps.project_usd is None and caps.run_usd is None:
             return None
+        capped = parent_run or run
         with self.db.write() as sql:
             self._drop_dead()
             for cap, spent, what in (
-                (caps.run_usd, lambda: self._spent(run), "this run's cap (--max-cost)"),
+                (caps.run_usd, lambda: self._spent(capped), "this run's cap (--max-cost)"),
                 (caps.project_usd, lambda: self._spent(None), "the project's budget (budget_usd)"),
             ):
                 if cap is None:
@@ -86,8 +90,8 @@ class Budgets:
                         f"the next call needs ${price_usd:.3f}; not submitted"
                     )
             cursor = sql.execute(
-                "INSERT INTO reservations (run, price_usd, host, pid, at) VALUES (?, ?, ?, ?, ?)",
-                (run, price_usd, self.host, os.getpid(), time.time()),
+                "INSERT INTO reservations (run, parent_run, price_usd, host, pid, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (run, parent_run, price_usd, self.host, os.getpid(), time.time()),
             )
             return int(cursor.lastrowid or 0)
 
@@ -97,6 +101,19 @@ class Budgets:
             return
         with self.db.write() as sql:
             sql.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
+
+    def shadow_stop(self, run: str, caps: Caps) -> str | None:
+        """Where a cap would have stopped the run had the local provider's shadow cost been charged; None if nowhere."""
+        ledger = Ledger(self.db)
+        for cap, scope, what in ((caps.run_usd, run, "this run's cap (--max-cost)"),
+                                 (caps.project_usd, None, "the project's budget (budget_usd)")):
+            if cap is None:
+                continue
+            charged, shadow = self._spent(scope), ledger.spent(scope, shadow=True)
+            if shadow and charged + shadow > cap + 1e-9:
+                return (f"budget: {what} ${cap:.2f} would have stopped this run on the cloud: ${charged:.3f} charged "
+                        f"+ ${shadow:.3f} shadow (local, not charged)")
+        return None
 
     def spend(self, run: str, caps: Caps) -> Spend:
         run_spent, project_spent = self._spent(run), self._spent(None)

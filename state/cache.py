@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +17,8 @@ from reelflow.media.probe import probe
 from reelflow.schemas.assets import AssetRef, InputRef, MediaInfo, Provenance
 from reelflow.schemas.errors import ContentRejected, ReelflowError
 from reelflow.schemas.requests import Generation
+from reelflow.state.legacy import path_keyed_loras
+from reelflow.state.loras import registered_paths
 from reelflow.state.store import AssetStore, CacheRecord, StoredFile
 
 MEDIA = "media"  # the provider name of pure media operations: no calls, no cost
@@ -119,8 +121,12 @@ def _planned(operation: Operation, plan: DryRun, price: float, outputs: int) -> 
     calls = 0 if operation.provider == MEDIA else 1
     plan.add(operation.stage, price, calls)
     key = operation.key
+    width, height = operation.params.get("width"), operation.params.get("height")
+    media = PLANNED_MEDIA  # the size an image request asks for, where it names one: what later stages will read
+    if isinstance(width, int) and isinstance(height, int):
+        media = MediaInfo(kind="image", width=width, height=height)
     files = [
-        AssetRef(path=Path("planned") / f"{key}-{i}", sha256=f"planned-{key}-{i}", media=PLANNED_MEDIA)
+        AssetRef(path=Path("planned") / f"{key}-{i}", sha256=f"planned-{key}-{i}", media=media)
         for i in range(outputs)
     ]
     provenance = Provenance(stage=operation.stage, stage_version=operation.version, provider=operation.provider,
@@ -130,6 +136,21 @@ def _planned(operation: Operation, plan: DryRun, price: float, outputs: int) -> 
 
 class NotCached(ReelflowError):
     """A walk `dry_run(to_first_miss=True)` met an operation that is not in the cache."""
+
+
+def _keyed_by_path(store: AssetStore, operation: Operation) -> CacheRecord | None:
+    """A LoRA stage's record (or rejection) from when LoRAs were keyed by their registry path, now under its key."""
+    for params in path_keyed_loras(operation.params, lambda: registered_paths(store.root.parent)):
+        earlier = replace(operation, params=params).key
+        rejection = store.rejection(earlier)
+        if rejection is not None:
+            store.save_rejection(operation.key, operation.provider, rejection)
+        record = store.lookup(earlier)
+        if record is not None:
+            record = record.model_copy(update={"key": operation.key})
+            store.save(record, durable=operation.provider not in UNPAID)
+            return record
+    return None
 
 
 class Settlement(Protocol):
@@ -159,7 +180,8 @@ def run_cached(
     plan = _dry_run.get()
     if plan is not None and not plan.lookups:
         return _planned(operation, plan, price, outputs)
-    record = store.lookup(key)  # a hit needs no lock: records are indexed only once their blobs are stored
+    # a hit needs no lock: records are indexed only once their blobs are stored
+    record = store.lookup(key) or _keyed_by_path(store, operation)
     if record is not None:
         return Outcome(_refs(store, record), record.provenance, provider_calls=0, cost_usd=0.0)
     if plan is not None and plan.to_first_miss:

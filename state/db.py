@@ -60,6 +60,15 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ],
+    [
+        # What the service said it billed (None: it did not say), the run a subflow's calls count toward, and
+        # billed failures a person allowed to be paid again (`reelflow ledger --forget-billed-failures`).
+        "ALTER TABLE requests ADD COLUMN billed_usd REAL",
+        "ALTER TABLE requests ADD COLUMN parent_run TEXT",
+        "ALTER TABLE requests ADD COLUMN forgiven INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE reservations ADD COLUMN parent_run TEXT",
+        "CREATE INDEX requests_by_parent_run ON requests (parent_run)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

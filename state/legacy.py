@@ -1,9 +1,13 @@
-"""One-time import of a project rendered before the state database: nothing already paid for is paid again.
+"""Earlier state formats: nothing already paid for is paid again.
 
-The earlier layout kept the ledger in `.reelflow/ledger.jsonl` (one JSON event per line: submitted, completed,
-failed, cancelled), the cache index as `.reelflow/cache/<k[:2]>/<key>.json` and rejections as
-`.reelflow/rejections/<key>.txt`. They are read once, in one transaction, and left where they are. A torn line
-(a crash mid-append) is skipped: it is the one line that never finished being written.
+A project rendered before the state database is imported once. The earlier layout kept the ledger in
+`.reelflow/ledger.jsonl` (one JSON event per line: submitted, completed, failed, cancelled), the cache index as
+`.reelflow/cache/<k[:2]>/<key>.json` and rejections as `.reelflow/rejections/<key>.txt`. They are read once, in one
+transaction, and left where they are. A torn line (a crash mid-append) is skipped: it is the one line that never
+finished being written.
+
+Cache keys made before a LoRA was keyed by its weights' sha256 held its registry path instead; `path_keyed_loras`
+gives the params such a key was made from, so a cache lookup can find the record (state/cache.py).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
+from itertools import product
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +105,22 @@ def _import_rejections(sql: sqlite3.Connection, folder: Path) -> int:
         )
         count += 1
     return count
+
+
+def path_keyed_loras(params: dict[str, Any], paths: Callable[[], dict[str, list[str]]]) -> list[dict[str, Any]]:
+    """`params` as they were keyed before LoRAs were keyed by sha256: each LoRA that has one at a registry path for
+    its weights instead (`paths()`: by sha256), one set per combination of paths; none if no LoRA has a sha256."""
+    loras = params.get("loras")
+    if not isinstance(loras, list) or not any(isinstance(lora, dict) and "sha256" in lora for lora in loras):
+        return []
+    registered = paths()
+    choices = [
+        [{name: value for name, value in lora.items() if name != "sha256"} | {"path": path}
+         for path in registered.get(lora["sha256"], [])]
+        if isinstance(lora, dict) and "sha256" in lora else [lora]
+        for lora in loras
+    ]
+    return [params | {"loras": list(combination)} for combination in product(*choices)]
 
 
 def import_legacy(db: Database, state_dir: Path) -> None:

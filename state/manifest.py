@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reelflow.media.hashing import sha256_file
-from reelflow.schemas.assets import AssetRef, InputRef, Manifest, ManifestEntry
+from reelflow.schemas.assets import AssetRef, InputRef, Manifest, ManifestEntry, TakeInputs
 from reelflow.state.store import write_atomic
 
 MANIFEST = "manifest.json"
@@ -18,12 +18,16 @@ def read_manifest(assets_dir: Path, project: str, episode: int) -> Manifest:
     return Manifest.model_validate_json(path.read_bytes())
 
 
-def merge(old: Manifest, rendered: dict[tuple[int, int], list[ManifestEntry]], cut: ManifestEntry | None) -> Manifest:
+def merge(old: Manifest, rendered: dict[tuple[int, int], list[ManifestEntry]], cut: ManifestEntry | None,
+          inputs: dict[tuple[int, int], str] | None = None) -> Manifest:
     """The old manifest with the entries of every (shot, take) rendered now replaced; other takes kept; inputs named.
 
-    The cut is this run's, or none: a cut an earlier run made no longer stands for the episode.
+    The cut is this run's, or none: a cut an earlier run made no longer stands for the episode. `inputs` are the
+    fingerprints of the takes whose clip matches what they are made from now; a take rendered now without one has
+    none recorded.
     """
     keep = [e for e in old.assets + old.intermediates if e.shot is not None and (e.shot, e.take or 1) not in rendered]
+    fingerprints = {(t.shot, t.take): t.inputs for t in old.takes if (t.shot, t.take) not in rendered} | (inputs or {})
     entries = keep + [entry for shot_entries in rendered.values() for entry in shot_entries]
     names = {e.sha256: e.name for e in entries if e.name}
     if cut is not None:
@@ -41,6 +45,7 @@ def merge(old: Manifest, rendered: dict[tuple[int, int], list[ManifestEntry]], c
         cut=cut.name if cut else None,
         assets=[e for e in order if e.name] + ([cut] if cut else []),
         intermediates=[e for e in order if not e.name],
+        takes=[TakeInputs(shot=shot, take=take, inputs=fingerprints[shot, take]) for shot, take in sorted(fingerprints)],
     )
 
 

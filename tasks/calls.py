@@ -1,8 +1,9 @@
 """Provider calls from stages: cached by content, budgeted and bounded per provider across processes.
 
-A request the provider billed but whose output is unusable is submitted again at most the project's
-`billed_retries` times (counted in the ledger, so Prefect's own retries cannot add more); content the provider
-rejects goes to the stage's fallback.
+Content paid for with nothing to show (a billed but unusable output, or an outcome that never came) is submitted
+again at most the project's `billed_retries` times, counted per cache key in the ledger over every run, so neither
+Prefect's retries nor tomorrow's nightly run can add more; content the provider rejects goes to the stage's
+fallback. The ledger's rules for each request are state/ledger.py's.
 """
 
 from __future__ import annotations
@@ -24,16 +25,25 @@ from prefect.logging import get_logger
 from reelflow.providers.base import LoraTrainer, Provider, Ticket, VisionJudge
 from reelflow.providers.registry import get_provider
 from reelflow.schemas.assets import AssetRef, ManifestEntry
-from reelflow.schemas.errors import BadRequest, ContentRejected, ContractError, UnusableOutput
+from reelflow.schemas.errors import (
+    AccountRestricted,
+    BadRequest,
+    BilledRetriesSpent,
+    ContentRejected,
+    ContractError,
+    OutcomeUnknown,
+    UnusableOutput,
+)
 from reelflow.schemas.requests import Generation, JudgeRequest, TrainRequest, _Request
 from reelflow.state.cache import MEDIA, Operation, Outcome, is_dry_run, run_cached
-from reelflow.state.ledger import Charge
-from reelflow.state.ledger import Ticket as LedgerTicket
+from reelflow.state.ledger import Charge, LedgerTicket
 from reelflow.state.limits import provider_slot
 from reelflow.state.progress import StageEvent, emit
 from reelflow.tasks.job import Job, ShotJob
 
 RequestBuilder = Callable[[str], _Request]
+# Providers whose service limited the account during this process (the run): nothing more is sent to them.
+_restricted: dict[str, str] = {}
 T = TypeVar("T")
 
 
@@ -116,15 +126,27 @@ def _call_one(job: Job, name: str, model: str | None, stage: str, version: int, 
     operation = Operation(stage, version, name, request.model, provider.cache_params(request), inputs, request.seed)
     key, price, ledger = operation.key, provider.estimate(request), job.ledger
 
-    charge = Charge(run=job.run, stage=stage, episode=job.episode_number, shot=job.shot_number, price_usd=price,
-                    shadow=name == "local")
+    shadow = name == "local"
+    charge = Charge(run=job.run, parent_run=job.parent_run, stage=stage, episode=job.episode_number,
+                    shot=job.shot_number, price_usd=price, shadow=shadow)
+    retries = job.project.billed_retries
 
     def make(scratch: Path, ticket: LedgerTicket) -> Generation:
         # A request still pending for this key is polled, not paid again: only a new submit reserves its price.
-        reservation = None if ledger.pending(key) else job.budgets.reserve(job.run, price, job.caps)
+        # Shadow cost never holds a budget back.
+        resuming = ledger.pending(key) is not None
+        if not resuming and ledger.billed_failures(key) > retries:
+            raise BilledRetriesSpent(
+                f"{name}: this content was paid for {ledger.billed_failures(key)} times with nothing to show "
+                f"(billed_retries is {retries}); not submitted again: `reelflow ledger PROJECT "
+                "--forget-billed-failures` allows more", provider=name)
+        reservation = None if resuming or shadow else job.budgets.reserve(job.run, price, job.caps,
+                                                                           parent_run=job.parent_run)
         ticket.charge = replace(charge, reservation=reservation)
         try:
             with provider_slot(job.state_dir, name, job.project.concurrency):
+                if name in _restricted:  # the service stopped the account: any further request fails, and is billed
+                    raise AccountRestricted(f"{_restricted[name]} (not sent)", provider=name)
                 return _invoke(provider, capability, request, scratch / f"out.{ext}", ticket)
         finally:
             job.budgets.release(reservation)
@@ -134,12 +156,17 @@ def _call_one(job: Job, name: str, model: str | None, stage: str, version: int, 
         try:
             return run_cached(job.store, operation, partial(make, ticket=ticket), price=price, outputs=outputs,
                               settlement=ticket)
-        except UnusableOutput as exc:
-            paid = ledger.billed_failures(key, job.run)
-            if paid > job.project.billed_retries:
+        except AccountRestricted as exc:
+            _restricted.setdefault(name, str(exc))
+            raise
+        except (UnusableOutput, OutcomeUnknown) as exc:
+            paid = ledger.billed_failures(key)
+            if paid > retries:
                 raise
-            _logger().warning("%s %s: %s billed an unusable output (%s); submitting again (%s of %s)",
-                              job.label, stage, name, exc, paid, job.project.billed_retries)
+            why = "billed an unusable output" if isinstance(exc, UnusableOutput) else (
+                f"left the outcome unknown (counted at ${price:.3f})")
+            _logger().warning("%s %s: %s %s (%s); submitting again (%s of %s billed retries)",
+                              job.label, stage, name, why, exc, paid, retries)
 
 
 def call_provider(

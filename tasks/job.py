@@ -55,6 +55,7 @@ class Job(BaseModel):
     root: Path
     project: Project
     max_cost_usd: float | None = None
+    parent_run: str | None = None  # the run this one is part of, whose cap (max_cost_usd) its calls share
 
     @property
     def label(self) -> str:
@@ -145,8 +146,9 @@ class ShotJob(Job):
         return self.root / "storyboards" / "assets" / f"ep_{self.episode:03d}"
 
     def loras_for(self, model: str) -> tuple[LoraRef, ...]:
-        """The shot's character LoRAs that fit `model`'s base model."""
-        return self.lora_registry.for_model(self.shot.characters_in_shot, model, shared=self.project.shared_lora_scale)
+        """The shot's character LoRAs that fit `model`'s base model, with the project's copies of their weights."""
+        return self.lora_registry.for_model(self.shot.characters_in_shot, model, shared=self.project.shared_lora_scale,
+                                            root=self.root)
 
     def triggered(self, model: str, prompt: str) -> str:
         """`prompt` with the trigger words of the LoRAs `model` gets in front."""

@@ -14,10 +14,11 @@ from prefect import Task, task
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 
-from reelflow.schemas.assets import AssetRef, ManifestEntry
+from reelflow.schemas.assets import AssetRef, Manifest, ManifestEntry
 from reelflow.schemas.dailies import ClipCheck, KeyframeTry
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.qc import Route
+from reelflow.schemas.report import UpgradedShot
 from reelflow.state.budget import BudgetExceeded
 from reelflow.state.cache import dry_run
 from reelflow.state.limits import priority
@@ -29,6 +30,7 @@ from reelflow.tasks.gates import GateResult, gate_keyframes
 from reelflow.tasks.job import ShotJob, StageResult, attempt_seed, video_seed
 from reelflow.tasks.keyframes import make_keyframes
 from reelflow.tasks.retry import NOT_CACHED
+from reelflow.tasks.upgrades import changed_keys, matching_clip, same_inputs
 from reelflow.tasks.upscale import upscale_keyframes
 from reelflow.tasks.video import make_video
 
@@ -62,6 +64,15 @@ class ClipRejected(ReelflowError):
     def __init__(self, checks: list[ClipCheck]) -> None:
         super().__init__(f"clip QC failed {len(checks)} time{'s' if len(checks) > 1 else ''} "
                          f"(last: {'; '.join(checks[-1].failures)})")
+
+
+class UpgradeKept(BaseModel):
+    """A take kept as it is: only an upgrade of reelflow would make it again (tasks/upgrades.py)."""
+
+    shot: int
+    take: int
+    clip: AssetRef  # the take's published clip
+    upgrade: UpgradedShot
 
 
 class ShotOutcome(BaseModel):
@@ -123,16 +134,23 @@ def shot_stages(job: ShotJob, run: Callable[..., Any], tries: list[KeyframeTry],
 
 
 @task(name="shot", task_run_name="{job.label}", **NOT_CACHED)
-def render_shot(job: ShotJob) -> ShotOutcome:
+def render_shot(job: ShotJob, keep_upgraded: Manifest | None = None) -> ShotOutcome | UpgradeKept:
     """Run the shot's stages as tasks; publish its named assets only once all succeeded.
 
     A shot whose every stage is already in the cache reads them back without a task run each, as Prefect's own cache
-    skips a task's body: a re-render of an unchanged episode costs one task run per shot, not seven.
+    skips a task's body: a re-render of an unchanged episode costs one task run per shot, not seven. With
+    `keep_upgraded` (the episode's manifest), a take that only an upgrade of reelflow would make again is kept as it
+    is: nothing is made.
     """
     current = "keyframes"
     tries: list[KeyframeTry] = []
     checks: list[ClipCheck] = []
     cached = current_clip(job) is not None
+    if not cached and keep_upgraded is not None:
+        kept = upgraded_take(job, keep_upgraded)
+        if kept is not None:
+            emit(StageEvent(job.run, job.shot.shot, "shot", "done"))
+            return kept
 
     def run(stage_task: Task[..., Any], *args: Any) -> Any:
         nonlocal current
@@ -172,11 +190,16 @@ def request_problems(jobs: list[ShotJob]) -> list[str]:
     return problems
 
 
+def walk_stages(job: ShotJob) -> list[StageResult]:
+    """The shot's stages as plain functions, without Prefect; inside a dry run, what they find cached or would make."""
+    return shot_stages(job, lambda stage_task, *args: stage_task.fn(*args), [], [])
+
+
 def current_clip(job: ShotJob) -> AssetRef | None:
     """The shot's clip as its current storyboard makes it, if every stage of it is in the cache; nothing is made."""
     with dry_run(to_first_miss=True):
         try:
-            clip = shot_stages(job, lambda stage_task, *args: stage_task.fn(*args), [], [])[-1].assets["clip"]
+            clip = walk_stages(job)[-1].assets["clip"]
         except ReelflowError:
             return None
     return clip
@@ -184,4 +207,30 @@ def current_clip(job: ShotJob) -> AssetRef | None:
 
 def price_shot(job: ShotJob) -> None:
     """Walk the shot's stages without Prefect; inside `dry_run()` this prices what a render would make."""
-    shot_stages(job, lambda stage_task, *args: stage_task.fn(*args), [], [])
+    walk_stages(job)
+
+
+def upgraded_take(job: ShotJob, manifest: Manifest) -> UpgradeKept | None:
+    """For a shot whose stages are not all in the cache: its take as published, why its stages would make work again
+    and what that costs, when only reelflow changed since it was made (its recorded inputs are today's)."""
+    clip = matching_clip(job, manifest)
+    if clip is None:
+        return None
+    try:
+        with dry_run() as plan:
+            made = [entry for result in walk_stages(job) for entry in result.entries]
+    except ReelflowError:
+        return None  # it cannot be made as it stands: a render says why
+    reasons = changed_keys(made, manifest.take_entries(job.shot.shot, job.take), list(plan.calls_by_stage))
+    if reasons is None:
+        return None
+    upgrade = UpgradedShot(shot=job.shot.shot, take=job.take, reasons=reasons, cost_usd=plan.total_usd,
+                           provider_calls=sum(plan.calls_by_stage.values()))
+    return UpgradeKept(shot=job.shot.shot, take=job.take, clip=clip, upgrade=upgrade)
+
+
+def find_upgrade(job: ShotJob, manifest: Manifest) -> UpgradeKept | None:
+    """The shot's take, if only an upgrade of reelflow would make it again; nothing is made."""
+    if not same_inputs(job, manifest) or current_clip(job) is not None:
+        return None
+    return upgraded_take(job, manifest)

@@ -16,7 +16,7 @@ from reelflow.media.phash import dhash, near_duplicates
 from reelflow.media.probe import probe_image
 from reelflow.schemas.assets import AssetRef
 from reelflow.schemas.characters import LORA_TYPES, SELECTION_RANGE, Candidate, CandidateManifest, LoraType
-from reelflow.schemas.loras import LoraEntry
+from reelflow.schemas.loras import LoraEntry, is_url
 from reelflow.schemas.project import Character, Location
 from reelflow.schemas.requests import TrainedLora, TrainRequest
 from reelflow.state.candidates import MANIFEST, candidates_dir
@@ -134,12 +134,12 @@ def zip_dataset(job: CharacterJob, images: list[AssetRef], captions: dict[str, s
 
 
 def noise_labels(lora_type: LoraType, weights: list[str]) -> list[str | None]:
-    """WAN 2.2's two adapters: the one named high-noise loads into the high-noise expert, the other into the
-    low-noise one (fal names only `high_noise_lora`); unnamed, the first is high. Other types have no label."""
+    """WAN 2.2's two adapters in the order every trainer returns them: the high-noise expert's, then the low-noise
+    one's (fal's `high_noise_lora` and `diffusers_lora_file`, taken by their result keys in providers/fal/endpoints.py
+    `weights`); what a URL says is not read. Other types have no label."""
     if lora_type != "wan22":
         return [None] * len(weights)
-    high = next((index for index, name in enumerate(weights) if "high" in name.lower()), 0)
-    return ["high" if index == high else "low" for index in range(len(weights))]
+    return ["high", "low"]
 
 
 @task(name="train", task_run_name="{job.label}", **stage_task_options())
@@ -156,8 +156,8 @@ def train_lora(job: CharacterJob, dataset: AssetRef, lora_type: LoraType, steps:
     )
     trained = TrainedLora.model_validate_json(outcome.files[0].path.read_bytes())
     made = outcome.provenance
-    earlier = {entry.sha256: entry.trained_at for entries in read_registry(job.root).characters.values()
-               for entry in entries if entry.sha256}
+    earlier = {entry.sha256: entry for entry in read_registry(job.root).entries() if entry.sha256}
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
     entries = []
     labels = noise_labels(lora_type, trained.weights)
     for location, ref, noise in zip(trained.weights, outcome.files[1:], labels, strict=True):
@@ -166,11 +166,13 @@ def train_lora(job: CharacterJob, dataset: AssetRef, lora_type: LoraType, steps:
         target = job.root / "visual" / "loras" / job.character / name
         materialise(ref.path, ref.sha256, target)
         local = target.relative_to(job.root).as_posix()
-        remote = location.startswith(("https://", "http://"))
+        remote = is_url(location)
+        before = earlier.get(ref.sha256)  # the same weights registered already: keep when they were made and served
         entries.append(LoraEntry(
             base_model=spec.base_model, path=location if remote else local, trigger=trigger, noise=noise,
             type=lora_type, provider=made.provider, trainer=spec.trainer, steps=steps, dataset_sha256=dataset.sha256,
             request_id=made.request_id, cost_usd=made.cost_usd, sha256=ref.sha256, file=local if remote else None,
-            trained_at=earlier.get(ref.sha256) or datetime.now(UTC).replace(microsecond=0).isoformat(),
+            trained_at=(before.trained_at if before else None) or now, url=before.url if before else None,
+            url_at=before.url_at if before else None,
         ))
     return entries

@@ -30,6 +30,7 @@ def upscale_keyframes(job: ShotJob, raw: StageResult) -> StageResult:
             build=lambda model: UpscaleRequest(
                 model=model, seed=job.seed, image=frame.path, width=width, height=height,
                 prompt=f"Upscale to {width}x{height}; keep composition, faces and every detail.",
+                source_size=(frame.media.width, frame.media.height) if frame.media.width else None,
             ),
         )
 

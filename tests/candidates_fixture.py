@@ -7,6 +7,7 @@ angle ANGLES[i % 4] and its expression EXPRESSIONS[i % 5]. Candidates TWINS are 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from pathlib import Path
 
@@ -58,3 +59,14 @@ def make_candidates(root: Path, character: str = "JINX", count: int = 20) -> Can
                                  caption_type="z_image", seed=7, candidates=candidates)
     write_candidates(root, manifest)
     return manifest
+
+
+def jinx_picked(root: Path) -> Path:
+    """The project at `root` with JINX in its breakdown and JINX's candidates made and picked (all but one twin)."""
+    breakdown = json.loads((root / "breakdown.json").read_text())
+    (root / "breakdown.json").write_text(json.dumps(breakdown | {"characters": [{"id": "JINX", "description": "mechanic"}]}))
+    manifest = make_candidates(root)
+    for index, candidate in enumerate(manifest.candidates):
+        candidate.selected = index != TWINS[1]
+    write_candidates(root, manifest)
+    return root

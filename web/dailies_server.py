@@ -18,7 +18,7 @@ from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.dailies import apply_seen_decisions, read_dailies
 from reelflow.state.manifest import read_manifest
 from reelflow.web.dailies_page import dailies_html, episode_view
-from reelflow.web.local_server import BadRequest, JsonHandler, LocalServer, parse_body
+from reelflow.web.local_server import ErrorAnswer, JsonHandler, LocalServer, parse_body
 
 BY = "dailies page"
 CHUNK = 256 * 1024
@@ -51,7 +51,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     else:
         first, last = int(match[1]), min(int(match[2]), size - 1) if match[2] else size - 1
     if first >= size or first > last:
-        raise BadRequest(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, f"range {header!r} is outside the file's {size} bytes")
+        raise ErrorAnswer(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, f"range {header!r} is outside the file's {size} bytes")
     return first, last
 
 
@@ -77,15 +77,15 @@ class DailiesServer(LocalServer):
         """Apply one reviewer decision to the dailies file and return the new view; refused (409) when the shot changed
         since the page showed it (the request's `version`)."""
         if request.shot not in {shot.shot for shot in self.storyboard.shots}:
-            raise BadRequest(HTTPStatus.BAD_REQUEST, f"shot: {request.shot} is not in episode {self.storyboard.episode}")
+            raise ErrorAnswer(HTTPStatus.BAD_REQUEST, f"shot: {request.shot} is not in episode {self.storyboard.episode}")
         seen = {} if request.version is None else {request.shot: request.version}
         try:
             dailies, stale = apply_seen_decisions(self.folder, self.storyboard, {request.shot: request.decision}, seen,
                                                   by=BY, note=request.note)
         except ContractError as exc:
-            raise BadRequest(HTTPStatus.CONFLICT, str(exc)) from None
+            raise ErrorAnswer(HTTPStatus.CONFLICT, str(exc)) from None
         if stale:
-            raise BadRequest(HTTPStatus.CONFLICT, stale[0])
+            raise ErrorAnswer(HTTPStatus.CONFLICT, stale[0])
         return self.view(dailies)
 
     def asset(self, name: str) -> Path | None:
@@ -112,11 +112,11 @@ class _Handler(JsonHandler):
         elif path.startswith("/assets/") and (file := review.asset(unquote(path.removeprefix("/assets/")))):
             self.send_file(file)
         else:
-            raise BadRequest(HTTPStatus.NOT_FOUND, f"not found: {path}")
+            raise ErrorAnswer(HTTPStatus.NOT_FOUND, f"not found: {path}")
 
     def post(self, path: str) -> None:
         if path != "/api/decision":
-            raise BadRequest(HTTPStatus.NOT_FOUND, f"not found: {path}")
+            raise ErrorAnswer(HTTPStatus.NOT_FOUND, f"not found: {path}")
         review = cast(DailiesServer, self.server.app)
         self.send_json(review.decide(parse_decision(self.json_body())))
 

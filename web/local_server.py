@@ -23,7 +23,7 @@ MAX_BODY = 64 * 1024
 Body = TypeVar("Body", bound=BaseModel)
 
 
-class BadRequest(Exception):
+class ErrorAnswer(Exception):
     """A request the server answers with one line of JSON and an error status."""
 
     def __init__(self, status: HTTPStatus, message: str) -> None:
@@ -38,7 +38,7 @@ def parse_body(model: type[Body], body: bytes) -> Body:
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "body"
-        raise BadRequest(HTTPStatus.BAD_REQUEST, f"{where}: {error['msg']}") from None
+        raise ErrorAnswer(HTTPStatus.BAD_REQUEST, f"{where}: {error['msg']}") from None
 
 
 class LocalServer:
@@ -117,10 +117,10 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.respond(self.post)
 
     def get(self, path: str) -> None:
-        raise BadRequest(HTTPStatus.NOT_FOUND, f"not found: {path}")
+        raise ErrorAnswer(HTTPStatus.NOT_FOUND, f"not found: {path}")
 
     def post(self, path: str) -> None:
-        raise BadRequest(HTTPStatus.NOT_FOUND, f"not found: {path}")
+        raise ErrorAnswer(HTTPStatus.NOT_FOUND, f"not found: {path}")
 
     def respond(self, route: Callable[[str], None]) -> None:
         try:
@@ -128,7 +128,7 @@ class JsonHandler(BaseHTTPRequestHandler):
             route(urlsplit(self.path).path)
         except ConnectionError:
             self.close_connection = True
-        except BadRequest as exc:
+        except ErrorAnswer as exc:
             self.send_error_json(str(exc), exc.status)
         except Exception as exc:
             line = str(exc).splitlines()[0] if str(exc) else ""
@@ -138,15 +138,15 @@ class JsonHandler(BaseHTTPRequestHandler):
         """Only requests addressed to this server by name: a page elsewhere cannot reach it through DNS rebinding."""
         port = self.server.app.port
         if self.headers.get("Host") not in {f"{HOST}:{port}", f"localhost:{port}"}:
-            raise BadRequest(HTTPStatus.FORBIDDEN, "host: requests must be addressed to 127.0.0.1 or localhost")
+            raise ErrorAnswer(HTTPStatus.FORBIDDEN, "host: requests must be addressed to 127.0.0.1 or localhost")
 
     def json_body(self) -> bytes:
         """The request's JSON body, at most MAX_BODY bytes."""
         if self.headers.get_content_type() != "application/json":
-            raise BadRequest(HTTPStatus.BAD_REQUEST, "Content-Type must be application/json")
+            raise ErrorAnswer(HTTPStatus.BAD_REQUEST, "Content-Type must be application/json")
         length = self.headers.get("Content-Length", "")
         if not length.isdigit() or not 0 < int(length) <= MAX_BODY:
-            raise BadRequest(HTTPStatus.BAD_REQUEST, f"body: a JSON object of at most {MAX_BODY} bytes is required")
+            raise ErrorAnswer(HTTPStatus.BAD_REQUEST, f"body: a JSON object of at most {MAX_BODY} bytes is required")
         return self.rfile.read(int(length))
 
     def send_error_json(self, message: str, status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR) -> None:

@@ -15,7 +15,7 @@ from reelflow.media.phash import dhash
 from reelflow.schemas.characters import Candidate, CandidateManifest
 from reelflow.schemas.errors import ContractError, MediaError
 from reelflow.state.candidates import candidates_dir, read_candidates, require_candidates, save_selection
-from reelflow.web.local_server import BadRequest, JsonHandler, LocalServer, parse_body
+from reelflow.web.local_server import ErrorAnswer, JsonHandler, LocalServer, parse_body
 from reelflow.web.pick_page import pick_html, pick_view
 
 BY = "pick page"
@@ -93,7 +93,7 @@ class PickServer(LocalServer):
             try:
                 manifest = save_selection(self.root, self.character, request.files, by=BY)
             except ContractError as exc:
-                raise BadRequest(HTTPStatus.BAD_REQUEST, str(exc)) from None
+                raise ErrorAnswer(HTTPStatus.BAD_REQUEST, str(exc)) from None
         files = [candidate.file for candidate in manifest.selected()]
         return {"saved": len(files), "files": files}
 
@@ -108,9 +108,9 @@ class _Handler(JsonHandler):
         elif path.startswith("/candidates/") and (file := pick.image(unquote(path.removeprefix("/candidates/")))):
             self.send_body(file.read_bytes(), IMAGE_TYPES[file.suffix.lower()], cache="no-cache")
         else:
-            raise BadRequest(HTTPStatus.NOT_FOUND, f"not found: {path}")
+            raise ErrorAnswer(HTTPStatus.NOT_FOUND, f"not found: {path}")
 
     def post(self, path: str) -> None:
         if path != "/api/selection":
-            raise BadRequest(HTTPStatus.NOT_FOUND, f"not found: {path}")
+            raise ErrorAnswer(HTTPStatus.NOT_FOUND, f"not found: {path}")
         self.send_json(cast(PickServer, self.server.app).select(parse_selection(self.json_body())))

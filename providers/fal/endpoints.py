@@ -20,14 +20,20 @@ Pure functions, no I/O. Field names were checked against fal's published schemas
 - `fal-ai/qwen-image-edit-2511-multiple-angles`: image_urls (list), horizontal_angle 0..360, vertical_angle -30..90,
   zoom — https://fal.ai/models/fal-ai/qwen-image-edit-2511-multiple-angles/llms.txt; result images.
 - `fal-ai/nano-banana-pro/edit`: prompt, image_urls, resolution 1K | 2K | 4K, output_format, num_images; result images —
-  https://fal.ai/docs/model-api-reference/image-generation-api/nano-banana-pro.md and its mirrors.
+  https://fal.ai/docs/model-api-reference/image-generation-api/nano-banana-pro.md and its mirrors; `seed` an integer
+  (fal-ai/fal-js `NanoBananaProEditInput`, "The seed for the random number generator").
 - `fal-ai/z-image-trainer`: image_data_url (zip), steps (>= 100), default_caption —
   https://fal.ai/models/fal-ai/z-image-trainer/llms.txt. `fal-ai/flux-2-trainer` takes the same zip field (briefed).
 - WAN 2.2: `fal-ai/wan-22-image-trainer` takes training_data_url and trigger_phrase (both required) —
   https://fal.ai/models/fal-ai/wan-22-image-trainer/llms.txt; it trains from images and returns a high-noise and a
   low-noise adapter. (`fal-ai/wan-22-trainer/{t2v,i2v}-a14b` exist too; the i2v one needs video data.)
-- Trainer results are read as every top-level file object but `config_file` (`diffusers_lora_file`,
-  `high_noise_lora`, `lora_file`): not confirmed in fal's own pages.
+- Trainer results are read by key, as fal-ai/fal-js `libs/client/src/types/endpoints.ts` (Aug 2026) types them:
+  `Wan22ImageTrainerOutput` {config_file, diffusers_lora_file "Low noise LoRA file", high_noise_lora "High noise LoRA
+  file"}; the Z-Image and FLUX.2 trainers' `Output` {config_file, diffusers_lora_file}. A URL's text says nothing.
+- Safety checker: the text-to-image endpoints' output (fal-js `v4Output`, shared by flux-2/lora and z-image/turbo
+  [+ /lora]) carries `has_nsfw_concepts: Array<boolean>`, one per image ("Whether the generated images contain NSFW
+  concepts"); `enable_safety_checker` defaults to true (fal-js zod `zFlux2LoraInput`). A flagged image comes back
+  blacked out, in a completed request that is billed. The edit outputs (Nano Banana Pro, Qwen angles) have no such field.
 - Errors: 422 `detail[{loc, msg, type}]`, `type == "content_policy_violation"` —
   https://wavespeed.ai/blog/de/ai-guides/fal-ai-content-policy-violation-422-fix/ quoting fal's error reference.
 """
@@ -40,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reelflow.schemas.errors import BadRequest, UnusableOutput
+from reelflow.schemas.errors import BadRequest, ContentRejected, UnusableOutput
 from reelflow.schemas.requests import EditRequest, ImageRequest, LoraRef, TrainRequest, UpscaleRequest, VideoRequest
 from reelflow.schemas.wire.fal import (
     FLUX2_LORA,
@@ -65,7 +71,13 @@ Z_IMAGE_MAX_STEPS = 8
 SIZE_MULTIPLE = 16
 WAN_FRAMES = (17, 161)
 UPSCALE_FACTORS = (1.0, 10.0)
-NOT_WEIGHTS = frozenset({"config_file"})
+# The result keys of each trainer's LoRA weights (sources above); WAN 2.2's come high-noise expert first, then low-noise,
+# the order in which the registry labels them (tasks/training.py `noise_labels`).
+WEIGHT_FILES: dict[str, tuple[str, ...]] = {
+    Z_IMAGE_TRAINER: ("diffusers_lora_file",),
+    FLUX2_TRAINER: ("diffusers_lora_file",),
+    WAN22_TRAINER: ("high_noise_lora", "diffusers_lora_file"),
+}
 
 Arguments = dict[str, Any]
 logger = logging.getLogger("prefect.reelflow")
@@ -81,7 +93,8 @@ class Output:
 
 
 def _loras(loras: tuple[LoraRef, ...]) -> list[dict[str, Any]]:
-    return [{"path": lora.path, "scale": lora.scale} for lora in loras]
+    """Each adapter at the URL fal reads it from now (`url`, see providers/fal/loras.py), else its registry path."""
+    return [{"path": lora.url or lora.path, "scale": lora.scale} for lora in loras]
 
 
 def expect_model(model: str, endpoint: str, kind: str) -> None:
@@ -163,7 +176,7 @@ def first_last_video(request: VideoRequest, first_url: str, last_url: str) -> Ar
         arguments["negative_prompt"] = request.negative_prompt
     if request.loras:
         arguments["loras"] = [
-            {"path": lora.path, "scale": lora.scale, "transformer": _transformer(lora)} for lora in request.loras
+            {"path": lora.url or lora.path, "scale": lora.scale, "transformer": _transformer(lora)} for lora in request.loras
         ]
     return validate(WAN_FLF, arguments)
 
@@ -173,6 +186,12 @@ def upscale_factor(source: tuple[int, int], target: tuple[int, int]) -> float:
     low, high = UPSCALE_FACTORS
     needed = max(target[0] / source[0], target[1] / source[1])
     return min(high, max(low, math.ceil(needed * 100) / 100))
+
+
+def upscaled_size(source: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
+    """The size SeedVR2 makes (and fal bills, per output megapixel): the source times the factor `upscale` sends."""
+    factor = upscale_factor(source, target)
+    return round(source[0] * factor), round(source[1] * factor)
 
 
 def upscale(request: UpscaleRequest, image_url: str, source: tuple[int, int]) -> Arguments:
@@ -200,13 +219,14 @@ def _resolution(width: int | None, height: int | None) -> str:
 
 
 def identity_edit(request: EditRequest, image_urls: list[str]) -> Arguments:
-    """Nano Banana Pro editing the image by instruction, with the references after it."""
+    """Nano Banana Pro editing the image by instruction, with the references after it, at the request's seed."""
     return validate(NANO_BANANA_EDIT, {
         "prompt": request.prompt,
         "image_urls": image_urls,
         "resolution": _resolution(request.width, request.height),
         "output_format": "png",
         "num_images": 1,
+        "seed": request.seed,
     })
 
 
@@ -262,11 +282,18 @@ def _file(endpoint: str, value: Any) -> Output:
 
 
 def images(endpoint: str, result: dict[str, Any]) -> list[Output]:
-    """`images[{url, width, height}]`: text-to-image and edits."""
+    """`images[{url, width, height}]`: text-to-image and edits, but those `has_nsfw_concepts` flags (fal blacked them
+    out). When every image is flagged the content was refused: ContentRejected, billed (fal completed the request)."""
     files = result.get("images")
     if not isinstance(files, list) or not files:
         raise _unusable(endpoint, "no images")
-    return [_file(endpoint, item) for item in files]
+    flags = result.get("has_nsfw_concepts")
+    flagged = {index for index, flag in enumerate(flags) if flag is True} if isinstance(flags, list) else set()
+    kept = [_file(endpoint, item) for index, item in enumerate(files) if index not in flagged]
+    if not kept:
+        raise ContentRejected(f"fal: {endpoint}: content policy: the safety checker flagged the output "
+                              "(has_nsfw_concepts); fal returned it blacked out", provider="fal", billed=True)
+    return kept
 
 
 def image(endpoint: str, result: dict[str, Any]) -> list[Output]:
@@ -284,12 +311,10 @@ def video(endpoint: str, result: dict[str, Any]) -> list[Output]:
 
 
 def weights(endpoint: str, result: dict[str, Any]) -> list[str]:
-    """Every file a trainer returned but its config, in the order fal listed them."""
-    urls = [
-        _file(endpoint, value).url
-        for key, value in result.items()
-        if key not in NOT_WEIGHTS and isinstance(value, dict) and "url" in value
-    ]
-    if not urls:
-        raise _unusable(endpoint, "no LoRA weights")
-    return urls
+    """The URLs of the trainer's LoRA weights, taken by their result keys in `WEIGHT_FILES` order (WAN 2.2: the
+    high-noise expert's, then the low-noise one's)."""
+    keys = WEIGHT_FILES[endpoint]
+    missing = [key for key in keys if result.get(key) is None]
+    if missing:
+        raise _unusable(endpoint, f"no LoRA weights ({', '.join(missing)} missing)")
+    return [_file(endpoint, result[key]).url for key in keys]

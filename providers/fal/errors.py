@@ -74,7 +74,7 @@ def status_error(status: int, detail: Any, where: str, request_id: str | None = 
     return BadRequest(f"fal: {where}: {describe(detail)}", **context)
 
 
-def _response_detail(response: httpx.Response) -> Any:
+def response_detail(response: httpx.Response) -> Any:
     try:
         body = response.json()
     except ValueError:
@@ -85,21 +85,12 @@ def _response_detail(response: httpx.Response) -> Any:
 def fal_error(error: FalClientHTTPError | httpx.HTTPError, where: str, request_id: str | None = None) -> ProviderError:
     """The taxonomy error for anything fal-client or httpx raised while talking to fal."""
     if isinstance(error, FalClientHTTPError):
-        return status_error(error.status_code, _response_detail(error.response), where, request_id)
+        return status_error(error.status_code, response_detail(error.response), where, request_id)
     if isinstance(error, httpx.HTTPStatusError):
-        return status_error(error.response.status_code, _response_detail(error.response), where, request_id)
+        return status_error(error.response.status_code, response_detail(error.response), where, request_id)
     if isinstance(error, httpx.TimeoutException):
         return ProviderTimeout(f"fal: {where}: timed out ({type(error).__name__})", provider=NAME, request_id=request_id)
     if isinstance(error, httpx.TransportError):
         return TransportError(f"fal: {where}: {type(error).__name__}: {one_line(str(error))}", provider=NAME,
                               request_id=request_id)
     return ServerError(f"fal: {where}: {type(error).__name__}: {one_line(str(error))}", provider=NAME, request_id=request_id)
-
-
-def is_transient(error: FalClientHTTPError | httpx.HTTPError) -> bool:
-    """True when the failure says nothing about the request itself (it may still run and bill)."""
-    if isinstance(error, FalClientHTTPError):
-        return error.status_code in TRANSIENT
-    if isinstance(error, httpx.HTTPStatusError):
-        return error.response.status_code in TRANSIENT
-    return True

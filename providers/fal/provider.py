@@ -18,6 +18,7 @@ from reelflow.providers.fal import endpoints
 from reelflow.providers.fal.endpoints import Output
 from reelflow.providers.fal.errors import NAME
 from reelflow.providers.fal.hosts import configure_fal_client
+from reelflow.providers.fal.loras import readable_loras
 from reelflow.providers.fal.queue import DEADLINE_S, POLL_S, FalQueue, Result, download, verified_image, verified_video
 from reelflow.schemas.env import env_number
 from reelflow.schemas.errors import MediaError, MissingCredentials
@@ -49,7 +50,8 @@ CHECK_URL = "https://fal.media/files/reelflow/check"  # stands in for uploads wh
 NOT_SENT = frozenset({"notes"})
 # Raise an endpoint's number when what fal makes for the same request changes (a field reelflow now sends): only
 # that endpoint's cached outputs are made again. 1 is implicit, so keys made before a number existed stay valid.
-WIRE_VERSIONS: dict[str, int] = {endpoints.SEEDVR_UPSCALE: 2}  # 2: asks for PNG (SeedVR answers JPEG otherwise)
+# SeedVR 2: asks for PNG (SeedVR answers JPEG otherwise). Nano Banana Pro edit 2: the seed in its key is now sent.
+WIRE_VERSIONS: dict[str, int] = {endpoints.SEEDVR_UPSCALE: 2, endpoints.NANO_BANANA_EDIT: 2}
 
 
 WAN_RESOLUTION = "720p"  # what endpoints.first_last_video asks WAN for; its per-second price depends on it
@@ -69,6 +71,20 @@ def _edit_billed_size(request: EditRequest) -> tuple[int, int] | None:
     except MediaError:
         return request_size(request)
     return source.width, source.height
+
+
+def _upscale_billed_size(request: UpscaleRequest) -> tuple[int, int]:
+    """The size fal bills a SeedVR2 upscale at: its output, the source image times the factor sent (the source's size
+    probed as `upscale_image` probes it), not the size reelflow resamples to; the size asked for if it cannot be read."""
+    target = (request.width, request.height)
+    try:
+        probed = probe_image(request.image)
+        source = (probed.width, probed.height)
+    except MediaError:
+        if request.source_size is None:
+            return target
+        source = request.source_size
+    return endpoints.upscaled_size(source, target)
 
 
 @contextmanager
@@ -106,11 +122,13 @@ class FalProvider:
         return params if version == 1 else params | {"wire_version": version}
 
     def estimate(self, request: _Request) -> float:
-        """The price-table cost of the call as fal bills it: output megapixels, video seconds at the resolution
-        sent, training steps, or an image at its resolution tier."""
+        """The price-table cost of the call as fal bills it: output megapixels (an upscale's as SeedVR2 makes them),
+        video seconds at the resolution sent, training steps, or an image at its resolution tier."""
         prices = load_prices()
         if isinstance(request, ImageRequest):
             return prices.cost_of(request, model=endpoints.image_endpoint(request))
+        if isinstance(request, UpscaleRequest):
+            return prices.cost_of(request, size=_upscale_billed_size(request))
         if isinstance(request, VideoRequest):
             return prices.cost_of(request, resolution=WAN_RESOLUTION)
         if isinstance(request, EditRequest) and request.model == endpoints.NANO_BANANA_EDIT:
@@ -137,7 +155,8 @@ class FalProvider:
     def generate_image(self, request: ImageRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         """Text to image at exactly the requested size: FLUX.2 with LoRAs, or Z-Image Turbo."""
         endpoint = endpoints.image_endpoint(request)
-        arguments = endpoints.text_to_image(request)
+        self.check(request)  # before any LoRA upload
+        arguments = endpoints.text_to_image(readable_loras(self.queue, request))
         size = (request.width, request.height)
 
         def finish(result: Result) -> None:
@@ -177,7 +196,7 @@ class FalProvider:
         endpoints.expect_model(request.model, endpoints.WAN_FLF, "a first-last-frame video")
         endpoints.check_frames(request.num_frames)
         first_url, last_url = self.queue.upload(request.first), self.queue.upload(request.last)
-        arguments = endpoints.first_last_video(request, first_url, last_url)
+        arguments = endpoints.first_last_video(readable_loras(self.queue, request), first_url, last_url)
 
         def finish(result: Result) -> None:
             output = endpoints.video(request.model, result)[0]

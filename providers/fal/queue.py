@@ -1,17 +1,22 @@
 """fal's queue through fal-client: upload inputs, submit once, poll, fetch, download and verify outputs.
 
-Never pay twice: a request id goes to the ledger (`ticket.submitted`) right after fal accepts the submit and
-before any waiting; a later attempt for the same cache key polls that id instead of submitting again. A request
-leaves the ledger's pending set only when fal has settled it: `completed` once its outputs are downloaded and
-verified, `failed` when fal refused it (a 422 at the request's price: fal may bill one) or its output is unusable
-(billed), `cancelled` only when fal no longer knows it at cancel time. A cancel fal answers with
-CANCELLATION_REQUESTED leaves the request pending: a running request may still finish and bill, and the next
-attempt polls it and uses its output. Anything that says nothing about the request itself (rate limits, gateway
-errors, lost connections, a refused key) leaves it pending, to be resumed.
+This module speaks fal's wire and says what each answer means; the ledger's rules are the ticket's
+(state/ledger.py). The submit is sent inside `ticket.sending`, so its row exists before the body leaves. An answer
+fal gave (a 4xx, 429 or 5xx on submit) is a request that never ran; no answer after the body left (a timeout, a
+dropped connection, a response that cannot be read) is OutcomeUnknown, unless the request id can still be read
+from what came back (fal's `x-fal-request-id` header, or the request's status URL), in which case it is polled
+like any accepted request. Once accepted, a request is settled only by fal's answers: COMPLETED is fetched at
+once (fal keeps a result for a limited time) and `completed`, or `failed` when its result is an error (a 422 at
+the request's price: fal may bill one) or unusable (billed); a request fal no longer knows is `unknown` (it may
+have run and billed). Cancel answers are told apart: OK (removed from the queue, never ran: cancelled, $0),
+CANCELLATION_REQUESTED (it may still run: pending), ALREADY_COMPLETED (fetched). Anything that says nothing about
+the request itself (rate limits, gateway errors, lost connections on a poll, a refused key) leaves it pending, to
+be resumed.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -26,9 +31,17 @@ from PIL import Image, UnidentifiedImageError
 
 from reelflow.media.hashing import sha256_file
 from reelflow.media.probe import probe_video
-from reelflow.providers.base import Ticket
-from reelflow.providers.fal.errors import NAME, fal_error, is_transient, one_line, status_error
-from reelflow.schemas.errors import MediaError, ProviderTimeout, ServerError, UnusableOutput
+from reelflow.providers.base import UNRECORDED, Ticket
+from reelflow.providers.fal.errors import NAME, TRANSIENT, fal_error, one_line, response_detail, status_error
+from reelflow.schemas.errors import (
+    ContentRejected,
+    MediaError,
+    OutcomeUnknown,
+    ProviderTimeout,
+    ServerError,
+    TransportError,
+    UnusableOutput,
+)
 
 T = TypeVar("T")
 Result = dict[str, Any]
@@ -37,6 +50,11 @@ POLL_S = 1.0
 DEADLINE_S = 900.0
 DOWNLOAD_TIMEOUT = httpx.Timeout(120.0, connect=30.0)
 ALREADY_COMPLETED = "ALREADY_COMPLETED"
+REMOVED = "OK"  # cancel: "fal removed the request from the queue" (https://fal.ai/docs/inference-api/queue/cancel)
+REQUEST_ID_HEADER = "x-fal-request-id"
+REQUEST_URL = re.compile(r"/requests/([^/?#]+)")
+# Failures before a byte of the request left: nothing can have run.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 _uploaded: dict[tuple[str, str], str] = {}
 _upload_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -52,39 +70,34 @@ class Done(Generic[T]):
     seconds: float
 
 
-class _Entry:
-    """The ledger lines of one request; nothing is written when the call has no ticket."""
-
-    def __init__(self, ticket: Ticket | None, endpoint: str, request_id: str, price_usd: float) -> None:
-        self.ticket, self.endpoint, self.request_id, self.price_usd = ticket, endpoint, request_id, price_usd
-
-    def completed(self, cost_usd: float) -> None:
-        if self.ticket is not None:
-            self.ticket.completed(self.endpoint, self.request_id, cost_usd)
-
-    def failed(self, detail: str, cost_usd: float = 0.0) -> None:
-        if self.ticket is not None:
-            self.ticket.failed(self.endpoint, self.request_id, detail, cost_usd)
-
-    def cancelled(self, detail: str) -> None:
-        if self.ticket is not None:
-            self.ticket.cancelled(self.endpoint, self.request_id, detail)
-
-    def cancel_requested(self, detail: str) -> None:
-        if self.ticket is not None:
-            self.ticket.cancel_requested(self.endpoint, self.request_id, detail)
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _body_status(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
+    body = _body(response)
     return body.get("status") if isinstance(body, dict) else None
 
 
+def request_id_of(response: httpx.Response) -> str | None:
+    """The request id a submit response carries: its body's `request_id`, else the id in the status or response URL
+    it returned, else fal's `x-fal-request-id` header; None when nothing names it."""
+    body = _body(response)
+    if isinstance(body, dict):
+        if isinstance(body.get("request_id"), str) and body["request_id"]:
+            return str(body["request_id"])
+        for name in ("status_url", "response_url", "cancel_url"):
+            match = REQUEST_URL.search(str(body.get(name) or ""))
+            if match:
+                return match[1]
+    return response.headers.get(REQUEST_ID_HEADER) or None
+
+
 class FalQueue:
-    """One fal-client session: uploads cached by content, paid requests settled exactly once in the ledger."""
+    """One fal-client session: uploads cached by content, every answer of fal told to the call's ticket."""
 
     def __init__(self, client: SyncClient, *, poll_s: float = POLL_S, deadline_s: float = DEADLINE_S) -> None:
         self.client, self.poll_s, self.deadline_s = client, poll_s, deadline_s
@@ -109,55 +122,70 @@ class FalQueue:
         self, endpoint: str, arguments: dict[str, Any], *, ticket: Ticket | None, cost_usd: float,
         finish: Callable[[Result], T],
     ) -> Done[T]:
-        """Submit (or resume) one request, wait for it, and `finish` its result; the ledger records each step."""
+        """Submit (or resume) one request, wait for it, and `finish` its result; the ticket hears each answer."""
+        ticket = ticket or UNRECORDED
         started = time.monotonic()
-        request_id = ticket.resume(endpoint) if ticket is not None else None
+        request_id = ticket.resume(endpoint)
         if request_id is None:
-            handle = self._submit(endpoint, arguments)
-            request_id = handle.request_id
-            if ticket is not None:
-                ticket.submitted(endpoint, request_id)
-        else:
-            handle = self.client.get_handle(endpoint, request_id)
-        entry = _Entry(ticket, endpoint, request_id, cost_usd)
-        result = self._wait(handle, endpoint, entry)
+            with ticket.sending(endpoint) as sent:
+                request_id = self._submit(endpoint, arguments)
+                sent.accepted(request_id)
+        handle = self.client.get_handle(endpoint, request_id)
+        result = self._wait(handle, endpoint, ticket, cost_usd)
         try:
             if not isinstance(result, dict):
                 raise UnusableOutput(f"fal: {endpoint}: result is not a JSON object", provider=NAME, request_id=request_id)
             value = finish(result)
-        except UnusableOutput as error:
-            entry.failed(str(error), cost_usd)
+        except (UnusableOutput, ContentRejected) as error:
+            ticket.failed(endpoint, request_id, str(error), cost_usd if error.billed else 0.0)
             raise
-        entry.completed(cost_usd)
+        ticket.completed(endpoint, request_id, cost_usd)
         return Done(value, request_id, time.monotonic() - started)
 
-    def _submit(self, endpoint: str, arguments: dict[str, Any]) -> SyncRequestHandle:
+    def _submit(self, endpoint: str, arguments: dict[str, Any]) -> str:
+        """POST the request to fal's queue and return its id. fal-client's own submit reads only the body, so a
+        response whose body is lost would hide an id fal sent in its headers; the same HTTP client is used here."""
+        http: httpx.Client = self.client._client  # fal-client's authenticated client (no public way to it)
         try:
-            return self.client.submit(endpoint, arguments)
-        except (FalClientHTTPError, httpx.HTTPError) as error:
-            raise fal_error(error, endpoint) from None
+            response = http.post(fal_wire.QUEUE_URL_FORMAT + endpoint, json=arguments, timeout=self.client.default_timeout)
+        except NOT_SENT as error:
+            raise TransportError(f"fal: {endpoint}: submit not sent ({type(error).__name__})", provider=NAME) from None
+        except httpx.HTTPError as error:
+            raise OutcomeUnknown(f"fal: {endpoint}: no answer to the submit ({type(error).__name__}: "
+                                 f"{one_line(str(error)) or 'connection lost'}); outcome unknown: it may have run and "
+                                 "billed", provider=NAME) from None
+        if response.status_code >= 400:
+            raise status_error(response.status_code, response_detail(response), endpoint)
+        request_id = request_id_of(response)
+        if request_id is None:
+            raise OutcomeUnknown(f"fal: {endpoint}: the submit's answer ({response.status_code}) names no request",
+                                 provider=NAME)
+        return request_id
 
-    def _wait(self, handle: SyncRequestHandle, endpoint: str, entry: _Entry) -> Result:
-        """Poll every `poll_s` until fal completes the request; past the deadline, cancel it."""
+    def _wait(self, handle: SyncRequestHandle, endpoint: str, ticket: Ticket, cost_usd: float) -> Result:
+        """Poll every `poll_s` until fal completes the request, then fetch its result at once; past the deadline,
+        cancel it."""
         deadline = time.monotonic() + self.deadline_s
-        while not isinstance(self._status(handle, endpoint, entry), Completed):
+        while not isinstance(status := self._status(handle, endpoint, ticket), Completed):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self._cancel(handle, endpoint, entry)
+                self._cancel(handle, endpoint, ticket)
                 break
             time.sleep(min(self.poll_s, remaining))
-        return self._result(handle, endpoint, entry)
+        result = self._result(handle, endpoint, ticket, cost_usd)
+        if isinstance(status, Completed) and (status.error or status.error_type):
+            # fal settled it with an error (the result should have said so); a request that ran may be billed.
+            detail = f"fal: {endpoint}: {status.error_type or 'error'}: {one_line(str(status.error or ''))}"
+            ticket.failed(endpoint, handle.request_id, detail, cost_usd)
+            raise UnusableOutput(detail, provider=NAME, request_id=handle.request_id)
+        return result
 
-    def _status(self, handle: SyncRequestHandle, endpoint: str, entry: _Entry) -> object:
+    def _status(self, handle: SyncRequestHandle, endpoint: str, ticket: Ticket) -> object:
         try:
             return handle.status()
         except FalClientHTTPError as error:
             if error.status_code == 404:
-                entry.failed("fal no longer knows the request")
-                raise ServerError(
-                    f"fal: {endpoint}: request {handle.request_id} is unknown to fal; the next attempt submits anew",
-                    provider=NAME, request_id=handle.request_id,
-                ) from None
+                self._forgotten(handle, endpoint, ticket)
             raise fal_error(error, endpoint, handle.request_id) from None
         except httpx.HTTPError as error:
             raise fal_error(error, endpoint, handle.request_id) from None
@@ -165,39 +193,61 @@ class FalQueue:
             raise ServerError(f"fal: {endpoint}: unknown request status ({one_line(str(error))}); still pending",
                               provider=NAME, request_id=handle.request_id) from None
 
-    def _cancel(self, handle: SyncRequestHandle, endpoint: str, entry: _Entry) -> None:
+    @staticmethod
+    def _forgotten(handle: SyncRequestHandle, endpoint: str, ticket: Ticket) -> None:
+        """fal no longer knows the request (a result past fal's retention, or a request it lost): it may have run
+        and billed, so it is unknown, at its price."""
+        detail = f"fal no longer knows request {handle.request_id}; it may have run and billed"
+        ticket.unknown(endpoint, handle.request_id, detail)
+        raise OutcomeUnknown(f"fal: {endpoint}: {detail}", provider=NAME, request_id=handle.request_id)
+
+    def _cancel(self, handle: SyncRequestHandle, endpoint: str, ticket: Ticket) -> None:
         """Cancel at the deadline and raise ProviderTimeout; return only when fal says the request already completed.
 
-        A cancel fal accepts is only requested: the request stays pending in the ledger until fal settles it.
+        OK: fal removed the request from its queue before it ran (cancelled, $0). CANCELLATION_REQUESTED: it was
+        running and may still finish and bill, so it stays pending until fal settles it.
         """
         waited = f"no result after {self.deadline_s:g} s"
+        where = f"fal: {endpoint}: {waited}"
         try:
-            handle.cancel()
-        except FalClientHTTPError as error:
-            if _body_status(error.response) == ALREADY_COMPLETED:
-                return
-            if error.status_code != 404:
-                raise ProviderTimeout(f"fal: {endpoint}: {waited}; cancel failed ({error.status_code}), still pending",
-                                      provider=NAME, request_id=handle.request_id) from None
-            entry.cancelled(f"{waited}; fal no longer knows the request")
-            raise ProviderTimeout(f"fal: {endpoint}: {waited}; request {handle.request_id} is gone",
-                                  provider=NAME, request_id=handle.request_id) from None
+            response = handle.client.put(handle.cancel_url, timeout=fal_wire.QUEUE_POLL_TIMEOUT)
         except httpx.HTTPError as error:
-            raise ProviderTimeout(f"fal: {endpoint}: {waited}; cancel failed ({type(error).__name__}), still pending",
+            raise ProviderTimeout(f"{where}; cancel failed ({type(error).__name__}), still pending",
                                   provider=NAME, request_id=handle.request_id) from None
-        entry.cancel_requested(f"{waited}; cancel requested")
-        raise ProviderTimeout(f"fal: {endpoint}: {waited}; cancel of request {handle.request_id} requested, still pending "
-                              "until fal settles it", provider=NAME, request_id=handle.request_id)
+        status = _body_status(response)
+        if status == ALREADY_COMPLETED:
+            return
+        if response.status_code == 404:
+            self._forgotten(handle, endpoint, ticket)
+        if response.status_code >= 400:
+            raise ProviderTimeout(f"{where}; cancel failed ({response.status_code}), still pending",
+                                  provider=NAME, request_id=handle.request_id)
+        if status == REMOVED:
+            ticket.cancelled(endpoint, handle.request_id, f"{waited}; removed from fal's queue before it ran")
+            raise ProviderTimeout(f"{where}; request {handle.request_id} removed from the queue, nothing billed",
+                                  provider=NAME, request_id=handle.request_id)
+        ticket.cancel_requested(endpoint, handle.request_id, f"{waited}; cancel requested")
+        raise ProviderTimeout(f"{where}; cancel of request {handle.request_id} requested, still pending until fal "
+                              "settles it", provider=NAME, request_id=handle.request_id)
 
-    def _result(self, handle: SyncRequestHandle, endpoint: str, entry: _Entry) -> Result:
-        """The completed request's result; a failure fal settled (refusal, app error) is written to the ledger."""
+    def _result(self, handle: SyncRequestHandle, endpoint: str, ticket: Ticket, cost_usd: float) -> Result:
+        """The completed request's result; a failure fal settled (refusal, app error) is settled in the ledger."""
         try:
-            return handle.get(interval=self.poll_s)
-        except (FalClientHTTPError, httpx.HTTPError) as error:
-            mapped = fal_error(error, endpoint, handle.request_id)
-            if not is_transient(error):
-                entry.failed(str(mapped), entry.price_usd if mapped.billed else 0.0)
-            raise mapped from None
+            response = handle.client.get(handle.response_url, timeout=fal_wire.QUEUE_POLL_TIMEOUT)
+        except httpx.HTTPError as error:
+            raise fal_error(error, endpoint, handle.request_id) from None
+        if response.status_code == 404:
+            self._forgotten(handle, endpoint, ticket)
+        if response.status_code >= 400:
+            mapped = status_error(response.status_code, response_detail(response), endpoint, handle.request_id)
+            if response.status_code not in TRANSIENT:
+                ticket.failed(endpoint, handle.request_id, str(mapped), cost_usd if mapped.billed else 0.0)
+            raise mapped
+        result = _body(response)
+        if result is None:
+            raise ServerError(f"fal: {endpoint}: the result of request {handle.request_id} cannot be read; still pending",
+                              provider=NAME, request_id=handle.request_id)
+        return result
 
 
 def download(url: str, dest: Path, endpoint: str) -> Path:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from reelflow.schemas.errors import (
     BadRequest,
     MissingCredentials,
+    OutcomeUnknown,
     ProviderError,
     ProviderTimeout,
     RateLimited,
@@ -30,7 +31,10 @@ NAME = "gemini"
 MAX_MESSAGE = 240
 KEY_REASONS = {"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "API_KEY_HTTP_REFERRER_BLOCKED", "API_KEY_IP_ADDRESS_BLOCKED"}
 
-TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
+# Failures before a byte of the request left: Gemini cannot have run it. Any other timeout or lost connection may
+# come after the request was sent and generated, so its outcome is unknown.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
+            httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
 TRANSPORT = (httpx.TransportError, httpx2.TransportError)
 
 
@@ -98,11 +102,12 @@ def translate(error: Exception, model: str) -> ProviderError | None:
     """The reelflow error for a google-genai or HTTP transport exception; None for anything else."""
     if isinstance(error, genai_errors.APIError):
         return _api_error(error, model)
-    if isinstance(error, TIMEOUTS):
-        return ProviderTimeout(f"{NAME} {model}: no response in time ({type(error).__name__})", provider=NAME)
     if isinstance(error, TRANSPORT):
         detail = one_line(str(error)) or type(error).__name__
-        return TransportError(f"{NAME} {model}: connection failed ({type(error).__name__}: {detail})", provider=NAME)
+        if isinstance(error, NOT_SENT):
+            return TransportError(f"{NAME} {model}: not sent ({type(error).__name__}: {detail})", provider=NAME)
+        return OutcomeUnknown(f"{NAME} {model}: no answer after the request was sent ({type(error).__name__}: {detail}); "
+                              "outcome unknown: it may have been generated and billed", provider=NAME)
     if isinstance(error, (genai_errors.UnknownApiResponseError, ValidationError)):
         return ServerError(f"{NAME} {model}: unreadable response: {one_line(str(error))}", provider=NAME)
     return None

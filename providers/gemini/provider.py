@@ -8,9 +8,10 @@ generateContent reference documents image output and structured output (sources 
 Model ids come from reelflow.schemas.gemini_models: the defaults are current ids, and a shut-down, unknown or
 wrong-kind id (or a config value Gemini does not document) is a BadRequest before anything is sent or recorded.
 
-Ledger: generateContent is synchronous, so there is no request id to poll after a crash. A request the
-ledger still shows pending was cut off mid-call by a process that died; it is recorded `failed` as
-abandoned and the call is made again. That is the one place a crash can pay twice.
+Ledger: generateContent is synchronous, so there is no request id to poll after a crash, and no way to find a
+request whose answer never came. A call cut off mid-way (a timeout after the request left, a lost connection, a
+process that died) is `unknown`, counted at its price, and made again only within the project's billed_retries.
+Where Gemini says what it billed (`usage_metadata`'s tokens, for the per-token judge) the row keeps it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from google.genai import types
 from pydantic import BaseModel, Field
 
 from reelflow.media.images import load_image, resize_cover, save_png
-from reelflow.providers.base import Ticket
+from reelflow.providers.base import UNRECORDED, Ticket
 from reelflow.providers.gemini.errors import NAME, one_line, translate
 from reelflow.providers.gemini.wire import (
     check_model,
@@ -63,7 +64,6 @@ PASS_SCORE = 0.6
 MAX_REFERENCES = 2
 IGNORED_FIELDS = frozenset({"notes", "steps", "loras"})
 MISSING_KEY = "GEMINI_API_KEY is not set: export your Google AI Studio key as GEMINI_API_KEY"
-ABANDONED = "abandoned: synchronous request interrupted; resubmitting"
 UPSCALE_BRIEF = (
     "Upscale this image to a sharp, high-resolution {width}x{height} version. Keep the composition, framing, "
     "identities, colours and lighting exactly; add fine detail only; do not add, remove or move anything."
@@ -126,21 +126,27 @@ def _verdict_reasons(request: JudgeRequest, judgement: Judgement) -> list[str]:
     return reasons
 
 
-def _recorded(ticket: Ticket | None, endpoint: str, request_id: str, billed: float, step: Callable[[], Result]) -> Result:
-    """`step()`; if it raises, the request is recorded failed at `billed` (0.0: Gemini charged nothing).
-
-    A failure after Gemini answered 200 (no usable image, unreadable JSON) is billed: it is marked so, and
-    never retried blindly.
-    """
+def _read(ticket: Ticket, endpoint: str, request_id: str, cost: float, step: Callable[[], Result]) -> Result:
+    """`step()` on a 200 answer; if it raises (no usable image, unreadable JSON, a refusal) the request is recorded
+    failed at `cost`: Gemini billed the answer. It is marked so, and never retried blindly."""
     try:
         return step()
     except Exception as error:
-        if isinstance(error, ProviderError) and billed:
+        if isinstance(error, ProviderError):
             error.billed = True
-        if ticket is not None:
-            detail = f"{error.kind}: {error}" if isinstance(error, ProviderError) else f"{type(error).__name__}: {error}"
-            ticket.failed(endpoint, request_id, one_line(detail), cost_usd=billed)
+        detail = f"{error.kind}: {error}" if isinstance(error, ProviderError) else f"{type(error).__name__}: {error}"
+        ticket.failed(endpoint, request_id, one_line(detail), cost_usd=cost)
         raise
+
+
+def billed_usd(model: str, response: types.GenerateContentResponse) -> float | None:
+    """What Gemini billed for a per-token model, from the answer's `usage_metadata` (prompt tokens in; candidate and
+    thinking tokens out); None where the model is priced per image or the answer carries no usage."""
+    usage = response.usage_metadata
+    if usage is None or usage.prompt_token_count is None:
+        return None
+    out = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+    return load_prices().token_cost(model, usage.prompt_token_count, out)
 
 
 class GeminiProvider:
@@ -254,23 +260,22 @@ class GeminiProvider:
         *,
         resolution: str | None = None,
     ) -> tuple[Result, str, float, float]:
-        """generateContent once, under the ledger: (what `read` made of it, request id, seconds, cost at the
-        price of the `resolution` tier the config asks for, where the model is priced by tier)."""
+        """generateContent once, under the ledger: (what `read` made of it, request id, seconds, cost: what Gemini
+        said it billed, else the price of the `resolution` tier the config asks for, where the model is priced by
+        tier)."""
         endpoint = f"{NAME}/{model}"
         cost = load_prices().cost(model, resolution=resolution)
-        if ticket is not None:
-            stale = ticket.resume(endpoint)
-            if stale is not None:
-                ticket.failed(endpoint, stale, ABANDONED, cost_usd=cost)
-        request_id = uuid.uuid4().hex
-        if ticket is not None:
-            ticket.submitted(endpoint, request_id)
+        ticket = ticket or UNRECORDED
+        ticket.resume(endpoint, pollable=False)  # a call cut off mid-way cannot be asked about: it becomes unknown
         started = time.monotonic()
-        response = _recorded(ticket, endpoint, request_id, 0.0, lambda: self._generate(model, contents, config))
-        result = _recorded(ticket, endpoint, request_id, cost, lambda: read(response))
-        if ticket is not None:
-            ticket.completed(endpoint, request_id, cost)
-        return result, response.response_id or request_id, time.monotonic() - started, cost
+        with ticket.sending(endpoint) as sent:
+            response = self._generate(model, contents, config)
+            request_id = response.response_id or uuid.uuid4().hex
+            sent.accepted(request_id)
+        result = _read(ticket, endpoint, request_id, cost, lambda: read(response))
+        billed = billed_usd(model, response)
+        ticket.completed(endpoint, request_id, cost, billed_usd=billed)
+        return result, request_id, time.monotonic() - started, cost if billed is None else billed
 
     def _generate(
         self, model: str, contents: list[Any], config: types.GenerateContentConfig

@@ -6,7 +6,10 @@ Checked against the docs (addresses as the search tool gave them):
   `responseSchema`, `temperature`, `seed`); https://ai.google.dev/api?hl=ja — the key goes in
   `x-goog-api-key`. `seed` is an int32 (github.com/googleapis/go-genai types.go: `Seed *int32`), so reelflow's
   seeds, which run to 2**32 - 1, are folded into it (`wire_seed`). `temperature` is 0 to 2 (a client's reading,
-  https://docs.camel-ai.org/reference/camel.configs.gemini_config; Google's own page was not found).
+  https://docs.camel-ai.org/reference/camel.configs.gemini_config; Google's own page was not found). It is sent
+  only to models that still take it (`GeminiModel.sampling`): temperature, top_p and top_k are deprecated and
+  ignored from gemini-3.5-flash-lite on (https://github.com/anomalyco/opencode/pull/38924 quoting
+  https://ai.google.dev/gemini-api/docs/latest-model).
 - https://ai.google.dev/gemini-api/docs/nanobanana — the image models answer with image parts in
   `candidates[].content.parts[].inlineData` (base64 `data`, `mimeType`).
 - Model ids, aspect ratios, size tiers and modalities: the table in reelflow.schemas.gemini_models (google-genai
@@ -18,7 +21,12 @@ Checked against the docs (addresses as the search tool gave them):
   https://googleapis.github.io/js-genai/release_docs/enums/types.FinishReason.html): SAFETY, PROHIBITED_CONTENT,
   BLOCKLIST, SPII, RECITATION and IMAGE_SAFETY, IMAGE_PROHIBITED_CONTENT, IMAGE_RECITATION say the content was
   refused; NO_IMAGE ("expected to generate an image, but didn't"), IMAGE_OTHER, OTHER, MAX_TOKENS and
-  MALFORMED_RESPONSE do not: they are a billed answer with nothing usable in it.
+  MALFORMED_RESPONSE do not: they are a billed answer with nothing usable in it. ESCALATION ("Request was filtered
+  by an escalation rule") is a refusal too. PUP_LIMITED_DISABLED ("token generation stopped because the user
+  account is limited or disabled due to Prohibited Use Policy (PUP) violations") says nothing about this request:
+  the account is stopped, so it is AccountRestricted, never retried — google-genai 3.4.0 `types.FinishReason`
+  docstrings, and https://googleapis.github.io/kotlin-genai/google-genai-kotlin/com.google.genai.kotlin.types/-finish-reason/-companion/-e-s-c-a-l-a-t-i-o-n.html
+  and .../-p-u-p_-l-i-m-i-t-e-d_-d-i-s-a-b-l-e-d.html.
 - https://firebase.google.com/docs/vertex-ai/structured-output — `responseMimeType: application/json` with a
   `responseSchema` (an OpenAPI subset) constrains the text part to JSON of that schema.
 
@@ -39,7 +47,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from reelflow.providers.gemini.errors import NAME, one_line
-from reelflow.schemas.errors import BadRequest, ContentRejected, UnusableOutput
+from reelflow.schemas.errors import AccountRestricted, BadRequest, ContentRejected, UnusableOutput
 from reelflow.schemas.gemini_models import (
     ASPECT_RATIOS,
     AspectRatio,
@@ -54,8 +62,9 @@ IMAGE_SIZES = (("1K", 1024 * 1024), ("2K", 2048 * 2048), ("4K", 4096 * 4096))  #
 REFUSING = frozenset({
     types.FinishReason.SAFETY, types.FinishReason.PROHIBITED_CONTENT, types.FinishReason.BLOCKLIST,
     types.FinishReason.SPII, types.FinishReason.RECITATION, types.FinishReason.IMAGE_SAFETY,
-    types.FinishReason.IMAGE_PROHIBITED_CONTENT, types.FinishReason.IMAGE_RECITATION,
+    types.FinishReason.IMAGE_PROHIBITED_CONTENT, types.FinishReason.IMAGE_RECITATION, types.FinishReason.ESCALATION,
 })
+ACCOUNT_STOPPED = frozenset({types.FinishReason.PUP_LIMITED_DISABLED})
 INT32 = 2**31
 Seed = Annotated[int, Field(ge=-INT32, le=INT32 - 1)]  # an int32: googleapis/go-genai types.go `GenerationConfig.Seed *int32`
 Schema = TypeVar("Schema", bound=BaseModel)
@@ -120,7 +129,8 @@ class ImageCall(_Call):
 
 
 class JudgeCall(_Call):
-    """A structured-output request: `generationConfig.{responseMimeType, responseSchema, temperature, seed}`."""
+    """A structured-output request: `generationConfig.{responseMimeType, responseSchema, seed}`, and `temperature`
+    only for a model that still takes sampling parameters."""
 
     KIND = "text"
     WIRE = _Call.WIRE | {
@@ -131,8 +141,16 @@ class JudgeCall(_Call):
 
     response_mime_type: Literal["application/json"] = "application/json"
     response_schema: type[BaseModel]
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None  # None: not sent
     seed: Seed = 0
+
+    @field_validator("temperature")
+    @classmethod
+    def _model_takes_sampling(cls, value: float | None, info: ValidationInfo) -> float | None:
+        row = gemini_model(str(info.data.get("model", "")))
+        if value is not None and row is not None and not row.sampling:
+            raise ValueError(f"{row.id} ignores sampling parameters (deprecated from gemini-3.5-flash-lite on); send none")
+        return value
 
     def config(self) -> types.GenerateContentConfig:
         return types.GenerateContentConfig(
@@ -195,8 +213,12 @@ def image_call(model: str, width: int, height: int, seed: int) -> ImageCall:
 
 
 def judge_call(model: str, schema: type[BaseModel], seed: int) -> JudgeCall:
-    """The checked structured-output request answering with JSON of `schema`, at temperature 0."""
-    return checked(JudgeCall, model=model, response_schema=schema, temperature=0.0, seed=wire_seed(seed))
+    """The checked structured-output request answering with JSON of `schema`: temperature 0 where the model still
+    takes it, no sampling parameter where it ignores them. Repeatable verdicts come from reelflow's cache (a judge
+    call is keyed by its content and made once), not from the request."""
+    row = gemini_model(model)
+    temperature = 0.0 if row is not None and row.sampling else None
+    return checked(JudgeCall, model=model, response_schema=schema, temperature=temperature, seed=wire_seed(seed))
 
 
 def image_part(image: Image.Image) -> types.Part:
@@ -244,6 +266,12 @@ def _rejection(response: types.GenerateContentResponse) -> str | None:
 
 
 def _refuse_if_blocked(response: types.GenerateContentResponse, model: str) -> None:
+    """AccountRestricted when Gemini stopped because the account is limited; ContentRejected when it refused."""
+    candidate = _candidate(response)
+    if candidate is not None and candidate.finish_reason in ACCOUNT_STOPPED:
+        raise AccountRestricted(one_line(
+            f"{NAME} {model}: the Gemini account is limited or disabled for Prohibited Use Policy violations "
+            f"({_finish(response)}); not retried: restore the account before running again"), provider=NAME)
     reason = _rejection(response)
     if reason is not None:
         raise ContentRejected(one_line(f"{NAME} {model}: {reason}"), provider=NAME)

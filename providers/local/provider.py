@@ -16,7 +16,7 @@ from PIL import ImageFilter
 
 from reelflow.media.hashing import sha256_file
 from reelflow.media.images import load_image, resize_cover, save_png
-from reelflow.providers.base import Ticket
+from reelflow.providers.base import UNRECORDED, Ticket
 from reelflow.providers.local.draw import draw_edit, draw_keyframe, draw_turn, elsewhere
 from reelflow.providers.local.faults import FaultSchedule
 from reelflow.providers.local.flf import render_first_last, render_stuck
@@ -101,11 +101,10 @@ def _written(out: Path) -> Iterator[Path]:
 def _ledgered(ticket: Ticket | None, endpoint: str, key: str, cost_usd: float) -> Iterator[str]:
     """Write the call to the ledger as a cloud provider would: submitted, then completed or failed (unbilled)."""
     request_id = f"local-{key[:16]}"
-    if ticket is None:
-        yield request_id
-        return
+    ticket = ticket or UNRECORDED
     if ticket.resume(endpoint) is None:
-        ticket.submitted(endpoint, request_id)
+        with ticket.sending(endpoint) as sent:
+            sent.accepted(request_id)
     try:
         yield request_id
     except ProviderError as error:

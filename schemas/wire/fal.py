@@ -95,7 +95,8 @@ class ZImageTurboLoraInput(ZImageTurboInput):
 
 
 class WanFlfInput(_Input):
-    """https://fal.ai/models/fal-ai/wan/v2.2-a14b/image-to-video/lora/api: num_frames 17..161, an integer fps 4..60."""
+    """https://fal.ai/models/fal-ai/wan/v2.2-a14b/image-to-video/lora/api: num_frames 17..161, an integer fps 4..60,
+    num_interpolated_frames 0..4 (fal-js zod `zWanV22A14bImageToVideoLoraInput`: "Must be between 0 and 4")."""
 
     image_url: Url
     end_image_url: Url | None = None
@@ -105,7 +106,7 @@ class WanFlfInput(_Input):
     frames_per_second: Annotated[int, Field(ge=4, le=60)] = 16
     resolution: Literal["480p", "580p", "720p"] = "720p"
     aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto"
-    num_interpolated_frames: Annotated[int, Field(ge=0)] = 1
+    num_interpolated_frames: Annotated[int, Field(ge=0, le=4)] = 1
     seed: Seed | None = None
     loras: list[WanLoraWeight] = Field(default_factory=list)  # no documented cap
 
@@ -136,7 +137,8 @@ class QwenAnglesInput(_Input):
 
 
 class NanoBananaProEditInput(_Input):
-    """https://fal.ai/models/fal-ai/nano-banana-pro/edit/api: prompt 3..50,000 characters."""
+    """https://fal.ai/models/fal-ai/nano-banana-pro/edit/api: prompt 3..50,000 characters; an integer `seed` ("The seed
+    for the random number generator", no range: fal-js `NanoBananaProEditInput`, zod `seed: z.int()`)."""
 
     prompt: Annotated[str, Field(min_length=3, max_length=50_000)]
     image_urls: Annotated[list[Url], Field(min_length=1)]
@@ -144,6 +146,7 @@ class NanoBananaProEditInput(_Input):
     aspect_ratio: Literal["auto", "21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16"] | None = None
     output_format: ImageFormat = "png"
     num_images: Annotated[int, Field(ge=1, le=4)] = 1
+    seed: Seed | None = None
 
 
 class ImageZipTrainerInput(_Input):

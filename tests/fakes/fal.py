@@ -23,8 +23,9 @@ Scripted behaviours: a reject word in the prompt (content policy 422), `rate_lim
 wrong key (401). Every body is validated with the schema table reelflow validates against before it sends
 (`reelflow.schemas.wire.fal.INPUTS`: ranges, enums, required fields, unknown fields refused), so a body that breaks
 it — one sent past reelflow's own check — is settled with a 422 whose `loc` starts with "body" and names the field.
-Input URLs the fake did not serve are a 422 `file_download_error`. The log: `submits` per endpoint and
-`submits_by_body` per body hash (accepted, billable submits only), `cancels`, `uploads`, `status_polls`.
+Input URLs and LoRA paths the fake does not serve are a 422 `file_download_error`; `expire(url)` deletes a CDN file
+as fal may after 7 days. The log: `submits` per endpoint and `submits_by_body` per body hash (accepted, billable
+submits only), `cancels`, `uploads`, `status_polls`.
 All state lives in the FakeFal object, served from a thread: clients in subprocesses share it, so a client killed
 mid-request and started again finds its request where it left it.
 """
@@ -52,10 +53,12 @@ from PIL import Image
 from pydantic import ValidationError
 
 from reelflow.media.encode import encode_frames
+from reelflow.schemas.errors import ContractError
+from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.wire.fal import INPUTS
 
 Body = dict[str, Any]
-Answer = tuple[int, Body | bytes]
+Answer = tuple[int, "Body | bytes | Garbled"]
 
 TEXT_TO_IMAGE = frozenset({"fal-ai/flux-2/lora", "fal-ai/z-image/turbo", "fal-ai/z-image/turbo/lora"})
 UPSCALE = "fal-ai/seedvr/upscale/image"
@@ -70,6 +73,36 @@ TRAINERS = {
 ENDPOINTS = TEXT_TO_IMAGE | {UPSCALE, ANGLES, EDIT, VIDEO} | set(TRAINERS)
 SIZES_720P = {"9:16": (720, 1280), "16:9": (1280, 720), "1:1": (960, 960)}
 CDN_TOKEN = "fake-cdn-token"
+DROPPED = 0  # an answer's status meaning: close the connection without a response
+
+
+def billed_usd(job: Job, read: Any) -> float:
+    """What fal bills for a request that ran, in each endpoint's unit (fal's model pages, as schemas/prices.toml cites
+    them): text to image by the megapixels of `image_size` (rounded up); SeedVR by its *output*, the source image
+    times `upscale_factor`; the multiple-angles edit by the input image's megapixels (no size is sent); Nano Banana Pro
+    per image at its `resolution`; WAN per second of `num_frames` at 16 fps at the `resolution` sent; trainers per
+    step. Unpriceable bodies (a refused schema) bill nothing."""
+    prices, body = load_prices(), job.body
+    try:
+        if job.endpoint in TEXT_TO_IMAGE:
+            size = (int(body["image_size"]["width"]), int(body["image_size"]["height"]))
+            model = "fal-ai/z-image/turbo/lora" if job.endpoint == "fal-ai/z-image/turbo" and body.get("loras") else job.endpoint
+            return prices.cost(model, size=size)
+        if job.endpoint == UPSCALE:
+            source = read(body["image_url"])
+            factor = float(body.get("upscale_factor", 2))
+            return prices.cost(UPSCALE, size=(round(source.width * factor), round(source.height * factor)))
+        if job.endpoint == ANGLES:
+            source = read(body["image_urls"][0])
+            return prices.cost(ANGLES, size=source.size)
+        if job.endpoint == EDIT:
+            return prices.cost(EDIT, resolution=str(body.get("resolution") or "1K")) * int(body.get("num_images") or 1)
+        if job.endpoint == VIDEO:
+            return prices.cost(VIDEO, frames=int(body["num_frames"]), resolution=str(body.get("resolution") or "720p"))
+        steps = body.get("steps", body.get("number_of_steps", 1000))
+        return prices.cost(job.endpoint, steps=int(steps))
+    except (KeyError, TypeError, ValueError, AttributeError, ContractError):
+        return 0.0
 
 
 def _digest(value: Any) -> str:
@@ -121,11 +154,22 @@ class Job:
     cancelled: bool = False
     fetched: bool = False
     outcome: tuple[int, Body] | None = None
+    completed_at: float | None = None
+    forgotten: bool = False
+    billed_usd: float = 0.0
     settling: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def app(self) -> str:
         return "/".join(self.endpoint.split("/")[:2])
+
+
+@dataclass(frozen=True)
+class Garbled:
+    """An answer whose headers arrive but whose JSON body does not parse."""
+
+    data: bytes
+    headers: dict[str, str]
 
 
 class _Server(ThreadingHTTPServer):
@@ -140,6 +184,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, method: str) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         status, answer = self.server.fake.answer(method, self.path, dict(self.headers.items()), raw)
+        if status == DROPPED:  # the request was taken and billed; the answer is lost on the way back
+            self.close_connection = True
+            return
+        if isinstance(answer, Garbled):  # headers intact, the body cut off on the way back
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.data)))
+            self.end_headers()
+            self.wfile.write(answer.data)
+            return
         data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
         kind = "application/octet-stream" if isinstance(answer, bytes) else "application/json"
         try:
@@ -172,10 +228,11 @@ class FakeFal:
         *,
         key: str = "fake-fal-key",
         reject_word: str = "forbidden",
+        nsfw_word: str = "nsfw",
         progress_polls: int = 1,
         slow_s: float = 0.0,
     ) -> None:
-        self.key, self.reject_word = key, reject_word
+        self.key, self.reject_word, self.nsfw_word = key, reject_word, nsfw_word
         self.progress_polls, self.slow_s = progress_polls, slow_s
         self.rate_limited = 0
         self.server_errors = 0
@@ -183,6 +240,10 @@ class FakeFal:
         self.status_errors = 0
         self.corrupt_outputs = 0
         self.finish_before_cancel = False
+        self.drop_submits = 0  # the next accepted submits run and bill, and their answers are lost (the socket closes)
+        self.garble_submits = 0  # the next accepted submits answer with fal's x-fal-request-id header, the body cut
+        self.result_retention_s: float | None = None  # completed results fal forgets after this long (404)
+        self.billed_usd = 0.0  # what fal bills: every request that ran, by fal's rule for its endpoint
         self.jobs: dict[str, Job] = {}
         self.submits: Counter[str] = Counter()
         self.submits_by_body: Counter[str] = Counter()
@@ -192,6 +253,7 @@ class FakeFal:
         self.in_flight = 0
         self.max_in_flight = 0
         self._files: dict[str, bytes] = {}
+        self._upload_counts: Counter[str] = Counter()
         self._pending_puts: dict[str, str] = {}
         self._lock = threading.RLock()
         self._scratch = tempfile.TemporaryDirectory(prefix="fake-fal-")
@@ -237,6 +299,19 @@ class FakeFal:
             "FAL_KEY": self.key,
         }
 
+    def expire(self, *urls: str) -> None:
+        """Delete these files from the CDN, as fal may once they are 7 days old: `/files/...` answers 404."""
+        with self._lock:
+            for url in urls:
+                self._files.pop(urlsplit(url).path, None)
+
+    def serves(self, url: Any) -> bool:
+        """Whether `url` is a file this fake's CDN serves now."""
+        if not isinstance(url, str) or not url.startswith(self.url):
+            return False
+        with self._lock:
+            return urlsplit(url).path in self._files
+
     def total_submits(self) -> int:
         """Requests fal accepted (and would bill), over every endpoint."""
         with self._lock:
@@ -272,9 +347,16 @@ class FakeFal:
             data = self._files.get(path)
         return (200, data) if data is not None else (404, {"detail": "File not found"})
 
-    def _store(self, name: str, data: bytes) -> str:
-        path = f"/files/{uuid.uuid4().hex[:12]}/{name}"
+    def _store(self, name: str, data: bytes, *, upload: bool = False) -> str:
+        """Serve `data` under a new URL; an upload's URL follows its content and how often it was uploaded (the same
+        bodies from run to run, a new URL for each upload again)."""
         with self._lock:
+            if upload:
+                digest = hashlib.sha256(data).hexdigest()[:12]
+                self._upload_counts[digest] += 1
+                path = f"/files/{digest}-{self._upload_counts[digest]}/{name}"
+            else:
+                path = f"/files/{uuid.uuid4().hex[:12]}/{name}"
             self._files[path] = data
         return self.url + path
 
@@ -293,7 +375,7 @@ class FakeFal:
         if method == "POST" and rest == ["files", "upload"]:
             self._uploaded(raw)
             name = headers.get("X-Fal-File-Name") or headers.get("x-fal-file-name") or "upload.bin"
-            return 200, {"access_url": self._store(name, raw)}
+            return 200, {"access_url": self._store(name, raw, upload=True)}
         return 404, {"detail": "Not found"}
 
     def _initiate(self, raw: bytes) -> Answer:
@@ -331,6 +413,17 @@ class FakeFal:
             self.submits_by_body[_digest(body)] += 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        with self._lock:
+            dropped, self.drop_submits = self.drop_submits > 0, max(0, self.drop_submits - 1)
+        if dropped:
+            self._settle(job)  # it runs and bills; the client never hears of it
+            with self._lock:
+                self.in_flight -= 1
+            return DROPPED, b""
+        with self._lock:
+            garbled, self.garble_submits = self.garble_submits > 0, max(0, self.garble_submits - 1)
+        if garbled:
+            return 200, Garbled(b'{"request_id": "', {"x-fal-request-id": job.request_id})
         base = f"{self.url}/queue/{job.app}/requests/{job.request_id}"
         return 200, {"request_id": job.request_id, "status_url": f"{base}/status", "response_url": base,
                      "cancel_url": f"{base}/cancel", "queue_position": 0}
@@ -338,7 +431,9 @@ class FakeFal:
     def _request(self, method: str, app: str, request_id: str, tail: list[str]) -> Answer:
         with self._lock:
             job = self.jobs.get(request_id)
-        if job is None or job.app != app:
+        if job is not None and job.completed_at is not None and self.result_retention_s is not None:
+            job.forgotten = job.forgotten or time.monotonic() - job.completed_at > self.result_retention_s
+        if job is None or job.app != app or job.forgotten:
             return 404, {"detail": f"Request {request_id} not found"}
         if method == "GET" and tail == ["status"]:
             with self._lock:
@@ -362,6 +457,10 @@ class FakeFal:
                 if job.outcome is not None:
                     return 400, {"status": "ALREADY_COMPLETED"}
                 job.cancelled = True
+                if job.polls <= 1:  # still in the queue: removed, it never runs (fal's queue/cancel docs)
+                    job.forgotten = True
+                    self.in_flight -= 1
+                    return 200, {"status": "OK"}
             return 202, {"status": "CANCELLATION_REQUESTED"}
         return 405, {"detail": "Method not allowed"}
 
@@ -399,7 +498,24 @@ class FakeFal:
             if job.outcome is None:
                 problems = self._problems(job)
                 job.outcome = (422, {"detail": problems}) if problems else (200, self._produce(job))
+                self._bill(job)
             return job.outcome
+
+    def _bill(self, job: Job) -> None:
+        """Charge a request that ran, by fal's rule for its endpoint (a 422 too: fal may bill the GPU time spent)."""
+        job.completed_at = time.monotonic()
+        job.billed_usd = billed_usd(job, self._input)
+        with self._lock:
+            self.billed_usd = round(self.billed_usd + job.billed_usd, 6)
+
+    def forget_results(self) -> None:
+        """Every request finishes (and bills) as if time passed, then fal forgets it: status and result answer 404."""
+        with self._lock:
+            jobs = [job for job in self.jobs.values() if not job.forgotten]
+        for job in jobs:
+            if not job.cancelled or job.outcome is not None:
+                self._settle(job)
+            job.forgotten = True
 
     def _problems(self, job: Job) -> list[Body]:
         body, problems = job.body, []
@@ -421,6 +537,12 @@ class FakeFal:
             for url in urls if isinstance(urls, list) else [urls] if urls is not None else []:
                 if self._input(url) is None:
                     problems.append(_problem([name], "Could not download the file from the URL", "file_download_error", url))
+        loras = body.get("loras")
+        for index, lora in enumerate(loras if isinstance(loras, list) else []):
+            path = lora.get("path") if isinstance(lora, dict) else None
+            if not self.serves(path):
+                problems.append(_problem(["loras", index, "path"], "Could not download the file from the URL",
+                                         "file_download_error", path))
         return problems
 
     def _input(self, url: Any) -> Image.Image | None:
@@ -448,10 +570,15 @@ class FakeFal:
         return {"url": url, "width": image.width, "height": image.height, "content_type": "image/png"}
 
     def _produce(self, job: Job) -> Body:
+        """The result fal-ai/fal-js types for the endpoint. Text to image (`v4Output`) adds `has_nsfw_concepts: [bool]`:
+        true, with the image blacked out as fal's safety checker does, when the prompt has `nsfw_word`. Trainers
+        (`Wan22ImageTrainerOutput`, `Output`) give each file under its key, at a URL whose name says nothing of it."""
         body, digest = job.body, _digest(job.body)
         if job.endpoint in TEXT_TO_IMAGE:
             size = (body["image_size"]["width"], body["image_size"]["height"])
-            return {"images": [self._image_file(_picture(size, digest))], "seed": body.get("seed", 0),
+            flagged = bool(self.nsfw_word) and self.nsfw_word.lower() in str(body.get("prompt", "")).lower()
+            picture = Image.new("RGB", size) if flagged else _picture(size, digest)  # flagged: blacked out
+            return {"images": [self._image_file(picture)], "has_nsfw_concepts": [flagged], "seed": body.get("seed", 0),
                     "prompt": body.get("prompt", "")}
         if job.endpoint == UPSCALE:
             source = self._input(body["image_url"])
@@ -467,8 +594,8 @@ class FakeFal:
         if job.endpoint == VIDEO:
             return {"video": {"url": self._video(job, digest), "content_type": "video/mp4"}, "seed": body.get("seed", 0)}
         return {
-            **{key: {"url": self._output(f"{key}.safetensors", f"fake weights {key} {digest}".encode()),
-                     "file_name": f"{key}.safetensors", "content_type": "application/octet-stream"}
+            **{key: {"url": self._output("lora.safetensors", f"fake weights {key} {digest}".encode()),
+                     "file_name": "lora.safetensors", "content_type": "application/octet-stream"}
                for key in TRAINERS[job.endpoint]},
             "config_file": {"url": self._output("config.json", b"{}"), "file_name": "config.json"},
         }

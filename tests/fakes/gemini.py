@@ -12,7 +12,8 @@ and sends the key in the `x-goog-api-key` header. Every answer is deterministic 
 - a block word gives `promptFeedback.blockReason: SAFETY` and no candidates; an image-safety word gives a
   candidate with finishReason IMAGE_SAFETY and no image part;
 - scripted answers (`finish_next`, `block_next`, `no_candidates`) stop with any finishReason or blockReason
-  google-genai knows, or answer with no candidate at all;
+  google-genai knows (ESCALATION, a request an escalation rule filtered, and PUP_LIMITED_DISABLED, an account
+  limited for Prohibited Use Policy violations, included), or answer with no candidate at all;
 - every request is checked against reelflow.schemas.gemini_models, the same table the provider builds from:
   an unknown or shut-down model is 404 NOT_FOUND (as Google answers for a model id it does not serve); a seed
   outside int32, an aspectRatio, imageSize, responseModalities value or imageConfig field outside the documented ones, IMAGE asked
@@ -46,6 +47,7 @@ from google.genai import types
 from PIL import Image
 
 from reelflow.schemas.gemini_models import ASPECT_RATIOS, MODALITIES, gemini_model
+from reelflow.schemas.pricing import load_prices
 
 ROUTE = re.compile(r"^/(v1|v1beta)/models/([^/:?]+):generateContent(?:\?.*)?$")
 STATUS_NAMES = {
@@ -140,7 +142,8 @@ def _violation(model: str, version: str, config: Body, json_mode: bool) -> tuple
 
 @dataclass(frozen=True)
 class Call:
-    """One request the fake answered: model, API version, HTTP status, prompt text, input images, JSON mode."""
+    """One request the fake answered: model, API version, HTTP status, prompt text, input images, JSON mode,
+    image config and the sampling temperature sent (None when the request left it out)."""
 
     model: str
     version: str
@@ -150,6 +153,7 @@ class Call:
     json_mode: bool
     aspect_ratio: str | None
     image_size: str | None = None
+    temperature: float | None = None
 
 
 class _Server(ThreadingHTTPServer):
@@ -204,6 +208,11 @@ class FakeGemini:
         self.bad_key_status = bad_key_status
         self.base_pixels = base_pixels
         self.delay_s = 0.0
+        self.stall_s = 5.0  # how long a stalled answer waits after it was generated and billed
+        self.billed_usd = 0.0  # what Google would bill: every 200 answer, at the list price of what was generated
+        self.billed_by_body: Counter[str] = Counter()  # billed answers per request body
+        self._stalls = 0
+        self._stalled: set[str] = set()
         self.calls: list[Call] = []
         self._failures: list[int] = []
         self._scripted: list[Body] = []
@@ -283,6 +292,28 @@ class FakeGemini:
         with self._lock:
             self._scripted.extend([answer] * times)
 
+    def stall_next(self, times: int = 1) -> None:
+        """The first request of each of the next `times` bodies is generated and billed, then answered only after
+        `stall_s` (past the client's timeout: the answer never arrives)."""
+        with self._lock:
+            self._stalls += times
+
+    def _bill(self, model: str, config: Body, answer: Body, body: Body) -> str:
+        """Bill a 200 answer as Google does: an image model per image at the size tier asked (1K unless said), a
+        per-token model by the usage the answer reports; returns the body's digest."""
+        prices = load_prices()
+        usage = answer.get("usageMetadata") or {}
+        tokens = prices.token_cost(model, int(usage.get("promptTokenCount") or 0),
+                                   int(usage.get("candidatesTokenCount") or 0) + int(usage.get("thoughtsTokenCount") or 0))
+        if tokens is None:
+            tier = _get(_get(config, "imageConfig", "image_config") or {}, "imageSize", "image_size")
+            tokens = prices.cost(model, resolution=tier)
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            self.billed_usd = round(self.billed_usd + tokens, 6)
+            self.billed_by_body[digest] += 1
+        return digest
+
     def corrupt_images(self, times: int = 1) -> None:
         """The next `times` image answers carry bytes that are not an image."""
         with self._lock:
@@ -313,7 +344,8 @@ class FakeGemini:
         json_mode = _get(config, "responseMimeType", "response_mime_type") == "application/json"
         image_config = _get(config, "imageConfig", "image_config")
         ratio = _get(image_config, "aspectRatio", "aspect_ratio")
-        call = Call(model, version, 200, prompt, len(images), json_mode, ratio, _get(image_config, "imageSize", "image_size"))
+        call = Call(model, version, 200, prompt, len(images), json_mode, ratio, _get(image_config, "imageSize", "image_size"),
+                    _get(config, "temperature"))
         if key != self.api_key:
             return self._logged(call, self.bad_key_status, self._bad_key())
         violation = _violation(model, version, config, json_mode)
@@ -330,6 +362,14 @@ class FakeGemini:
             answer = self._generate(model, body, config, prompt, images, json_mode)
         except (OSError, ValueError) as error:
             return self._logged(call, 400, _error(400, f"Unable to process input image: {error}"))
+        digest = self._bill(model, config, answer, body)
+        with self._lock:
+            stalled = self._stalls > 0 and digest not in self._stalled
+            if stalled:
+                self._stalls -= 1
+                self._stalled.add(digest)
+        if stalled:
+            time.sleep(self.stall_s)
         return self._logged(call, 200, answer)
 
     def _logged(self, call: Call, status: int, answer: Body) -> tuple[int, Body]:
@@ -365,9 +405,11 @@ class FakeGemini:
         with self._lock:
             self._served += 1
             serial = self._served
+        prompt_tokens = 10 + len(prompt) // 4 + 258 * len(images)
+        answer_tokens = 60 if json_mode else 1290  # a short JSON verdict, or one image
         meta = {
-            "usageMetadata": {"promptTokenCount": 10 + len(prompt) // 4 + 258 * len(images), "candidatesTokenCount": 1290,
-                              "totalTokenCount": 1300 + len(prompt) // 4 + 258 * len(images)},
+            "usageMetadata": {"promptTokenCount": prompt_tokens, "candidatesTokenCount": answer_tokens,
+                              "totalTokenCount": prompt_tokens + answer_tokens},
             "modelVersion": model,
             "responseId": f"fake-{serial:06d}-{hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]}",
         }

@@ -115,4 +115,4 @@ def test_candidates_pick_train_and_render_with_the_lora(project: Path) -> None:
     assert status == {1: "rendered", 2: "cached", 3: "cached"}, "only Ana's shot renders again"
     assets = json.loads((project / "storyboards" / "assets" / "ep_001" / "manifest.json").read_text())
     keyframes = [e for e in assets["assets"] + assets["intermediates"] if e["stage"] == "keyframes" and e["shot"] == 1]
-    assert keyframes and all([lora["path"] for lora in e["params"]["loras"]] == [entry["path"]] for e in keyframes)
+    assert keyframes and all([lora["sha256"] for lora in e["params"]["loras"]] == [entry["sha256"]] for e in keyframes)

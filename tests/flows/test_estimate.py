@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from fakes.fal import FakeFal
 from projects import PROJECT, write_project
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
+FAL = PROJECT | {"providers": {"default": "fal"}}  # budgets count money: the local provider's shadow cost is not
 SHOTS = ("--shots", "2,4")  # a standard FLF shot and a static hold keep these renders short
 
 
@@ -38,37 +40,47 @@ def test_estimate_equals_the_render_cost_and_is_zero_after(tmp_path: Path) -> No
     assert estimate(root)["total_usd"] == pytest.approx(1.5019 - 0.6741)
 
 
-def test_budget_cap_refuses_to_submit_past_it(tmp_path: Path) -> None:
-    root = write_project(tmp_path / "proj")
-    hold = ("--shots", "4")  # a static hold: keyframe $0.021 + verdict $0.0017, then its $0.067 upscale passes the cap
-    assert estimate(root, *hold)["total_usd"] == 0.0897
-    capped = run_cli("render", str(root), "--episode", "1", "--json", "--max-cost", "0.03", *hold)
+def fal_estimate(root: Path, fal: FakeFal, *shots: str) -> float:
+    """`reelflow estimate --json`'s total, with fal's key (a fal project's estimate needs its provider)."""
+    result = run_cli("estimate", str(root), "--episode", "1", "--json", *shots, env=fal.env())
+    assert result.code == 0, result.stderr
+    return float(result.json()["total_usd"])
+
+
+def test_budget_cap_refuses_to_submit_past_it(tmp_path: Path, fal: FakeFal) -> None:
+    root = write_project(tmp_path / "proj", project=FAL)
+    hold = ("--shots", "4")  # a static hold: keyframe $0.021, then its $0.001 SeedVR upscale passes the cap
+    total = fal_estimate(root, fal, *hold)
+    assert total > 0.0215
+    capped = run_cli("render", str(root), "--episode", "1", "--json", "--max-cost", "0.0215", *hold, env=fal.env())
     assert capped.code == 1
     report = capped.json()
-    assert report["budget_usd"] == 0.03 and report["cost_usd"] == pytest.approx(0.0227)
-    assert report["failures"] and all("budget: this run's cap (--max-cost) $0.03 reached" in f["reason"]
+    assert report["budget_usd"] == 0.0215 and report["cost_usd"] == pytest.approx(0.021) == fal.billed_usd
+    assert report["failures"] and all("budget: this run's cap (--max-cost) $0.02 reached" in f["reason"]
                                       for f in report["failures"])
     assert report["budget"] | {"stopped": None} == {
-        "project_usd": None, "run_cap_usd": 0.03, "spent_run_usd": 0.0227, "spent_project_usd": 0.0227,
-        "remaining_usd": pytest.approx(0.0073), "stopped": None}
+        "project_usd": None, "run_cap_usd": 0.0215, "spent_run_usd": 0.021, "spent_project_usd": 0.021,
+        "remaining_usd": pytest.approx(0.0005), "stopped": None, "shadow_stop": None}
     assert capped.stderr.strip().splitlines()[-1] == f"error: {report['budget']['stopped']}"
-    left = estimate(root, *hold)["total_usd"]
-    assert left == pytest.approx(0.0897 - report["cost_usd"])
+    left = fal_estimate(root, fal, *hold)
+    assert left == pytest.approx(total - report["cost_usd"])
 
-    uncapped = run_cli("render", str(root), "--episode", "1", "--json", *hold)
+    uncapped = run_cli("render", str(root), "--episode", "1", "--json", *hold, env=fal.env())
     assert uncapped.code == 0 and uncapped.json()["cost_usd"] == pytest.approx(left)
+    assert fal.billed_usd == pytest.approx(total)
 
 
-def test_project_budget_is_the_total_over_every_run(tmp_path: Path) -> None:
-    root = write_project(tmp_path / "proj", project=PROJECT | {"budget_usd": 0.15})
-    first = run_cli("render", str(root), "--episode", "1", "--json", "--shots", "4")
-    assert first.code == 0 and first.json()["cost_usd"] == pytest.approx(0.0897)
-    assert first.json()["budget"]["remaining_usd"] == pytest.approx(0.0603)
-    # Shot 2 needs $0.021 keyframes twice, then more: the second run stops where the project's total reaches $0.15.
-    second = run_cli("render", str(root), "--episode", "1", "--json", "--shots", "2")
+def test_project_budget_is_the_total_over_every_run(tmp_path: Path, fal: FakeFal) -> None:
+    root = write_project(tmp_path / "proj", project=FAL | {"budget_usd": 0.05})
+    first = run_cli("render", str(root), "--episode", "1", "--json", "--shots", "4", env=fal.env())
+    spent = first.json()["cost_usd"]
+    assert first.code == 0 and spent > 0.021
+    assert first.json()["budget"]["remaining_usd"] == pytest.approx(0.05 - spent)
+    # Shot 2 needs $0.021 keyframes twice, then more: the second run stops where the project's total reaches $0.05.
+    second = run_cli("render", str(root), "--episode", "1", "--json", "--shots", "2", env=fal.env())
     assert second.code == 1
     report = second.json()
-    assert report["budget_usd"] == 0.15 and report["cost_usd"] <= 0.0603 + 1e-9
-    assert report["budget"]["spent_project_usd"] == pytest.approx(0.0897 + report["cost_usd"])
-    assert report["budget"]["spent_project_usd"] <= 0.15 + 1e-9
-    assert "budget: the project's budget (budget_usd) $0.15 reached" in report["budget"]["stopped"]
+    assert report["budget_usd"] == 0.05 and report["cost_usd"] <= 0.05 - spent + 1e-9
+    assert report["budget"]["spent_project_usd"] == pytest.approx(spent + report["cost_usd"])
+    assert report["budget"]["spent_project_usd"] <= 0.05 + 1e-9
+    assert "budget: the project's budget (budget_usd) $0.05 reached" in report["budget"]["stopped"]

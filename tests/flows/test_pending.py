@@ -13,14 +13,16 @@ import pytest
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.state.dailies import changing_dailies, now
 
+from fakes.fal import FakeFal
 from projects import PROJECT, storyboard, write_project
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-def episodes_project(root: Path, code: str, episodes: int) -> Path:
+def episodes_project(root: Path, code: str, episodes: int, providers: dict[str, str] | None = None) -> Path:
     """A project of `episodes` one-shot episodes (a held frame each: the quickest render)."""
-    write_project(root, storyboard(1, only=(4,)), project=PROJECT | {"code": code})
+    chosen = providers or {"default": "local"}
+    write_project(root, storyboard(1, only=(4,)), project=PROJECT | {"code": code, "providers": chosen})
     for episode in range(2, episodes + 1):
         (root / "storyboards" / f"storyboard_ep_{episode:03d}.json").write_text(json.dumps(storyboard(episode, only=(4,))))
     return root
@@ -78,15 +80,34 @@ def test_only_episodes_with_pending_or_retake_shots_render(prefect_api: str, tmp
     assert pending_episodes(load_project(root)) == ([3], [1, 2]), "a shot sent back for a retake is to render"
 
 
-def test_a_budget_stop_ends_the_run_and_leaves_the_rest(prefect_api: str, tmp_path: Path) -> None:
+def test_a_budget_stop_ends_the_run_and_leaves_the_rest(
+    prefect_api: str, tmp_path: Path, fal: FakeFal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reelflow.flows.pending import render_pending
+    from reelflow.providers.registry import get_provider
+
+    for name, value in fal.env().items():
+        monkeypatch.setenv(name, value)
+    get_provider.cache_clear()  # a fal provider pointed at this fake
+    try:
+        root = episodes_project(tmp_path / "proj", "PNB", 3, {"default": "local", "keyframes": "fal"})
+        # The cap holds across the run's episodes: the first spends $0.021 of it, the second cannot spend $0.021 more.
+        state = render_pending(str(root), max_cost_usd=0.03, return_state=True)
+    finally:
+        get_provider.cache_clear()
+    assert state.is_failed() and state.message == "episodes 2 failed"
+    report = state.result(raise_on_failure=False)
+    first, second = report.episodes
+    assert (first.episode, first.state, second.episode, second.state, second.failed) == (1, "Completed", 2, "Failed", 1)
+    assert second.stopped and second.stopped.startswith("budget: this run's cap") and report.stopped == second.stopped
+    assert report.not_rendered == [3] and fal.total_submits() == 1 and fal.billed_usd <= 0.03
+    assert f"**Stopped:** {second.stopped}; not rendered: episodes 3" in latest_artifact(prefect_api, "pnb-render-pending")
+
+
+def test_shadow_cost_never_stops_a_run(prefect_api: str, tmp_path: Path) -> None:
     from reelflow.flows.pending import render_pending
 
-    root = episodes_project(tmp_path / "proj", "PNB", 2)
-    state = render_pending(str(root), max_cost_usd=0.001, return_state=True)
-    assert state.is_failed() and state.message == "episodes 1 failed"
-    report = state.result(raise_on_failure=False)
-    [row] = report.episodes
-    assert (row.episode, row.state, row.failed, row.cut) == (1, "Failed", 1, None)
-    assert row.stopped and row.stopped.startswith("budget: ") and report.stopped == row.stopped
-    assert report.not_rendered == [2]
-    assert f"**Stopped:** {row.stopped}; not rendered: episodes 2" in latest_artifact(prefect_api, "pnb-render-pending")
+    root = episodes_project(tmp_path / "proj", "PNS", 2)
+    report = render_pending(str(root), max_cost_usd=0.001)
+    assert [row.state for row in report.episodes] == ["Completed", "Completed"] and report.stopped is None
+    assert all(row.shadow_usd > 0.001 and row.charged_usd == 0 for row in report.episodes)

@@ -69,8 +69,12 @@ def test_a_billed_unusable_output_then_a_good_one_costs_both(tmp_path: Path, fal
 
 
 def _two_episodes(root: Path, project: dict) -> Path:
+    """Episodes 1 and 2 of the same shots, each with seeds of its own (nothing one makes serves the other)."""
     write_project(root, project=project)
-    (root / "storyboards" / "storyboard_ep_002.json").write_text(json.dumps(storyboard(2)))
+    second = storyboard(2)
+    for shot in second["shots"]:
+        shot.pop("seed", None)
+    (root / "storyboards" / "storyboard_ep_002.json").write_text(json.dumps(second))
     return root
 
 
@@ -88,13 +92,16 @@ def _finish(process: subprocess.Popen[str]) -> tuple[int, dict, str]:
 
 
 def test_two_processes_share_the_project_budget(tmp_path: Path) -> None:
-    one_episode = 0.6741  # what TWO_SHOTS cost at the local provider's shadow prices
-    budget = 1.5 * one_episode  # room for one episode alone, never for both
-    root = _two_episodes(tmp_path / "proj", PROJECT | {"budget_usd": budget})
-    latency = {"REELFLOW_LOCAL_LATENCY": "0.2"}
-    first, second = _render(root, 1, latency), _render(root, 2, latency)
-    results = [_finish(first), _finish(second)]
-    assert ledger(root).spent() <= budget + 1e-9
+    with FakeFal(slow_s=0.3) as fal:  # budgets count money: a paid provider, slow enough for the renders to overlap
+        paid = PROJECT | {"providers": {"default": "fal"}}
+        estimate = run_cli("estimate", str(_two_episodes(tmp_path / "priced", paid)), "--episode", "1", "--shots",
+                           TWO_SHOTS, "--json", env=fal.env())
+        one_episode = estimate.json()["total_usd"]
+        budget = round(1.5 * one_episode, 2)  # room for one episode alone, never for both
+        root = _two_episodes(tmp_path / "proj", paid | {"budget_usd": budget})
+        first, second = _render(root, 1, fal.env()), _render(root, 2, fal.env())
+        results = [_finish(first), _finish(second)]
+    assert ledger(root).spent() <= budget + 1e-9 and fal.billed_usd <= budget + 1e-9
     # However the two interleave (side by side, or one done before the other starts), not both can finish.
     stopped = [(report, stderr) for code, report, stderr in results if code != 0]
     assert stopped, "two episodes rendered on the budget of one and a half"
@@ -104,7 +111,7 @@ def test_two_processes_share_the_project_budget(tmp_path: Path) -> None:
     for report, stderr in stopped:
         budget_lines = [line for line in stderr.splitlines() if line.startswith("error: budget:")]
         assert budget_lines == [f"error: {report['budget']['stopped']}"]
-        assert "the project's budget (budget_usd) $1.01 reached" in budget_lines[0]
+        assert f"the project's budget (budget_usd) ${budget:.2f} reached" in budget_lines[0]
     assert sum(report["cost_usd"] for _, report, _ in results) == pytest.approx(ledger(root).spent())
 
 

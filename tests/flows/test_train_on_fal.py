@@ -15,26 +15,18 @@ import pytest
 from reelflow.media.hashing import sha256_file
 from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.wire.fal import WAN22_TRAINER
-from reelflow.state.candidates import write_candidates
 from reelflow.state.ledger import Ledger
 
-from candidates_fixture import TWINS, make_candidates
+from candidates_fixture import jinx_picked
 from conftest import REELFLOW, run_cli
 from fakes.fal import FakeFal
-from projects import BREAKDOWN, PROJECT, write_project
+from projects import PROJECT, write_project
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 def project_with_selection(root: Path) -> Path:
-    write_project(root, project=PROJECT | {"providers": {"default": "local", "training": "fal"}})
-    breakdown = BREAKDOWN | {"characters": [{"id": "JINX", "description": "mechanic"}]}
-    (root / "breakdown.json").write_text(json.dumps(breakdown))
-    manifest = make_candidates(root)
-    for index, candidate in enumerate(manifest.candidates):
-        candidate.selected = index != TWINS[1]
-    write_candidates(root, manifest)
-    return root
+    return jinx_picked(write_project(root, project=PROJECT | {"providers": {"default": "local", "training": "fal"}}))
 
 
 def test_a_killed_training_resumes_its_request_and_pays_once(tmp_path: Path) -> None:
@@ -61,7 +53,7 @@ def test_a_killed_training_resumes_its_request_and_pays_once(tmp_path: Path) -> 
         assert row.status == "completed" and row.cost_usd == load_prices().cost(WAN22_TRAINER, steps=600) > 0
     registry = json.loads((root / "visual" / "lora_registry.json").read_text())
     entries = registry["characters"]["JINX"]
-    assert [entry["noise"] for entry in entries] == ["low", "high"]
+    assert [entry["noise"] for entry in entries] == ["high", "low"]
     for entry in entries:
         assert entry["path"].startswith("http://127.0.0.1") and entry["base_model"] == "wan-2.2"
         assert entry["request_id"] == row.request_id and entry["steps"] == 600 and entry["trigger"] == "jinx_rf"

@@ -19,18 +19,27 @@ from projects import BREAKDOWN, PROJECT, storyboard, write_project
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 ON_FAL = {"default": "fal", "qc": "local"}
-ANA = [
-    {"base_model": "flux-2", "path": "https://w/ana-flux2.safetensors", "trigger": "ana_tok"},
-    {"base_model": "z-image", "path": "https://w/ana-z.safetensors"},
-    {"base_model": "wan-2.2", "path": "https://w/ana-wan-high.safetensors", "noise": "high"},
-    {"base_model": "wan-2.2", "path": "https://w/ana-wan-low.safetensors", "noise": "low"},
+ANA = [  # weights kept in the project: uploaded to fal's storage the first time a request uses them
+    {"base_model": "flux-2", "path": "visual/loras/ANA/ana-flux2.safetensors", "trigger": "ana_tok"},
+    {"base_model": "z-image", "path": "visual/loras/ANA/ana-z.safetensors"},
+    {"base_model": "wan-2.2", "path": "visual/loras/ANA/ana-wan-high.safetensors", "noise": "high"},
+    {"base_model": "wan-2.2", "path": "visual/loras/ANA/ana-wan-low.safetensors", "noise": "low"},
 ]
 
 
 def _with_loras(root: Path, characters: dict[str, list[dict]]) -> Path:
+    for entries in characters.values():
+        for entry in entries:
+            weights = root / entry["path"]
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            weights.write_bytes(f"weights {entry['path']}".encode())
     (root / "visual").mkdir(parents=True, exist_ok=True)
     (root / "visual" / "lora_registry.json").write_text(json.dumps({"characters": characters}))
     return root
+
+
+def _name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
 
 
 def test_a_16_9_episode_on_fal_sends_each_adapter_to_its_model_and_expert(tmp_path: Path, fal: FakeFal) -> None:
@@ -46,12 +55,14 @@ def test_a_16_9_episode_on_fal_sends_each_adapter_to_its_model_and_expert(tmp_pa
     assert set(fal.submits_by_body.values()) == {1}, "one submit per generation"
     ana_shots = {shot["shot"] for shot in storyboard()["shots"] if "ANA" in shot["characters_in_shot"]}
     keyframes = [job for job in jobs if job.endpoint == FLUX2_LORA]
-    assert keyframes and all(job.body.get("loras", []) in ([], [{"path": ANA[0]["path"], "scale": 1.0}]) for job in keyframes)
-    assert sum("loras" in job.body for job in keyframes) == 2, "ANA's shots: shot 1's strip and shot 4's first frame"
+    sent = [[(_name(lora["path"]), lora["scale"]) for lora in job.body.get("loras", [])] for job in keyframes]
+    assert keyframes and all(loras in ([], [("ana-flux2.safetensors", 1.0)]) for loras in sent)
+    assert all(lora["path"].startswith(fal.url) for job in jobs for lora in job.body.get("loras", [])), "uploaded"
+    assert sum("loras" in job.body for job in keyframes) == 2, f"{sent} ANA's shots: shot 1's strip and shot 4's first frame"
     videos = [job for job in jobs if job.endpoint == WAN_FLF]
     assert videos and all(job.body["aspect_ratio"] == "16:9" for job in videos)
     for job in videos:
-        loras = [(lora["path"].rsplit("/", 1)[1], lora["transformer"]) for lora in job.body.get("loras", [])]
+        loras = [(_name(lora["path"]), lora["transformer"]) for lora in job.body.get("loras", [])]
         assert loras in ([], [("ana-wan-high.safetensors", "high"), ("ana-wan-low.safetensors", "low")])
     assert sum("loras" in job.body for job in videos) == 2, f"ANA is in shots {sorted(ana_shots)}: shot 1's two segments"
     assert all(job.body["output_format"] == "png" for job in jobs if job.endpoint == SEEDVR_UPSCALE)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import pytest
 
+from reelflow.schemas import gemini_models
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import load_project
 from reelflow.schemas.project import Project
@@ -96,15 +98,22 @@ def test_a_shut_down_gemini_id_is_one_line_naming_its_replacement(
     assert message.endswith(f"; use {replacement}"), message
 
 
-def test_an_unknown_gemini_id_for_gemini_is_refused_and_current_ones_load(tmp_path: Path) -> None:
+def test_an_unknown_gemini_id_for_gemini_is_refused_and_current_ones_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project = PROJECT | {"providers": {"upscale": {"use": "gemini", "model": "gemini-3.1-flash-imag"}}}
     with pytest.raises(ContractError, match=r"^project.json: providers.upscale.model: 'gemini-3.1-flash-imag' is not a Gemini"):
         load_project(write_project(tmp_path, project=project))
     current = {"upscale": {"use": "gemini", "model": "gemini-3.1-flash-image"},
-               "qc": {"use": "gemini", "model": "gemini-2.5-flash"},  # retiring, not yet shut down
+               "qc": {"use": "gemini", "model": "gemini-2.5-flash"},  # retiring: shuts down on 2026-12-01
                "keyframes": {"use": "fal", "model": "fal-ai/flux-2/lora"}}
+    monkeypatch.setattr(gemini_models, "today", lambda: date(2026, 11, 30))
     folder = load_project(write_project(tmp_path, project=PROJECT | {"providers": current}))
     assert folder.project.stage("qc").model == "gemini-2.5-flash"
+    monkeypatch.setattr(gemini_models, "today", lambda: date(2026, 12, 1))
+    with pytest.raises(ContractError, match=r"^project.json: providers.qc.model: gemini-2.5-flash was shut down on "
+                                            r"2026-12-01; use gemini-3.5-flash-lite$"):
+        load_project(write_project(tmp_path, project=PROJECT | {"providers": current}))
 
 
 def test_the_nightly_schedule_defaults_to_two_in_the_morning_utc(tmp_path: Path) -> None:
@@ -121,7 +130,7 @@ NOT_A_ZONE = "is not an IANA time zone name, e.g. UTC or Europe/Paris"
 @pytest.mark.parametrize(("change", "expected"), [
     ({"timezone": "Mars/Olympus"}, f"project.json: timezone: 'Mars/Olympus' {NOT_A_ZONE}"),
     ({"timezone": "utc"}, f"project.json: timezone: 'utc' {NOT_A_ZONE}"),
-    ({"timezone": 2}, "project.json: timezone: input should be a valid string"),
+    ({"timezone": 2}, "project.json: timezone: 2: input should be a valid string"),
     ({"nightly": "0 2 * *"}, "project.json: nightly: '0 2 * *' is not a cron of 5 fields: "
                              "minute hour day-of-month month day-of-week"),
     ({"nightly": "0 24 * * *"}, "project.json: nightly: '0 24 * * *': hour '24' is not in 0-23"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -11,9 +12,9 @@ from PIL import Image
 
 from reelflow.schemas.assets import AssetRef, MediaInfo
 from reelflow.schemas.errors import MediaError
-from reelflow.schemas.requests import Generation
+from reelflow.schemas.requests import Generation, LoraRef
 from reelflow.state.cache import NotCached, Operation, dry_run, run_cached
-from reelflow.state.ledger import Charge, Ledger, Ticket
+from reelflow.state.ledger import Charge, Ledger, LedgerTicket
 from reelflow.state.store import AssetStore
 
 INFO = MediaInfo(kind="image", width=8, height=8)
@@ -98,7 +99,7 @@ def test_a_paid_request_completes_only_with_its_cache_entry(tmp_path: Path, monk
     ledger = Ledger(store.db)
     submits: list[str] = []
 
-    def make(scratch: Path, ticket: Ticket) -> Generation:
+    def make(scratch: Path, ticket: LedgerTicket) -> Generation:
         request_id = ticket.resume("fal-ai/x")
         if request_id is None:
             request_id = f"req-{len(submits) + 1}"
@@ -167,3 +168,27 @@ def test_a_walk_to_the_first_miss_stops_there_without_making_or_waiting(tmp_path
     assert found == [made.file, "keyframes is not in the cache"]
     assert calls == [1]
     assert run_cached(store, op(params={"prompt": "b"}), maker(calls)).provider_calls == 1  # outside: made as before
+
+
+def test_a_lora_stage_cached_when_loras_were_keyed_by_path_is_a_hit_by_sha256(tmp_path: Path) -> None:
+    """Keys made before a LoRA was keyed by its weights' sha256 held its registry path: such a record is found
+    through the registry, indexed under the new key, and nothing is made again."""
+    root = tmp_path / "proj"
+    url, sha = "https://v3.fal.media/files/x/ana.safetensors", "a" * 64
+    (root / "visual").mkdir(parents=True)
+    entry = {"base_model": "flux-2", "path": url, "sha256": sha, "trigger": "ana_tst"}
+    (root / "visual" / "lora_registry.json").write_text(json.dumps({"characters": {"ANA": [entry]}}))
+    store, calls = AssetStore(root / ".reelflow"), []
+    weights = {"path": url, "scale": 0.5, "trigger": "ana_tst", "character": "ANA"}
+    old_way = op(params={"prompt": "a", "loras": [LoraRef(**weights).model_dump(mode="json")]})  # no sha256 known
+    now = op(params={"prompt": "a", "loras": [LoraRef(**weights, sha256=sha).model_dump(mode="json")]})
+    elsewhere = LoraRef(**(weights | {"path": "https://v3.fal.media/files/y/new.safetensors"}), sha256=sha)
+    assert old_way.key != now.key == op(params={"prompt": "a", "loras": [elsewhere.model_dump(mode="json")]}).key
+
+    made = run_cached(store, old_way, maker(calls))
+    found = run_cached(store, now, maker(calls))
+    assert calls == [1] and (found.provider_calls, found.file) == (0, made.file)
+    record = store.lookup(now.key)
+    assert record is not None and record.key == now.key, "indexed under the new key"
+    other = op(params={"prompt": "a", "loras": [LoraRef(**weights, sha256="b" * 64).model_dump(mode="json")]})
+    assert run_cached(store, other, maker(calls)).provider_calls == 1, "weights the registry does not list: made"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reelflow.state.db import FILE_NAME, Database
-from reelflow.state.ledger import Charge, Ledger, Ticket
+from reelflow.state.ledger import Charge, Ledger, LedgerTicket
 
 FLUX = "fal-ai/flux-2/lora"
 
@@ -79,7 +79,9 @@ def test_cancelled_and_failed_requests_are_not_pending_and_each_request_is_one_r
     assert [(row.request_id, row.status, row.cost_usd, row.detail) for row in ledger.rows()] == [
         ("a", "cancelled", 0.0, "deadline passed"), ("b", "failed", 0.01, "content_policy_violation"),
     ]
-    assert ledger.billed_failures("k2", "") == 0  # billed failures are counted per run
+    assert ledger.billed_failures("k2") == 1  # counted per cache key, whichever run paid
+    assert ledger.forget_billed_failures() == 1 and ledger.billed_failures("k2") == 0
+    assert ledger.spent() == 0.01  # forgiven, still money spent
 
 
 def test_a_settled_request_is_never_settled_again(state_dir: Path) -> None:
@@ -131,7 +133,7 @@ def test_resume_charges_a_pending_request_to_the_run_that_resumes_it(state_dir: 
 def test_spent_counts_pending_at_price_and_settled_at_cost(state_dir: Path) -> None:
     ledger = Ledger.at(state_dir)
 
-    def ticket(key: str, run: str, price: float) -> Ticket:
+    def ticket(key: str, run: str, price: float) -> LedgerTicket:
         return ledger.ticket(key, "fal", Charge(run=run, shot=1, price_usd=price))
 
     ticket("pending", "r1", 0.5).submitted("e", "p")
@@ -146,7 +148,7 @@ def test_spent_counts_pending_at_price_and_settled_at_cost(state_dir: Path) -> N
     assert ledger.spent("r1") == 0.5 + 0.25 + 0.5
     assert ledger.spent("r2") == 0.0 and ledger.spent("nobody") == 0.0
     assert ledger.spent() == 1.25
-    assert ledger.run_spend("r1") == {1: (3, 1.25)} and ledger.billed_failures("failed", "r1") == 1
+    assert ledger.run_spend("r1") == {1: (3, 1.25)} and ledger.billed_failures("failed") == 1
     ticket("pending", "r1", 0.5).completed("e", "p", 0.5)
     assert ledger.spent() == 1.25  # settled at its price: the total does not move
 

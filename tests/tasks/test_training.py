@@ -79,8 +79,10 @@ def test_the_zip_pairs_each_image_with_its_caption_and_is_byte_stable(tmp_path: 
         assert archive.read("JINX_01.png") == (candidates_dir(tmp_path, "JINX") / "JINX_01.png").read_bytes()
 
 
-def test_wan_adapters_are_labelled_high_and_low_noise() -> None:
+def test_wan_adapters_are_labelled_high_and_low_noise_by_position_never_by_url() -> None:
+    # The providers hand WAN's files over high-noise expert first (fal: by the result keys high_noise_lora, then
+    # diffusers_lora_file); what the URL says is not read.
     assert noise_labels("wan22", ["https://f/diffusers_lora_file.safetensors", "https://f/high_noise_lora.safetensors"]) \
-        == ["low", "high"]
+        == ["high", "low"]
     assert noise_labels("wan22", ["a.safetensors", "b.safetensors"]) == ["high", "low"]
     assert noise_labels("flux2", ["https://f/diffusers_lora_file.safetensors"]) == [None]

@@ -11,7 +11,7 @@ import pytest
 
 from reelflow.providers.fal import endpoints
 from reelflow.providers.fal.endpoints import Output
-from reelflow.providers.fal.errors import describe, fal_error, is_transient, status_error
+from reelflow.providers.fal.errors import TRANSIENT, describe, fal_error, status_error
 from reelflow.providers.fal.hosts import FAL_CDN_URL, FAL_QUEUE_URL, FAL_REST_URL, configure_fal_client
 from reelflow.schemas.errors import (
     BadRequest,
@@ -128,9 +128,9 @@ def test_edit_mappings() -> None:
     }
     identity = EditRequest(model=endpoints.NANO_BANANA_EDIT, image=Path("a.png"), prompt="same face, night sky",
                            references=(Path("r.png"),), width=1536, height=864)
-    assert endpoints.identity_edit(identity, ["u://a", "u://r"]) == {
+    assert endpoints.identity_edit(identity.model_copy(update={"seed": 42}), ["u://a", "u://r"]) == {
         "prompt": "same face, night sky", "image_urls": ["u://a", "u://r"], "resolution": "2K", "output_format": "png",
-        "num_images": 1,
+        "num_images": 1, "seed": 42,  # the seed the edit is keyed by is sent (fal documents an integer `seed`)
     }
     with pytest.raises(BadRequest, match="not an edit endpoint"):
         endpoints.edit_endpoint(angles.model_copy(update={"model": "gemini-2.5-flash-image"}))
@@ -153,9 +153,33 @@ def test_results_to_outputs() -> None:
     assert endpoints.images("e", {"images": [{"url": "u://2"}]}) == [Output("u://2")]
     assert endpoints.image("e", {"image": {"url": "u://3", "width": 8, "height": 8}}) == [Output("u://3", 8, 8)]
     assert endpoints.video("e", {"video": {"url": "u://4"}, "seed": 2}) == [Output("u://4")]
-    trained = {"diffusers_lora_file": {"url": "u://low"}, "high_noise_lora": {"url": "u://high"},
-               "config_file": {"url": "u://config"}, "debug_preprocessed_output": None}
-    assert endpoints.weights("e", trained) == ["u://low", "u://high"]
+    # fal lists `diffusers_lora_file` (the low-noise adapter) first; the URLs say nothing of which is which
+    trained = {"config_file": {"url": "u://c/config.json"}, "diffusers_lora_file": {"url": "u://a/lora.safetensors"},
+               "high_noise_lora": {"url": "u://b/lora.safetensors"}, "debug_preprocessed_output": None}
+    assert endpoints.weights(endpoints.WAN22_TRAINER, trained) == ["u://b/lora.safetensors", "u://a/lora.safetensors"]
+    for model in (endpoints.Z_IMAGE_TRAINER, endpoints.FLUX2_TRAINER):
+        assert endpoints.weights(model, trained) == ["u://a/lora.safetensors"]
+
+
+@pytest.mark.parametrize(("model", "result", "missing"), [
+    (endpoints.Z_IMAGE_TRAINER, {"config_file": {"url": "u://c"}}, "diffusers_lora_file"),
+    (endpoints.WAN22_TRAINER, {"diffusers_lora_file": {"url": "u://l"}}, "high_noise_lora"),
+    (endpoints.WAN22_TRAINER, {"high_noise_lora": {"url": "u://h"}, "diffusers_lora_file": None}, "diffusers_lora_file"),
+])
+def test_a_trainer_result_without_its_weights_is_unusable(model: str, result: dict[str, Any], missing: str) -> None:
+    with pytest.raises(UnusableOutput, match=rf"no LoRA weights \({missing} missing\)") as caught:
+        endpoints.weights(model, result)
+    assert caught.value.billed and not is_retryable(caught.value)
+
+
+def test_images_the_safety_checker_flagged_are_content_rejected_and_billed() -> None:
+    images = [{"url": "u://1", "width": 8, "height": 8}, {"url": "u://2", "width": 8, "height": 8}]
+    assert endpoints.images("e", {"images": images[:1], "has_nsfw_concepts": [False]}) == [Output("u://1", 8, 8)]
+    assert endpoints.images("e", {"images": images, "has_nsfw_concepts": [True, False]}) == [Output("u://2", 8, 8)]
+    with pytest.raises(ContentRejected, match=r"^fal: e: content policy: the safety checker flagged the output") as caught:
+        endpoints.images("e", {"images": images[:1], "has_nsfw_concepts": [True]})
+    error = caught.value
+    assert error.billed and not is_retryable(error) and not isinstance(error, UnusableOutput) and error.provider == "fal"
 
 
 @pytest.mark.parametrize(("parse", "result", "message"), [
@@ -163,7 +187,6 @@ def test_results_to_outputs() -> None:
     (endpoints.images, {"images": [{"url": ""}]}, "a file without a url"),
     (endpoints.image, {"images": [{"url": "u://1"}]}, "no image"),
     (endpoints.video, {}, "no video"),
-    (endpoints.weights, {"config_file": {"url": "u://c"}}, "no LoRA weights"),
 ])
 def test_results_without_outputs_are_unusable(
     parse: Callable[[str, dict[str, Any]], list[Any]], result: dict[str, Any], message: str
@@ -205,10 +228,9 @@ def test_transport_failures_map_to_retryable_errors() -> None:
     request = httpx.Request("GET", "http://127.0.0.1:1/queue/")
     assert isinstance(fal_error(httpx.ConnectError("refused", request=request), "e"), TransportError)
     assert isinstance(fal_error(httpx.ReadTimeout("slow", request=request), "e"), ProviderTimeout)
-    assert is_transient(httpx.ConnectError("refused", request=request))
     response = httpx.Response(401, json={"detail": "bad"}, request=request)
     refused = httpx.HTTPStatusError("401", request=request, response=response)
-    assert isinstance(fal_error(refused, "upload"), MissingCredentials) and is_transient(refused)
+    assert isinstance(fal_error(refused, "upload"), MissingCredentials) and 401 in TRANSIENT
 
 
 def test_hosts_come_from_the_environment_and_fal_client_tries_once() -> None:

@@ -16,6 +16,7 @@ from fal_client import SyncClient
 from fal_client.client import FalClientHTTPError
 from PIL import Image
 
+from reelflow.media.hashing import sha256_file
 from reelflow.media.probe import probe_video
 from reelflow.providers.base import FrameToVideo, ImageEditor, ImageGenerator, LoraTrainer
 from reelflow.providers.fal import endpoints
@@ -26,6 +27,7 @@ from reelflow.schemas.errors import (
     ContentRejected,
     ContractError,
     MissingCredentials,
+    OutcomeUnknown,
     ProviderTimeout,
     RateLimited,
     ServerError,
@@ -45,7 +47,8 @@ from reelflow.schemas.requests import (
 )
 from reelflow.schemas.wire.fal import WireViolation
 from reelflow.state.db import Database
-from reelflow.state.ledger import Charge, Ledger, Ticket
+from reelflow.state.ledger import Charge, Ledger, LedgerTicket
+from reelflow.tasks.training import noise_labels
 
 from fakes.fal import FakeFal
 
@@ -63,7 +66,7 @@ def keyframe(model: str = endpoints.FLUX2_LORA, prompt: str = "Ana grips the thr
     return ImageRequest.model_validate(fields | changes)
 
 
-def ticket(ledger: Ledger, key: str = KEY, *, run: str = "run-1", price: float = FLUX_PRICE) -> Ticket:
+def ticket(ledger: Ledger, key: str = KEY, *, run: str = "run-1", price: float = FLUX_PRICE) -> LedgerTicket:
     """A ticket as the render task writes it: charged to `run`, at the request's price."""
     return ledger.ticket(key, "fal", Charge(run=run, stage="keyframes", episode=1, shot=2, price_usd=price))
 
@@ -130,19 +133,25 @@ def test_generate_image_writes_the_requested_size_and_records_one_paid_request(
 
 
 def test_z_image_with_loras_goes_to_its_lora_endpoint(provider: FalProvider, fake: FakeFal, tmp_path: Path) -> None:
-    lora = LoraRef(path="https://cdn.example/ana.safetensors", trigger="ana_v1", character="ANA")
+    weights = tmp_path / "ana.safetensors"
+    weights.write_bytes(b"ana weights")
+    lora = LoraRef(path=str(weights), trigger="ana_v1", character="ANA")
     generation = provider.generate_image(keyframe(endpoints.Z_IMAGE_TURBO, loras=(lora,)), tmp_path / "previz.png")
     assert generation.model == endpoints.Z_IMAGE_TURBO_LORA
     assert generation.cost_usd == PRICES.cost(endpoints.Z_IMAGE_TURBO_LORA, size=(512, 768))  # the LoRA endpoint's rate
     body = fake.jobs[generation.request_id].body
-    assert body["num_inference_steps"] == 8 and body["loras"] == [{"path": lora.path, "scale": 1.0}]
+    [sent] = body["loras"]
+    assert body["num_inference_steps"] == 8 and sent["scale"] == 1.0
+    assert fake.serves(sent["path"]) and fake.uploads == [sha256_file(weights)], "the local weights, uploaded"
 
 
 def test_first_last_video_has_exactly_the_frames_asked(
     provider: FalProvider, fake: FakeFal, portrait: Path, ending: Path, tmp_path: Path
 ) -> None:
-    loras = (LoraRef(path="ana_high.safetensors", character="ANA", transformer="high"),
-             LoraRef(path="ana_low.safetensors", character="ANA", transformer="low"))
+    for noise in ("high", "low"):
+        (tmp_path / f"ana_{noise}.safetensors").write_bytes(f"ana {noise} weights".encode())
+    loras = (LoraRef(path=str(tmp_path / "ana_high.safetensors"), character="ANA", transformer="high"),
+             LoraRef(path=str(tmp_path / "ana_low.safetensors"), character="ANA", transformer="low"))
     request = VideoRequest(model=endpoints.WAN_FLF, first=portrait, last=ending, prompt="Ana turns", num_frames=17,
                            fps=16, width=64, height=112, loras=loras)
     out = tmp_path / "clip.mp4"
@@ -152,7 +161,7 @@ def test_first_last_video_has_exactly_the_frames_asked(
     assert generation.cost_usd == CLIP_PRICE > 0 and generation.model == endpoints.WAN_FLF
     body = fake.jobs[generation.request_id].body
     assert [lora["transformer"] for lora in body["loras"]] == ["high", "low"] and body["num_interpolated_frames"] == 0
-    assert len(fake.uploads) == 2
+    assert len(fake.uploads) == 4, "first and last frames, and both adapters' weights"
 
 
 def test_upscale_resamples_to_exactly_the_requested_size(
@@ -163,7 +172,30 @@ def test_upscale_resamples_to_exactly_the_requested_size(
     with Image.open(tmp_path / "up.png") as image:
         assert image.size == (100, 150)
     assert fake.jobs[generation.request_id].body["upscale_factor"] == 2.09
-    assert generation.cost_usd == PRICES.cost(endpoints.SEEDVR_UPSCALE, size=(100, 150))
+    # billed on SeedVR2's output, 48x80 x 2.09 = 100x167, not on the 100x150 it is resampled to
+    assert generation.cost_usd == provider.estimate(request) == PRICES.cost(endpoints.SEEDVR_UPSCALE, size=(100, 167))
+
+
+def test_nine_upscales_are_estimated_at_the_output_fal_bills(provider: FalProvider, fake: FakeFal, tmp_path: Path) -> None:
+    """fal bills SeedVR2 $0.001 per output megapixel (1024 x 1024 pixels, rounded up); the output is the source times
+    the factor sent, the smallest hundredth covering 1080x1920."""
+    sources = {  # source size: (factor, output, megapixels billed); 1080x1920 itself would be 2 MP
+        (512, 768): (2.5, (1280, 1920), 3),  # 2,457,600 px
+        (576, 1024): (1.88, (1083, 1925), 2),  # 2,084,775 px
+        (720, 720): (2.67, (1922, 1922), 4),  # 3,694,084 px
+    }
+    shots = []
+    for number in range(9):
+        size = list(sources)[number % 3]
+        Image.new("RGB", size, (90, 60, 30)).save(tmp_path / f"shot{number}.png")
+        shots.append(UpscaleRequest(model=endpoints.SEEDVR_UPSCALE, image=tmp_path / f"shot{number}.png", width=1080,
+                                    height=1920, seed=number))
+    assert [provider.estimate(shot) for shot in shots] == [0.003, 0.002, 0.004] * 3
+    assert round(sum(provider.estimate(shot) for shot in shots), 6) == 0.027  # not 9 x 2 MP = 0.018
+    generation = provider.upscale_image(shots[0], tmp_path / "up.png")
+    factor, output, _ = sources[(512, 768)]
+    assert fake.jobs[generation.request_id].body["upscale_factor"] == factor and generation.cost_usd == 0.003
+    assert endpoints.upscaled_size((512, 768), (1080, 1920)) == output
 
 
 def test_edits_by_instruction_and_by_angle(
@@ -192,17 +224,42 @@ def test_trainers_return_weights(provider: FalProvider, fake: FakeFal, dataset: 
     (tmp_path / "z").mkdir()
     trained = provider.train_lora(request, tmp_path / "z", ticket=ticket(ledger, price=price))
     assert trained.cost_usd == price > 0 and trained.trigger == "ana_v1" and trained.request_id in fake.jobs
-    assert [url.rsplit("/", 1)[-1] for url in trained.weights] == ["diffusers_lora_file.safetensors"]
-    assert [path.name for path in trained.files] == ["0-diffusers_lora_file.safetensors"]
+    assert [url.rsplit("/", 1)[-1] for url in trained.weights] == ["lora.safetensors"]
+    assert [path.name for path in trained.files] == ["0-lora.safetensors"]
     assert trained.files[0].read_bytes().startswith(b"fake weights diffusers_lora_file")  # downloaded, to be hashed
     (tmp_path / "wan").mkdir()
     wan = provider.train_lora(request.model_copy(update={"model": endpoints.WAN22_TRAINER}), tmp_path / "wan")
-    assert [url.rsplit("/", 1)[-1] for url in wan.weights] == ["diffusers_lora_file.safetensors",
-                                                                "high_noise_lora.safetensors"]
     assert len(wan.files) == 2 and all(path.parent == tmp_path / "wan" for path in wan.files)
     assert fake.jobs[wan.request_id].body["trigger_phrase"] == "ana_v1"
     assert events(ledger) == [("completed", endpoints.Z_IMAGE_TRAINER, price)]  # the call without a ticket wrote nothing
     assert ledger.rows()[0].request_id == trained.request_id
+
+
+def test_wan_adapters_get_their_noise_from_the_result_keys_not_the_urls(
+    provider: FalProvider, fake: FakeFal, dataset: Path, tmp_path: Path
+) -> None:
+    request = TrainRequest(model=endpoints.WAN22_TRAINER, images_zip=dataset, trigger="ana_v1", steps=1000)
+    wan = provider.train_lora(request, tmp_path)
+    assert not any(word in url.lower() for url in wan.weights for word in ("high", "low", "noise"))
+    # what the registry records for each file (tasks/training.py), against the key fal gave the file under
+    labelled = dict(zip(noise_labels("wan22", wan.weights), wan.files, strict=True))
+    assert labelled["high"].read_bytes().startswith(b"fake weights high_noise_lora ")
+    assert labelled["low"].read_bytes().startswith(b"fake weights diffusers_lora_file ")
+    assert list(fake.jobs[wan.request_id].outcome[1]) == ["diffusers_lora_file", "high_noise_lora", "config_file"]
+
+
+def test_an_image_the_safety_checker_flagged_is_content_rejected_and_billed_at_its_price(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
+) -> None:
+    with pytest.raises(ContentRejected, match=r"^fal: fal-ai/flux-2/lora: content policy: the safety checker") as caught:
+        provider.generate_image(keyframe(prompt="an nsfw scene"), tmp_path / "x.png", ticket=ticket(ledger))
+    assert caught.value.billed and not is_retryable(caught.value) and not isinstance(caught.value, UnusableOutput)
+    [job] = fake.jobs.values()
+    assert job.outcome is not None and job.outcome[1]["has_nsfw_concepts"] == [True]  # a completed request
+    assert events(ledger) == [("failed", endpoints.FLUX2_LORA, FLUX_PRICE)] and ledger.pending(KEY) is None
+    assert not (tmp_path / "x.png").exists()
+    provider.generate_image(keyframe(), tmp_path / "ok.png")  # unflagged: `has_nsfw_concepts: [false]`
+    assert [job.outcome[1]["has_nsfw_concepts"] for job in fake.jobs.values() if job.outcome] == [[True], [False]]
 
 
 def test_content_policy_is_rejected_and_the_request_settled_billed_at_its_price(
@@ -216,7 +273,7 @@ def test_content_policy_is_rejected_and_the_request_settled_billed_at_its_price(
     assert events(ledger) == [("failed", endpoints.FLUX2_LORA, FLUX_PRICE)]
     [row] = ledger.rows()
     assert "content policy" in row.detail and row.request_id == caught.value.request_id
-    assert ledger.pending(KEY) is None and ledger.spent() == FLUX_PRICE and ledger.billed_failures(KEY, "run-1") == 1
+    assert ledger.pending(KEY) is None and ledger.spent() == FLUX_PRICE and ledger.billed_failures(KEY) == 1
     assert fake.total_submits() == 1 and not (tmp_path / "x.png").exists()
 
 
@@ -350,18 +407,20 @@ def test_a_request_recorded_before_a_crash_is_polled_not_submitted_again(
     assert [row.status for row in ledger.rows()] == ["completed", "completed"]
 
 
-def test_a_resumed_request_fal_no_longer_knows_is_settled_and_submitted_again(
+def test_a_resumed_request_fal_no_longer_knows_is_unknown_at_its_price(
     provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
 ) -> None:
     ticket(ledger).submitted(endpoints.FLUX2_LORA, "gone-request")
-    with pytest.raises(ServerError, match="request gone-request is unknown to fal") as caught:
+    with pytest.raises(OutcomeUnknown, match="fal no longer knows request gone-request") as caught:
         provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
-    assert is_retryable(caught.value) and not caught.value.billed
+    # It may have run and billed before fal forgot it: money, never a blind retry.
+    assert caught.value.billed and not is_retryable(caught.value)
     [row] = ledger.rows()
-    assert (row.status, row.request_id, row.cost_usd) == ("failed", "gone-request", 0.0)
+    assert (row.status, row.request_id, row.price_usd) == ("unknown", "gone-request", FLUX_PRICE)
     assert "no longer knows" in row.detail and ledger.pending(KEY) is None and fake.total_submits() == 0
+    assert ledger.spent() == FLUX_PRICE and ledger.billed_failures(KEY) == 1
     provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
-    assert fake.total_submits() == 1 and [row.status for row in ledger.rows()] == ["failed", "completed"]
+    assert fake.total_submits() == 1 and [row.status for row in ledger.rows()] == ["unknown", "completed"]
 
 
 def test_past_the_deadline_a_requested_cancel_stays_pending_and_the_next_attempt_uses_its_output(
@@ -392,26 +451,38 @@ def test_past_the_deadline_a_requested_cancel_stays_pending_and_the_next_attempt
     assert ledger.pending(KEY) is None and ledger.spent() == FLUX_PRICE and ledger.spent("timed-out") == 0.0
 
 
-@pytest.mark.parametrize(("status", "settled", "said"), [
-    (404, "cancelled", r"request \w+ is gone"),
-    (503, "pending", r"cancel failed \(503\), still pending"),
+@pytest.mark.parametrize(("status", "body", "settled", "spent", "said"), [
+    (200, {"status": "OK"}, "cancelled", 0.0, r"request \w+ removed from the queue, nothing billed"),
+    (202, {"status": "CANCELLATION_REQUESTED"}, "pending", FLUX_PRICE, r"cancel of request \w+ requested, still pending"),
+    (503, {"detail": "Service Unavailable"}, "pending", FLUX_PRICE, r"cancel failed \(503\), still pending"),
 ])
-def test_past_the_deadline_only_a_request_fal_no_longer_knows_is_cancelled(
-    fake: FakeFal, ledger: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, status: int, settled: str, said: str
+def test_past_the_deadline_only_a_request_fal_removed_from_its_queue_is_cancelled(
+    fake: FakeFal, ledger: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, status: int, body: dict[str, str],
+    settled: str, spent: float, said: str,
 ) -> None:
     fake.slow_s = 30.0
     monkeypatch.setenv("REELFLOW_FAL_DEADLINE_S", "0.1")
-    answer_with(fake, monkeypatch, lambda method, path: method == "PUT" and path.endswith("/cancel"), status,
-                {"detail": "Request not found" if status == 404 else "Service Unavailable"})
+    answer_with(fake, monkeypatch, lambda method, path: method == "PUT" and path.endswith("/cancel"), status, body)
     with pytest.raises(ProviderTimeout, match=rf"no result after 0.1 s; {said}") as timed_out:
         FalProvider.from_env().generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
     assert is_retryable(timed_out.value) and not timed_out.value.billed
     [row] = ledger.rows()
     assert (row.status, row.request_id, row.cost_usd) == (settled, timed_out.value.request_id, 0.0)
-    if settled == "cancelled":
-        assert "no longer knows" in row.detail and ledger.pending(KEY) is None and ledger.spent() == 0.0
-    else:
-        assert ledger.pending(KEY) == timed_out.value.request_id and ledger.spent() == FLUX_PRICE
+    assert ledger.spent() == spent
+    assert ledger.pending(KEY) == (None if settled == "cancelled" else timed_out.value.request_id)
+
+
+def test_past_the_deadline_a_request_fal_no_longer_knows_is_unknown(
+    fake: FakeFal, ledger: Ledger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake.slow_s = 30.0
+    monkeypatch.setenv("REELFLOW_FAL_DEADLINE_S", "0.1")
+    answer_with(fake, monkeypatch, lambda method, path: method == "PUT" and path.endswith("/cancel"), 404,
+                {"detail": "Request not found"})
+    with pytest.raises(OutcomeUnknown, match="fal no longer knows request"):
+        FalProvider.from_env().generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    [row] = ledger.rows()
+    assert row.status == "unknown" and ledger.spent() == FLUX_PRICE and ledger.pending(KEY) is None
 
 
 def test_a_request_that_finished_as_it_was_cancelled_is_fetched(fake: FakeFal, ledger: Ledger,
@@ -441,7 +512,7 @@ def test_a_corrupt_download_is_unusable_billed_and_never_completed(
     assert events(ledger) == [("failed", endpoints.FLUX2_LORA, FLUX_PRICE), ("failed", endpoints.WAN_FLF, CLIP_PRICE)]
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "clip.mp4").exists()
     assert ledger.spent() == round(FLUX_PRICE + CLIP_PRICE, 6)
-    assert ledger.billed_failures(KEY, "run-1") == 1 and ledger.pending(KEY) is None
+    assert ledger.billed_failures(KEY) == 1 and ledger.pending(KEY) is None
 
 
 def test_a_result_that_is_not_an_object_is_unusable_and_billed(
@@ -491,7 +562,7 @@ def test_estimate_and_cache_params(provider: FalProvider, dataset: Path) -> None
     assert "wire_version" not in params  # version 1 is implicit: keys made before versions existed stay valid
     assert provider.cache_params(video) == json.loads(video.model_dump_json(exclude={"first", "last", "notes"}))
     # SeedVR now asks for PNG: its wire version 2 keys its outputs apart from the JPEG-derived ones made before
-    assert WIRE_VERSIONS == {endpoints.SEEDVR_UPSCALE: 2}
+    assert WIRE_VERSIONS == {endpoints.SEEDVR_UPSCALE: 2, endpoints.NANO_BANANA_EDIT: 2}
     up = UpscaleRequest(model=endpoints.SEEDVR_UPSCALE, image=Path("in.png"), width=1024, height=1536, seed=2)
     assert provider.cache_params(up) == {"model": endpoints.SEEDVR_UPSCALE, "seed": 2, "width": 1024, "height": 1536,
                                          "prompt": None, "wire_version": 2}
@@ -551,3 +622,40 @@ def test_downloads_that_are_missing_or_unreachable(fake: FakeFal, tmp_path: Path
         download(f"{fake.url}/files/none/out.png", tmp_path / "out.png", "e")
     with pytest.raises(TransportError, match="fal: e: download: ConnectError"):
         download("http://127.0.0.1:9/files/out.png", tmp_path / "out.png", "e")
+
+
+def test_a_submit_whose_answer_is_lost_is_unknown_at_its_price(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
+) -> None:
+    fake.drop_submits = 1
+    with pytest.raises(OutcomeUnknown, match="no answer to the submit") as caught:
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    assert caught.value.billed and not is_retryable(caught.value)
+    [row] = ledger.rows()
+    assert (row.status, row.price_usd) == ("unknown", FLUX_PRICE) and row.request_id.startswith("submitting-")
+    assert ledger.spent() == FLUX_PRICE == fake.billed_usd and ledger.billed_failures(KEY) == 1
+
+
+def test_a_submit_whose_body_is_lost_is_found_by_fal_s_request_id_header_and_never_paid_again(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path
+) -> None:
+    fake.garble_submits = 1
+    generation = provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    [row] = ledger.rows()
+    assert (row.status, row.request_id, row.cost_usd) == ("completed", generation.request_id, FLUX_PRICE)
+    assert fake.total_submits() == 1 and generation.request_id in fake.jobs and fake.billed_usd == FLUX_PRICE
+
+
+def test_a_row_is_written_before_the_request_leaves(
+    provider: FalProvider, fake: FakeFal, ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[str]] = []
+    submit = fake._submit
+
+    def watched(endpoint: str, raw: bytes) -> tuple[int, object]:
+        seen.append([row.status for row in ledger.rows()])
+        return submit(endpoint, raw)
+
+    monkeypatch.setattr(fake, "_submit", watched)
+    provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    assert seen == [["submitting"]] and [row.status for row in ledger.rows()] == ["completed"]

@@ -166,12 +166,15 @@ def test_wan_frame_rates_out_of_range_are_refused(changes: dict[str, object], pr
     ({"num_frames": 13}, "num_frames: 13: Input should be greater than or equal to 17"),
     ({"frames_per_second": 16.5}, "frames_per_second: 16.5: Input should be a valid integer"),
     ({"resolution": "1080p"}, "resolution: '1080p': Input should be '480p', '580p' or '720p'"),
+    ({"num_interpolated_frames": 5}, "num_interpolated_frames: 5: Input should be less than or equal to 4"),
+    ({"num_interpolated_frames": -1}, "num_interpolated_frames: -1: Input should be greater than or equal to 0"),
 ])
 def test_wan_schema_refuses_frames_rates_and_resolutions_it_does_not_publish(changes: dict[str, Any], problem: str) -> None:
     arguments = endpoints.first_last_video(video(), URL, URL)
+    assert arguments["num_interpolated_frames"] == 0  # exactly the frames asked for
     with pytest.raises(WireViolation, match=rf"^{endpoints.WAN_FLF}: {problem}"):
         validate(endpoints.WAN_FLF, arguments | changes)
-    validate(endpoints.WAN_FLF, arguments | {"resolution": "580p"})
+    validate(endpoints.WAN_FLF, arguments | {"resolution": "580p", "num_interpolated_frames": 4})
 
 
 def test_an_unknown_field_or_endpoint_is_refused() -> None:
@@ -201,6 +204,13 @@ def test_nano_banana_refuses_a_two_character_prompt() -> None:
         endpoints.identity_edit(edit(prompt="ab"), [URL, URL])
     with pytest.raises(WireViolation, match=r"prompt: '.*': String should have at most 50000 characters"):
         endpoints.identity_edit(edit(prompt="a" * 50_001), [URL, URL])
+
+
+def test_nano_banana_takes_the_seed_as_an_integer() -> None:
+    arguments = endpoints.identity_edit(edit(seed=2**32 - 1), [URL])
+    assert arguments["seed"] == 2**32 - 1  # fal documents an integer with no range
+    with pytest.raises(WireViolation, match=r"^fal-ai/nano-banana-pro/edit: seed: 1.5: Input should be a valid integer"):
+        validate(endpoints.NANO_BANANA_EDIT, arguments | {"seed": 1.5})
 
 
 @pytest.mark.parametrize(("model", "steps", "rule"), [

@@ -15,7 +15,18 @@ from google.genai import types
 from pydantic import BaseModel
 
 from reelflow.providers.gemini.errors import translate
-from reelflow.providers.gemini.wire import INT32, REFUSING, ImageCall, JudgeCall, checked, image_call, wire_seed
+from reelflow.providers.gemini.wire import (
+    ACCOUNT_STOPPED,
+    INT32,
+    REFUSING,
+    ImageCall,
+    JudgeCall,
+    checked,
+    image_call,
+    judge_call,
+    wire_seed,
+)
+from reelflow.schemas import gemini_models
 from reelflow.schemas.errors import BadRequest
 from reelflow.schemas.gemini_models import (
     ASPECT_RATIOS,
@@ -35,6 +46,14 @@ class Score(BaseModel):
     score: float
 
 
+BEFORE_FLASH_SHUTDOWN = date(2026, 11, 30)  # the last day gemini-2.5-flash answers (it shuts down 2026-12-01)
+
+
+def on(monkeypatch: pytest.MonkeyPatch, day: date) -> None:
+    """Make `day` the date the model table compares shutdown dates with."""
+    monkeypatch.setattr(gemini_models, "today", lambda: day)
+
+
 def test_the_announced_facts() -> None:
     expected = {
         "gemini-2.5-flash-image": ("image", "shut_down", date(2026, 10, 2), "gemini-3.1-flash-image"),
@@ -49,7 +68,8 @@ def test_the_announced_facts() -> None:
         assert row is not None and (row.kind, row.status, row.shutdown, row.replacement) == fact, model
 
 
-def test_the_table_is_consistent() -> None:
+def test_the_table_is_consistent(monkeypatch: pytest.MonkeyPatch) -> None:
+    on(monkeypatch, BEFORE_FLASH_SHUTDOWN)
     for model, row in GEMINI_MODELS.items():
         assert model == row.id and model.startswith("gemini-")
         assert row.source.startswith(("https://", "google-genai ")), model
@@ -64,13 +84,27 @@ def test_the_table_is_consistent() -> None:
     assert usable_ids("text")[-1] == "gemini-2.5-flash", "retiring ids come last"
 
 
+def test_a_retiring_id_is_unusable_from_its_shutdown_date(monkeypatch: pytest.MonkeyPatch) -> None:
+    flash = gemini_model("gemini-2.5-flash")
+    assert flash is not None and flash.status == "retiring"
+    assert flash.usable_on(date(2026, 11, 30)) and not flash.usable_on(date(2026, 12, 1))
+    on(monkeypatch, BEFORE_FLASH_SHUTDOWN)
+    assert flash.usable and shut_down_problem("gemini-2.5-flash") is None and "gemini-2.5-flash" in usable_ids("text")
+    on(monkeypatch, date(2026, 12, 1))
+    assert not flash.usable and "gemini-2.5-flash" not in usable_ids("text")
+    said = "gemini-2.5-flash was shut down on 2026-12-01; use gemini-3.5-flash-lite"
+    assert shut_down_problem("gemini-2.5-flash") == model_problem("gemini-2.5-flash", "text") == said
+    assert model_problem("gemini-3.5-flash-lite", "text") is None  # no shutdown announced: usable on any date
+
+
 def test_the_documented_values_are_the_installed_sdks() -> None:
     """aspect_ratio and image_size as google-genai's ImageConfig documents them; modalities and finish reasons it knows."""
     described = types.ImageConfig.model_fields
     assert tuple(re.findall(r'"(\d+:\d+)"', described["aspect_ratio"].description or "")) == ASPECT_RATIOS
     assert tuple(dict.fromkeys(re.findall(r"`(\dK)`", described["image_size"].description or ""))) == IMAGE_SIZES
     assert set(MODALITIES) <= {modality.value for modality in types.Modality}
-    assert {reason.value for reason in REFUSING} <= FINISH_REASONS
+    assert {reason.value for reason in REFUSING | ACCOUNT_STOPPED} <= FINISH_REASONS
+    assert {"ESCALATION", "PUP_LIMITED_DISABLED"} <= FINISH_REASONS  # the fake can script both
 
 
 @pytest.mark.parametrize(("model", "problem"), [
@@ -80,7 +114,8 @@ def test_the_documented_values_are_the_installed_sdks() -> None:
     ("gemini-2.5-flash", None),
     ("fal-ai/flux-2/lora", None),
 ])
-def test_shut_down_problem(model: str, problem: str | None) -> None:
+def test_shut_down_problem(monkeypatch: pytest.MonkeyPatch, model: str, problem: str | None) -> None:
+    on(monkeypatch, BEFORE_FLASH_SHUTDOWN)
     assert shut_down_problem(model) == problem
 
 
@@ -114,6 +149,7 @@ def test_an_image_config_outside_the_documented_values_names_the_field(change: d
 
 @pytest.mark.parametrize(("change", "field"), [
     ({"temperature": 2.5}, "generation_config.temperature"),
+    ({"temperature": 0.0}, "generation_config.temperature"),  # gemini-3.5-flash-lite ignores sampling parameters
     ({"response_mime_type": "text/plain"}, "generation_config.response_mime_type"),
     ({"model": "gemini-3-pro-image"}, "model"),
 ])
@@ -127,8 +163,10 @@ def test_the_built_config_sends_only_the_declared_fields() -> None:
     config = image_call("gemini-3.1-flash-image", 1344, 768, seed=7).config()
     assert config.model_dump(exclude_none=True) == {
         "response_modalities": ["IMAGE"], "image_config": {"aspect_ratio": "16:9", "image_size": "1K"}, "seed": 7}
-    judged = checked(JudgeCall, model="gemini-3.5-flash-lite", response_schema=Score, seed=3).config()
-    assert judged.model_dump(exclude_none=True) == {
+    judged = judge_call("gemini-3.5-flash-lite", Score, seed=3).config()
+    assert judged.model_dump(exclude_none=True) == {"response_mime_type": "application/json", "response_schema": Score, "seed": 3}
+    sampled = judge_call("gemini-3.5-flash", Score, seed=3).config()  # a model that still takes temperature gets 0
+    assert sampled.model_dump(exclude_none=True) == {
         "response_mime_type": "application/json", "response_schema": Score, "temperature": 0.0, "seed": 3}
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -13,16 +15,18 @@ from PIL import Image
 from reelflow.media.images import load_image, resize_cover, save_png
 from reelflow.providers.base import ImageEditor, ImageGenerator, VisionJudge
 from reelflow.providers.gemini.errors import translate
-from reelflow.providers.gemini.provider import ABANDONED, DEFAULT_MODELS, MISSING_KEY, GeminiProvider
+from reelflow.providers.gemini.provider import DEFAULT_MODELS, MISSING_KEY, GeminiProvider
 from reelflow.providers.gemini.wire import aspect_ratio, image_size, response_image, response_json
 from reelflow.providers.local.provider import DEFAULT_MODELS as LOCAL_DEFAULTS
 from reelflow.providers.local.provider import priced_as
+from reelflow.schemas import gemini_models
 from reelflow.schemas.errors import (
+    AccountRestricted,
     BadRequest,
     ContentRejected,
     ContractError,
     MissingCredentials,
-    ProviderTimeout,
+    OutcomeUnknown,
     RateLimited,
     ServerError,
     TransportError,
@@ -33,7 +37,7 @@ from reelflow.schemas.gemini_models import gemini_model
 from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.requests import EditRequest, FrameNotes, ImageRequest, JudgeRequest, LoraRef, UpscaleRequest
 from reelflow.state.db import Database
-from reelflow.state.ledger import Charge, Ledger, Ticket
+from reelflow.state.ledger import Charge, Ledger, LedgerTicket
 
 from fakes.gemini import FakeGemini
 
@@ -89,7 +93,7 @@ def priced(model: str) -> float:
     return load_prices().cost(model)
 
 
-def ticket(ledger: Ledger, key: str, *, run: str = "run-1", price: float | None = None) -> Ticket:
+def ticket(ledger: Ledger, key: str, *, run: str = "run-1", price: float | None = None) -> LedgerTicket:
     """A ticket as the render task writes it: charged to `run`, at the request's price."""
     price = priced(FLASH_IMAGE) if price is None else price
     return ledger.ticket(key, "gemini", Charge(run=run, stage="upscale", episode=1, shot=3, price_usd=price))
@@ -198,12 +202,16 @@ def test_judge_passes_a_matching_image(provider: GeminiProvider, fake: FakeGemin
     charged = ticket(ledger, "q1", price=priced(JUDGE))
     verdict = provider.judge_image(judge(still, "Jinx dives into the moon pool"), ticket=charged)
 
-    assert (verdict.score, verdict.passed, verdict.cost_usd) == (0.9, True, priced(JUDGE))
+    # Gemini reports the tokens it billed: the row keeps what it billed beside the list estimate, and costs that.
+    billed = fake.billed_usd
+    assert billed != priced(JUDGE) and (verdict.score, verdict.passed, verdict.cost_usd) == (0.9, True, billed)
+    assert [(row.price_usd, row.billed_usd) for row in ledger.rows()] == [(priced(JUDGE), billed)]
     assert verdict.reasons == ["fake judge: matches the prompt"]
     call = fake.calls[0]
     assert (call.model, call.json_mode, call.images) == (JUDGE, True, 1)
+    assert call.temperature is None  # gemini-3.5-flash-lite ignores sampling parameters: none is sent
     assert "JINX" in call.prompt and "MOON_POOL" in call.prompt
-    assert events(ledger) == [("completed", f"gemini/{JUDGE}", priced(JUDGE))]
+    assert events(ledger) == [("completed", f"gemini/{JUDGE}", billed)]
 
 
 def test_judge_fails_a_mismatch_with_reasons(provider: GeminiProvider, still: Path) -> None:
@@ -224,7 +232,7 @@ def test_a_blocked_prompt_is_content_rejected_and_recorded_billed(
     assert not is_retryable(caught.value) and caught.value.billed and "\n" not in str(caught.value)
     assert events(ledger) == [("failed", ENDPOINT, priced(FLASH_IMAGE))]
     assert ledger.rows()[-1].detail.startswith("content_rejected: ")
-    assert ledger.spent() == priced(FLASH_IMAGE) and ledger.billed_failures("k2", "run-1") == 1
+    assert ledger.spent() == priced(FLASH_IMAGE) and ledger.billed_failures("k2") == 1
     assert not (tmp_path / "out.png").exists()
 
 
@@ -258,8 +266,8 @@ def test_a_503_is_a_retryable_server_error(
         provider.upscale_image(upscale(still), tmp_path / "out.png", ticket=ticket(ledger, "k3"))
     assert is_retryable(caught.value) and not caught.value.billed
     assert [call.status for call in fake.calls] == [503]
-    assert events(ledger) == [("failed", ENDPOINT, 0.0)] and ledger.pending("k3") is None and ledger.spent() == 0.0
-    assert "503 UNAVAILABLE" in ledger.rows()[0].detail
+    # Gemini answered that it did not run it: nothing to record, nothing pending, nothing spent.
+    assert events(ledger) == [] and ledger.pending("k3") is None and ledger.spent() == 0.0 and fake.billed_usd == 0.0
 
 
 @pytest.mark.parametrize(("status", "said"), [(403, "(403)"), (400, "(400 API_KEY_INVALID)")])
@@ -295,11 +303,11 @@ def test_an_undecodable_image_is_unusable_billed_and_never_completed(
         provider.upscale_image(upscale(still), tmp_path / "out.png", ticket=ticket(ledger, "k4"))
     assert caught.value.billed and not is_retryable(caught.value) and not isinstance(caught.value, ServerError)
     assert events(ledger) == [("failed", ENDPOINT, priced(FLASH_IMAGE))]
-    assert ledger.rows()[0].detail.startswith("unusable_output: ") and ledger.billed_failures("k4", "run-1") == 1
+    assert ledger.rows()[0].detail.startswith("unusable_output: ") and ledger.billed_failures("k4") == 1
     assert not (tmp_path / "out.png").exists()
 
 
-def test_a_pending_request_from_a_dead_process_is_abandoned_and_made_again(
+def test_a_pending_request_from_a_dead_process_is_unknown_and_made_again(
     provider: GeminiProvider, fake: FakeGemini, ledger: Ledger, still: Path, tmp_path: Path
 ) -> None:
     ticket(Ledger(Database(ledger.db.path)), "k5", run="died").submitted(ENDPOINT, "died-mid-call")
@@ -307,23 +315,27 @@ def test_a_pending_request_from_a_dead_process_is_abandoned_and_made_again(
 
     abandoned, made = ledger.rows()
     # Gemini may have answered (and billed) the call the dead process never read: it counts at its price.
-    assert (abandoned.status, abandoned.request_id, abandoned.cost_usd) == ("failed", "died-mid-call", priced(FLASH_IMAGE))
-    assert abandoned.detail == ABANDONED
+    assert (abandoned.status, abandoned.request_id, abandoned.price_usd) == ("unknown", "died-mid-call", priced(FLASH_IMAGE))
+    assert abandoned.detail.startswith("unknown: a synchronous request was cut off")
     assert (made.status, made.cost_usd) == ("completed", priced(FLASH_IMAGE)) and made.request_id != "died-mid-call"
     assert ledger.pending("k5") is None and fake.calls_per_model() == {FLASH_IMAGE: 1}
     assert generation.cost_usd == priced(FLASH_IMAGE) and ledger.spent() == 2 * priced(FLASH_IMAGE)
 
 
 @pytest.mark.parametrize("transport", ["httpx2", "httpx"])
-def test_a_slow_answer_is_a_provider_timeout(
-    fake: FakeGemini, still: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
+def test_a_slow_answer_is_an_unknown_outcome_counted_at_its_price(
+    fake: FakeGemini, ledger: Ledger, still: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
     monkeypatch.setenv("GOOGLE_GENAI_HTTP_CLIENT", transport)
     monkeypatch.setenv("REELFLOW_GEMINI_TIMEOUT_S", "0.2")
     fake.delay_s = 1.0
-    with pytest.raises(ProviderTimeout, match="no response in time") as caught:
-        GeminiProvider.from_env().upscale_image(upscale(still), tmp_path / "out.png")
-    assert is_retryable(caught.value)
+    with pytest.raises(OutcomeUnknown, match="no answer after the request was sent") as caught:
+        GeminiProvider.from_env().upscale_image(upscale(still), tmp_path / "out.png", ticket=ticket(ledger, "k-slow"))
+    # The request left: Gemini may have generated and billed it. Never a blind retry; counted at its price.
+    assert caught.value.billed and not is_retryable(caught.value)
+    (row,) = ledger.rows()
+    assert (row.status, row.price_usd) == ("unknown", priced(FLASH_IMAGE)) and ledger.spent() == priced(FLASH_IMAGE)
+    assert ledger.billed_failures("k-slow") == 1
 
 
 @pytest.mark.parametrize("transport", ["httpx2", "httpx"])
@@ -333,7 +345,7 @@ def test_a_refused_connection_is_a_transport_error(
     monkeypatch.setenv("GOOGLE_GENAI_HTTP_CLIENT", transport)
     with FakeGemini() as gone:
         url = gone.url
-    with pytest.raises(TransportError, match="connection failed") as caught:
+    with pytest.raises(TransportError, match="not sent") as caught:
         GeminiProvider("any-key", base_url=url, timeout_s=2).upscale_image(upscale(still), tmp_path / "out.png")
     assert is_retryable(caught.value)
 
@@ -397,7 +409,7 @@ def test_cache_params_leave_out_what_gemini_ignores(provider: GeminiProvider) ->
 
 
 REFUSALS = ["SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION",
-            "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION"]
+            "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "ESCALATION"]
 NOT_REFUSALS = ["NO_IMAGE", "IMAGE_OTHER", "OTHER", "MAX_TOKENS", "MALFORMED_RESPONSE"]
 
 
@@ -411,6 +423,22 @@ def test_each_refusing_finish_reason_is_content_rejected_and_billed(
     assert caught.value.billed and not is_retryable(caught.value) and not isinstance(caught.value, UnusableOutput)
     assert events(ledger) == [("failed", ENDPOINT, priced(FLASH_IMAGE))]
     assert ledger.rows()[0].detail.startswith("content_rejected: ")
+
+
+def test_a_limited_account_stops_without_retry_resubmit_or_fallback(
+    provider: GeminiProvider, fake: FakeGemini, ledger: Ledger, still: Path, tmp_path: Path
+) -> None:
+    fake.finish_next("PUP_LIMITED_DISABLED", times=2)
+    said = "the Gemini account is limited or disabled for Prohibited Use Policy violations (PUP_LIMITED_DISABLED)"
+    with pytest.raises(AccountRestricted, match=re.escape(said)) as caught:
+        provider.upscale_image(upscale(still), tmp_path / "out.png", ticket=ticket(ledger, "k"))
+    error = caught.value
+    assert not is_retryable(error) and not isinstance(error, (UnusableOutput, ContentRejected)) and "\n" not in str(error)
+    assert events(ledger) == [("failed", ENDPOINT, priced(FLASH_IMAGE))]  # Gemini answered 200: counted at its price
+    assert ledger.rows()[0].detail.startswith("account_restricted: ")
+    with pytest.raises(AccountRestricted):
+        provider.judge_image(judge(still, "Jinx"))
+    assert not (tmp_path / "out.png").exists()
 
 
 @pytest.mark.parametrize("reason", [reason.value for reason in types.BlockedReason])
@@ -431,7 +459,7 @@ def test_each_non_refusing_stop_is_a_billed_unusable_output(
         provider.upscale_image(upscale(still), tmp_path / "out.png", ticket=ticket(ledger, "k"))
     assert caught.value.billed and not is_retryable(caught.value) and not isinstance(caught.value, ContentRejected)
     assert events(ledger) == [("failed", ENDPOINT, priced(FLASH_IMAGE))]
-    assert ledger.rows()[0].detail.startswith("unusable_output: ") and ledger.billed_failures("k", "run-1") == 1
+    assert ledger.rows()[0].detail.startswith("unusable_output: ") and ledger.billed_failures("k") == 1
     assert not (tmp_path / "out.png").exists()
 
 
@@ -514,9 +542,21 @@ def test_the_judge_refuses_an_unusable_model_before_any_call(
     assert fake.calls == []
 
 
-def test_the_retiring_judge_still_answers(provider: GeminiProvider, fake: FakeGemini, still: Path) -> None:
-    verdict = provider.judge_image(judge(still, "Jinx dives").model_copy(update={"model": "gemini-2.5-flash"}))
-    assert verdict.passed and fake.calls_per_model() == {"gemini-2.5-flash": 1}
+def test_the_retiring_judge_answers_until_its_shutdown_date(
+    provider: GeminiProvider, fake: FakeGemini, ledger: Ledger, still: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = judge(still, "Jinx dives").model_copy(update={"model": "gemini-2.5-flash"})
+    monkeypatch.setattr(gemini_models, "today", lambda: date(2026, 11, 30))
+    assert provider.judge_image(request).passed and fake.calls_per_model() == {"gemini-2.5-flash": 1}
+    assert fake.calls[0].temperature == 0.0  # gemini-2.5-flash still takes sampling parameters
+    monkeypatch.setattr(gemini_models, "today", lambda: date(2026, 12, 1))
+    for call in (lambda: provider.judge_image(request, ticket=ticket(ledger, "q", price=priced(JUDGE))),
+                 lambda: provider.check(request)):
+        with pytest.raises(BadRequest) as caught:
+            call()
+        assert str(caught.value) == ("gemini gemini-2.5-flash: refused before sending: model: "
+                                     "gemini-2.5-flash was shut down on 2026-12-01; use gemini-3.5-flash-lite")
+    assert len(fake.calls) == 1 and ledger.rows() == []
 
 
 def test_check_passes_what_would_be_sent(provider: GeminiProvider, fake: FakeGemini, still: Path) -> None:

@@ -38,7 +38,7 @@ from reelflow.schemas.requests import (
     VideoRequest,
 )
 from reelflow.schemas.wire.fal import QWEN_ANGLES
-from reelflow.state.ledger import Charge, Ledger, Ticket
+from reelflow.state.ledger import Charge, Ledger, LedgerTicket
 
 FLUX = "fal-ai/flux-2/lora"
 WAN = "fal-ai/wan/v2.2-a14b/image-to-video/lora"
@@ -79,7 +79,7 @@ def video_request(keyframes: Ends, frames: int = 9, *, width: int = 64, height: 
                         fps=16, width=width, height=height, seed=3)
 
 
-def shadow_ticket(ledger: Ledger, key: str, price: float, *, run: str = "run-1") -> Ticket:
+def shadow_ticket(ledger: Ledger, key: str, price: float, *, run: str = "run-1") -> LedgerTicket:
     """A ticket as the render task writes it for the local provider: shadow-priced as the cloud bills."""
     return ledger.ticket(key, "local", Charge(run=run, stage="keyframes", episode=2, shot=9, price_usd=price, shadow=True))
 
@@ -341,7 +341,7 @@ def test_an_injected_fault_is_a_failed_row_that_costs_nothing(
     [row] = ledger.rows()
     assert (row.status, row.cost_usd, row.price_usd, row.request_id) == ("failed", 0.0, FLUX_PRICE, caught.value.request_id)
     assert row.detail.startswith(f"{kind}: ") and ledger.spent() == 0.0 and ledger.pending("k-fault") is None
-    assert ledger.billed_failures("k-fault", "run-1") == 0 and not (tmp_path / "a.png").exists()
+    assert ledger.billed_failures("k-fault") == 0 and not (tmp_path / "a.png").exists()
     LocalProvider().generate_image(image_request(), tmp_path / "a.png", ticket=shadow_ticket(ledger, "k-fault", FLUX_PRICE))
     assert [(row.status, row.cost_usd) for row in ledger.rows()] == [("failed", 0.0), ("completed", FLUX_PRICE)]
 

@@ -6,6 +6,8 @@ import hashlib
 import json
 import struct
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +33,22 @@ class RecordingTicket:
         self.calls: list[tuple[Any, ...]] = []
         self.pending = pending
 
-    def resume(self, endpoint: str) -> str | None:
+    def resume(self, endpoint: str, *, pollable: bool = True) -> str | None:
         self.calls.append(("resume", endpoint))
         return self.pending
 
-    def submitted(self, endpoint: str, request_id: str) -> None:
-        self.calls.append(("submitted", endpoint, request_id))
+    @contextmanager
+    def sending(self, endpoint: str) -> Iterator[RecordingTicket]:
+        self._endpoint = endpoint
+        yield self
 
-    def completed(self, endpoint: str, request_id: str, cost_usd: float) -> None:
+    def accepted(self, request_id: str) -> None:
+        self.calls.append(("submitted", self._endpoint, request_id))
+
+    def unknown(self, endpoint: str, request_id: str, detail: str) -> None:
+        self.calls.append(("unknown", endpoint, request_id))
+
+    def completed(self, endpoint: str, request_id: str, cost_usd: float, billed_usd: float | None = None) -> None:
         self.calls.append(("completed", endpoint, request_id, cost_usd))
 
     def failed(self, endpoint: str, request_id: str, detail: str, cost_usd: float = 0.0) -> None:
