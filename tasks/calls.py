@@ -147,7 +147,11 @@ def _call_one(job: Job, name: str, model: str | None, stage: str, version: int, 
             with provider_slot(job.state_dir, name, job.project.concurrency):
                 if name in _restricted:  # the service stopped the account: any further request fails, and is billed
                     raise AccountRestricted(f"{_restricted[name]} (not sent)", provider=name)
-                return _invoke(provider, capability, request, scratch / f"out.{ext}", ticket)
+                try:
+                    return _invoke(provider, capability, request, scratch / f"out.{ext}", ticket)
+                except AccountRestricted as exc:
+                    _restricted.setdefault(name, str(exc))  # before the slot is free for the next call
+                    raise
         finally:
             job.budgets.release(reservation)
 
@@ -156,9 +160,6 @@ def _call_one(job: Job, name: str, model: str | None, stage: str, version: int, 
         try:
             return run_cached(job.store, operation, partial(make, ticket=ticket), price=price, outputs=outputs,
                               settlement=ticket)
-        except AccountRestricted as exc:
-            _restricted.setdefault(name, str(exc))
-            raise
         except (UnusableOutput, OutcomeUnknown) as exc:
             paid = ledger.billed_failures(key)
             if paid > retries:

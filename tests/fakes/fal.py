@@ -241,6 +241,7 @@ class FakeFal:
         self.corrupt_outputs = 0
         self.finish_before_cancel = False
         self.drop_submits = 0  # the next accepted submits run and bill, and their answers are lost (the socket closes)
+        self.drop_new_bodies = 0  # the same, for the first submit of each of the next bodies only
         self.garble_submits = 0  # the next accepted submits answer with fal's x-fal-request-id header, the body cut
         self.result_retention_s: float | None = None  # completed results fal forgets after this long (404)
         self.billed_usd = 0.0  # what fal bills: every request that ran, by fal's rule for its endpoint
@@ -414,7 +415,12 @@ class FakeFal:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         with self._lock:
-            dropped, self.drop_submits = self.drop_submits > 0, max(0, self.drop_submits - 1)
+            new_body = self.submits_by_body[_digest(body)] == 1
+            dropped = self.drop_submits > 0 or (self.drop_new_bodies > 0 and new_body)
+            if self.drop_submits > 0:
+                self.drop_submits -= 1
+            elif dropped:
+                self.drop_new_bodies -= 1
         if dropped:
             self._settle(job)  # it runs and bills; the client never hears of it
             with self._lock:

@@ -30,9 +30,9 @@ LORA_ENDPOINTS = (FLUX2_LORA, WAN_FLF)
 NO_MEDIA = MediaInfo(kind="image", width=0, height=0)
 
 
-def jinx_project(root: Path) -> Path:
-    """Two shots of JINX (first-last-frame video, held frame) rendered on fal, and JINX's candidates picked."""
-    board = storyboard(only=(2, 4))
+def jinx_project(root: Path, shots: tuple[int, ...] = (2, 4)) -> Path:
+    """Shots of JINX (by default a first-last-frame video and a held frame) rendered on fal, his candidates picked."""
+    board = storyboard(only=shots)
     for shot in board["shots"]:
         shot["characters_in_shot"] = ["JINX"]
     return jinx_picked(write_project(root, board, project=PROJECT | {"providers": ON_FAL}))
@@ -127,7 +127,7 @@ def test_weights_fal_dropped_are_uploaded_again_and_nothing_is_made_again(tmp_pa
 
 
 def test_a_cache_keyed_by_lora_urls_renders_with_no_calls(tmp_path: Path, fal: FakeFal) -> None:
-    root = jinx_project(tmp_path / "proj")
+    root = jinx_project(tmp_path / "proj", shots=(4,))  # a held frame: its keyframe carries the FLUX.2 LoRA
     [entry] = train(root, fal, "flux2")
     made = render(root, fal)
     assert made["provider_calls"] > 0
