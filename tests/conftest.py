@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,3 +160,22 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240)
     environment |= env or {}
     done = subprocess.run([str(REELFLOW), *args], capture_output=True, text=True, env=environment, timeout=timeout)
     return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def render_killed_in_flight(root: Path, fal: FakeFal, submits: int) -> None:
+    """Start `reelflow render` of episode 1 and SIGKILL its process group once fal holds at least `submits` requests,
+    every one written down as pending: killed while they wait in fal's queue (between fal accepting a submit and the
+    client writing its id down there is a window no client can close: fal takes no idempotency key; not in it)."""
+    from reelflow.state.ledger import Ledger
+
+    ledger = Ledger.at(root / ".reelflow")
+    environment = os.environ | {"REELFLOW_RETRY_DELAY_S": "0.01"} | fal.env()
+    process = subprocess.Popen([str(REELFLOW), "render", str(root), "--episode", "1", "--json"], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+        fal.total_submits() >= submits and len(ledger.rows("status = 'pending'")) == fal.total_submits()
+    ):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

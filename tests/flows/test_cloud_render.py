@@ -7,10 +7,6 @@ to the fallback, estimates that match the ledger, and a missing key stopping eve
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +14,7 @@ import pytest
 from reelflow.state.ledger import Ledger
 
 from checks import check_episode
-from conftest import REELFLOW, run_cli
+from conftest import render_killed_in_flight, run_cli
 from fakes.fal import FakeFal
 from fakes.gemini import FakeGemini
 from projects import PROJECT, storyboard, write_project
@@ -105,12 +101,6 @@ def test_rejected_content_without_fallback_fails_that_shot_only(tmp_path: Path, 
     assert "\n" not in failure["reason"]
 
 
-def _render_process(root: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    environment = os.environ | {"REELFLOW_RETRY_DELAY_S": "0.01"} | env
-    return subprocess.Popen([str(REELFLOW), "render", str(root), "--episode", "1", "--json"], env=environment,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, text=True)
-
-
 def test_sigkill_mid_render_then_rerun_pays_once(tmp_path: Path) -> None:
     fal_only = PROJECT | {"providers": {"default": "fal"}}
     clean_submits = 15  # what an uninterrupted render submits: 5 keyframe images, 7 upscales, 3 FLF segments
@@ -118,16 +108,7 @@ def test_sigkill_mid_render_then_rerun_pays_once(tmp_path: Path) -> None:
     with FakeFal(slow_s=3.0) as fal:
         root = write_project(tmp_path / "killed", project=fal_only)
         ledger = Ledger.at(root / ".reelflow")
-        process = _render_process(root, fal.env())
-        deadline = time.monotonic() + 60
-        # Kill while requests wait in fal's queue: between fal accepting a submit and the client writing
-        # its id down there is a window no client can close (fal takes no idempotency key); not in it.
-        while time.monotonic() < deadline and not (
-            fal.total_submits() >= 3 and len(ledger.rows("status = 'pending'")) == fal.total_submits()
-        ):
-            time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        render_killed_in_flight(root, fal, 3)
         assert 3 <= fal.total_submits() < clean_submits, "killed mid-way"
         assert ledger.rows("status = 'pending'"), "requests were written down before waiting"
 

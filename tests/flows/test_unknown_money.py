@@ -6,17 +6,13 @@ ledger must add up to it, to the cent, whatever was lost on the way back.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from reelflow.state.ledger import Ledger
 
-from conftest import REELFLOW, run_cli
+from conftest import render_killed_in_flight, run_cli
 from fakes.fal import FakeFal
 from fakes.gemini import FakeGemini
 from projects import PROJECT, storyboard, write_project
@@ -90,16 +86,7 @@ def test_a_render_killed_in_flight_and_resumed_after_fal_forgot_its_results_coun
     with FakeFal(slow_s=3.0) as fal:
         root = write_project(tmp_path / "killed", storyboard(only=(3, 4)), project=FAL_ONLY)
         ledger = Ledger.at(root / ".reelflow")
-        environment = os.environ | {"REELFLOW_RETRY_DELAY_S": "0.01"} | fal.env()
-        process = subprocess.Popen([str(REELFLOW), "render", str(root), "--episode", "1", "--json"], env=environment,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (
-            fal.total_submits() >= 2 and len(ledger.rows("status = 'pending'")) == fal.total_submits()
-        ):
-            time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        render_killed_in_flight(root, fal, 2)
         assert fal.total_submits() >= 2 and ledger.rows("status = 'pending'")
 
         fal.slow_s = 0.0
