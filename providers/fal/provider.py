@@ -37,6 +37,8 @@ from reelflow.schemas.requests import (
 KEY_ENV = "FAL_KEY"
 POLL_ENV = "REELFLOW_FAL_POLL_S"
 DEADLINE_ENV = "REELFLOW_FAL_DEADLINE_S"
+TIMEOUT_ENV = "REELFLOW_FAL_TIMEOUT_S"  # how long one submit or upload waits for fal's answer
+TIMEOUT_S = 120.0  # fal-client's own default
 DEFAULT_MODELS: dict[str, str] = {
     "keyframes": endpoints.FLUX2_LORA,
     "previz": endpoints.Z_IMAGE_TURBO,
@@ -101,19 +103,22 @@ class FalProvider:
 
     name = NAME
 
-    def __init__(self, key: str, *, poll_s: float = POLL_S, deadline_s: float = DEADLINE_S) -> None:
+    def __init__(self, key: str, *, poll_s: float = POLL_S, deadline_s: float = DEADLINE_S,
+                 timeout_s: float = TIMEOUT_S) -> None:
         configure_fal_client()
         self.default_models = dict(DEFAULT_MODELS)
-        self.queue = FalQueue(SyncClient(key=key), poll_s=poll_s, deadline_s=deadline_s)
+        self.queue = FalQueue(SyncClient(key=key, default_timeout=timeout_s), poll_s=poll_s, deadline_s=deadline_s)
 
     @classmethod
     def from_env(cls) -> FalProvider:
-        """A provider with the key in FAL_KEY, polling and deadline from REELFLOW_FAL_POLL_S / _DEADLINE_S."""
+        """A provider with the key in FAL_KEY, polling, deadline and answer timeout from REELFLOW_FAL_POLL_S /
+        _DEADLINE_S / _TIMEOUT_S."""
         key = os.environ.get(KEY_ENV, "").strip()
         if not key:
             raise MissingCredentials("FAL_KEY is not set: export your fal.ai key as FAL_KEY", provider=NAME)
         return cls(key, poll_s=env_number(POLL_ENV, POLL_S, positive=True),
-                   deadline_s=env_number(DEADLINE_ENV, DEADLINE_S, positive=True))
+                   deadline_s=env_number(DEADLINE_ENV, DEADLINE_S, positive=True),
+                   timeout_s=env_number(TIMEOUT_ENV, TIMEOUT_S, positive=True))
 
     def cache_params(self, request: _Request) -> dict[str, Any]:
         """Every field but input files and the offline-only frame notes, and the endpoint's wire version past 1."""

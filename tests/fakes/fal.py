@@ -26,6 +26,12 @@ it — one sent past reelflow's own check — is settled with a 422 whose `loc` 
 Input URLs and LoRA paths the fake does not serve are a 422 `file_download_error`; `expire(url)` deletes a CDN file
 as fal may after 7 days. The log: `submits` per endpoint and `submits_by_body` per body hash (accepted, billable
 submits only), `cancels`, `uploads`, `status_polls`.
+Billing, by fal's rule for each endpoint (`billed_usd`, see its function): every request that ran, a 422 too. The
+answers that never come: `drop_submits` / `drop_new_bodies` run and bill a submit and close the socket without an
+answer; `stall_new_bodies` runs and bills it and answers after `stall_s`; `garble_submits` answers with fal's
+`x-fal-request-id` header and a body cut short; `forget_results()` finishes (and bills) every request and then 404s
+it, as `result_retention_s` does for results older than that; `expire(url)` drops a CDN file. A cancel of a request
+still in the queue answers OK (removed, never billed).
 All state lives in the FakeFal object, served from a thread: clients in subprocesses share it, so a client killed
 mid-request and started again finds its request where it left it.
 """
@@ -242,6 +248,8 @@ class FakeFal:
         self.finish_before_cancel = False
         self.drop_submits = 0  # the next accepted submits run and bill, and their answers are lost (the socket closes)
         self.drop_new_bodies = 0  # the same, for the first submit of each of the next bodies only
+        self.stall_new_bodies = 0  # the first submit of each of the next bodies runs and bills, answered after stall_s
+        self.stall_s = 3.0
         self.garble_submits = 0  # the next accepted submits answer with fal's x-fal-request-id header, the body cut
         self.result_retention_s: float | None = None  # completed results fal forgets after this long (404)
         self.billed_usd = 0.0  # what fal bills: every request that ran, by fal's rule for its endpoint
@@ -421,16 +429,21 @@ class FakeFal:
                 self.drop_submits -= 1
             elif dropped:
                 self.drop_new_bodies -= 1
-        if dropped:
+            stalled = not dropped and self.stall_new_bodies > 0 and new_body
+            self.stall_new_bodies -= int(stalled)
+            garbled = not (dropped or stalled) and self.garble_submits > 0
+            self.garble_submits -= int(garbled)
+        if dropped or stalled:
             self._settle(job)  # it runs and bills; the client never hears of it
             with self._lock:
                 self.in_flight -= 1
+        if dropped:
             return DROPPED, b""
-        with self._lock:
-            garbled, self.garble_submits = self.garble_submits > 0, max(0, self.garble_submits - 1)
+        base = f"{self.url}/queue/{job.app}/requests/{job.request_id}"
+        if stalled:  # answered after the client stopped waiting
+            time.sleep(self.stall_s)
         if garbled:
             return 200, Garbled(b'{"request_id": "', {"x-fal-request-id": job.request_id})
-        base = f"{self.url}/queue/{job.app}/requests/{job.request_id}"
         return 200, {"request_id": job.request_id, "status_url": f"{base}/status", "response_url": base,
                      "cancel_url": f"{base}/cancel", "queue_position": 0}
 

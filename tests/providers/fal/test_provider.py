@@ -659,3 +659,18 @@ def test_a_row_is_written_before_the_request_leaves(
     monkeypatch.setattr(fake, "_submit", watched)
     provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
     assert seen == [["submitting"]] and [row.status for row in ledger.rows()] == ["completed"]
+
+
+def test_a_submit_answered_past_the_timeout_is_unknown_at_its_price(
+    fake: FakeFal, ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REELFLOW_FAL_TIMEOUT_S", "0.5")
+    fake.stall_new_bodies, fake.stall_s = 1, 2.0  # fal runs and bills it, and answers after the client gave up
+    provider = FalProvider.from_env()
+    with pytest.raises(OutcomeUnknown, match="no answer to the submit"):
+        provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))
+    [row] = ledger.rows()
+    assert row.status == "unknown" and ledger.spent() == FLUX_PRICE == fake.billed_usd
+    provider.generate_image(keyframe(), tmp_path / "x.png", ticket=ticket(ledger))  # within billed_retries: again
+    assert [row.status for row in ledger.rows()] == ["unknown", "completed"]
+    assert ledger.spent() == pytest.approx(fake.billed_usd) and fake.total_submits() == 2
