@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,17 +41,23 @@ def test_estimate_equals_the_render_cost_and_is_zero_after(tmp_path: Path) -> No
     assert estimate(root)["total_usd"] == pytest.approx(1.5019 - 0.6741)
 
 
-def fal_estimate(root: Path, fal: FakeFal, *shots: str) -> float:
-    """`reelflow estimate --json`'s total, with fal's key (a fal project's estimate needs its provider)."""
-    result = run_cli("estimate", str(root), "--episode", "1", "--json", *shots, env=fal.env())
-    assert result.code == 0, result.stderr
-    return float(result.json()["total_usd"])
+@pytest.fixture
+def on_fal(fal: FakeFal, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeFal]:
+    """The fake fal, with this process's fal provider pointed at it (estimates run here)."""
+    from reelflow.providers.registry import get_provider
+
+    for name, value in fal.env().items():
+        monkeypatch.setenv(name, value)
+    get_provider.cache_clear()
+    yield fal
+    get_provider.cache_clear()
 
 
-def test_budget_cap_refuses_to_submit_past_it(tmp_path: Path, fal: FakeFal) -> None:
+def test_budget_cap_refuses_to_submit_past_it(tmp_path: Path, on_fal: FakeFal) -> None:
+    fal = on_fal
     root = write_project(tmp_path / "proj", project=FAL)
     hold = ("--shots", "4")  # a static hold: keyframe $0.021, then its $0.001 SeedVR upscale passes the cap
-    total = fal_estimate(root, fal, *hold)
+    total = estimate(root, *hold)["total_usd"]
     assert total > 0.0215
     capped = run_cli("render", str(root), "--episode", "1", "--json", "--max-cost", "0.0215", *hold, env=fal.env())
     assert capped.code == 1
@@ -62,7 +69,7 @@ def test_budget_cap_refuses_to_submit_past_it(tmp_path: Path, fal: FakeFal) -> N
         "project_usd": None, "run_cap_usd": 0.0215, "spent_run_usd": 0.021, "spent_project_usd": 0.021,
         "remaining_usd": pytest.approx(0.0005), "stopped": None, "shadow_stop": None}
     assert capped.stderr.strip().splitlines()[-1] == f"error: {report['budget']['stopped']}"
-    left = fal_estimate(root, fal, *hold)
+    left = estimate(root, *hold)["total_usd"]
     assert left == pytest.approx(total - report["cost_usd"])
 
     uncapped = run_cli("render", str(root), "--episode", "1", "--json", *hold, env=fal.env())
