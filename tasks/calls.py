@@ -135,9 +135,9 @@ def _call_one(job: Job, name: str, model: str | None, stage: str, version: int, 
         # A request still pending for this key is polled, not paid again: only a new submit reserves its price.
         # Shadow cost never holds a budget back.
         resuming = ledger.pending(key) is not None
-        if not resuming and ledger.billed_failures(key) > retries:
+        if not resuming and (paid := ledger.billed_failures(key)) > retries:
             raise BilledRetriesSpent(
-                f"{name}: this content was paid for {ledger.billed_failures(key)} times with nothing to show "
+                f"{name}: this content was paid for {paid} times with nothing to show "
                 f"(billed_retries is {retries}); not submitted again: `reelflow ledger PROJECT "
                 "--forget-billed-failures` allows more", provider=name)
         reservation = None if resuming or shadow else job.budgets.reserve(job.run, price, job.caps,
