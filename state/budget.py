@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from reelflow.schemas.errors import ReelflowError
 from reelflow.state.db import Database
-from reelflow.state.ledger import Ledger
+from reelflow.state.ledger import Ledger, run_filter
 
 
 class BudgetExceeded(ReelflowError):
@@ -60,7 +60,10 @@ class Budgets:
 
     def _spent(self, run: str | None) -> float:
         """The ledger's charged spend (of the project, or one run with its subflows) plus the reservations held."""
-        where, args = ("WHERE run = ? OR parent_run = ?", (run, run)) if run is not None else ("", ())
+        where, args = ("", ())
+        if run is not None:
+            condition, args = run_filter(run)
+            where = f"WHERE {condition}"
         held = self.db.row(f"SELECT SUM(price_usd) AS total FROM reservations {where}", args)
         return round(Ledger(self.db).spent(run, shadow=False) + float(held["total"] or 0.0), 6)  # type: ignore[index]
 

@@ -91,7 +91,7 @@ def _shot_label(row: LedgerRow) -> str:
     return f"ep{row.episode:03d}" + ("" if row.shot is None else f"-S{row.shot:02d}")
 
 
-def _run_filter(run: str) -> tuple[str, tuple[str, str]]:
+def run_filter(run: str) -> tuple[str, tuple[str, str]]:
     """Rows of `run` and of every run it is part of (a render-pending run's episode subflows)."""
     return "(run = ? OR parent_run = ?)", (run, run)
 
@@ -189,7 +189,7 @@ class Ledger:
         price; only the charged rows (`shadow=False`) or only the shadow ones (`True`), else all."""
         conditions, args = [], ()
         if run is not None:
-            condition, args = _run_filter(run)
+            condition, args = run_filter(run)
             conditions.append(condition)
         if shadow is not None:
             conditions.append(f"shadow = {int(shadow)}")
