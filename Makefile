@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install chromium postgres demo test bench ui clean
+.PHONY: install chromium postgres demo test bench ui clean comfyui-check
 
 # pip installs without compiling; compileall then compiles the environment on every core at once (pip uses one).
 $(STAMP): pyproject.toml constraints.txt
@@ -43,6 +43,13 @@ test:
 # priority, in the CPU it leaves idle; the media timings run alone.
 bench: install
 	$(BIN)/python bench/quick.py
+
+# reelflow's ComfyUI graphs and client against a real ComfyUI checkout on the CPU (not part of `make test`):
+# make comfyui-check COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/its/venv/bin/python
+COMFYUI_PYTHON ?= python3
+comfyui-check: install
+	COMFYUI_DIR="$(COMFYUI_DIR)" COMFYUI_PYTHON="$(COMFYUI_PYTHON)" $(BIN)/python checks/comfyui.py
+	COMFYUI_DIR="$(COMFYUI_DIR)" COMFYUI_PYTHON="$(COMFYUI_PYTHON)" $(BIN)/python checks/gpu_render.py
 
 ui: install
 	$(BIN)/reelflow server start

@@ -21,6 +21,7 @@ from rich.text import Text
 from reelflow.cli import server
 from reelflow.cli.characters import candidates, pick, train
 from reelflow.cli.exits import fail
+from reelflow.cli.gpu import gpu_app
 from reelflow.cli.live import shots_to_render, showing
 from reelflow.cli.studio import push_event, studio_app
 from reelflow.providers.registry import require_providers
@@ -37,6 +38,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server that records every run.")
 app.add_typer(server_app, name="server")
 app.add_typer(studio_app, name="studio")
+app.add_typer(gpu_app, name="gpu")
 app.command("push-event")(push_event)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -28,6 +28,7 @@ import typer
 
 from reelflow.cli import server
 from reelflow.cli.exits import fail
+from reelflow.schemas.env import env_number
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import ProjectFolder, load_project
 from reelflow.state.checkout import changed_episodes, resolve_commit
@@ -39,7 +40,9 @@ if TYPE_CHECKING:
 
 PREFECT_FILE = Path(__file__).resolve().parents[1] / "prefect.yaml"
 POOLS = ("cloud", "gpu")
-WORKER_POOL = "cloud"  # the pool `up` starts a worker for; the gpu pool's runs beside the GPU (deployments/)
+REAP_GPU = "reap-gpu/reap-gpu"  # flow/deployment: terminates pods whose lease is over
+REAP_EVERY_ENV = "REELFLOW_GPU_REAP_EVERY_S"
+REAP_EVERY_S = 300.0
 PUSH_EVENT = "reelflow.git.push"
 CHANGED = "render-changed/render-changed"  # flow/deployment
 PENDING = "render-pending/render-pending"
@@ -216,23 +219,24 @@ def _heartbeat(client: SyncPrefectClient, pool: str, name: str) -> Any:
     return next((worker.last_heartbeat_time for worker in workers if worker.name == name), None)
 
 
-def start_worker(client: SyncPrefectClient, home: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Start the cloud pool's process worker and wait for its first heartbeat; returns its record."""
-    name = worker_name(WORKER_POOL)
-    command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORKER_POOL, "--type", "process",
+def start_worker(client: SyncPrefectClient, home: Path, env: dict[str, str], pool: str) -> dict[str, Any]:
+    """Start a pool's process worker and wait for its first heartbeat; returns its record. Both pools' workers run
+    here, where the projects' state lives: the gpu pool's flows start, use and stop their RunPod pods from here."""
+    name = worker_name(pool)
+    command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
                "--name", name]
-    before = _heartbeat(client, WORKER_POOL, name)
-    log = home / f"worker-{WORKER_POOL}.log"
+    before = _heartbeat(client, pool, name)
+    log = home / f"worker-{pool}.log"
     with log.open("ab") as output:
         process = subprocess.Popen(command, env=env, cwd=home, stdout=output, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
-    record = {"role": "worker", "pool": WORKER_POOL, "name": name, "pid": process.pid, "command": command,
+    record = {"role": "worker", "pool": pool, "name": name, "pid": process.pid, "command": command,
               "api_url": env["PREFECT_API_URL"], "log": str(log)}
     deadline = time.monotonic() + WORKER_START_S
-    while _heartbeat(client, WORKER_POOL, name) == before:
+    while _heartbeat(client, pool, name) == before:
         if process.poll() is not None or time.monotonic() > deadline:
             stop_tree(process.pid)
-            raise ReelflowError(f"the {WORKER_POOL} worker did not start; see {log}")
+            raise ReelflowError(f"the {pool} worker did not start; see {log}")
         time.sleep(0.3)
     return record
 
@@ -281,6 +285,25 @@ def add_nightly(client: SyncPrefectClient, folder: ProjectFolder, api_url: str) 
         client.update_deployment_schedule(deployment.id, existing.id, active=True, schedule=schedule,
                                           parameters=parameters)
     client.request("POST", "/deployments/{id}/schedule", path_params={"id": deployment.id}, json={})
+
+
+def schedule_reaper(client: SyncPrefectClient, api_url: str) -> None:
+    """Run reap-gpu every REELFLOW_GPU_REAP_EVERY_S (default 5 minutes): pods whose lease is over are terminated even
+    when the run that started them was killed."""
+    from datetime import timedelta
+
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import IntervalSchedule
+
+    every = env_number(REAP_EVERY_ENV, REAP_EVERY_S, positive=True)
+    deployment = read_deployment(client, REAP_GPU, api_url)
+    schedule = IntervalSchedule(interval=timedelta(seconds=every))
+    existing = next((s for s in client.read_deployment_schedules(deployment.id) if s.slug == "reap-gpu"), None)
+    if existing is None:
+        client.create_deployment_schedules(deployment.id, [
+            DeploymentScheduleCreate(schedule=schedule, active=True, slug="reap-gpu")])
+    else:
+        client.update_deployment_schedule(deployment.id, existing.id, active=True, schedule=schedule)
 
 
 def _next_runs(client: SyncPrefectClient, deployment_id: UUID) -> list[str]:
@@ -387,13 +410,15 @@ def up(
             with get_client(sync_client=True) as client:
                 create_pools(client)
                 deploy(home, env)
-                worker = next((r for r in records if r["role"] == "worker"), None)
-                if worker is not None and worker["api_url"] != api_url:  # a worker of an earlier server
-                    stop_tree(worker["pid"])
-                    records.remove(worker)
-                    worker = None
-                if worker is None:
-                    records.append(start_worker(client, home, env))
+                for pool in POOLS:
+                    worker = next((r for r in records if r["role"] == "worker" and r.get("pool", "cloud") == pool), None)
+                    if worker is not None and worker["api_url"] != api_url:  # a worker of an earlier server
+                        stop_tree(worker["pid"])
+                        records.remove(worker)
+                        worker = None
+                    if worker is None:
+                        records.append(start_worker(client, home, env, pool))
+                schedule_reaper(client, api_url)
                 _state_file(home).write_text(json.dumps({"api_url": api_url, "ui_url": ui_url, "processes": records},
                                                         indent=2))
                 for folder in folders:

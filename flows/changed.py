@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 
+from reelflow.flows.gpu import RELEASE_GPU
 from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.flows.pending import EpisodeRuns, episode_table, render_each
 from reelflow.schemas.errors import ContractError
@@ -47,6 +48,7 @@ def _summary(report: ChangedReport, code: str, asked: bool) -> str:
     name="render-changed",
     flow_run_name=run_name("render-changed"),
     on_running=[tag_run(RENDER_STAGES)],
+    **RELEASE_GPU,
     **FLOW_OPTIONS,
 )
 def render_changed(

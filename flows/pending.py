@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
+from reelflow.flows.gpu import RELEASE_GPU
 from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.flows.render import render_episode
 from reelflow.schemas.errors import ContractError
@@ -149,6 +150,7 @@ def pending_episodes(folder: ProjectFolder) -> tuple[list[int], list[int]]:
     name="render-pending",
     flow_run_name=run_name("render-pending"),
     on_running=[tag_run(RENDER_STAGES)],
+    **RELEASE_GPU,
     **FLOW_OPTIONS,
 )
 def render_pending(project: str, max_cost_usd: float | None = None) -> PendingReport | State:

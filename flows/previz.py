@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
+from reelflow.flows.gpu import RELEASE_GPU
 from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.flows.render import SHOT_WORKERS, select_shots, shot_jobs, shots_in_flight, submit_shots
 from reelflow.media.hashing import sha256_file
@@ -128,16 +130,20 @@ def _summary(report: PrevizReport, title: str, sheet_key: str) -> str:
     flow_run_name=run_name("previz"),
     on_running=[tag_run(("previz",))],
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
+    **RELEASE_GPU,
     **FLOW_OPTIONS,
 )
-def previz_episode(project: str, episode: int, shots: list[int] | None = None) -> PrevizReport | State:
+def previz_episode(project: str, episode: int, shots: list[int] | None = None, gpu: bool = False) -> PrevizReport | State:
     """Make one previz frame per selected shot (all by default), then the manifest and the contact sheet.
 
-    With failed shots the run ends Failed (visible as such in the UI), still carrying the report.
+    With failed shots the run ends Failed (visible as such in the UI), still carrying the report. `gpu` makes the
+    frames with project.json's `gpu_providers` (the gpu pool's deployment).
     """
     logger = get_run_logger()
     started = time.monotonic()
     folder = load_project(project)
+    if gpu:
+        folder = replace(folder, project=folder.project.on_gpu())
     storyboard = load_storyboard(folder, episode)
     numbers = select_shots(storyboard, shots, folder.storyboard_path(episode).name)
     require_providers(folder.project, ("previz",))

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -22,6 +23,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from reelflow.flows.gpu import RELEASE_GPU
 from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.providers.registry import providers_for, require_providers
 from reelflow.schemas.assets import AssetRef, Manifest
@@ -39,6 +41,7 @@ from reelflow.state.limits import limit_for
 from reelflow.state.loras import read_registry
 from reelflow.state.manifest import merge, published_clip, read_manifest, write_manifest
 from reelflow.tasks.cut import cut_episode, cut_path
+from reelflow.tasks.gpu import pods_during
 from reelflow.tasks.job import SHORT_CHAIN_RANK, ShotJob, shot_seed
 from reelflow.tasks.shot import ShotFailed, ShotOutcome, UpgradeKept, current_clip, render_shot, request_problems
 from reelflow.tasks.upgrades import matching_clip, same_inputs, shot_inputs
@@ -175,6 +178,10 @@ def _shot_table(report: RenderReport) -> str:
         "| shot | take | approach | status | gates | calls | cost | note |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
+        *(["", "| pod | GPU | $/hr | seconds | cost so far | status |", "| --- | --- | --- | --- | --- | --- |"]
+          if report.pods else []),
+        *[f"| {pod.id or pod.name} | {pod.gpu} | ${pod.cost_per_hr:.2f} | {pod.seconds:.0f} | ${pod.cost_usd:.3f} "
+          f"| {pod.status} |" for pod in report.pods],
     ])
 
 
@@ -262,6 +269,7 @@ def cut_problem(stale: list[int], missing: list[int], allow_stale: bool) -> str 
     flow_run_name=run_name("render"),
     on_running=[tag_run(RENDER_STAGES)],
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
+    **RELEASE_GPU,
     **FLOW_OPTIONS,
 )
 def render_episode(
@@ -273,6 +281,7 @@ def render_episode(
     allow_stale: bool = False,
     parent_run: str | None = None,
     rerender_upgraded: bool = False,
+    gpu: bool = False,
 ) -> RenderReport | State:
     """Render the selected shots of one episode (all by default; only retakes with `retakes`) and cut it.
 
@@ -284,10 +293,13 @@ def render_episode(
     for them; the report lists them with what making them again costs. Paid calls stop at this run's
     `max_cost_usd` and at the project's `budget_usd` (its total over every run and process).
     With failed shots the run ends Failed (visible as such in the UI), still carrying the report.
+    `gpu` renders the stages project.json's `gpu_providers` names on the GPU (the gpu pool's deployment).
     """
     logger = get_run_logger()
-    started = time.monotonic()
+    started, began = time.monotonic(), time.time()
     folder = load_project(project)
+    if gpu:
+        folder = replace(folder, project=folder.project.on_gpu())
     storyboard = load_storyboard(folder, episode)
     numbers = select_shots(storyboard, shots, folder.storyboard_path(episode).name)
     require_providers(folder.project, RENDER_STAGES)
@@ -380,6 +392,7 @@ def render_episode(
         upgraded_kept=[upgraded[number].upgrade for number in numbers if number in upgraded],
         budget_usd=max_cost_usd if max_cost_usd is not None else folder.project.budget_usd,
         budget=budget_line(folder, run, max_cost_usd, failures.values(), parent_run),
+        pods=pods_during(folder.state_dir, folder.root, began),
     )
     create_markdown_artifact(
         key=f"{folder.project.code.lower()}-ep{episode:03d}-render",

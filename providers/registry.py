@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterable
 from functools import cache
 
 from reelflow.providers.base import Provider
+from reelflow.providers.runpod.errors import api_key
 from reelflow.schemas.errors import ContractError
-from reelflow.schemas.project import Project
+from reelflow.schemas.project import GPU_PROVIDERS, Project
 
 
 def _local() -> Provider:
@@ -52,6 +53,15 @@ def providers_for(project: Project, stages: Iterable[str]) -> list[str]:
 
 
 def require_providers(project: Project, stages: Iterable[str]) -> None:
-    """Set up every provider the stages need now, so a missing key stops the run before any work."""
+    """Set up every provider the stages need now, so a missing key or setting stops the run before any work. A GPU
+    provider is the project's own (tasks/gpu.py makes it): here its settings and RunPod's key are checked."""
     for name in providers_for(project, stages):
-        get_provider(name)
+        if name not in GPU_PROVIDERS:
+            get_provider(name)
+            continue
+        problem = project.gpu_problem({stage: project.stage(stage) for stage in stages}, "providers")
+        if problem is not None:
+            raise ContractError(f"project.json: {problem}")
+        assert project.comfyui is not None
+        if project.comfyui.runpod is not None and (name == "runpod" or project.comfyui.url is None):
+            api_key()

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from reelflow.schemas import gpu
 from reelflow.schemas.requests import LoraRef
 from reelflow.schemas.wire.fal import (
     FLUX2_LORA,
@@ -24,6 +25,9 @@ LORA_BASES: dict[str, str] = {
     Z_IMAGE_TURBO: "z-image",
     Z_IMAGE_TURBO_LORA: "z-image",
     WAN_FLF: "wan-2.2",
+    gpu.FLUX2_DEV: "flux-2",
+    gpu.Z_IMAGE_TURBO: "z-image",
+    gpu.WAN_FLF: "wan-2.2",
 }
 TRAINED_BASES: dict[str, str] = {FLUX2_TRAINER: "flux-2", Z_IMAGE_TRAINER: "z-image", WAN22_TRAINER: "wan-2.2"}
 

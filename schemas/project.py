@@ -10,12 +10,15 @@ from zoneinfo import available_timezones
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from reelflow.schemas.env import scaled_sizes
+from reelflow.schemas.errors import ContractError
 from reelflow.schemas.gemini_models import PREFIX as GEMINI_PREFIX
 from reelflow.schemas.gemini_models import model_problem, shut_down_problem
 from reelflow.schemas.names import NO_CHARACTER
 from reelflow.schemas.qc import Routing
 
-ProviderName = Literal["local", "fal", "gemini", "runpod"]
+# `runpod` is `comfyui` on the project's `comfyui.runpod` settings (the storyboard spec's name for the GPU fallback).
+ProviderName = Literal["local", "fal", "gemini", "runpod", "comfyui"]
+GPU_PROVIDERS: frozenset[str] = frozenset({"runpod", "comfyui"})
 StageName = Literal["candidates", "training", "previz", "keyframes", "upscale", "video", "qc"]
 STAGES: tuple[str, ...] = StageName.__args__
 RENDER_STAGES: tuple[str, ...] = ("keyframes", "qc", "upscale", "video")  # the stages an episode render calls
@@ -98,6 +101,63 @@ class StageChoice(_Contract):
         return model
 
 
+class Wan(_Contract):
+    """WAN 2.2's sampling, read by every provider that takes it: the seed's 30 steps, cfg 6, shift 5."""
+
+    # what each model allows is its server's to say (ComfyUI's /object_info is checked before anything is queued)
+    steps: Annotated[int, Field(ge=1)] = 30
+    cfg: Annotated[float, Field(ge=0)] = 6.0
+    shift: Annotated[float, Field(ge=0)] = 5.0
+
+
+class RunpodPod(_Contract):
+    """A RunPod pod that reelflow starts, uses and terminates: the first GPU type with capacity, the image, and the
+    network volume that holds the models."""
+
+    mode: Literal["pod"]
+    gpu_types: Annotated[list[str], Field(min_length=1)]
+    image: str = "runpod/comfyui:latest"  # RunPod's ComfyUI pod image (gpu-path.md A6)
+    network_volume_id: str | None = None
+    datacenter: str | None = None  # the volume's (its S3 endpoint); None: RunPod picks one for the volume
+    idle_stop_s: Annotated[float, Field(gt=0)] = 600.0  # the lease: the pod stops this long after its last work
+    boot_timeout_s: Annotated[float, Field(gt=0)] = 1800.0  # RUNNING and ComfyUI answering ("up to 30 minutes")
+    cloud_type: Literal["SECURE", "COMMUNITY", "ALL"] = "SECURE"
+    container_disk_gb: Annotated[int, Field(ge=1)] = 50
+    cost_per_hr: Annotated[float, Field(gt=0)] | None = None  # the $/hr a budget holds before RunPod names one
+
+
+class RunpodServerless(_Contract):
+    """A RunPod serverless endpoint running worker-comfyui, billed per second of worker time."""
+
+    mode: Literal["serverless"]
+    endpoint_id: Annotated[str, Field(min_length=1)]
+    price_per_s: Annotated[float, Field(gt=0)]  # the endpoint's $/s (RunPod's serverless pricing for its GPU)
+    idle_s: Annotated[float, Field(ge=0)] = 5.0  # the endpoint's idle timeout, billed after each job (RunPod's default)
+    execution_timeout_s: Annotated[float, Field(ge=5)] = 600.0  # the job policy's executionTimeout (RunPod's default)
+    ttl_s: Annotated[float, Field(ge=10)] = 86400.0  # the job policy's ttl: queue plus run (RunPod's default)
+
+
+class ComfyUI(_Contract):
+    """Where ComfyUI runs: a server the studio runs (`url`), or RunPod (`runpod`); model file names by role."""
+
+    url: str | None = None
+    runpod: Annotated[RunpodPod | RunpodServerless, Field(discriminator="mode")] | None = None
+    models: dict[str, str] = Field(default_factory=dict)  # role -> file name (providers/comfyui/models.py)
+    auth_header_env: str | None = None  # the environment variable holding `Name: value`, sent to a `url` server
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ComfyUI:
+        if (self.url is None) == (self.runpod is None):
+            raise ValueError('give exactly one of "url" (a ComfyUI server) and "runpod" (a pod or serverless endpoint)')
+        if self.url is not None and not re.match(r"^https?://[^/]+", self.url):
+            raise ValueError(f"url {self.url!r} is not an http(s) URL")
+        return self
+
+
+def _gpu_defaults() -> dict[str, StageChoice]:
+    return {stage: StageChoice(use="comfyui") for stage in ("keyframes", "upscale", "video")}
+
+
 class Project(_Contract):
     code: ProjectCode
     title: str
@@ -114,6 +174,10 @@ class Project(_Contract):
     shared_lora_scale: Annotated[float, Field(gt=0, le=1)] | None = None
     # shots only an upgrade of reelflow would make again (their own inputs unchanged): kept as they are, or rendered
     upgrades: Literal["keep", "rerender"] = "keep"
+    wan: Wan = Field(default_factory=Wan)
+    comfyui: ComfyUI | None = None
+    # the stages a render on the gpu pool (render-episode-gpu) sends to the GPU; the rest follow `providers`
+    gpu_providers: dict[str, StageChoice] = Field(default_factory=_gpu_defaults)
 
     @field_validator("timezone")
     @classmethod
@@ -132,7 +196,7 @@ class Project(_Contract):
             raise ValueError(problem)
         return nightly
 
-    @field_validator("providers", mode="before")
+    @field_validator("providers", "gpu_providers", mode="before")
     @classmethod
     def _known_stages(cls, providers: object) -> object:
         """Stage names must be known; a bare provider name means `{"use": name}`."""
@@ -142,6 +206,23 @@ class Project(_Contract):
             if key != "default" and key not in STAGES:
                 raise ValueError(f"unknown stage {key!r} (stages: default, {', '.join(STAGES)})")
         return {key: {"use": value} if isinstance(value, str) else value for key, value in providers.items()}
+
+    def gpu_problem(self, choices: dict[str, StageChoice], field: str) -> str | None:
+        """Why `choices` cannot run on this project's GPU settings, or None."""
+        for stage, choice in choices.items():
+            for name in (choice.use, choice.fallback):
+                if name == "comfyui" and self.comfyui is None:
+                    return f'{field}.{stage}: comfyui needs a "comfyui" block: {{"url": ...}} or {{"runpod": {{...}}}}'
+                if name == "runpod" and (self.comfyui is None or self.comfyui.runpod is None):
+                    return f'{field}.{stage}: runpod needs "comfyui": {{"runpod": {{"mode": "pod" | "serverless", ...}}}}'
+        return None
+
+    def on_gpu(self) -> Project:
+        """This project as the gpu pool renders it: its `gpu_providers` in place of those stages' providers."""
+        problem = self.gpu_problem(self.gpu_providers, "gpu_providers")
+        if problem is not None:
+            raise ContractError(f"project.json: {problem}")
+        return self.model_copy(update={"providers": self.providers | self.gpu_providers})
 
     def stage(self, stage: str) -> StageChoice:
         """The provider choice for a stage, falling back to `default`, then to `local`."""

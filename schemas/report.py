@@ -62,6 +62,21 @@ class BudgetLine(BaseModel):
     shadow_stop: str | None = None  # where a cap would have stopped the run had the shadow cost been charged
 
 
+class PodLine(BaseModel):
+    """A pod as `reelflow gpu status` and a render's report show it."""
+
+    id: str | None
+    name: str
+    project: str
+    gpu: str
+    status: str  # starting | running | stopped | terminated
+    cost_per_hr: float
+    started_at: str  # ISO 8601, UTC
+    lease_until: str
+    seconds: float
+    cost_usd: float
+
+
 class RenderReport(BaseModel):
     episode: int
     output: str | None
@@ -78,6 +93,7 @@ class RenderReport(BaseModel):
         default_factory=list, description="takes only an upgrade of reelflow would make again, kept as they are")
     budget_usd: float | None = None
     budget: BudgetLine = Field(default_factory=BudgetLine)
+    pods: list[PodLine] = Field(default_factory=list, description="the GPU pods that ran during the render")
 
     @property
     def charged_usd(self) -> float:
@@ -85,7 +101,8 @@ class RenderReport(BaseModel):
         return round(self.cost_usd - self.shadow_usd, 6)
 
     def summary(self) -> dict[str, object]:
-        """The `--json` object: episode, output, manifest, shot counts, provider calls, cost, failures, per-shot lines."""
+        """The `--json` object: episode, output, manifest, shot counts, provider calls, cost, failures, per-shot lines,
+        and the GPU pods the run used."""
         failed = [line for line in self.lines if line.status == "failed"]
         failures = [{"shot": line.shot, "stage": line.stage, "reason": line.reason} for line in failed]
         return {
@@ -105,6 +122,7 @@ class RenderReport(BaseModel):
             "stale_shots": self.stale_shots,
             "decisions_kept": self.decisions_kept,
             "upgraded_kept": [shot.model_dump() for shot in self.upgraded_kept],
+            "pods": [pod.model_dump() for pod in self.pods],
         } | ({"budget_usd": self.budget_usd} if self.budget_usd is not None else {})
 
 
@@ -155,3 +173,18 @@ class LedgerReport(BaseModel):
     estimated_usd: float = 0.0  # every request at its list price (cancelled ones aside)
     billed_usd: float = 0.0  # what the services said they billed, where they said it
     by_shot: dict[str, GroupSpend] = Field(default_factory=dict)
+
+
+class ReapedPod(BaseModel):
+    """A pod `reelflow gpu reap` terminated or kept, and why."""
+
+    id: str | None
+    name: str
+    project: str
+    reason: str
+
+
+class ReapReport(BaseModel):
+    reaped: list[ReapedPod] = Field(default_factory=list)
+    kept: list[ReapedPod] = Field(default_factory=list)
+

@@ -136,6 +136,18 @@ class VideoRequest(_Request):
     height: int
     loras: tuple[LoraRef, ...] = ()
     notes: FrameNotes | None = None
+    # WAN's sampling (project.json `wan`) for the providers that take it; None leaves the service's own
+    steps: int | None = None
+    cfg: float | None = None
+    shift: float | None = None
+
+    def params(self) -> dict[str, Any]:
+        """As every request's, without the sampling fields left unset (keys made before they existed stay valid)."""
+        return {name: value for name, value in super().params().items()
+                if name not in SAMPLING or value is not None}
+
+
+SAMPLING = frozenset({"steps", "cfg", "shift"})  # VideoRequest's WAN sampling fields
 
 
 class TrainRequest(_Request):

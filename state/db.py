@@ -69,6 +69,26 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE reservations ADD COLUMN parent_run TEXT",
         "CREATE INDEX requests_by_parent_run ON requests (parent_run)",
     ],
+    [
+        # A graph run on a rented pod: its GPU seconds' share of the pod's row, shown by shot and stage, never added
+        # to totals (the pod's own row is the money). Pods this project started, and the runs using each.
+        "ALTER TABLE requests ADD COLUMN share INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE pods (
+            name TEXT PRIMARY KEY,
+            id TEXT,
+            project TEXT NOT NULL,
+            gpu TEXT NOT NULL,
+            cost_per_hr REAL NOT NULL,
+            idle_stop_s REAL NOT NULL,
+            status TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            lease_until REAL NOT NULL,
+            stopped_at REAL,
+            run TEXT,
+            detail TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE TABLE pod_users (pod TEXT NOT NULL, user TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (pod, user))",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -91,8 +111,8 @@ def _patiently(step: Callable[[], T]) -> T:
 class Database:
     """A connection per thread to one state database; `write()` is one immediate transaction."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, schema: str | None = None) -> None:
+        self.path, self.schema = path, schema
         self._local = threading.local()
         # This process's writers queue here and are woken the moment the writer before them commits; SQLite's busy
         # handler (which still serves other processes) sleeps up to 100 ms between tries.
@@ -161,7 +181,16 @@ class Database:
         found = self.row("SELECT value FROM meta WHERE name = ?", (name,))
         return None if found is None else str(found["value"])
 
+    @classmethod
+    def plain(cls, path: Path, schema: str) -> Database:
+        """A small database of its own (one object per path and process), made by `schema` where it is new."""
+        return _plain(path.resolve(), schema)
+
     def _migrate(self) -> None:
+        if self.schema is not None:
+            with self.write() as connection:
+                connection.execute(self.schema)
+            return
         with self.write() as connection:
             exists = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
             version = 0
@@ -196,3 +225,8 @@ def _open(state_dir: Path) -> Database:
     db = Database(state_dir / FILE_NAME)
     import_legacy(db, state_dir)
     return db
+
+
+@cache
+def _plain(path: Path, schema: str) -> Database:
+    return Database(path, schema)

@@ -48,6 +48,7 @@ class Charge:
     shadow: bool = False
     reservation: int | None = None
     parent_run: str | None = None
+    share: bool = False  # a graph's share of a rented pod's row: reported by shot and stage, never in totals
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,13 @@ class LedgerRow:
     submitted_at: float
     settled_at: float | None
     forgiven: bool
+    share: bool
 
     @classmethod
     def of(cls, row: sqlite3.Row) -> LedgerRow:
         values = {name: row[name] for name in cls.__dataclass_fields__}
-        return cls(**values | {"shadow": bool(values["shadow"]), "forgiven": bool(values["forgiven"])})
+        flags = {name: bool(values[name]) for name in ("shadow", "forgiven", "share")}
+        return cls(**values | flags)
 
     @property
     def spent_usd(self) -> float:
@@ -144,9 +147,18 @@ class Ledger:
     def run_spend(self, run: str) -> dict[int | None, tuple[int, float]]:
         """Per shot of a run: (requests made, what they cost or, until settled, their price)."""
         rows = self.db.rows(
-            f"SELECT shot, COUNT(*) AS calls, SUM({SETTLED_COST}) AS cost FROM requests WHERE run = ? GROUP BY shot", (run,)
+            f"SELECT shot, COUNT(*) AS calls, SUM({SETTLED_COST}) AS cost FROM requests WHERE run = ? AND share = 0 "
+            "GROUP BY shot", (run,)
         )
         return {row["shot"]: (int(row["calls"]), round(float(row["cost"] or 0.0), 6)) for row in rows}
+
+    def mean_seconds(self, providers: tuple[str, ...], endpoint: str) -> float | None:
+        """How long the providers' completed requests to `endpoint` took on average, from submit to settle; None
+        before any."""
+        marks = ", ".join("?" for _ in providers)
+        row = self.db.row(f"SELECT AVG(settled_at - submitted_at) AS seconds FROM requests WHERE endpoint = ? AND "
+                          f"provider IN ({marks}) AND status = 'completed'", (endpoint, *providers))
+        return None if row is None or row["seconds"] is None else round(float(row["seconds"]), 3)
 
     def run_shadow(self, run: str) -> float:
         """The part of a run's spend the local provider priced as the cloud and charged nothing for."""
@@ -158,6 +170,12 @@ class Ledger:
         report = LedgerReport(episode=episode, requests=len(rows))
         for row in rows:
             cost = row.spent_usd
+            if row.share:  # a share of a pod's row: where the GPU time went, not money of its own
+                for groups, name in ((report.by_stage, row.stage or "none"), (report.by_shot, _shot_label(row))):
+                    spend = groups.setdefault(name, GroupSpend())
+                    spend.requests += 1
+                    spend.spent_usd = round(spend.spent_usd + cost, 6)
+                continue
             day = time.strftime("%Y-%m-%d", time.gmtime(row.submitted_at))
             episode_key = "none" if row.episode is None else str(row.episode)
             for groups, name in ((report.by_provider, row.provider), (report.by_stage, row.stage or "none"),
@@ -187,14 +205,13 @@ class Ledger:
     def spent(self, run: str | None = None, *, shadow: bool | None = None) -> float:
         """What the project (or one run, with the runs it is part of) has spent: settled costs, the rest at their
         price; only the charged rows (`shadow=False`) or only the shadow ones (`True`), else all."""
-        conditions, args = [], ()
+        conditions, args = ["share = 0"], ()
         if run is not None:
             condition, args = run_filter(run)
             conditions.append(condition)
         if shadow is not None:
             conditions.append(f"shadow = {int(shadow)}")
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        row = self.db.row(f"SELECT SUM({SETTLED_COST}) AS total FROM requests{where}", args)
+        row = self.db.row(f"SELECT SUM({SETTLED_COST}) AS total FROM requests WHERE {' AND '.join(conditions)}", args)
         return round(float(row["total"] or 0.0), 6) if row else 0.0
 
 
@@ -271,9 +288,9 @@ class LedgerTicket:
         charge = self.charge
         sql.execute(
             "INSERT INTO requests (cache_key, provider, endpoint, request_id, status, price_usd, shadow, run, "
-            "parent_run, stage, episode, shot, submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "parent_run, stage, episode, shot, submitted_at, share) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (self.key, self.provider, endpoint, request_id, status, charge.price_usd, int(charge.shadow), charge.run,
-             charge.parent_run, charge.stage, charge.episode, charge.shot, time.time()),
+             charge.parent_run, charge.stage, charge.episode, charge.shot, time.time(), int(charge.share)),
         )
         _release(sql, charge.reservation)
 
@@ -322,11 +339,11 @@ class LedgerTicket:
             charge = self.charge
             sql.execute(
                 "INSERT INTO requests (cache_key, provider, endpoint, request_id, status, price_usd, cost_usd, billed_usd, "
-                "shadow, run, parent_run, stage, episode, shot, detail, submitted_at, settled_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "shadow, run, parent_run, stage, episode, shot, detail, submitted_at, settled_at, share) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (self.key, self.provider, endpoint, request_id, status, charge.price_usd, round(cost_usd, 6), billed,
                  int(charge.shadow), charge.run, charge.parent_run, charge.stage, charge.episode, charge.shot, detail,
-                 now, now),
+                 now, now, int(charge.share)),
             )
         _release(sql, self.charge.reservation)
 

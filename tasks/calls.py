@@ -24,6 +24,7 @@ from prefect.logging import get_logger
 
 from reelflow.providers.base import LoraTrainer, Provider, Ticket, VisionJudge
 from reelflow.providers.registry import get_provider
+from reelflow.providers.runpod.errors import NoCapacity
 from reelflow.schemas.assets import AssetRef, ManifestEntry
 from reelflow.schemas.errors import (
     AccountRestricted,
@@ -34,11 +35,13 @@ from reelflow.schemas.errors import (
     OutcomeUnknown,
     UnusableOutput,
 )
+from reelflow.schemas.project import GPU_PROVIDERS
 from reelflow.schemas.requests import Generation, JudgeRequest, TrainRequest, _Request
 from reelflow.state.cache import MEDIA, Operation, Outcome, is_dry_run, run_cached
 from reelflow.state.ledger import Charge, LedgerTicket
 from reelflow.state.limits import provider_slot
 from reelflow.state.progress import StageEvent, emit
+from reelflow.tasks.gpu import Payer, gpu_provider, payer
 from reelflow.tasks.job import Job, ShotJob
 
 RequestBuilder = Callable[[str], _Request]
@@ -114,9 +117,16 @@ def _invoke(provider: Provider, capability: str, request: _Request, out: Path, t
     return getattr(provider, capability)(request, out, ticket=ticket)
 
 
+def provider_for(job: Job, name: str) -> Provider:
+    """The provider registered as `name`; a GPU provider is the project's own (its ComfyUI, its pods)."""
+    if name in GPU_PROVIDERS:
+        return gpu_provider(job.root, job.project, job.state_dir, name)
+    return get_provider(name)
+
+
 def _call_one(job: Job, name: str, model: str | None, stage: str, version: int, capability: str,
               build: RequestBuilder, inputs: list[AssetRef], ext: str, outputs: int) -> Outcome:
-    provider = get_provider(name)
+    provider = provider_for(job, name)
     request = build(model or provider.default_models[stage])
     try:
         provider.check(request)
@@ -128,7 +138,7 @@ def _call_one(job: Job, name: str, model: str | None, stage: str, version: int, 
 
     shadow = name == "local"
     charge = Charge(run=job.run, parent_run=job.parent_run, stage=stage, episode=job.episode_number,
-                    shot=job.shot_number, price_usd=price, shadow=shadow)
+                    shot=job.shot_number, price_usd=price, shadow=shadow, share=getattr(provider, "share", False))
     retries = job.project.billed_retries
 
     def make(scratch: Path, ticket: LedgerTicket) -> Generation:
@@ -147,11 +157,14 @@ def _call_one(job: Job, name: str, model: str | None, stage: str, version: int, 
             with provider_slot(job.state_dir, name, job.project.concurrency):
                 if name in _restricted:  # the service stopped the account: any further request fails, and is billed
                     raise AccountRestricted(f"{_restricted[name]} (not sent)", provider=name)
+                paying = payer.set(Payer(job.run, job.parent_run, job.caps))  # who pays for a pod it starts
                 try:
                     return _invoke(provider, capability, request, scratch / f"out.{ext}", ticket)
                 except AccountRestricted as exc:
                     _restricted.setdefault(name, str(exc))  # before the slot is free for the next call
                     raise
+                finally:
+                    payer.reset(paying)
         finally:
             job.budgets.release(reservation)
 
@@ -192,10 +205,11 @@ def call_provider(
     args = (stage, version, capability, build, inputs, ext, outputs)
     try:
         outcome = _call_one(job, name, model, *args)
-    except ContentRejected as exc:
+    except (ContentRejected, NoCapacity) as exc:
         if choice.fallback is None or choice.fallback == name:
             raise
-        _logger().warning("%s %s: %s rejected the content (%s); trying %s", job.label, stage, name, exc, choice.fallback)
+        why = "rejected the content" if isinstance(exc, ContentRejected) else "has no GPU to run it"
+        _logger().warning("%s %s: %s %s (%s); trying %s", job.label, stage, name, why, exc, choice.fallback)
         outcome = _call_one(job, choice.fallback, None, *args)
     _report(job, stage, outcome)
     return outcome

@@ -34,6 +34,7 @@ def _segment(job: ShotJob, first: AssetRef, last: AssetRef, frames: int, suffix:
             model=model, seed=job.seed, first=first.path, last=last.path, prompt=job.shot.motion_prompt or "",
             negative_prompt=job.shot.negative_prompt, num_frames=frames, fps=job.project.fps,
             width=width, height=height, loras=job.loras_for(model), notes=job.notes("first"),
+            steps=job.project.wan.steps, cfg=job.project.wan.cfg, shift=job.project.wan.shift,
         ),
     )
     return StageResult(assets={suffix: outcome.file}, entries=[manifest_entry(job, outcome, suffix=suffix, ext="mp4")])

@@ -24,6 +24,7 @@ from reelflow.schemas.env import env_number
 from reelflow.schemas.errors import MediaError, MissingCredentials
 from reelflow.schemas.pricing import load_prices, request_size
 from reelflow.schemas.requests import (
+    SAMPLING,
     EditRequest,
     Generation,
     ImageRequest,
@@ -48,7 +49,8 @@ DEFAULT_MODELS: dict[str, str] = {
     "training": endpoints.FLUX2_TRAINER,  # LoRAs for FLUX.2, the default keyframe model
 }
 CHECK_URL = "https://fal.media/files/reelflow/check"  # stands in for uploads while a request is validated
-# Fields only offline providers draw; fal's output does not depend on them.
+# Fields only offline providers draw; fal's output does not depend on them (nor on WAN's SAMPLING: fal's WAN
+# endpoint takes none of it).
 NOT_SENT = frozenset({"notes"})
 # Raise an endpoint's number when what fal makes for the same request changes (a field reelflow now sends): only
 # that endpoint's cached outputs are made again. 1 is implicit, so keys made before a number existed stay valid.
@@ -122,7 +124,8 @@ class FalProvider:
 
     def cache_params(self, request: _Request) -> dict[str, Any]:
         """Every field but input files and the offline-only frame notes, and the endpoint's wire version past 1."""
-        params = {name: value for name, value in request.params().items() if name not in NOT_SENT}
+        unsent = NOT_SENT | SAMPLING if isinstance(request, VideoRequest) else NOT_SENT
+        params = {name: value for name, value in request.params().items() if name not in unsent}
         version = WIRE_VERSIONS.get(request.model, 1)
         return params if version == 1 else params | {"wire_version": version}
 

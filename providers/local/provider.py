@@ -28,6 +28,7 @@ from reelflow.schemas.errors import BadRequest, ContractError, MediaError, Provi
 from reelflow.schemas.gemini_models import gemini_model
 from reelflow.schemas.pricing import load_prices
 from reelflow.schemas.requests import (
+    SAMPLING,
     EditRequest,
     Generation,
     ImageRequest,
@@ -152,7 +153,10 @@ class LocalProvider:
         """Every field (notes included) and the drawing's version (an edit's too): the local output depends on all of them."""
         edit = {"edit_version": EDIT_VERSION} if isinstance(request, EditRequest) else {}
         replay = {"video": "replay"} if self.replays is not None and isinstance(request, VideoRequest) else {}
-        return request.params() | {"local_version": LOCAL_VERSION} | edit | replay
+        params = request.params()
+        if isinstance(request, VideoRequest):  # WAN's sampling is not drawn
+            params = {name: value for name, value in params.items() if name not in SAMPLING}
+        return params | {"local_version": LOCAL_VERSION} | edit | replay
 
     def request_key(self, method: str, request: _Request) -> str:
         """sha256 of the method, the request's params and the content of its input files."""

@@ -108,9 +108,9 @@ def test_a_model_that_keeps_no_unknown_keys_lists_its_keys(tmp_path: Path) -> No
     (lambda board, project: project.update(aspect_ratio="4:3"),
      "project.json: aspect_ratio: '4:3': input should be '9:16' or '16:9'"),
     (lambda board, project: project.update(providers={"default": "openai"}),
-     "project.json: providers.default.use: 'openai': input should be 'local', 'fal', 'gemini' or 'runpod'"),
+     "project.json: providers.default.use: 'openai': input should be 'local', 'fal', 'gemini', 'runpod' or 'comfyui'"),
     (lambda board, project: project.update(concurrency={"openai": 2}),
-     "project.json: concurrency.openai[key]: 'openai': input should be 'local', 'fal', 'gemini' or 'runpod'"),
+     "project.json: concurrency.openai[key]: 'openai': input should be 'local', 'fal', 'gemini', 'runpod' or 'comfyui'"),
     (lambda board, project: project.update(providers={"sound": "local"}),
      "project.json: providers: unknown stage 'sound' (stages: default, candidates, training, previz, keyframes, upscale, "
      "video, qc)"),
