@@ -115,12 +115,10 @@ def down(project: Annotated[Path, typer.Argument(help="Project folder")], as_jso
 def reap(as_json: JsonOpt = False) -> None:
     """Terminate every pod this machine started whose lease is over, and every `reelflow-` pod RunPod still lists
     that this machine recorded as stopped."""
-    from reelflow.providers.runpod.errors import api_key
     from reelflow.tasks.gpu import reap as reap_pods
     from reelflow.tasks.gpu import reelflow_home
 
     try:
-        api_key()
         reaped, kept = reap_pods(reelflow_home())
     except ReelflowError as exc:
         raise _failure(exc) from None

@@ -19,13 +19,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reelflow.providers.comfyui.client import ComfyClient
 from reelflow.providers.comfyui.hosts import ServerHost, auth_headers, client_for
 from reelflow.providers.comfyui.provider import ComfyUIProvider
 from reelflow.providers.runpod import pods
-from reelflow.providers.runpod.errors import NoCapacity, api_key
-from reelflow.providers.runpod.volume import Volume
+from reelflow.providers.runpod.errors import KEY_ENV, NoCapacity, api_key
 from reelflow.schemas import gpu
 from reelflow.schemas.env import env_number
 from reelflow.schemas.errors import ContractError, ProviderError
@@ -35,6 +35,9 @@ from reelflow.state.budget import BudgetExceeded, Budgets, Caps
 from reelflow.state.db import database
 from reelflow.state.ledger import Ledger
 from reelflow.state.pods import MachinePods, PodBook, PodRecord
+
+if TYPE_CHECKING:
+    from reelflow.providers.runpod.volume import Volume
 
 POLL_ENV = "REELFLOW_RUNPOD_POLL_S"
 RENEW_ENV = "REELFLOW_GPU_RENEW_S"  # how often a lease is renewed while work runs (default: a third of it, ≤ 60 s)
@@ -285,6 +288,8 @@ def _volume(volume_id: str | None, datacenter: str | None) -> Volume | None:
     """The network volume over its S3 API, when the project names one and its S3 keys are set."""
     if volume_id is None or datacenter is None or not os.environ.get("RUNPOD_S3_ACCESS_KEY_ID"):
         return None
+    from reelflow.providers.runpod.volume import Volume  # boto3: imported only where a volume is used
+
     return Volume(volume_id, datacenter)
 
 
@@ -328,6 +333,8 @@ def reap(home: Path) -> tuple[list[Reaped], list[Reaped]]:
             if done is not None:
                 recorded[record.name] = done
                 reaped.append(Reaped(done.id, done.name, done.project, "lease over"))
+    if not os.environ.get(KEY_ENV):  # a studio without RunPod: nothing to list (a record needs the key to exist)
+        return reaped, kept
     for listed in pods.list_pods("reelflow-"):
         record = recorded.get(listed.name)
         if record is not None and record.status == "terminated":

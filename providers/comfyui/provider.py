@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
@@ -35,7 +35,6 @@ from reelflow.providers.comfyui.graphs import Graph, WanSettings
 from reelflow.providers.comfyui.models import model_files
 from reelflow.providers.comfyui.object_info import graph_problems
 from reelflow.providers.runpod import serverless
-from reelflow.providers.runpod.volume import Volume
 from reelflow.schemas import gpu
 from reelflow.schemas.errors import BadRequest, MediaError, ProviderTimeout, UnusableOutput
 from reelflow.schemas.project import ComfyUI, RunpodServerless, Wan
@@ -48,6 +47,9 @@ from reelflow.schemas.requests import (
     VideoRequest,
     _Request,
 )
+
+if TYPE_CHECKING:
+    from reelflow.providers.runpod.volume import Volume
 
 DEFAULT_MODELS: dict[str, str] = {
     "keyframes": gpu.FLUX2_DEV,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import requests
-
 from reelflow.schemas.errors import (
     BadRequest,
     MissingCredentials,
@@ -73,6 +71,7 @@ def sdk_error(error: Exception, where: str, *, gpu_type: str | None = None) -> P
     answer raises QueryError with the first message; other statuses and transport failures are requests' errors.
     A read timeout (ProviderTimeout) means the request was sent: callers that created something look for it.
     """
+    import requests  # the SDK's transport: imported with it, not with every command
     from runpod import error as sdk  # the SDK's import is slow (see pods.py); by now it is loaded
 
     if isinstance(error, ProviderError):

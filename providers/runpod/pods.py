@@ -250,6 +250,7 @@ def wait_comfyui(url: str, *, deadline_s: float = 1800.0, poll_s: float = 5.0, h
                     return
                 last = f"HTTP {response.status_code}"
             if time.monotonic() + poll_s > end:
-                raise ProviderTimeout(f"runpod: ComfyUI at {url} not answering after {deadline_s:g} s ({last})",
+                # the proxy URL is the only guard of an unauthenticated ComfyUI: never in a message
+                raise ProviderTimeout(f"runpod: the pod's ComfyUI not answering after {deadline_s:g} s ({last})",
                                       provider=NAME)
             time.sleep(poll_s)

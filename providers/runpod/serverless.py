@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import requests
 
 from reelflow.providers.runpod.errors import NAME, JobFailed, api_key, one_line, sdk_error
 from reelflow.schemas.errors import BadRequest, OutcomeUnknown, ProviderTimeout, UnusableOutput
@@ -117,6 +116,8 @@ def _error_text(value: Any) -> str | None:
 
 def status(endpoint_id: str, job_id: str) -> JobStatus:
     """GET /{endpoint}/status/{job}; a job RunPod no longer knows (past its ttl: 404) is OutcomeUnknown."""
+    import requests  # the SDK's transport: imported with it, not with every command
+
     try:
         answer = _client().get(f"{endpoint_id}/status/{job_id}")
     except requests.HTTPError as error:

@@ -103,7 +103,7 @@ def test_a_studio_on_postgres_renders_a_push(postgres: str, monkeypatch: pytest.
     assert status["ui_url"] == f"http://{socket.gethostname()}:{port}"
     assert httpx.get(f"{api}/health").status_code == 200
     assert httpx.post(f"{api}/flows/filter", json={"limit": 1, "offset": 0}).status_code == 401  # auth asked
-    assert count(postgres, "deployment") == 8
+    assert count(postgres, "deployment") == 10
 
     pushed = reelflow("push-event", str(pushed_project), "HEAD~1", "HEAD", "--wait", "--json", "--timeout", "240",
                       env=env, timeout=300)

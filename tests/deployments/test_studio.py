@@ -26,8 +26,8 @@ from projects import saved, write_project
 Reelflow = Callable[..., CliResult]
 
 DEPLOYMENTS = {"render-episode": "cloud", "render-episode-gpu": "gpu", "render-pending": "cloud",
-               "render-changed": "cloud", "previz": "cloud", "review-episode": "cloud",
-               "build-character-dataset": "cloud", "train-character-lora": "cloud"}
+               "render-changed": "cloud", "previz": "cloud", "previz-gpu": "gpu", "review-episode": "cloud",
+               "build-character-dataset": "cloud", "train-character-lora": "cloud", "reap-gpu": "gpu"}
 
 
 def call(method: str, url: str, **kwargs: object) -> httpx.Response:
@@ -85,19 +85,22 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(
     reelflow_env: Callable[[dict[str, str]], dict[str, str]],
 ) -> None:
     root = pushed_project
-    env = {"REELFLOW_HOME": str(studio_home), "FAL_KEY": "fal-key-for-the-worker", "REELFLOW_LOCAL_LATENCY": "1"}
+    env = {"REELFLOW_HOME": str(studio_home), "FAL_KEY": "fal-key-for-the-worker", "REELFLOW_LOCAL_LATENCY": "1",
+           "REELFLOW_GPU_REAP_EVERY_S": "120"}
 
-    # `up` finds the session's server by its home and starts nothing but a worker.
+    # `up` finds the session's server by its home and starts nothing but a worker per pool.
     up = reelflow("studio", "up", "--json", env=env)
     assert up.code == 0, up.stdout + up.stderr
     status = up.json()
     assert status["api_url"] == prefect_api and {pool["name"] for pool in status["pools"]} == {"cloud", "gpu"}
     assert {d["name"]: d["pool"] for d in status["deployments"]} == DEPLOYMENTS
     started = processes(studio_home)
-    assert [record["role"] for record in started] == ["worker"]
+    assert [(record["role"], record["pool"]) for record in started] == [("worker", "cloud"), ("worker", "gpu")]
     worker = started[0]
-    assert studio.alive(worker["pid"], worker["command"])
-    assert [w["pid"] for w in status["workers"] if w["status"] == "ONLINE"] == [worker["pid"]]
+    assert all(studio.alive(record["pid"], record["command"]) for record in started)
+    assert sorted(w["pid"] for w in status["workers"] if w["status"] == "ONLINE") == sorted(r["pid"] for r in started)
+    reaping = call("GET", f"{prefect_api}/deployments/{deployment(prefect_api, 'reap-gpu')['id']}/schedules").json()
+    assert [(s["slug"], s["schedule"]["interval"], s["active"]) for s in reaping] == [("reap-gpu", 120.0, True)]
     environ = dict(line.split("=", 1) for line in Path(f"/proc/{worker['pid']}/environ").read_text().split("\0") if line)
     assert (environ["REELFLOW_HOME"], environ["PREFECT_API_URL"]) == (str(studio_home), prefect_api)
     assert environ["FAL_KEY"] == "fal-key-for-the-worker"  # provider keys reach the worker and its flow runs

@@ -27,6 +27,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
+import sys
 import threading
 import time
 import uuid
@@ -159,6 +160,13 @@ class _Interrupted(Exception):
     pass
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up on its answer (a killed render, a timeout) is no error of the server's."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeComfyUI:
     """A started loopback ComfyUI; use as a context manager or call `close()`."""
 
@@ -185,7 +193,7 @@ class FakeComfyUI:
         self._epoch = 0
         for folder in ("input", "output"):
             (root / folder).mkdir(parents=True, exist_ok=True)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._closed = False
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         threading.Thread(target=self._work, daemon=True).start()

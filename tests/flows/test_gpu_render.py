@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from reelflow.schemas.gpu import WAN_FLF
+from reelflow.flows.gpu import reap_gpu
+from reelflow.schemas.gpu import WAN_FLF, gpu_seconds
 from reelflow.state.ledger import Ledger
 
 from conftest import REELFLOW, run_cli
@@ -66,7 +67,8 @@ def test_a_pod_render_fails_each_shot_on_an_empty_model_and_stops_the_pod(
         assert "\n" not in reason
     assert comfy.prompts, "every graph was accepted and queued"
     # afterwards no pod bills: the one the render started is terminated, and RunPod bills what the ledger holds
-    assert [(pod.gpu_type, pod.ports) for pod in runpod.pods.values()] == [("NVIDIA L40S", "8188/http")] and runpod.running() == []
+    assert [(pod.gpu_type, pod.ports) for pod in runpod.pods.values()] == [("NVIDIA L40S", "8188/http")]
+    assert runpod.running() == []
     (pod,) = runpod.pods.values()
     rows = Ledger.at(root / ".reelflow").rows("stage = 'gpu'")
     assert [(row.status, row.provider, row.request_id) for row in rows] == [
@@ -81,7 +83,8 @@ def test_a_pod_render_fails_each_shot_on_an_empty_model_and_stops_the_pod(
     assert "proxy" not in result.stdout + result.stderr, "the proxy URL guards ComfyUI: never shown"
 
 
-def test_a_killed_render_leaves_its_pod_to_the_reaper(tmp_path: Path, comfy: FakeComfyUI, runpod: FakeRunPod) -> None:
+def test_a_killed_render_leaves_its_pod_to_the_reaper(tmp_path: Path, comfy: FakeComfyUI, runpod: FakeRunPod,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     comfy.run_s = 30.0  # the pod is busy when the render dies
     root = pod_project(tmp_path, {"idle_stop_s": 2})
     env = os.environ | gpu_env(runpod, tmp_path / "home")
@@ -92,11 +95,14 @@ def test_a_killed_render_leaves_its_pod_to_the_reaper(tmp_path: Path, comfy: Fak
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    killed = time.time()
     (pod,) = runpod.pods.values()
     home = {"REELFLOW_HOME": str(tmp_path / "home")} | runpod.env()
-    early = run_cli("gpu", "reap", "--json", env=home).json()
-    assert early["reaped"] == [] and [entry["id"] for entry in early["kept"]] == [pod.id], "its lease still runs"
-    time.sleep(2.2)
+    for name, value in home.items():  # the reap-gpu deployment's flow, as its worker runs it
+        monkeypatch.setenv(name, value)
+    early = reap_gpu()
+    assert early.reaped == [] and [entry.id for entry in early.kept] == [pod.id], "its lease still runs"
+    time.sleep(max(0.0, 2.1 - (time.time() - killed)))
     reaped = run_cli("gpu", "reap", "--json", env=home).json()
     assert [(entry["id"], entry["project"], entry["reason"]) for entry in reaped["reaped"]] == [
         (pod.id, str(root.resolve()), "lease over")]
@@ -108,6 +114,9 @@ def test_a_killed_render_leaves_its_pod_to_the_reaper(tmp_path: Path, comfy: Fak
 
 def test_a_budget_that_cannot_cover_a_pod_starts_none(tmp_path: Path, runpod: FakeRunPod) -> None:
     root = pod_project(tmp_path, {"cost_per_hr": 2.0}, budget_usd=0.05)  # start-up and idle: 900 s at $2/hr = $0.50
+    plan = run_cli("estimate", str(root), "--episode", "1", "--json", env=gpu_env(runpod, tmp_path / "home")).json()
+    # the clips' GPU seconds from the table (no measurement yet) at the pod's $/hr, and no pod started to price them
+    assert 0 < plan["by_stage"]["video"] < 2 * gpu_seconds(WAN_FLF, steps=30) * 2.0 / 3600, plan["by_stage"]
     result = run_cli("render", str(root), "--episode", "1", "--json", env=gpu_env(runpod, tmp_path / "home"))
     assert result.code == 1
     reasons = [failure["reason"] for failure in result.json()["failures"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reelflow.schemas import gpu
 from reelflow.schemas.loras import LORA_BASES, LoraRegistry
 from reelflow.schemas.wire.fal import FLUX2_LORA, SEEDVR_UPSCALE, WAN_FLF, Z_IMAGE_TURBO, Z_IMAGE_TURBO_LORA
 
@@ -23,7 +24,8 @@ def test_each_endpoint_gets_the_adapters_of_its_base_model() -> None:
     for z_image in (Z_IMAGE_TURBO, Z_IMAGE_TURBO_LORA):
         assert [lora.trigger for lora in REGISTRY.for_model(["ANA"], z_image)] == ["ana_z"]
     assert REGISTRY.for_model(["ANA"], SEEDVR_UPSCALE) == (), "an endpoint with no LoRA base takes none"
-    assert set(LORA_BASES) == {FLUX2_LORA, Z_IMAGE_TURBO, Z_IMAGE_TURBO_LORA, WAN_FLF}
+    assert set(LORA_BASES) == {FLUX2_LORA, Z_IMAGE_TURBO, Z_IMAGE_TURBO_LORA, WAN_FLF, gpu.FLUX2_DEV, gpu.Z_IMAGE_TURBO,
+                               gpu.WAN_FLF}
 
 
 def test_wan_adapters_keep_their_noise_expert_and_characters_share_the_strength() -> None:

@@ -58,7 +58,7 @@ def call(job: ShotJob, width: int = 16) -> calls.Outcome:
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeProvider]:
     providers = {"fal": FakeProvider("fal", rejects=True), "runpod": FakeProvider("runpod", rejects=False)}
-    monkeypatch.setattr(calls, "get_provider", providers.__getitem__)
+    monkeypatch.setattr(calls, "provider_for", lambda job, name: providers[name])
     return providers
 
 

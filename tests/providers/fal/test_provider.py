@@ -560,7 +560,10 @@ def test_estimate_and_cache_params(provider: FalProvider, dataset: Path) -> None
     params = provider.cache_params(keyframe(notes=NOTES))
     assert "notes" not in params and params["prompt"] == "Ana grips the throttle" and params["width"] == 512
     assert "wire_version" not in params  # version 1 is implicit: keys made before versions existed stay valid
-    assert provider.cache_params(video) == json.loads(video.model_dump_json(exclude={"first", "last", "notes"}))
+    assert provider.cache_params(video) == json.loads(video.model_dump_json(exclude={"first", "last", "notes", "steps",
+                                                                                     "cfg", "shift"}))
+    tuned = video.model_copy(update={"steps": 30, "cfg": 6.0, "shift": 5.0})
+    assert provider.cache_params(tuned) == provider.cache_params(video), "fal's WAN takes no sampling settings"
     # SeedVR now asks for PNG: its wire version 2 keys its outputs apart from the JPEG-derived ones made before
     assert WIRE_VERSIONS == {endpoints.SEEDVR_UPSCALE: 2, endpoints.NANO_BANANA_EDIT: 2}
     up = UpscaleRequest(model=endpoints.SEEDVR_UPSCALE, image=Path("in.png"), width=1024, height=1536, seed=2)
