@@ -219,26 +219,32 @@ def _heartbeat(client: SyncPrefectClient, pool: str, name: str) -> Any:
     return next((worker.last_heartbeat_time for worker in workers if worker.name == name), None)
 
 
-def start_worker(client: SyncPrefectClient, home: Path, env: dict[str, str], pool: str) -> dict[str, Any]:
-    """Start a pool's process worker and wait for its first heartbeat; returns its record. Both pools' workers run
-    here, where the projects' state lives: the gpu pool's flows start, use and stop their RunPod pods from here."""
-    name = worker_name(pool)
-    command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
-               "--name", name]
-    before = _heartbeat(client, pool, name)
-    log = home / f"worker-{pool}.log"
-    with log.open("ab") as output:
-        process = subprocess.Popen(command, env=env, cwd=home, stdout=output, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
-    record = {"role": "worker", "pool": pool, "name": name, "pid": process.pid, "command": command,
-              "api_url": env["PREFECT_API_URL"], "log": str(log)}
+def start_workers(client: SyncPrefectClient, home: Path, env: dict[str, str], pools: list[str]) -> list[dict[str, Any]]:
+    """Start each pool's process worker, all at once, and wait for their first heartbeats; returns their records.
+    Both pools' workers run here, where the projects' state lives: the gpu pool's flows start, use and stop their
+    RunPod pods from here."""
+    started = []
+    for pool in pools:
+        name = worker_name(pool)
+        command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
+                   "--name", name]
+        before = _heartbeat(client, pool, name)
+        log = home / f"worker-{pool}.log"
+        with log.open("ab") as output:
+            process = subprocess.Popen(command, env=env, cwd=home, stdout=output, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        record = {"role": "worker", "pool": pool, "name": name, "pid": process.pid, "command": command,
+                  "api_url": env["PREFECT_API_URL"], "log": str(log)}
+        started.append((record, process, before))
     deadline = time.monotonic() + WORKER_START_S
-    while _heartbeat(client, pool, name) == before:
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_tree(process.pid)
-            raise ReelflowError(f"the {pool} worker did not start; see {log}")
-        time.sleep(0.3)
-    return record
+    for record, process, before in started:
+        while _heartbeat(client, record["pool"], record["name"]) == before:
+            if process.poll() is not None or time.monotonic() > deadline:
+                for other, _, _ in started:
+                    stop_tree(other["pid"])
+                raise ReelflowError(f"the {record['pool']} worker did not start; see {record['log']}")
+            time.sleep(0.3)
+    return [record for record, _, _ in started]
 
 
 def worker_env(home: Path, api_url: str, ui_url: str) -> dict[str, str]:
@@ -410,6 +416,7 @@ def up(
             with get_client(sync_client=True) as client:
                 create_pools(client)
                 deploy(home, env)
+                missing = []
                 for pool in POOLS:
                     worker = next((r for r in records if r["role"] == "worker" and r.get("pool", "cloud") == pool), None)
                     if worker is not None and worker["api_url"] != api_url:  # a worker of an earlier server
@@ -417,7 +424,8 @@ def up(
                         records.remove(worker)
                         worker = None
                     if worker is None:
-                        records.append(start_worker(client, home, env, pool))
+                        missing.append(pool)
+                records += start_workers(client, home, env, missing)
                 schedule_reaper(client, api_url)
                 _state_file(home).write_text(json.dumps({"api_url": api_url, "ui_url": ui_url, "processes": records},
                                                         indent=2))

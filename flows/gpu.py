@@ -28,8 +28,7 @@ def release_gpu(flow: Flow[..., Any], run: FlowRun, state: State) -> None:
     try:
         folder = load_project(run.parameters["project"])
         if (folder.state_dir / "state.db").exists():
-            for record in release(folder.state_dir, folder.root):
-                get_run_logger().info("pod %s (%s) terminated: $%.3f", record.name, record.id, record.cost_usd())
+            release(folder.state_dir, folder.root)  # each pod stopped is logged
     except ReelflowError as error:  # the reaper stops it once its lease is over
         get_run_logger().warning("pods not released: %s", error)
 

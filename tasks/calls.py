@@ -9,7 +9,6 @@ fallback. The ledger's rules for each request are state/ledger.py's.
 from __future__ import annotations
 
 import contextvars
-import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -17,10 +16,6 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
-
-from prefect import get_run_logger
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_logger
 
 from reelflow.providers.base import LoraTrainer, Provider, Ticket, VisionJudge
 from reelflow.providers.registry import get_provider
@@ -42,7 +37,7 @@ from reelflow.state.ledger import Charge, LedgerTicket
 from reelflow.state.limits import provider_slot
 from reelflow.state.progress import StageEvent, emit
 from reelflow.tasks.gpu import Payer, gpu_provider, payer
-from reelflow.tasks.job import Job, ShotJob
+from reelflow.tasks.job import Job, ShotJob, run_logger
 
 RequestBuilder = Callable[[str], _Request]
 # Providers whose service limited the account during this process (the run): nothing more is sent to them.
@@ -74,21 +69,13 @@ def in_parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
     return [future.result() for future in [*futures, last]]
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The task run's logger inside a run, else reelflow's Prefect logger."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return get_logger("reelflow")
-
-
 def _report(job: Job, stage: str, outcome: Outcome) -> None:
     """Log the operation to the task run and tell the live view; a dry run (a walk that makes nothing) says nothing."""
     if is_dry_run():
         return
     status = "done" if outcome.made else "cached"
     made = outcome.provenance
-    _logger().info(
+    run_logger().info(
         "%s %s: %s by %s/%s, %s (cost $%.3f this run)",
         job.label, stage, status, made.provider, made.model, outcome.file.path.name, outcome.cost_usd,
     )
@@ -179,7 +166,7 @@ def _call_one(job: Job, name: str, model: str | None, stage: str, version: int, 
                 raise
             why = "billed an unusable output" if isinstance(exc, UnusableOutput) else (
                 f"left the outcome unknown (counted at ${price:.3f})")
-            _logger().warning("%s %s: %s %s (%s); submitting again (%s of %s billed retries)",
+            run_logger().warning("%s %s: %s %s (%s); submitting again (%s of %s billed retries)",
                               job.label, stage, name, why, exc, paid, retries)
 
 
@@ -209,7 +196,7 @@ def call_provider(
         if choice.fallback is None or choice.fallback == name:
             raise
         why = "rejected the content" if isinstance(exc, ContentRejected) else "has no GPU to run it"
-        _logger().warning("%s %s: %s %s (%s); trying %s", job.label, stage, name, why, exc, choice.fallback)
+        run_logger().warning("%s %s: %s %s (%s); trying %s", job.label, stage, name, why, exc, choice.fallback)
         outcome = _call_one(job, choice.fallback, None, *args)
     _report(job, stage, outcome)
     return outcome

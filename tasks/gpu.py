@@ -35,6 +35,7 @@ from reelflow.state.budget import BudgetExceeded, Budgets, Caps
 from reelflow.state.db import database
 from reelflow.state.ledger import Ledger
 from reelflow.state.pods import MachinePods, PodBook, PodRecord
+from reelflow.tasks.job import run_logger
 
 if TYPE_CHECKING:
     from reelflow.providers.runpod.volume import Volume
@@ -186,7 +187,10 @@ class PodHost:
         except BaseException as error:
             stop(self.book, name, f"did not come up: {error}")
             raise
-        return self.book.ready(name)
+        record = self.book.ready(name)
+        run_logger().info("pod %s (%s, %s at $%.2f/hr) is up; it stops %g s after its last work", record.id, name,
+                          gpu_type, record.cost_per_hr, record.idle_stop_s)
+        return record
 
     def _abandon(self, name: str, detail: str) -> None:
         """The create call failed without an answer: a pod RunPod made anyway is found by its name and terminated."""
@@ -248,7 +252,10 @@ def stop(book: PodBook, name: str, reason: str, *, expired_only: bool = False) -
         pod_id = None if found is None else found.id
     if pod_id is not None:
         pods.terminate_pod(pod_id)
-    return book.terminated(name, reason)
+    done = book.terminated(name, reason)
+    run_logger().info("pod %s (%s) terminated after %.0f s, $%.4f: %s", pod_id, name,
+                      (done.stopped_at or 0) - done.started_at, done.cost_usd(), reason)
+    return done
 
 
 _providers: dict[tuple[Path, str], ComfyUIProvider] = {}

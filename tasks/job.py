@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_logger
 from pydantic import BaseModel, ConfigDict, Field
 
 from reelflow.schemas.assets import AssetRef, ManifestEntry
@@ -175,3 +179,11 @@ class StageResult(BaseModel):
 
     assets: dict[str, AssetRef] = Field(default_factory=dict)
     entries: list[ManifestEntry] = Field(default_factory=list)
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The task (or flow) run's logger inside a run, else reelflow's Prefect logger."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return get_logger("reelflow")
