@@ -28,7 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -243,33 +244,43 @@ def model_free(client: ComfyClient, root: Path) -> None:
     run_end_to_end(client, root, "LoadImage ×2 → ImageBatch → CreateVideo → SaveVideo", video, "5", mp4_has(2))
 
 
-def main() -> int:
+@contextmanager
+def real_comfyui(root: Path) -> Iterator[str | None]:
+    """A ComfyUI from COMFYUI_DIR (run by COMFYUI_PYTHON) on a free loopback port with its folders under `root`: its
+    URL, or None (said in one line) when it is not there or does not start; stopped afterwards."""
     comfy = Path(os.environ.get("COMFYUI_DIR", ""))
     if not (comfy / "main.py").is_file():
-        print("FAIL COMFYUI_DIR must name a ComfyUI checkout (a folder with main.py)")
-        return 1
-    python = os.environ.get("COMFYUI_PYTHON") or "python3"
-    with tempfile.TemporaryDirectory(prefix="reelflow-comfyui-") as folder:
+        report("ComfyUI checkout", False, "COMFYUI_DIR must name a ComfyUI checkout (a folder with main.py)")
+        yield None
+        return
+    port = free_port()
+    process = start(comfy, os.environ.get("COMFYUI_PYTHON") or "python3", root, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if wait_up(url, process):
+            yield url
+        else:
+            log = (root / "comfyui.log").read_text(errors="replace").splitlines()[-5:]
+            report("ComfyUI starts", False, " | ".join(log))
+            yield None
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="reelflow-comfyui-") as folder, real_comfyui(Path(folder)) as url:
+        if url is None:
+            return 1
         root = Path(folder)
-        port = free_port()
-        process = start(comfy, python, root, port)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            if not wait_up(url, process):
-                log = (root / "comfyui.log").read_text(errors="replace").splitlines()[-5:]
-                report("ComfyUI starts", False, " | ".join(log))
-                return 1
-            client = ComfyClient(url, poll_s=0.2, deadline_s=300.0, timeout_s=30.0)
-            system = client.system_stats()["system"]
-            report("ComfyUI starts", True, f"{system.get('comfyui_version')} on port {port}")
-            for name, graph in built_graphs(root).items():
-                check_graph(client, name, graph)
-            check_fake_table(client.object_info())
-            model_free(client, root)
-            client.close()
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+        client = ComfyClient(url, poll_s=0.2, deadline_s=300.0, timeout_s=30.0)
+        system = client.system_stats()["system"]
+        report("ComfyUI starts", True, f"{system.get('comfyui_version')} on {url}")
+        for name, graph in built_graphs(root).items():
+            check_graph(client, name, graph)
+        check_fake_table(client.object_info())
+        model_free(client, root)
+        client.close()
     return 1 if failures else 0
 
 

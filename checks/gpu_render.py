@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from comfyui import failures, free_port, report, start, wait_up  # noqa: E402
+from comfyui import failures, real_comfyui, report  # noqa: E402
 
 from reelflow.state.ledger import Ledger  # noqa: E402
 
@@ -91,26 +91,15 @@ def killed_render_is_reaped(work: Path, runpod: FakeRunPod) -> None:
 
 
 def main() -> int:
-    comfy = Path(os.environ.get("COMFYUI_DIR", ""))
-    if not (comfy / "main.py").is_file():
-        print("FAIL COMFYUI_DIR must name a ComfyUI checkout (a folder with main.py)")
-        return 1
     with tempfile.TemporaryDirectory(prefix="reelflow-gpu-render-") as folder:
         work = Path(folder)
-        port = free_port()
-        process = start(comfy, os.environ.get("COMFYUI_PYTHON") or "python3", work / "comfy", port)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            if not wait_up(url, process):
-                report("ComfyUI starts", False, (work / "comfy" / "comfyui.log").read_text(errors="replace")[-300:])
+        with real_comfyui(work / "comfy") as url:
+            if url is None:
                 return 1
             with FakeRunPod(boot_s=1.0, upstream=url) as runpod:
                 render_fails_on_empty_models(work, runpod)
                 killed_render_is_reaped(work, runpod)
             cli("server", "stop", env={"REELFLOW_HOME": str(work / "home")})
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
     return 1 if failures else 0
 
 

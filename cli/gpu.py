@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reelflow.cli.exits import fail
+from reelflow.schemas.env import reelflow_home
 from reelflow.schemas.errors import ContractError, MissingCredentials, ReelflowError
 from reelflow.schemas.load import ProjectFolder, load_project
 from reelflow.schemas.project import RunpodPod
@@ -58,7 +59,7 @@ def status(project: Annotated[Path | None, typer.Argument(help="Project folder (
            as_json: JsonOpt = False) -> None:
     """Every pod this machine started (or the project's): status, $/hr, lease and cost so far."""
     from reelflow.state.pods import MachinePods, PodBook
-    from reelflow.tasks.gpu import pod_line, reelflow_home
+    from reelflow.tasks.gpu import pod_line
 
     home = reelflow_home()
     try:
@@ -80,7 +81,7 @@ def up(project: Annotated[Path, typer.Argument(help="Project folder")], as_json:
     its last work, or with `reelflow gpu down`."""
     from reelflow.providers.runpod.errors import api_key
     from reelflow.state.budget import Caps
-    from reelflow.tasks.gpu import Payer, PodHost, payer, pod_line, reelflow_home
+    from reelflow.tasks.gpu import Payer, PodHost, payer, pod_line
 
     try:
         folder = _pod_project(project)
@@ -100,7 +101,7 @@ def up(project: Annotated[Path, typer.Argument(help="Project folder")], as_json:
 def down(project: Annotated[Path, typer.Argument(help="Project folder")], as_json: JsonOpt = False) -> None:
     """Terminate the project's pods now (models stay on the network volume)."""
     from reelflow.state.pods import PodBook
-    from reelflow.tasks.gpu import pod_line, reelflow_home, stop
+    from reelflow.tasks.gpu import pod_line, stop
 
     try:
         folder = load_project(project)
@@ -116,7 +117,6 @@ def reap(as_json: JsonOpt = False) -> None:
     """Terminate every pod this machine started whose lease is over, and every `reelflow-` pod RunPod still lists
     that this machine recorded as stopped."""
     from reelflow.tasks.gpu import reap as reap_pods
-    from reelflow.tasks.gpu import reelflow_home
 
     try:
         reaped, kept = reap_pods(reelflow_home())

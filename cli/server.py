@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reelflow.schemas.env import reelflow_home
 from reelflow.schemas.errors import ContractError, ReelflowError
 
 HOST = "127.0.0.1"
@@ -47,10 +48,6 @@ TASK_RUN_RECORDER = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "50",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
 }
-
-
-def reelflow_home() -> Path:
-    return Path(os.environ.get("REELFLOW_HOME") or Path.home() / ".reelflow").expanduser().absolute()
 
 
 @dataclass(frozen=True)

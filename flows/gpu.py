@@ -14,10 +14,11 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.states import State
 
 from reelflow.flows.naming import FLOW_OPTIONS
+from reelflow.schemas.env import reelflow_home
 from reelflow.schemas.errors import ReelflowError
 from reelflow.schemas.load import load_project
 from reelflow.schemas.report import ReapedPod, ReapReport
-from reelflow.tasks.gpu import reap, reelflow_home, release
+from reelflow.tasks.gpu import reap, release
 
 
 def release_gpu(flow: Flow[..., Any], run: FlowRun, state: State) -> None:

@@ -1,11 +1,18 @@
-"""Numbers read from environment variables, with one clear line naming the variable when one is wrong."""
+"""Settings read from environment variables: numbers (one clear line naming the variable when one is wrong) and
+REELFLOW_HOME."""
 
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 from reelflow.schemas.errors import ContractError
+
+
+def reelflow_home() -> Path:
+    """This machine's reelflow folder: REELFLOW_HOME, else ~/.reelflow."""
+    return Path(os.environ.get("REELFLOW_HOME") or Path.home() / ".reelflow").expanduser().absolute()
 
 
 def env_number(name: str, default: float, *, positive: bool = False) -> float:

@@ -88,6 +88,22 @@ MIGRATIONS: list[list[str]] = [
             detail TEXT NOT NULL DEFAULT ''
         )""",
         "CREATE TABLE pod_users (pod TEXT NOT NULL, user TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (pod, user))",
+        # A reservation's id is never used again: SQLite reuses the largest rowid once its row is deleted (the
+        # reservation became its ledger row), and the call that held it releases that id when it ends, which then
+        # dropped another call's reservation and let two calls past the cap together.
+        """CREATE TABLE reservations_once (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run TEXT NOT NULL,
+            price_usd REAL NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            at REAL NOT NULL,
+            parent_run TEXT
+        )""",
+        "INSERT INTO reservations_once (id, run, price_usd, host, pid, at, parent_run) "
+        "SELECT id, run, price_usd, host, pid, at, parent_run FROM reservations",
+        "DROP TABLE reservations",
+        "ALTER TABLE reservations_once RENAME TO reservations",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

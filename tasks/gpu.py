@@ -27,7 +27,7 @@ from reelflow.providers.comfyui.provider import ComfyUIProvider
 from reelflow.providers.runpod import pods
 from reelflow.providers.runpod.errors import KEY_ENV, NoCapacity, api_key
 from reelflow.schemas import gpu
-from reelflow.schemas.env import env_number
+from reelflow.schemas.env import env_number, reelflow_home
 from reelflow.schemas.errors import ContractError, ProviderError
 from reelflow.schemas.project import GPU_PROVIDERS, Project, RunpodPod
 from reelflow.schemas.report import PodLine
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 POLL_ENV = "REELFLOW_RUNPOD_POLL_S"
 RENEW_ENV = "REELFLOW_GPU_RENEW_S"  # how often a lease is renewed while work runs (default: a third of it, ≤ 60 s)
-HOME_ENV = "REELFLOW_HOME"
 POLL_S = 5.0
 USER = f"{socket.gethostname()}:{os.getpid()}"  # this process, as a pod's user
 
@@ -57,10 +56,6 @@ class Payer:
 
 
 payer: ContextVar[Payer | None] = ContextVar("gpu_payer", default=None)
-
-
-def reelflow_home() -> Path:
-    return Path(os.environ.get(HOME_ENV) or Path.home() / ".reelflow").expanduser().absolute()
 
 
 def iso(at: float) -> str:

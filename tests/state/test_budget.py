@@ -79,6 +79,19 @@ def test_a_reservation_becomes_the_ledger_row_or_is_released(state_dir: Path) ->
     assert held(db) == [] and budgets.spend("r1", caps).remaining_usd == 0.4
 
 
+def test_a_released_reservation_never_takes_another_calls_hold_with_it(state_dir: Path) -> None:
+    db = database(state_dir)
+    budgets, caps = Budgets(db), Caps(project_usd=1.0)
+    first = budgets.reserve("r1", 0.3, caps)
+    Ledger(db).ticket("k1", "fal", Charge(run="r1", price_usd=0.3, reservation=first)).submitted("e", "req-1")
+    second = budgets.reserve("r2", 0.6, caps)  # another call, while the first is still in flight
+    assert second != first, "an id is never used again"
+    budgets.release(first)  # the first call ends: its (already converted) reservation is released
+    assert held(db) == [("r2", 0.6, os.getpid())], "the second call's hold stands"
+    with pytest.raises(BudgetExceeded):
+        budgets.reserve("r3", 0.2, caps)  # 0.3 pending + 0.6 held + 0.2 > 1.0
+
+
 def _leave() -> None:
     """End a forked child at once: the exit handlers it inherited drain the parent's Prefect services (a process that
     ran a flow), which fails in the child and would make its exit code 1."""
