@@ -51,6 +51,9 @@ from reelflow.schemas.requests import (
 if TYPE_CHECKING:
     from reelflow.providers.runpod.volume import Volume
 
+# Raise when what a graph makes for the same request changes (a node, a setting, how the output is read): every
+# cached ComfyUI output is made again. tests/tasks/test_stage_versions.py fingerprints that code.
+GRAPH_VERSION = 1
 DEFAULT_MODELS: dict[str, str] = {
     "keyframes": gpu.FLUX2_DEV,
     "previz": gpu.Z_IMAGE_TURBO,
@@ -136,10 +139,11 @@ class ComfyUIProvider:
     # --- what a call depends on and costs ------------------------------------------------------------------------
 
     def cache_params(self, request: _Request) -> dict[str, Any]:
-        """Every field but the offline-only frame notes, and the model files the graph loads (an override changes
-        the output)."""
+        """Every field but the offline-only frame notes, the model files the graph loads (an override changes the
+        output) and the graphs' version."""
         params = {name: value for name, value in request.params().items() if name != "notes"}
-        return params | {"model_files": [self.files[role].name for role in ROLES.get(request.model, ())]}
+        return params | {"model_files": [self.files[role].name for role in ROLES.get(request.model, ())],
+                         "graph_version": GRAPH_VERSION}
 
     def gpu_seconds(self, request: _Request) -> float:
         """How long the graph holds the GPU: the ledger's measurement for the model, else the table's."""

@@ -43,7 +43,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = Path(__file__).with_name("stage_code.json")
 RECORD_COMMAND = ".venv/bin/python tests/tasks/test_stage_versions.py --record"
-SCANNED = ("tasks/*.py", "providers/local/provider.py", "providers/fal/provider.py")  # where versioned operations keep theirs
+# where versioned operations keep theirs
+SCANNED = ("tasks/*.py", "providers/local/provider.py", "providers/fal/provider.py", "providers/comfyui/provider.py")
 PART = "::"  # `path::Dotted.name`: one definition of a file
 
 # What fal makes for a request (its number per endpoint, WIRE_VERSIONS): the arguments each endpoint is sent and how
@@ -92,6 +93,18 @@ LOCAL = (
     *(f"providers/local/faults.py::{name}" for name in ("_uniform", "FaultSchedule.off_model", "FaultSchedule.stuck_video")),
     "media/images.py", "media/encode.py", "media/ffmpeg.py", "media/hashing.py",
 )
+# What a ComfyUI graph makes: the graphs and their model files, and how an output is read and written. provider.py
+# also checks graphs, runs them on a server or an endpoint and prices them: only the graph a request becomes, the LoRA
+# file names, and the output's reading and writing.
+COMFYUI = (
+    "providers/comfyui/graphs.py", "providers/comfyui/models.py",
+    *(f"providers/comfyui/provider.py::{name}" for name in (
+        "ROLES", "lora_sha256", "lora_file", "ComfyUIProvider.graph", "ComfyUIProvider._write_image",
+        "ComfyUIProvider.first_last_video.finish", "ComfyUIProvider.generate_image", "ComfyUIProvider.edit_image",
+        "ComfyUIProvider.upscale_image",
+    )),
+    "media/images.py",
+)
 # tasks/calls.py is the call loop (ledger, budgets, retries, fallbacks): only _invoke, which writes a judge's verdict
 # and a trainer's result as the output file.
 INVOKE = "tasks/calls.py::_invoke"
@@ -100,16 +113,20 @@ NEVER_WHOLE = (
     "tasks/calls.py", "state/ledger.py", "state/budget.py", "state/limits.py", "tasks/retry.py",
     "providers/fal/queue.py", "providers/fal/errors.py", "providers/fal/provider.py", "providers/fal/loras.py",
     "providers/gemini/errors.py", "providers/gemini/provider.py", "providers/local/provider.py",
+    "providers/comfyui/provider.py", "providers/comfyui/client.py", "providers/comfyui/hosts.py",
+    "providers/runpod/pods.py", "providers/runpod/serverless.py", "providers/runpod/volume.py", "tasks/gpu.py",
     "providers/local/faults.py", "providers/local/latency.py", "providers/sizes.py", "schemas/pricing.py",
     "schemas/requests.py",
 )
 # What output code listed by part uses from its own file (a function, a constant, a method of its class) is listed
 # too, or named here as shaping no output: request refusals (a refused request makes nothing), the ledgered call and
-# prices, scratch folders and atomic writes (the same bytes land, or none), versions and names (in the keys), and
-# Gemini's `_image`, whose `write` is listed and whose call config is wire.py's image_call.
+# prices, scratch folders and atomic writes (the same bytes land, or none), versions and names (in the keys),
+# Gemini's `_image`, whose `write` is listed and whose call config is wire.py's image_call, and ComfyUI's `_run`
+# (a graph queued on a server or an endpoint: the graph and the output's reading are listed).
 NOT_OUTPUT: dict[str, frozenset[str]] = {
     "providers/fal/provider.py": frozenset({"_staged"}),
     "providers/gemini/provider.py": frozenset({"_check_size", "MAX_REFERENCES", "_call", "_image"}),
+    "providers/comfyui/provider.py": frozenset({"_run", "DEFAULT_MODELS"}),
     "providers/local/provider.py": frozenset({
         "_check_size", "_call", "_ledgered", "shadow_cost", "_written", "NAME", "LOCAL_VERSION", "EDIT_VERSION",
     }),
@@ -167,6 +184,8 @@ STAGES: dict[str, Stage] = {
         ("tasks/clip_qc.py", "media/qc.py", "media/motion.py", "media/probe.py", "media/ffmpeg.py", "schemas/qc.py"),
     ),
     "cut": Stage("reelflow.tasks.cut", "VERSION", ("tasks/cut.py", "media/concat.py", "media/ffmpeg.py", "media/probe.py")),
+    # What ComfyUI graphs make, for every stage they serve.
+    "comfyui": Stage("reelflow.providers.comfyui.provider", "GRAPH_VERSION", COMFYUI),
     # What the local provider draws, judges and encodes, for every stage it serves.
     "local": Stage("reelflow.providers.local.provider", "LOCAL_VERSION", LOCAL),
     # The local provider's edits (character candidates) have their own number, so they can change without the renders.
