@@ -94,9 +94,10 @@ def _walk(annotation: Any, value: Any, loc: Loc) -> Iterator[UnknownKey]:
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
         yield from _walk(args[0], value, loc)
-    elif origin in (Union, types.UnionType):
-        for choice in args:
-            yield from _walk(choice, value, loc)
+    elif origin in (Union, types.UnionType):  # the choice that fits best (a pod or a serverless endpoint)
+        found = [list(_walk(choice, value, loc)) for choice in args if _nests(choice, value)]
+        if found:
+            yield from min(found, key=len)
     elif origin is list and isinstance(value, list):
         for index, item in enumerate(value):
             yield from _walk(args[0], item, (*loc, index))
@@ -105,6 +106,16 @@ def _walk(annotation: Any, value: Any, loc: Loc) -> Iterator[UnknownKey]:
             yield from _walk(args[1], item, (*loc, key))
     elif origin is None and isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
         yield from _model_keys(annotation, value, loc)
+
+
+def _nests(annotation: Any, value: Any) -> bool:
+    """Whether `value` may hold keys of `annotation`: an object of a model, a list or a mapping."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _nests(args[0], value)
+    if origin in (list, dict, Union, types.UnionType):
+        return isinstance(value, list | dict)
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict)
 
 
 def _model_keys(model: type[BaseModel], document: dict[str, Any], loc: Loc) -> Iterator[UnknownKey]:

@@ -110,6 +110,14 @@ def test_project_and_breakdown_levels_dicts_and_lists() -> None:
     assert found == [(("characters", 0), "hieght_cm", "height_cm"), (("characters", 0), "voice", None)]
 
 
+def test_a_union_of_models_reads_the_object_as_the_choice_it_fits() -> None:
+    serverless = {"mode": "serverless", "endpoint_id": "ep1", "price_per_s": 0.0003, "ttl_sx": 5}
+    pod = {"mode": "pod", "gpu_types": ["NVIDIA L40S"], "idel_stop_s": 60}
+    for runpod, key, suggestion in ((serverless, "ttl_sx", "ttl_s"), (pod, "idel_stop_s", "idle_stop_s")):
+        found = [(u.loc, u.key, u.suggestion) for u in unknown_keys(Project, PROJECT | {"comfyui": {"runpod": runpod}})]
+        assert found == [(("comfyui", "runpod"), key, suggestion)]
+
+
 def test_a_model_that_keeps_no_unknown_keys_refuses_every_one() -> None:
     found = unknown_keys(Project, PROJECT | {"qc": {"pass_a": 0.5, "colour": "red"}})
     assert [(u.loc, u.key, u.suggestion, u.refused) for u in found] == [
