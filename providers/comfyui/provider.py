@@ -36,7 +36,7 @@ from reelflow.providers.comfyui.models import model_files
 from reelflow.providers.comfyui.object_info import graph_problems
 from reelflow.providers.runpod import serverless
 from reelflow.schemas import gpu
-from reelflow.schemas.errors import BadRequest, MediaError, ProviderTimeout, UnusableOutput
+from reelflow.schemas.errors import BadRequest, MediaError, OutcomeUnknown, ProviderTimeout, UnusableOutput
 from reelflow.schemas.project import ComfyUI, RunpodServerless, Wan
 from reelflow.schemas.requests import (
     EditRequest,
@@ -363,6 +363,9 @@ class ComfyUIProvider:
                 ticket.failed(request.model, job_id, str(error), self.estimate(request))
             else:
                 ticket.cancelled(request.model, job_id, str(error))
+            raise
+        except OutcomeUnknown as error:  # RunPod no longer knows the job (past its ttl): it may have run and billed
+            ticket.unknown(request.model, job_id, str(error))
             raise
         cost = round((done.execution_ms / 1000 + settings.idle_s) * settings.price_per_s, 6)
         if done.status != "COMPLETED":

@@ -3,7 +3,9 @@ is billed by its worker seconds; a job past its deadline is cancelled; both are 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from PIL import Image
 
 from reelflow.media.probe import probe_video
 from reelflow.providers.comfyui.provider import ComfyUIProvider
-from reelflow.schemas.errors import ProviderTimeout
+from reelflow.schemas.errors import OutcomeUnknown, ProviderTimeout
 from reelflow.schemas.gpu import WAN_FLF
 from reelflow.schemas.project import ComfyUI, Wan
 from reelflow.schemas.requests import VideoRequest
@@ -76,3 +78,23 @@ def test_a_serverless_job_past_its_deadline_is_cancelled(tmp_path: Path, runpod:
     assert runpod.jobs[row.request_id].state == "CANCELLED"
     assert (row.status, row.cost_usd) == ("failed", price), "it had started: billed at its price"
     assert not (tmp_path / "clip.mp4").exists()
+
+
+def test_a_job_runpod_no_longer_knows_is_unknown_at_its_price(tmp_path: Path, runpod: FakeRunPod) -> None:
+    runpod.job_s = 30.0
+    provider = ComfyUIProvider("runpod", ComfyUI.model_validate(SERVERLESS), Wan())
+    ledger = Ledger.at(tmp_path / "state")
+    request = clip(tmp_path)
+    price = provider.estimate(request)
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(provider.first_last_video, request, tmp_path / "clip.mp4", ticket=ledger.ticket(
+            "key-1", "runpod", Charge(run="run-1", stage="video", price_usd=price)))
+        while not runpod.jobs:
+            time.sleep(0.02)
+        (job,) = runpod.jobs.values()
+        job.ttl_s = 0.0  # past its ttl: /status answers 404
+        with pytest.raises(OutcomeUnknown):
+            call.result(timeout=30)
+    (row,) = ledger.rows()
+    assert (row.status, row.request_id, row.price_usd) == ("unknown", job.id, price)
+    assert ledger.pending("key-1") is None, "never polled again: the billed-retries rule decides a new submit"
