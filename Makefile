@@ -8,10 +8,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install chromium postgres demo test bench ui clean comfyui-check
 
-# pip installs without compiling; compileall then compiles the environment on every core at once (pip uses one).
+# uv (pinned, installed by the venv's own pip) installs the pinned set in seconds where pip took 50 s; without
+# compiling: compileall then compiles the environment on every core at once.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -c constraints.txt -e ".[test]"
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null
 	touch $(STAMP)
 
