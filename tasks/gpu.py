@@ -201,7 +201,8 @@ class PodHost:
 
     @contextmanager
     def _working(self, name: str) -> Iterator[None]:
-        """Count the work in flight on the pod; while any runs, a thread renews the lease."""
+        """Count the work in flight on the pod; while any runs, a thread renews the lease. When the last ends, the
+        pod is stopped once its lease runs out with no new work (here or in any other process)."""
         with self._lock:
             self._in_flight[name] = self._in_flight.get(name, 0) + 1
             first = self._in_flight[name] == 1
@@ -212,7 +213,19 @@ class PodHost:
         finally:
             with self._lock:
                 self._in_flight[name] -= 1
+                idle = self._in_flight[name] == 0
             self.book.renew(name)  # the idle time counts from the end of the last work
+            if idle:
+                stopper = threading.Timer(self.settings.idle_stop_s + 0.5, self._stop_if_idle, args=(name,))
+                stopper.daemon = True
+                stopper.start()
+
+    def _stop_if_idle(self, name: str) -> None:
+        """The lease ran out with no work: terminate the pod (unless work started again, or renewed it elsewhere)."""
+        with self._lock:
+            if self._in_flight.get(name):
+                return
+        stop(self.book, name, f"idle for {self.settings.idle_stop_s:g} s", expired_only=True)
 
     def _renew(self, name: str) -> None:
         every = env_number(RENEW_ENV, min(60.0, self.settings.idle_stop_s / 3), positive=True)

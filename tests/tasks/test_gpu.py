@@ -4,6 +4,7 @@ models checked on the volume before any pod starts, LoRAs put there before a gra
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,6 +99,23 @@ def test_a_model_missing_on_the_volume_stops_before_any_pod_and_loras_go_up_firs
     assert Image.open(made.files[0]).size == (64, 112)
     (pod,) = runpod.pods.values()
     assert pod.network_volume_id == VOLUME and pod.ports == "8188/http"
+
+
+def test_a_pod_without_work_for_its_idle_time_is_terminated(tmp_path: Path, comfy: FakeComfyUI,
+                                                            runpod: FakeRunPod) -> None:
+    root = write_project(tmp_path / "proj", project=PROJECT | {"comfyui": {"runpod": POD | {"idle_stop_s": 0.5}}})
+    folder = load_project(root)
+    provider = gpu_provider(folder.root, folder.project, folder.state_dir, "runpod")
+    request = ImageRequest(model=FLUX2_DEV, prompt="an empty hold", width=64, height=112, seed=3)
+    provider.generate_image(request, tmp_path / "a.png")
+    provider.generate_image(request.model_copy(update={"seed": 4}), tmp_path / "b.png")  # within the lease: reused
+    (pod,) = runpod.pods.values()
+    deadline = time.monotonic() + 10
+    while runpod.running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runpod.running() == [] and time.monotonic() - pod.created < 5, "stopped by its own process once idle"
+    (row,) = Ledger.at(root / ".reelflow").rows("stage = 'gpu'")
+    assert row.status == "completed" and row.detail == "idle for 0.5 s"
 
 
 def test_gpu_up_starts_the_pod_and_down_terminates_it(tmp_path: Path, runpod: FakeRunPod) -> None:
