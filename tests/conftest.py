@@ -164,8 +164,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240)
 
 def render_killed_in_flight(root: Path, fal: FakeFal, submits: int) -> None:
     """Start `reelflow render` of episode 1 and SIGKILL its process group once fal holds at least `submits` requests,
-    every one written down as pending: killed while they wait in fal's queue (between fal accepting a submit and the
-    client writing its id down there is a window no client can close: fal takes no idempotency key; not in it)."""
+    every one written down as pending and none being sent for a moment: killed while they wait in fal's queue
+    (between fal accepting a submit and the client writing its id down there is a window no client can close: fal
+    takes no idempotency key; not in it)."""
     from reelflow.state.ledger import Ledger
 
     ledger = Ledger.at(root / ".reelflow")
@@ -173,9 +174,19 @@ def render_killed_in_flight(root: Path, fal: FakeFal, submits: int) -> None:
     process = subprocess.Popen([str(REELFLOW), "render", str(root), "--episode", "1", "--json"], env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (
-        fal.total_submits() >= submits and len(ledger.rows("status = 'pending'")) == fal.total_submits()
-    ):
+
+    def waiting() -> int | None:
+        """How many requests fal holds, each written down as pending and none being sent; None otherwise."""
+        held = fal.total_submits()
+        sending = ledger.rows("status = 'submitting'")
+        return held if held >= submits and not sending and len(ledger.rows("status = 'pending'")) == held else None
+
+    while time.monotonic() < deadline:
+        held = waiting()
+        if held is not None:
+            time.sleep(0.3)  # and no new submit starts meanwhile: the render is waiting on fal's queue
+            if waiting() == held:
+                break
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
