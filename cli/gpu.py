@@ -71,7 +71,7 @@ def status(project: Annotated[Path | None, typer.Argument(help="Project folder (
     except ReelflowError as exc:
         raise _failure(exc) from None
     pods = [pod_line(record) for state_dir in state_dirs if (state_dir / "state.db").exists()
-            for record in PodBook(state_dir, Path(), home).made()]
+            for record in PodBook(state_dir, home).made()]
     _print(pods, as_json)
 
 
@@ -105,7 +105,7 @@ def down(project: Annotated[Path, typer.Argument(help="Project folder")], as_jso
 
     try:
         folder = load_project(project)
-        book = PodBook(folder.state_dir, folder.root.resolve(), reelflow_home())
+        book = PodBook(folder.state_dir, reelflow_home())
         stopped = [done for record in book.live() if (done := stop(book, record.name, "reelflow gpu down"))]
     except ReelflowError as exc:
         raise _failure(exc) from None

@@ -29,7 +29,7 @@ def release_gpu(flow: Flow[..., Any], run: FlowRun, state: State) -> None:
     try:
         folder = load_project(run.parameters["project"])
         if (folder.state_dir / "state.db").exists():
-            release(folder.state_dir, folder.root)  # each pod stopped is logged
+            release(folder.state_dir)  # each pod stopped is logged
     except ReelflowError as error:  # the reaper stops it once its lease is over
         get_run_logger().warning("pods not released: %s", error)
 

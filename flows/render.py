@@ -392,7 +392,7 @@ def render_episode(
         upgraded_kept=[upgraded[number].upgrade for number in numbers if number in upgraded],
         budget_usd=max_cost_usd if max_cost_usd is not None else folder.project.budget_usd,
         budget=budget_line(folder, run, max_cost_usd, failures.values(), parent_run),
-        pods=pods_during(folder.state_dir, folder.root, began),
+        pods=pods_during(folder.state_dir, began),
     )
     create_markdown_artifact(
         key=f"{folder.project.code.lower()}-ep{episode:03d}-render",

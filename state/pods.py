@@ -19,8 +19,9 @@ from typing import Literal
 
 from reelflow.state.db import Database, database
 
-PodStatus = Literal["creating", "starting", "running", "terminated"]
-LIVE: tuple[PodStatus, ...] = ("creating", "starting", "running")
+PodStatus = Literal["creating", "starting", "running", "stopping", "terminated"]
+LIVE: tuple[PodStatus, ...] = ("creating", "starting", "running", "stopping")  # billing, or may be
+LIVE_SQL = f"({', '.join(repr(status) for status in LIVE)})"
 MACHINE_FILE = "pods.db"
 STAGE = "gpu"  # the ledger stage of a pod's own row
 PROVIDER = "runpod"
@@ -92,18 +93,18 @@ class MachinePods:
                  record.started_at, record.lease_until, record.stopped_at),
             )
 
-    def state_dirs(self, *, live_only: bool = False) -> list[Path]:
+    def state_dirs(self) -> list[Path]:
         """The state folders of the projects whose pods this machine recorded."""
-        where = f" WHERE status IN ({', '.join(repr(status) for status in LIVE)})" if live_only else ""
-        rows = self.db.rows(f"SELECT DISTINCT state_dir FROM pods{where} ORDER BY state_dir")
+        rows = self.db.rows("SELECT DISTINCT state_dir FROM pods ORDER BY state_dir")
         return [Path(row["state_dir"]) for row in rows]
 
 
 class PodBook:
     """One project's pods in its state database (mirrored to the machine's record) and their ledger rows."""
 
-    def __init__(self, state_dir: Path, project: Path, home: Path) -> None:
-        self.db, self.state_dir, self.project, self.home = database(state_dir), state_dir, project, home
+    def __init__(self, state_dir: Path, home: Path, project: Path | None = None) -> None:
+        """The pods in `state_dir`; `project` (the folder) only where new ones are named and recorded."""
+        self.db, self.state_dir, self.home, self.project = database(state_dir), state_dir, home, project
 
     def _mirror(self, name: str) -> PodRecord:
         record = self.get(name)
@@ -113,10 +114,6 @@ class PodBook:
 
     def get(self, name: str) -> PodRecord | None:
         row = self.db.row("SELECT * FROM pods WHERE name = ?", (name,))
-        return None if row is None else PodRecord.of(row)
-
-    def by_id(self, pod_id: str) -> PodRecord | None:
-        row = self.db.row("SELECT * FROM pods WHERE id = ?", (pod_id,))
         return None if row is None else PodRecord.of(row)
 
     def all(self) -> list[PodRecord]:
@@ -136,6 +133,7 @@ class PodBook:
 
     def next_name(self, code: str) -> str:
         """`reelflow-<CODE>-<8 hex of the project's path>-<n>`, n counting every pod the project ever had."""
+        assert self.project is not None, "a book that records pods knows its project"
         row = self.db.row("SELECT COUNT(*) AS n FROM pods")
         return f"reelflow-{code}-{project_tag(self.project)}-{int(row['n'] if row else 0) + 1}"
 
@@ -210,11 +208,12 @@ class PodBook:
         condition = " AND lease_until <= ?" if expired_only else ""
         args: tuple[object, ...] = (name, now) if expired_only else (name,)
         with self.db.write() as sql:
-            found = sql.execute(f"SELECT * FROM pods WHERE name = ? AND status IN ('creating', 'starting', 'running')"
-                                f"{condition}", args).fetchone()
+            found = sql.execute(f"SELECT * FROM pods WHERE name = ? AND status IN {LIVE_SQL}{condition}",
+                                args).fetchone()
             if found is None:
                 return None
-            sql.execute("UPDATE pods SET status = 'starting', lease_until = ? WHERE name = ?", (now, name))
+            # out of use at once (never renewed, reused or made ready again); a failed terminate is retried by the reaper
+            sql.execute("UPDATE pods SET status = 'stopping', lease_until = ? WHERE name = ?", (now, name))
         return PodRecord.of(found)
 
     def terminated(self, name: str, detail: str, *, at: float | None = None) -> PodRecord:

@@ -44,6 +44,7 @@ POLL_ENV = "REELFLOW_RUNPOD_POLL_S"
 RENEW_ENV = "REELFLOW_GPU_RENEW_S"  # how often a lease is renewed while work runs (default: a third of it, ≤ 60 s)
 POLL_S = 5.0
 USER = f"{socket.gethostname()}:{os.getpid()}"  # this process, as a pod's user
+STATUS_WORDS = {"creating": "starting", "stopping": "stopped"}  # as `reelflow gpu status` says them
 
 
 @dataclass(frozen=True)
@@ -63,19 +64,20 @@ def iso(at: float) -> str:
 
 
 def pod_line(record: PodRecord) -> PodLine:
-    """A pod as `reelflow gpu status` and a render's report show it (status: starting | running | terminated)."""
+    """A pod as `reelflow gpu status` and a render's report show it (status: starting | running | stopped |
+    terminated; stopped: being terminated)."""
     end = record.stopped_at if record.stopped_at is not None else time.time()
     return PodLine(id=record.id, name=record.name, project=record.project, gpu=record.gpu,
-                   status="starting" if record.status == "creating" else record.status, cost_per_hr=record.cost_per_hr,
+                   status=STATUS_WORDS.get(record.status, record.status), cost_per_hr=record.cost_per_hr,
                    started_at=iso(record.started_at), lease_until=iso(record.lease_until),
                    seconds=round(max(0.0, end - record.started_at), 1), cost_usd=record.cost_usd())
 
 
-def pods_during(state_dir: Path, root: Path, since: float) -> list[PodLine]:
+def pods_during(state_dir: Path, since: float) -> list[PodLine]:
     """The project's pods that ran at some time since `since` (a run's start)."""
     if not (state_dir / "state.db").exists():
         return []
-    book = PodBook(state_dir, root, reelflow_home())
+    book = PodBook(state_dir, reelflow_home())
     return [pod_line(record) for record in book.made() if record.stopped_at is None or record.stopped_at >= since]
 
 
@@ -88,7 +90,7 @@ class PodHost:
         assert project.comfyui is not None and isinstance(project.comfyui.runpod, RunpodPod)
         self.settings: RunpodPod = project.comfyui.runpod
         self.code, self.state_dir = project.code, state_dir
-        self.book = PodBook(state_dir, root, home)
+        self.book = PodBook(state_dir, home, root)
         self.budgets = Budgets(database(state_dir))
         self.poll_s = env_number(POLL_ENV, POLL_S, positive=True)
         self._clients: dict[str, ComfyClient] = {}
@@ -308,9 +310,9 @@ def _volume(volume_id: str | None, datacenter: str | None) -> Volume | None:
     return Volume(volume_id, datacenter)
 
 
-def release(state_dir: Path, root: Path) -> list[PodRecord]:
+def release(state_dir: Path) -> list[PodRecord]:
     """This process is done with the project's pods: each one no run uses any more is terminated now."""
-    book = PodBook(state_dir, root, reelflow_home())
+    book = PodBook(state_dir, reelflow_home())
     stopped = []
     for record in book.used_by(USER):
         if book.leave(record.name, USER) == 0 and (done := stop(book, record.name, "the last run using it ended")):
@@ -336,11 +338,11 @@ def reap(home: Path) -> tuple[list[Reaped], list[Reaped]]:
     for state_dir in MachinePods(home).state_dirs():
         if not (state_dir / "state.db").exists():
             continue
-        for record in PodBook(state_dir, Path(), home).all():
+        book = PodBook(state_dir, home)
+        for record in book.all():
             recorded[record.name] = record
             if record.status == "terminated":
                 continue
-            book = PodBook(state_dir, Path(record.project), home)
             if record.lease_until > now:
                 kept.append(Reaped(record.id, record.name, record.project, f"lease until {iso(record.lease_until)}"))
                 continue

@@ -30,6 +30,13 @@ def _choices(kind: Any, options: dict[str, Any]) -> list[Any] | None:
     return None
 
 
+def combo_values(info: dict[str, Any], node: str, name: str) -> list[Any]:
+    """The allowed values of a required combo input of `node` in object_info (either shape); [] for none."""
+    spec = (((info.get(node) or {}).get("input") or {}).get("required") or {}).get(name) or []
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    return (_choices(spec[0], options) or []) if spec else []
+
+
 def _listed(values: list[Any]) -> str:
     shown = ", ".join(str(value) for value in values[:SHOWN])
     return shown + (", …" if len(values) > SHOWN else "")

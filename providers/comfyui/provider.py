@@ -33,9 +33,10 @@ from reelflow.providers.comfyui import graphs
 from reelflow.providers.comfyui.client import ComfyClient, GraphFailed, GraphRefused, PromptLost
 from reelflow.providers.comfyui.graphs import Graph, WanSettings
 from reelflow.providers.comfyui.models import model_files
-from reelflow.providers.comfyui.object_info import graph_problems
+from reelflow.providers.comfyui.object_info import combo_values, graph_problems
 from reelflow.providers.runpod import serverless
 from reelflow.schemas import gpu
+from reelflow.schemas.env import env_number
 from reelflow.schemas.errors import BadRequest, MediaError, OutcomeUnknown, ProviderTimeout, UnusableOutput
 from reelflow.schemas.project import ComfyUI, RunpodServerless, Wan
 from reelflow.schemas.requests import (
@@ -223,7 +224,7 @@ class ComfyUIProvider:
         loras = {lora_file(lora): lora for lora in getattr(request, "loras", ())}
         problems = []
         if self.volume is None:
-            on_server = set(_options(info, "LoraLoaderModelOnly", "lora_name"))
+            on_server = set(combo_values(info, "LoraLoaderModelOnly", "lora_name"))
             problems += [f"LoRA {lora.character or lora.path} ({name}) is not on the server: copy "
                          f"{lora.file or lora.path} to ComfyUI's models/loras/{name}"
                          for name, lora in loras.items() if name not in on_server]
@@ -273,16 +274,17 @@ class ComfyUIProvider:
     # --- running a graph -------------------------------------------------------------------------------------------
 
     def _run(self, request: _Request, out: Path, ticket: Ticket | None, finish: Callable[[Path], None]) -> Generation:
+        """Run the request's graph (checked by `check` first, as every caller does) and `finish` its output."""
         ticket = ticket or UNRECORDED
-        self.check(request)
-        graph = self._placed(request, self.graph(request))
+        graph = self.graph(request)
+        self._place_loras(request)
         started = time.monotonic()
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.") as folder:
             if self.serverless is not None:
                 made, request_id, cost = self._serverless(request, graph, Path(folder), ticket)
             else:
                 made, request_id, seconds = self._on_server(request, graph, Path(folder), ticket)
-                cost = round(seconds * (self.host.price_per_s() if self.host is not None else 0.0), 6)
+                cost = self._gpu_cost(seconds)
             try:
                 finish(made)
             except UnusableOutput as error:
@@ -292,19 +294,23 @@ class ComfyUIProvider:
         return Generation(provider=self.name, model=request.model, files=[out], cost_usd=cost, request_id=request_id,
                           seconds=time.monotonic() - started)
 
-    def _placed(self, request: _Request, graph: Graph) -> Graph:
+    def _gpu_cost(self, seconds: float) -> float:
+        """What `seconds` of the host's GPU cost (a pod's share; a studio's own server is free)."""
+        return round(seconds * (self.host.price_per_s() if self.host is not None else 0.0), 6)
+
+    def _place_loras(self, request: _Request) -> None:
         """Put the request's LoRAs on the network volume (skipped when there), before any GPU waits on them."""
         if self.volume is None:
-            return graph
+            return
         for lora in getattr(request, "loras", ()):
             if lora.file is None or not lora.file.exists():
                 raise BadRequest(f"comfyui: LoRA {lora.character or lora.path}: no copy of its weights in the project "
                                  "to put on the network volume", provider=self.name)
             self.volume.put_lora(lora.file, lora_sha256(lora))
-        return graph
 
     def _on_server(self, request: _Request, graph: Graph, folder: Path, ticket: Ticket) -> tuple[Path, str, float]:
-        """Queue (or resume) the graph on the host's server and download its result; its GPU seconds."""
+        """Queue (or resume) the graph on the host's server, after checking it there, and download its result; its
+        GPU seconds."""
         assert self.host is not None
         with self.host.session() as client:
             problems = self._server_problems(client, request, graph)
@@ -320,36 +326,28 @@ class ComfyUIProvider:
                     sent.accepted(prompt_id)
             try:
                 outputs = client.wait(prompt_id)
-            except Exception as error:
-                self._settle_failure(request, prompt_id, error, ticket, time.monotonic() - started)
+            except PromptLost as error:  # the server no longer knows it: it may have run
+                ticket.unknown(request.model, prompt_id, str(error))
+                raise
+            except GraphFailed as error:
+                ticket.failed(request.model, prompt_id, str(error), self._gpu_cost(time.monotonic() - started))
                 raise
             seconds = time.monotonic() - started
             files = client.output_files(outputs, graph.output)
             if not files:
-                raise self._unusable(request, prompt_id, ticket, "the graph wrote no file", seconds)
+                ticket.failed(request.model, prompt_id, "comfyui: the graph wrote no file", self._gpu_cost(seconds))
+                raise UnusableOutput(f"comfyui: {request.model}: the graph wrote no file", provider=self.name,
+                                     request_id=prompt_id)
             made = client.download(files[0], folder / files[0].filename)
         return made, prompt_id, seconds
-
-    def _settle_failure(self, request: _Request, prompt_id: str, error: Exception, ticket: Ticket,
-                        seconds: float) -> None:
-        share = round(seconds * (self.host.price_per_s() if self.host is not None else 0.0), 6)
-        if isinstance(error, PromptLost):
-            ticket.unknown(request.model, prompt_id, str(error))
-        elif isinstance(error, GraphFailed):
-            ticket.failed(request.model, prompt_id, str(error), share)
-
-    def _unusable(self, request: _Request, request_id: str, ticket: Ticket, why: str, seconds: float) -> UnusableOutput:
-        cost = round(seconds * (self.host.price_per_s() if self.host is not None else 0.0), 6)
-        ticket.failed(request.model, request_id, f"comfyui: {why}", cost)
-        return UnusableOutput(f"comfyui: {request.model}: {why}", provider=self.name, request_id=request_id)
 
     def _serverless(self, request: _Request, graph: Graph, folder: Path, ticket: Ticket) -> tuple[Path, str, float]:
         """One worker-comfyui job: submitted once, polled, cancelled at the deadline; billed by worker seconds."""
         settings = self.serverless
         assert settings is not None
         endpoint = settings.endpoint_id
-        deadline = float(os.environ.get(DEADLINE_ENV) or settings.execution_timeout_s + 300)
-        poll = float(os.environ.get(POLL_ENV) or 2.0)
+        deadline = env_number(DEADLINE_ENV, settings.execution_timeout_s + 300, positive=True)
+        poll = env_number(POLL_ENV, 2.0, positive=True)
         job_id = ticket.resume(request.model)
         if job_id is None:
             with ticket.sending(request.model) as sent:
@@ -378,13 +376,3 @@ class ComfyUIProvider:
             ticket.failed(request.model, job_id, str(error), cost)
             raise
         return files[0], job_id, cost
-
-
-def _options(info: dict[str, Any], node: str, name: str) -> list[Any]:
-    """The allowed values of a combo input in object_info (either shape)."""
-    spec = (((info.get(node) or {}).get("input") or {}).get("required") or {}).get(name) or []
-    if spec and isinstance(spec[0], list):
-        return spec[0]
-    if len(spec) > 1 and isinstance(spec[1], dict):
-        return list(spec[1].get("options") or [])
-    return []

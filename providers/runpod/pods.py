@@ -52,7 +52,6 @@ class Pod:
     cost_per_hr: float
     gpu: str
     runtime_ready: bool
-    uptime_s: int
 
 
 def _data(query: str, where: str, *, gpu_type: str | None = None) -> Json:
@@ -82,7 +81,6 @@ def _pod(raw: Json) -> Pod:
         cost_per_hr=float(raw.get("costPerHr") or 0.0),
         gpu=str(machine.get("gpuDisplayName") or ""),
         runtime_ready=status == "RUNNING" and bool(runtime.get("ports")),
-        uptime_s=int(raw.get("uptimeSeconds") or 0),
     )
 
 
@@ -141,7 +139,7 @@ def create_pod(name: str, *, gpu_type: str, image: str, network_volume_id: str |
             raise
         return found
     fresh = Pod(id=str(created["id"]), name=name, desired_status="RUNNING", cost_per_hr=0.0, gpu=gpu_type,
-                runtime_ready=False, uptime_s=0)
+                runtime_ready=False)
     try:
         return get_pod(fresh.id) or fresh
     except ProviderError:
