@@ -55,13 +55,13 @@ def providers_for(project: Project, stages: Iterable[str]) -> list[str]:
 def require_providers(project: Project, stages: Iterable[str]) -> None:
     """Set up every provider the stages need now, so a missing key or setting stops the run before any work. A GPU
     provider is the project's own (tasks/gpu.py makes it): here its settings and RunPod's key are checked."""
+    stages = tuple(stages)
+    problem = project.gpu_problem({stage: project.stage(stage) for stage in stages}, "providers")
+    if problem is not None:
+        raise ContractError(f"project.json: {problem}")
     for name in providers_for(project, stages):
         if name not in GPU_PROVIDERS:
             get_provider(name)
-            continue
-        problem = project.gpu_problem({stage: project.stage(stage) for stage in stages}, "providers")
-        if problem is not None:
-            raise ContractError(f"project.json: {problem}")
-        assert project.comfyui is not None
-        if project.comfyui.runpod is not None and (name == "runpod" or project.comfyui.url is None):
+        elif project.comfyui is not None and project.comfyui.runpod is not None and (
+                name == "runpod" or project.comfyui.url is None):
             api_key()
