@@ -533,8 +533,8 @@ class FakeRunPod:
     def _status_view(self, job: FakeJob) -> Body:
         view: Body = {"id": job.id, "status": job.state}
         if job.started is not None:
-            view["delayTime"] = int((job.started - job.created) * 1000)
-            view["executionTime"] = int(((job.finished or time.monotonic()) - job.started) * 1000)
+            view["delayTime"] = round((job.started - job.created) * 1000)
+            view["executionTime"] = round(((job.finished or time.monotonic()) - job.started) * 1000)
         if job.state == "COMPLETED":
             view["output"] = job.output
         if job.state == "FAILED":
