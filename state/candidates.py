@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from reelflow.schemas.characters import SELECTION_RANGE, CandidateManifest
 from reelflow.schemas.errors import ContractError
-from reelflow.state.store import held, write_atomic
+from reelflow.state.generated import write_generated
+from reelflow.state.store import held
 
 MANIFEST = "manifest.json"
 
@@ -44,9 +45,7 @@ def require_candidates(root: Path, character: str) -> CandidateManifest:
 
 
 def write_candidates(root: Path, manifest: CandidateManifest) -> Path:
-    path = manifest_path(root, manifest.character)
-    write_atomic(path, manifest.model_dump_json(indent=2).encode())
-    return path
+    return write_generated(root, manifest_path(root, manifest.character), manifest.model_dump_json(indent=2).encode())
 
 
 def selection_problems(manifest: CandidateManifest, files: list[str], *, source: str) -> list[str]:

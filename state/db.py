@@ -2,9 +2,10 @@
 
 WAL mode (readers never wait on the writer), a busy timeout (writers queue instead of failing) and one
 transaction per write, so a process killed mid-write leaves the last committed state. It holds the ledger of
-paid requests, the cache index, recorded rejections and budget reservations; content blobs stay files,
-addressed by sha256. The SQL is portable (no SQLite-only types or upserts beyond ON CONFLICT), so a Postgres
-URL can be added later. The schema is versioned: `MIGRATIONS[n]` takes version n to n + 1.
+paid requests, the cache index, recorded rejections, budget reservations and the files reelflow wrote among the
+project's inputs; content blobs stay files, addressed by sha256. The SQL is portable (no SQLite-only types or
+upserts beyond ON CONFLICT), so a Postgres URL can be added later. The schema is versioned:
+`MIGRATIONS[n]` takes version n to n + 1.
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ MIGRATIONS: list[list[str]] = [
         "SELECT id, run, price_usd, host, pid, at, parent_run FROM reservations",
         "DROP TABLE reservations",
         "ALTER TABLE reservations_once RENAME TO reservations",
+    ],
+    [
+        # Files reelflow wrote among the project's inputs (candidates, weights, the LoRA registry under visual/), by
+        # their path in the project, with the sha256 last written: a checkout counts them as outputs while they still
+        # hold it (state/generated.py).
+        "CREATE TABLE generated (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL, at REAL NOT NULL)",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,7 +8,8 @@ from pathlib import Path
 from reelflow.media.hashing import sha256_unchanged
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.loras import LoraEntry, LoraRegistry
-from reelflow.state.store import held, write_atomic
+from reelflow.state.generated import write_generated
+from reelflow.state.store import held
 
 REGISTRY = Path("visual") / "lora_registry.json"
 
@@ -30,8 +31,7 @@ def read_registry(root: Path) -> LoraRegistry:
 
 
 def _write(root: Path, registry: LoraRegistry) -> Path:
-    write_atomic(root / REGISTRY, registry.model_dump_json(indent=2, exclude_none=True).encode())
-    return root / REGISTRY
+    return write_generated(root, root / REGISTRY, registry.model_dump_json(indent=2, exclude_none=True).encode())
 
 
 def register_loras(root: Path, character: str, entries: list[LoraEntry]) -> Path:

@@ -25,7 +25,7 @@ from reelflow.schemas.requests import EditRequest, UpscaleRequest
 from reelflow.schemas.wire.fal import NANO_BANANA_EDIT, QWEN_ANGLES, SEEDVR_UPSCALE
 from reelflow.state.cache import Outcome
 from reelflow.state.candidates import candidates_dir
-from reelflow.state.store import materialise
+from reelflow.state.generated import write_generated
 from reelflow.tasks.calls import call_provider
 from reelflow.tasks.job import CharacterJob
 from reelflow.tasks.retry import stage_task_options
@@ -325,7 +325,7 @@ def make_candidate(job: CharacterJob, index: int, cell: Cell, keystones: list[Ke
         made = made or outcome.made
         image = outcome.file
     name = f"{job.character}_c{index:03d}.png"
-    materialise(image.path, image.sha256, candidates_dir(job.root, job.character) / name)
+    write_generated(job.root, candidates_dir(job.root, job.character) / name, image)
     return Candidate(
         file=name, sha256=image.sha256, angle=cell.angle.label, horizontal_angle=cell.angle.horizontal,
         vertical_angle=cell.angle.vertical, zoom=cell.angle.zoom, framing=cell.angle.framing,

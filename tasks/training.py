@@ -20,8 +20,8 @@ from reelflow.schemas.loras import LoraEntry, is_url
 from reelflow.schemas.project import Character, Location
 from reelflow.schemas.requests import TrainedLora, TrainRequest
 from reelflow.state.candidates import MANIFEST, candidates_dir
+from reelflow.state.generated import write_generated
 from reelflow.state.loras import read_registry
-from reelflow.state.store import materialise
 from reelflow.tasks.calls import call_provider, run_media
 from reelflow.tasks.candidates import ANGLES, Cell, caption
 from reelflow.tasks.job import CharacterJob
@@ -129,7 +129,7 @@ def zip_dataset(job: CharacterJob, images: list[AssetRef], captions: dict[str, s
     )
     ref = outcome.file
     target = candidates_dir(job.root, job.character) / "training" / f"{job.character}_{lora_type}_{ref.sha256[:8]}.zip"
-    materialise(ref.path, ref.sha256, target)
+    write_generated(job.root, target, ref)
     return AssetRef(path=target, sha256=ref.sha256, media=ref.media)
 
 
@@ -164,7 +164,7 @@ def train_lora(job: CharacterJob, dataset: AssetRef, lora_type: LoraType, steps:
         suffix = f"_{noise}_noise" if noise else ""
         name = f"{job.character}_{lora_type}_{ref.sha256[:8]}{suffix}.safetensors"
         target = job.root / "visual" / "loras" / job.character / name
-        materialise(ref.path, ref.sha256, target)
+        write_generated(job.root, target, ref)
         local = target.relative_to(job.root).as_posix()
         remote = is_url(location)
         before = earlier.get(ref.sha256)  # the same weights registered already: keep when they were made and served

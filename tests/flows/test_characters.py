@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from reelflow.state.db import database
+from reelflow.state.generated import generated_unchanged
 from reelflow.state.ledger import Ledger
 
 from conftest import run_cli
@@ -106,6 +107,10 @@ def test_candidates_pick_train_and_render_with_the_lora(project: Path) -> None:
     assert entry["dataset_sha256"] == trained.json()["dataset_sha256"]
     assert run_cli("train", str(project), "ANA", "--type", "flux2", "--json").json()["provider_calls"] == 0
     assert json.loads((project / "visual" / "lora_registry.json").read_text()) == registry, "a re-run changes nothing"
+    written = {path.relative_to(project).as_posix() for path in (project / "visual").rglob("*")
+               if path.is_file() and "keystones" not in path.parts}
+    assert {f"visual/lora_candidates/ANA/{name}" for name in files} | {"visual/lora_registry.json", entry["path"]} < written
+    assert generated_unchanged(project, written) == written, "candidates, picks, dataset, weights, registry: all outputs"
     ledger = Ledger(database(project / ".reelflow"))
     assert len([row for row in ledger.rows() if row.stage == "training"]) == 1, "trained once, paid once"
 
@@ -114,5 +119,8 @@ def test_candidates_pick_train_and_render_with_the_lora(project: Path) -> None:
     status = {line["shot"]: line["status"] for line in second.json()["lines"]}
     assert status == {1: "rendered", 2: "cached", 3: "cached"}, "only Ana's shot renders again"
     assets = json.loads((project / "storyboards" / "assets" / "ep_001" / "manifest.json").read_text())
-    keyframes = [e for e in assets["assets"] + assets["intermediates"] if e["stage"] == "keyframes" and e["shot"] == 1]
+    [take] = [line["take"] for line in second.json()["lines"] if line["shot"] == 1]
+    assert take == 2, "new footage goes to a new take: T01 stays as it was"
+    keyframes = [e for e in assets["assets"] + assets["intermediates"]
+                 if e["stage"] == "keyframes" and e["shot"] == 1 and e["take"] == take]
     assert keyframes and all([lora["sha256"] for lora in e["params"]["loras"]] == [entry["sha256"]] for e in keyframes)
