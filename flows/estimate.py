@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from reelflow.flows.render import refuse_invalid_requests, select_shots, shot_jobs
+from reelflow.flows.render import refuse_invalid_requests, select_shots, shot_jobs, takes_now
 from reelflow.providers.registry import require_providers
 from reelflow.schemas.errors import ContentRejected
 from reelflow.schemas.load import load_project, load_storyboard
@@ -62,10 +62,11 @@ def estimate_episode(
     storyboard = load_storyboard(folder, episode)
     numbers = select_shots(storyboard, shots, folder.storyboard_path(episode).name)
     require_providers(folder.project, RENDER_STAGES)
-    takes, _ = read_dailies(folder, storyboard).takes_to_render(numbers, retakes_only=retakes)
-    jobs = shot_jobs(folder, storyboard, takes, run="estimate")
-    refuse_invalid_requests(folder, episode, jobs)
+    dailies = read_dailies(folder, storyboard)
+    takes, _ = dailies.takes_to_render(numbers, retakes_only=retakes)
     manifest = read_manifest(folder.assets_dir(episode), folder.project.code, episode)
+    jobs = takes_now(shot_jobs(folder, storyboard, takes, run="estimate"), dailies, manifest)
+    refuse_invalid_requests(folder, episode, jobs)
     blocked: list[BlockedShot] = []
     upgraded: list[UpgradedShot] = []
     with dry_run() as plan:

@@ -70,6 +70,7 @@ class TakeInputs(BaseModel):
     shot: int
     take: int
     inputs: str  # sha256: see reelflow.tasks.upgrades.shot_inputs
+    seed: int | None = None  # the seed it was made with; None: recorded before seeds were (its take's own, shot_seed)
 
 
 class Manifest(BaseModel):
@@ -93,3 +94,7 @@ class Manifest(BaseModel):
     def take_inputs(self, shot: int, take: int) -> str | None:
         """The inputs fingerprint recorded for one take of a shot (None: made before inputs were recorded)."""
         return next((record.inputs for record in self.takes if (record.shot, record.take) == (shot, take)), None)
+
+    def take_seed(self, shot: int, take: int) -> int | None:
+        """The seed one take of a shot was made with, where the manifest records it."""
+        return next((record.seed for record in self.takes if (record.shot, record.take) == (shot, take)), None)

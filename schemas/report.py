@@ -115,7 +115,7 @@ class RenderReport(BaseModel):
             "charged_usd": self.charged_usd,
             "shadow_usd": round(self.shadow_usd, 6),
             "failures": failures,
-            "lines": [line.model_dump(include={"shot", "take", "status", "review", "provider_calls", "cost_usd"})
+            "lines": [line.model_dump(include={"shot", "take", "status", "review", "provider_calls", "cost_usd", "reason"})
                       for line in self.lines],
             "budget": self.budget.model_dump(),
             "cut_skipped": self.cut_skipped,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from reelflow.media.hashing import sha256_file
 from reelflow.schemas.assets import AssetRef, InputRef, Manifest, ManifestEntry, TakeInputs
-from reelflow.state.store import write_atomic
+from reelflow.state.store import held, write_atomic
 
 MANIFEST = "manifest.json"
 
@@ -19,15 +20,17 @@ def read_manifest(assets_dir: Path, project: str, episode: int) -> Manifest:
 
 
 def merge(old: Manifest, rendered: dict[tuple[int, int], list[ManifestEntry]], cut: ManifestEntry | None,
-          inputs: dict[tuple[int, int], str] | None = None) -> Manifest:
+          inputs: dict[tuple[int, int], str] | None = None, seeds: dict[tuple[int, int], int] | None = None) -> Manifest:
     """The old manifest with the entries of every (shot, take) rendered now replaced; other takes kept; inputs named.
 
     The cut is this run's, or none: a cut an earlier run made no longer stands for the episode. `inputs` are the
-    fingerprints of the takes whose clip matches what they are made from now; a take rendered now without one has
-    none recorded.
+    fingerprints of the takes whose clip matches what they are made from now, `seeds` the seeds they were made with;
+    a take rendered now without inputs has none recorded.
     """
     keep = [e for e in old.assets + old.intermediates if e.shot is not None and (e.shot, e.take or 1) not in rendered]
-    fingerprints = {(t.shot, t.take): t.inputs for t in old.takes if (t.shot, t.take) not in rendered} | (inputs or {})
+    kept = {(t.shot, t.take): t for t in old.takes if (t.shot, t.take) not in rendered}
+    fingerprints = {key: t.inputs for key, t in kept.items()} | (inputs or {})
+    made_with = {key: t.seed for key, t in kept.items() if t.seed is not None} | (seeds or {})
     entries = keep + [entry for shot_entries in rendered.values() for entry in shot_entries]
     names = {e.sha256: e.name for e in entries if e.name}
     if cut is not None:
@@ -45,8 +48,17 @@ def merge(old: Manifest, rendered: dict[tuple[int, int], list[ManifestEntry]], c
         cut=cut.name if cut else None,
         assets=[e for e in order if e.name] + ([cut] if cut else []),
         intermediates=[e for e in order if not e.name],
-        takes=[TakeInputs(shot=shot, take=take, inputs=fingerprints[shot, take]) for shot, take in sorted(fingerprints)],
+        takes=[TakeInputs(shot=shot, take=take, inputs=fingerprints[shot, take], seed=made_with.get((shot, take)))
+               for shot, take in sorted(fingerprints)],
     )
+
+
+def save_merged(state_dir: Path, lock: str, assets_dir: Path, project: str, episode: int,
+                change: Callable[[Manifest], Manifest]) -> Path:
+    """Write `change` of the manifest as it is now, holding the project lock `lock` (the episode's dailies'): two
+    renders of one episode each keep the other's entries."""
+    with held(state_dir, lock):
+        return write_manifest(assets_dir, change(read_manifest(assets_dir, project, episode)))
 
 
 def write_manifest(assets_dir: Path, manifest: Manifest) -> Path:

@@ -30,6 +30,7 @@ from reelflow.tasks.gates import GateResult, gate_keyframes
 from reelflow.tasks.job import ShotJob, StageResult, attempt_seed, video_seed
 from reelflow.tasks.keyframes import make_keyframes
 from reelflow.tasks.retry import NOT_CACHED
+from reelflow.tasks.takes import publish_take
 from reelflow.tasks.upgrades import changed_keys, matching_clip, same_inputs
 from reelflow.tasks.upscale import upscale_keyframes
 from reelflow.tasks.video import make_video
@@ -83,6 +84,7 @@ class ShotOutcome(BaseModel):
     route: Route
     tries: list[KeyframeTry]
     clip_checks: list[ClipCheck]
+    passed_over: str | None = None  # why the job's own take was not the one published (its files hold other footage)
 
 
 def _one_line(error: BaseException) -> str:
@@ -134,20 +136,22 @@ def shot_stages(job: ShotJob, run: Callable[..., Any], tries: list[KeyframeTry],
 
 
 @task(name="shot", task_run_name="{job.label}", **NOT_CACHED)
-def render_shot(job: ShotJob, keep_upgraded: Manifest | None = None) -> ShotOutcome | UpgradeKept:
-    """Run the shot's stages as tasks; publish its named assets only once all succeeded.
+def render_shot(job: ShotJob, manifest: Manifest | None = None, keep_upgraded: bool = False) -> ShotOutcome | UpgradeKept:
+    """Run the shot's stages as tasks; publish its named assets only once all succeeded, never over other bytes.
 
     A shot whose every stage is already in the cache reads them back without a task run each, as Prefect's own cache
     skips a task's body: a re-render of an unchanged episode costs one task run per shot, not seven. With
-    `keep_upgraded` (the episode's manifest), a take that only an upgrade of reelflow would make again is kept as it
-    is: nothing is made.
+    `keep_upgraded`, a take that only an upgrade of reelflow would make again is kept as it is: nothing is made.
+    Where the job's take already holds other footage (on disk, or as `manifest`, the episode's, records it), the work
+    is published as the first take after it that does not (tasks/takes.py): no take's files are written again.
     """
     current = "keyframes"
     tries: list[KeyframeTry] = []
     checks: list[ClipCheck] = []
     cached = current_clip(job) is not None
-    if not cached and keep_upgraded is not None:
-        kept = upgraded_take(job, keep_upgraded)
+    published = manifest or Manifest(project=job.project.code, episode=job.episode)
+    if not cached and keep_upgraded:
+        kept = upgraded_take(job, published)
         if kept is not None:
             emit(StageEvent(job.run, job.shot.shot, "shot", "done"))
             return kept
@@ -168,14 +172,17 @@ def render_shot(job: ShotJob, keep_upgraded: Manifest | None = None) -> ShotOutc
         raise ShotFailed(job.shot.shot, current, reason, tries, isinstance(exc, BudgetExceeded), checks) from exc
     finally:
         priority.reset(ranked)
-    entries = [entry for result in results for entry in result.entries]
+    made, entries, passed_over = publish_take(job, [entry for result in results for entry in result.entries], published)
+    if made.take != job.take:
+        tries = [attempt.model_copy(update={"take": made.take}) for attempt in tries]
+        checks = [check.model_copy(update={"take": made.take}) for check in checks]
     for entry in entries:
         if entry.name is not None:
             blob = job.store.blob_path(entry.sha256, entry.name.rsplit(".", 1)[1])
             materialise(blob, entry.sha256, job.assets_dir / entry.name)
     emit(StageEvent(job.run, job.shot.shot, "shot", "done"))
-    return ShotOutcome(shot=job.shot.shot, take=job.take, clip=results[-1].assets["clip"], entries=entries,
-                       route=tries[-1].route, tries=tries, clip_checks=checks)
+    return ShotOutcome(shot=job.shot.shot, take=made.take, clip=results[-1].assets["clip"], entries=entries,
+                       route=tries[-1].route, tries=tries, clip_checks=checks, passed_over=passed_over)
 
 
 def request_problems(jobs: list[ShotJob]) -> list[str]:

@@ -122,10 +122,13 @@ def test_editing_one_prompt_rerenders_that_shot_only(rendered: tuple[Path, dict]
     assert report["provider_calls"] == 4  # last frame, its verdict, its upscale, the segment
     after = hashes(assets(root))
     changed = {name for name in after if after[name] != before.get(name)}
+    # The new footage is take 2 (its seed kept: the first frame is the cached one); every T01 file stays as it was.
+    assert report["lines"][1]["take"] == 2
     assert changed == {
-        "TST_EP001_S02_T01_BO_last.png", "TST_EP001_S02_T01_BO_seg1.mp4", "TST_EP001_S02_T01_BO_clip.mp4",
-        "ep_001.mp4", "manifest.json",
+        "TST_EP001_S02_T02_BO_first.png", "TST_EP001_S02_T02_BO_last.png", "TST_EP001_S02_T02_BO_seg1.mp4",
+        "TST_EP001_S02_T02_BO_clip.mp4", "ep_001.mp4", "manifest.json",
     }
+    assert after["TST_EP001_S02_T02_BO_first.png"] == before["TST_EP001_S02_T01_BO_first.png"]
 
 
 def test_retakes_render_take_two_of_only_those_shots_and_keep_approved_bytes(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from reelflow.schemas.assets import InputRef, Manifest, ManifestEntry, MediaInfo
-from reelflow.state.manifest import merge
+from reelflow.state.manifest import merge, read_manifest, save_merged
 
 IMAGE = MediaInfo(kind="image", width=8, height=8)
 
@@ -41,3 +43,15 @@ def test_merge_without_a_cut_drops_the_old_one() -> None:
     merged = merge(old, {}, None)
     assert merged.cut is None
     assert [e.sha256 for e in merged.assets] == ["a1"]
+
+
+def test_two_renders_of_one_episode_keep_each_others_takes(tmp_path: Path) -> None:
+    """Each render read the manifest before the other wrote: the merge is made of the manifest as it is at writing."""
+    assets, state = tmp_path / "assets", tmp_path / ".reelflow"
+    read_first = read_manifest(assets, "TST", 1)  # both renders started on an empty manifest
+    save_merged(state, "dailies_ep_001.json", assets, "TST", 1,
+                lambda latest: merge(latest, {(1, 1): [entry("a1", 1, 1, "S01_T01_first.png")]}, None))
+    save_merged(state, "dailies_ep_001.json", assets, "TST", 1,
+                lambda latest: merge(latest, {(2, 1): [entry("b1", 2, 1, "S02_T01_first.png")]}, None))
+    assert read_first.assets == []
+    assert [(e.shot, e.sha256) for e in read_manifest(assets, "TST", 1).assets] == [(1, "a1"), (2, "b1")]
