@@ -21,13 +21,14 @@ from reelflow.schemas.report import ReapedPod, ReapReport
 from reelflow.tasks.gpu import reap, release
 
 
-def release_gpu(flow: Flow[..., Any], run: FlowRun, state: State) -> None:
+def release_gpu(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
     """This run's process is done with its project's pods: each one no run uses any more is terminated. A run that
-    is part of another (an episode of render-pending) leaves that to the outer run."""
-    if run.parameters.get("parent_run") or "project" not in run.parameters:
+    is part of another (an episode of render-pending) leaves that to the outer run. (A worker calls hooks by keyword:
+    `flow`, `flow_run`, `state`.)"""
+    if flow_run.parameters.get("parent_run") or "project" not in flow_run.parameters:
         return
     try:
-        folder = load_project(run.parameters["project"])
+        folder = load_project(flow_run.parameters["project"])
         if (folder.state_dir / "state.db").exists():
             release(folder.state_dir)  # each pod stopped is logged
     except ReelflowError as error:  # the reaper stops it once its lease is over

@@ -6,7 +6,6 @@ Each shot runs as its own cached task on a thread pool; a failing shot does not 
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
-from reelflow.flows.gpu import RELEASE_GPU
+from reelflow.flows.cancel import RENDER_HOOKS, ledger_run
 from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.flows.render import SHOT_WORKERS, select_shots, shot_jobs, shots_in_flight, submit_shots
 from reelflow.media.hashing import sha256_file
@@ -130,7 +129,7 @@ def _summary(report: PrevizReport, title: str, sheet_key: str) -> str:
     flow_run_name=run_name("previz"),
     on_running=[tag_run(("previz",))],
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
-    **RELEASE_GPU,
+    **RENDER_HOOKS,
     **FLOW_OPTIONS,
 )
 def previz_episode(project: str, episode: int, shots: list[int] | None = None, gpu: bool = False) -> PrevizReport | State:
@@ -138,6 +137,12 @@ def previz_episode(project: str, episode: int, shots: list[int] | None = None, g
 
     With failed shots the run ends Failed (visible as such in the UI), still carrying the report. `gpu` makes the
     frames with project.json's `gpu_providers` (the gpu pool's deployment).
+
+    Args:
+        project: The project folder's absolute path on the worker's machine.
+        episode: The episode number.
+        shots: The shots to make frames of; by default all.
+        gpu: Make the frames on the GPU, with project.json's gpu_providers.
     """
     logger = get_run_logger()
     started = time.monotonic()
@@ -148,7 +153,7 @@ def previz_episode(project: str, episode: int, shots: list[int] | None = None, g
     numbers = select_shots(storyboard, shots, folder.storyboard_path(episode).name)
     require_providers(folder.project, ("previz",))
 
-    run = uuid.uuid4().hex
+    run = ledger_run()
     frames: list[PrevizFrame] = []
     failed: list[PrevizFailure] = []
     jobs = shot_jobs(folder, storyboard, dict.fromkeys(numbers, 1), run)

@@ -10,14 +10,16 @@ project's `billed_retries`, counted per cache key across every run.
 
 A pending request counts at its price, a settled one at what it cost. The local provider writes rows like any
 other, marked `shadow`: priced as the cloud would bill, charged nothing, and never counted against a budget.
+A run being stopped (cancelled, crashed, Ctrl-C) sends nothing more; tasks/cancel.py settles its open requests.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,30 @@ SETTLED_COST = "CASE WHEN status IN ('submitting', 'pending', 'unknown') THEN pr
 PAID_FOR_NOTHING = "((status = 'failed' AND cost_usd > 0) OR status = 'unknown') AND forgiven = 0"
 CUT_OFF = "unknown: sending was cut off (the process stopped); the service may have run and billed it"
 NOT_POLLABLE = "unknown: a synchronous request was cut off; the service may have run and billed it"
+
+# The runs this process is stopping (tasks/cancel.py): nothing more is sent for them, and a provider thread still
+# waiting on one of their requests writes nothing of how it ended: their stopper settles it, from what the service
+# says (a thread's answer racing the stopper's could otherwise count a request twice, or a cancelled one as unknown).
+_stopping: set[str] = set()
+_stopping_lock = threading.Lock()
+
+
+class RunStopped(ProviderError):
+    """The run is being stopped (cancelled, crashed, Ctrl-C): nothing more is sent for it."""
+
+    kind = "stopped"
+
+
+def stop_runs(runs: Iterable[str]) -> None:
+    """From now on this process sends nothing for `runs` (nor for the runs that are part of them)."""
+    with _stopping_lock:
+        _stopping.update(runs)
+
+
+def is_stopping(charge: Charge) -> bool:
+    """Whether the run paying for `charge` (or the run it is part of) is being stopped in this process."""
+    with _stopping_lock:
+        return bool({charge.run, charge.parent_run} & _stopping)
 
 
 @dataclass(frozen=True)
@@ -74,6 +100,7 @@ class LedgerRow:
     settled_at: float | None
     forgiven: bool
     share: bool
+    id: int
 
     @classmethod
     def of(cls, row: sqlite3.Row) -> LedgerRow:
@@ -123,6 +150,30 @@ class Ledger:
             sql, args = sql + " AND endpoint = ?", (key, endpoint)
         row = self.db.row(sql + " ORDER BY id DESC LIMIT 1", args)
         return None if row is None else str(row["request_id"])
+
+    def open_requests(self, runs: Iterable[str]) -> list[LedgerRow]:
+        """The requests of `runs` (and of the runs that are part of them) not settled yet: submitting or pending."""
+        rows: dict[int, LedgerRow] = {}
+        for run in runs:
+            condition, args = run_filter(run)
+            rows |= {row.id: row for row in self.rows(f"{condition} AND status IN ('submitting', 'pending')", args)}
+        return [rows[key] for key in sorted(rows)]
+
+    def row(self, row_id: int) -> LedgerRow | None:
+        """The request of row `row_id` as it stands now; None once removed (a send the service refused)."""
+        rows = self.rows("id = ?", (row_id,))
+        return rows[0] if rows else None
+
+    def settle_open(self, row_id: int, status: Status, cost_usd: float, detail: str) -> LedgerRow | None:
+        """Settle the request of row `row_id` if it is still open; returns the row as it stands after (settled
+        meanwhile by another process that was stopping it, it keeps what that one wrote)."""
+        with self.db.write() as sql:
+            sql.execute(
+                "UPDATE requests SET status = ?, cost_usd = ?, detail = ?, settled_at = ? "
+                "WHERE id = ? AND status IN ('submitting', 'pending')",
+                (status, round(cost_usd, 6), detail[:500], time.time(), row_id),
+            )
+        return self.row(row_id)
 
     def billed_failures(self, key: str) -> int:
         """How many requests for `key` were paid for with nothing to show (billed failures and unknown outcomes),
@@ -246,6 +297,10 @@ class LedgerTicket:
     def _write(self) -> Any:
         return self.ledger.db.write(durable=not self.charge.shadow)
 
+    def _refuse_if_stopping(self) -> None:
+        if is_stopping(self.charge):
+            raise RunStopped(f"{self.provider}: the run is being stopped; nothing more is sent", provider=self.provider)
+
     def resume(self, endpoint: str, *, pollable: bool = True) -> str | None:
         """The id of this key's request the service accepted and has not settled: poll it, do not submit.
 
@@ -254,6 +309,7 @@ class LedgerTicket:
         budget reservation is no longer needed.
         """
         charge = self.charge
+        self._refuse_if_stopping()
         with self._write() as sql:
             open_rows = sql.execute(
                 "SELECT id, request_id, status FROM requests WHERE cache_key = ? AND endpoint = ? "
@@ -302,6 +358,7 @@ class LedgerTicket:
         (a refusal, a rate limit: nothing billed) or the request never left, and the row is removed; anything else
         (OutcomeUnknown: no answer after sending; an unexpected error) leaves it `unknown`, at its price.
         """
+        self._refuse_if_stopping()
         provisional = f"submitting-{uuid.uuid4().hex}"
         with self._write() as sql:
             self._open_row(sql, endpoint, provisional, "submitting")
@@ -327,6 +384,8 @@ class LedgerTicket:
     def _settle_in(self, sql: sqlite3.Connection, status: Status, endpoint: str, request_id: str, cost_usd: float,
                    detail: str, billed_usd: float | None = None, at: float | None = None) -> None:
         """Settle in `sql`'s transaction; `at` is when the provider answered (default: now)."""
+        if is_stopping(self.charge):  # its stopper settles it
+            return
         now = time.time() if at is None else at
         billed = None if billed_usd is None else round(billed_usd, 6)
         updated = sql.execute(
@@ -388,6 +447,8 @@ class LedgerTicket:
 
     def cancel_requested(self, endpoint: str, request_id: str, detail: str) -> None:
         """A cancel was asked for but not confirmed: the request stays pending (it may still run and bill)."""
+        if is_stopping(self.charge):  # its stopper settles it
+            return
         with self._write() as sql:
             sql.execute(
                 "UPDATE requests SET detail = ? WHERE cache_key = ? AND endpoint = ? AND request_id = ? AND status = 'pending'",

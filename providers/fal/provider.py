@@ -14,7 +14,8 @@ from fal_client.client import SyncClient
 from reelflow.media.images import resize_cover, save_png
 from reelflow.media.probe import probe_image
 from reelflow.providers.base import Ticket
-from reelflow.providers.fal import endpoints
+from reelflow.providers.cancel import Answer
+from reelflow.providers.fal import cancel, endpoints
 from reelflow.providers.fal.endpoints import Output
 from reelflow.providers.fal.errors import NAME
 from reelflow.providers.fal.hosts import configure_fal_client
@@ -232,6 +233,14 @@ class FalProvider:
         urls, files = done.value
         return TrainedLora(provider=NAME, model=request.model, weights=urls, files=files, trigger=request.trigger,
                            cost_usd=cost, request_id=done.request_id)
+
+    def cancel_request(self, endpoint: str, request_id: str, timeout_s: float) -> Answer:
+        """Ask fal to cancel a queued request (providers/fal/cancel.py)."""
+        return cancel.cancel_request(self.queue.client, endpoint, request_id, timeout_s)
+
+    def request_state(self, endpoint: str, request_id: str, timeout_s: float) -> Answer:
+        """How a queued request stands at fal now (providers/fal/cancel.py)."""
+        return cancel.request_state(self.queue.client, endpoint, request_id, timeout_s)
 
     def _generation(self, request: _Request, endpoint: str, arguments: dict[str, Any], out: Path,
                     ticket: Ticket | None, finish: Callable[[Result], None]) -> Generation:

@@ -17,21 +17,24 @@ Queue and storage calls need `Authorization: Key <key>` (else 401). Outputs are 
 body alone: PNGs of `image_size`; SeedVR2 upscales of the input by `upscale_factor`; edits at the input's size
 (turned with the angles); WAN clips of exactly `num_frames` frames at `frames_per_second`, 720x1280 or 1280x720
 by `aspect_ratio` (or the first image's aspect) blending first into last image; trainers' safetensors files.
-Scripted behaviours: a reject word in the prompt (content policy 422), `rate_limited` / `server_errors` submits
-(429 / `server_error_status`), `status_errors` (503 on status polls), `progress_polls` / `slow_s` of IN_PROGRESS,
-`corrupt_outputs` (truncated files), `finish_before_cancel` (the request completes just as a cancel arrives), a
-wrong key (401). Every body is validated with the schema table reelflow validates against before it sends
-(`reelflow.schemas.wire.fal.INPUTS`: ranges, enums, required fields, unknown fields refused), so a body that breaks
-it — one sent past reelflow's own check — is settled with a 422 whose `loc` starts with "body" and names the field.
-Input URLs and LoRA paths the fake does not serve are a 422 `file_download_error`; `expire(url)` deletes a CDN file
-as fal may after 7 days. The log: `submits` per endpoint and `submits_by_body` per body hash (accepted, billable
-submits only), `cancels`, `uploads`, `status_polls`.
+Scripted behaviours: a reject word in the prompt (content policy 422), `rate_limited` / `server_errors` submits (429 /
+`server_error_status`), `status_errors` (503 on status polls), `progress_polls` / `slow_s` of IN_PROGRESS,
+`corrupt_outputs` (truncated files), `finish_before_cancel` (the request completes just as a cancel arrives),
+`run_past_cancel` (a running request asked to stop finishes anyway, and bills: fal leaves it to the app),
+`silent_status` (request ids whose status polls get no answer: the connection closes), `running_limit` (the account
+runs that many requests at once; the rest wait IN_QUEUE, as fal's queue does), a wrong key (401). Every body is
+validated with the schema table reelflow validates against before it sends (`reelflow.schemas.wire.fal.INPUTS`:
+ranges, enums, required fields, unknown fields refused), so a body that breaks it — one sent past reelflow's own check
+— is settled with a 422 whose `loc` starts with "body" and names the field. Input URLs and LoRA paths the fake does
+not serve are a 422 `file_download_error`; `expire(url)` deletes a CDN file as fal may after 7 days. The log:
+`submits` per endpoint and `submits_by_body` per body hash (accepted, billable submits only), `cancels`, `uploads`,
+`status_polls`.
 Billing, by fal's rule for each endpoint (`billed_usd`, see its function): every request that ran, a 422 too. The
 answers that never come: `drop_submits` / `drop_new_bodies` run and bill a submit and close the socket without an
 answer; `stall_new_bodies` runs and bills it and answers after `stall_s`; `garble_submits` answers with fal's
 `x-fal-request-id` header and a body cut short; `forget_results()` finishes (and bills) every request and then 404s
 it, as `result_retention_s` does for results older than that; `expire(url)` drops a CDN file. A cancel of a request
-still in the queue answers OK (removed, never billed).
+still in the queue answers OK (removed, never billed); `state_of(request_id)` says where a request is.
 All state lives in the FakeFal object, served from a thread: clients in subprocesses share it, so a client killed
 mid-request and started again finds its request where it left it.
 """
@@ -246,6 +249,9 @@ class FakeFal:
         self.status_errors = 0
         self.corrupt_outputs = 0
         self.finish_before_cancel = False
+        self.run_past_cancel = False  # a running request asked to stop finishes anyway (its next poll), and bills
+        self.silent_status: set[str] = set()  # request ids whose status polls are never answered
+        self.running_limit: int | None = None  # requests run at once; the rest wait in the queue (IN_QUEUE)
         self.drop_submits = 0  # the next accepted submits run and bill, and their answers are lost (the socket closes)
         self.drop_new_bodies = 0  # the same, for the first submit of each of the next bodies only
         self.stall_new_bodies = 0  # the first submit of each of the next bodies runs and bills, answered after stall_s
@@ -456,6 +462,8 @@ class FakeFal:
             return 404, {"detail": f"Request {request_id} not found"}
         if method == "GET" and tail == ["status"]:
             with self._lock:
+                if request_id in self.silent_status:
+                    return DROPPED, b""
                 if self.status_errors > 0:
                     self.status_errors -= 1
                     return 503, {"detail": "Service Unavailable"}
@@ -475,21 +483,41 @@ class FakeFal:
                 self.cancels.append(request_id)
                 if job.outcome is not None:
                     return 400, {"status": "ALREADY_COMPLETED"}
-                job.cancelled = True
-                if job.polls <= 1:  # still in the queue: removed, it never runs (fal's queue/cancel docs)
-                    job.forgotten = True
+                if self._queued(job):  # still in the queue: removed, it never runs (fal's queue/cancel docs)
+                    job.cancelled = job.forgotten = True
                     self.in_flight -= 1
                     return 200, {"status": "OK"}
+                job.cancelled = True  # it keeps its runner until it stops (never), or finishes (`run_past_cancel`)
             return 202, {"status": "CANCELLATION_REQUESTED"}
         return 405, {"detail": "Method not allowed"}
+
+    def state_of(self, request_id: str) -> str:
+        """Where a request is now: IN_QUEUE, IN_PROGRESS, COMPLETED, CANCELLED (asked to stop, never ending) or
+        REMOVED (cancelled from the queue, or forgotten)."""
+        with self._lock:
+            job = self.jobs[request_id]
+            return "REMOVED" if job.forgotten else self._state(job)
+
+    def _queued(self, job: Job) -> bool:
+        """Still waiting in the queue: not polled past its first answer, or behind `running_limit` requests holding a
+        runner (a request asked to stop holds its runner until it ends)."""
+        with self._lock:
+            if job.outcome is not None:
+                return False
+            if job.polls <= 1:
+                return True
+            if self.running_limit is None:
+                return False
+            running = [other.request_id for other in self.jobs.values() if other.outcome is None and not other.forgotten]
+            return job.request_id not in running[: self.running_limit]
 
     def _state(self, job: Job) -> str:
         with self._lock:
             if job.outcome is not None:
                 return "COMPLETED"
-            if job.cancelled:
-                return "CANCELLED"
-            if job.polls <= 1:
+            if job.cancelled:  # asked to stop while running: it never ends, or finishes (and bills) when next asked
+                return "COMPLETED" if self.run_past_cancel else "CANCELLED"
+            if self._queued(job):
                 return "IN_QUEUE"
             if job.polls <= 1 + self.progress_polls or time.monotonic() < job.submitted_at + self.slow_s:
                 return "IN_PROGRESS"
