@@ -109,7 +109,17 @@ def build_character_dataset(
     caption_type: LoraType = "flux2",
     max_cost_usd: float | None = None,
 ) -> CandidatesReport | State:
-    """`count` diverse candidates of a character in `visual/lora_candidates/<CHAR>/`, with their manifest."""
+    """`count` diverse candidates of a character in `visual/lora_candidates/<CHAR>/`, with their manifest.
+
+    Args:
+        project: The project folder's absolute path on the worker's machine.
+        character: The character's id in breakdown.json, e.g. ANA.
+        count: How many candidates to make.
+        mode: How each candidate is made (threepass: angle, identity and background edits, then upscale).
+        seed: The run's seed; the same seed makes the same candidates.
+        caption_type: The captions' style, for the LoRA type to train.
+        max_cost_usd: A cap on this run's spend in USD (the project's budget_usd holds too).
+    """
     logger = get_run_logger()
     folder = load_project(project)
     check_candidates_run(folder, character, mode, seed)
@@ -168,7 +178,15 @@ def train_character_lora(
     steps: int | None = None,
     max_cost_usd: float | None = None,
 ) -> TrainingReport:
-    """Train the character's LoRA on its selected candidates and register it for every later render."""
+    """Train the character's LoRA on its selected candidates and register it for every later render.
+
+    Args:
+        project: The project folder's absolute path on the worker's machine.
+        character: The character's id in breakdown.json, e.g. ANA.
+        lora_type: The base model the LoRA is trained for.
+        steps: Training steps; by default the trainer's.
+        max_cost_usd: A cap on this run's spend in USD (the project's budget_usd holds too).
+    """
     logger = get_run_logger()
     folder = load_project(project)
     manifest = check_training_run(folder, character, lora_type)

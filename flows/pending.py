@@ -1,4 +1,5 @@
-"""Render every episode with shots still to make: pending (never rendered, or failed) or sent back for a retake.
+"""Render every episode with shots still to make: pending (never rendered, or failed), sent back for a retake, or
+rendered from inputs that changed since (never an approved shot).
 
 Meant for the nightly schedule. Episodes render one after another, each as a `render-episode` subflow, under the
 project's budget; the first render a budget stops ends the run, and the episodes after it wait for the next one.
@@ -6,23 +7,27 @@ project's budget; the first render a budget stops ends the run, and the episodes
 
 from __future__ import annotations
 
-import uuid
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
-from reelflow.flows.gpu import RELEASE_GPU
+from reelflow.flows.cancel import RENDER_HOOKS, ledger_run
+from reelflow.flows.exclusive import one_run_per_project
 from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
-from reelflow.flows.render import render_episode
+from reelflow.flows.render import render_episode, shot_jobs
+from reelflow.schemas.dailies import Dailies
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import STORYBOARD_FILE, ProjectFolder, load_project, load_storyboard
 from reelflow.schemas.project import RENDER_STAGES
 from reelflow.schemas.report import RenderReport, money_words
+from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.dailies import read_dailies
 from reelflow.state.db import database
 from reelflow.state.ledger import Ledger
+from reelflow.state.manifest import read_manifest
+from reelflow.tasks.takes import as_made
+from reelflow.tasks.upgrades import shot_inputs
 
 TO_RENDER = ("pending", "retake")  # the review states that leave a shot to render
 
@@ -89,7 +94,7 @@ def render_each(project: str, episodes: list[int], max_cost_usd: float | None) -
     logger = get_run_logger()
     folder = load_project(project)
     ledger = Ledger(database(folder.state_dir))
-    parent = uuid.uuid4().hex
+    parent = ledger_run()
     runs = EpisodeRuns()
     for index, episode in enumerate(episodes):
         spent = ledger.spent(parent, shadow=False)
@@ -127,9 +132,22 @@ def episode_table(runs: EpisodeRuns) -> list[str]:
     ]
 
 
+def changed_shots(folder: ProjectFolder, storyboard: Storyboard, dailies: Dailies) -> list[int]:
+    """The rendered shots, not approved, whose current take was made from other inputs than the project has now (the
+    storyboard, project.json, a LoRA changed since): rendering the episode makes them again."""
+    numbers = {shot.shot for shot in storyboard.shots}
+    manifest = read_manifest(folder.assets_dir(storyboard.episode), folder.project.code, storyboard.episode)
+    recorded = {(take.shot, take.take): take.inputs for take in manifest.takes}
+    takes = {review.shot: review.take for review in dailies.shots
+             if review.shot in numbers and review.status not in ("approved", *TO_RENDER)}
+    made = [as_made(job, manifest) for job in shot_jobs(folder, storyboard, takes, run="pending")]
+    return [job.shot.shot for job in made if recorded.get((job.shot.shot, job.take), shot_inputs(job)) != shot_inputs(job)]
+
+
 def pending_episodes(folder: ProjectFolder) -> tuple[list[int], list[int]]:
-    """The episodes with a pending or retake shot, and those with none; an unreadable storyboard or dailies counts as
-    pending (its render then says what is wrong)."""
+    """The episodes with a pending or retake shot, or a shot (not approved) whose inputs changed since its take was
+    made, and those with none; an unreadable storyboard or dailies counts as pending (its render then says what is
+    wrong)."""
     pending, up_to_date = [], []
     for path in folder.storyboard_paths():
         match = STORYBOARD_FILE.fullmatch(path.name)
@@ -139,8 +157,10 @@ def pending_episodes(folder: ProjectFolder) -> tuple[list[int], list[int]]:
         try:
             storyboard = load_storyboard(folder, episode)
             numbers = {shot.shot for shot in storyboard.shots}
-            waiting = any(r.status in TO_RENDER for r in read_dailies(folder, storyboard).shots if r.shot in numbers)
-        except ContractError:
+            dailies = read_dailies(folder, storyboard)
+            waiting = (any(r.status in TO_RENDER for r in dailies.shots if r.shot in numbers)
+                       or bool(changed_shots(folder, storyboard, dailies)))
+        except (ContractError, ValueError):
             waiting = True
         (pending if waiting else up_to_date).append(episode)
     return pending, up_to_date
@@ -150,15 +170,21 @@ def pending_episodes(folder: ProjectFolder) -> tuple[list[int], list[int]]:
     name="render-pending",
     flow_run_name=run_name("render-pending"),
     on_running=[tag_run(RENDER_STAGES)],
-    **RELEASE_GPU,
+    **RENDER_HOOKS,
     **FLOW_OPTIONS,
 )
+@one_run_per_project  # another run of this project running, or a newer one due: this one ends Cancelled, doing nothing
 def render_pending(project: str, max_cost_usd: float | None = None) -> PendingReport | State:
-    """Render, one after another, every episode whose dailies have a pending or retake shot; leave one artifact.
+    """Render, one after another, every episode with a pending or retake shot, or a shot (not approved) whose inputs
+    changed since its take was made; leave one artifact.
 
     `max_cost_usd` caps the whole run (each episode gets what the ones before it left); the project's `budget_usd`
     holds inside every render. The first render a budget stops ends the run. With a failed episode the run ends
     Failed, still carrying the report.
+
+    Args:
+        project: The project folder's absolute path on the worker's machine.
+        max_cost_usd: A cap on this run's spend in USD, shared by its episodes (the project's budget_usd holds too).
     """
     logger = get_run_logger()
     folder = load_project(project)

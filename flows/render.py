@@ -2,8 +2,8 @@
 
 Each shot runs as its own task (keyframes → gates → upscale → video → clip) on a thread pool; provider
 calls are bounded per provider. A failing shot does not stop the others: the run ends with a report.
-The dailies decide takes: an approved shot is kept as it is, a retake renders take T+1, and the cut
-uses each shot's approved take, else its latest.
+The dailies decide takes: an approved shot is kept as it is, a retake renders take T+1, new footage always goes to a
+new take (tasks/takes.py), and the cut uses each shot's approved take, else its latest.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -23,7 +22,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from reelflow.flows.gpu import RELEASE_GPU
+from reelflow.flows.cancel import RENDER_HOOKS, ledger_run
 from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.providers.registry import providers_for, require_providers
 from reelflow.schemas.assets import AssetRef, Manifest
@@ -34,16 +33,18 @@ from reelflow.schemas.project import RENDER_STAGES
 from reelflow.schemas.report import BudgetLine, RenderReport, ShotCounts, ShotLine, money_words
 from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.budget import Budgets, Caps
+from reelflow.state.checkout import reading
 from reelflow.state.dailies import changing_dailies, now, read_dailies
 from reelflow.state.db import database
 from reelflow.state.ledger import Ledger
 from reelflow.state.limits import limit_for
 from reelflow.state.loras import read_registry
-from reelflow.state.manifest import merge, published_clip, read_manifest, write_manifest
+from reelflow.state.manifest import merge, published_clip, read_manifest, save_merged
 from reelflow.tasks.cut import cut_episode, cut_path
 from reelflow.tasks.gpu import pods_during
 from reelflow.tasks.job import SHORT_CHAIN_RANK, ShotJob, shot_seed
 from reelflow.tasks.shot import ShotFailed, ShotOutcome, UpgradeKept, current_clip, render_shot, request_problems
+from reelflow.tasks.takes import as_made, at_take, fresh_take
 from reelflow.tasks.upgrades import matching_clip, same_inputs, shot_inputs
 
 SHOT_MEMORY_BYTES = 48 * 2**20  # what one shot in flight may hold at once: a few decoded frames and encoder buffers
@@ -135,6 +136,13 @@ def shot_jobs(folder: ProjectFolder, storyboard: Storyboard, takes: dict[int, in
     return jobs
 
 
+def takes_now(jobs: list[ShotJob], dailies: Dailies, manifest: Manifest) -> list[ShotJob]:
+    """The jobs at the takes a render makes: a shot rendered again keeps the seed its take was made with and goes to a
+    new take where its inputs changed since (tasks/takes.py); a retake's take and seed are new."""
+    return [fresh_take(job if job.take != dailies.shot(job.shot.shot).take else as_made(job, manifest), manifest)
+            for job in jobs]
+
+
 def refuse_invalid_requests(folder: ProjectFolder, episode: int, jobs: list[ShotJob]) -> None:
     """Stop before anything is paid if a service's published schema would refuse a request: one line per shot."""
     problems = request_problems(jobs)
@@ -217,19 +225,28 @@ def cut_clips(
     folder: ProjectFolder, storyboard: Storyboard, dailies: Dailies, outcomes: dict[int, ShotOutcome | UpgradeKept],
     manifest: Manifest, run: str,
 ) -> tuple[dict[int, AssetRef], dict[int, AssetRef], list[int], dict[tuple[int, int], str]]:
-    """Each shot's clip for the cut, at its approved (else latest) take: made or kept now, in the cache for the
-    current storyboard, or published from the inputs the shot has now (by an older reelflow). Returns those, the clips
-    published earlier that no longer match the storyboard (stale), the shots with no clip at all, and the inputs of
-    the takes found in the cache as they were published (for the manifest).
+    """Each shot's clip for the cut, at its approved (else latest) take: made or kept now; for an approved take, its
+    published clip as the manifest records it (what its reviewer approved, whatever the storyboard says now); else in
+    the cache for the current storyboard, or published from the inputs the shot has now (by an older reelflow).
+    Returns those, the clips published earlier that no longer match the storyboard (stale), the shots with no clip at
+    all, and the inputs of the takes found in the cache as they were published (for the manifest).
     """
     takes = {shot.shot: dailies.shot(shot.shot).cut_take for shot in storyboard.shots}
     current = {n: o.clip for n, o in outcomes.items() if o.take == takes[n]}
-    others = {n: take for n, take in takes.items() if n not in current}
     assets_dir = folder.assets_dir(storyboard.episode)
-    stale: dict[int, AssetRef] = {}
     missing: list[int] = []
+    for number, take in takes.items():
+        if number not in current and dailies.shot(number).approved_take == take:
+            approved = published_clip(assets_dir, manifest, number, take)
+            if approved is None:
+                missing.append(number)  # never another clip in its place: only the approved bytes stand for it
+            else:
+                current[number] = approved
+    others = {n: take for n, take in takes.items() if n not in current and n not in missing}
+    stale: dict[int, AssetRef] = {}
     inputs: dict[tuple[int, int], str] = {}
     for job in shot_jobs(folder, storyboard, others, run):
+        job = as_made(job, manifest)
         number = job.shot.shot
         clip = current_clip(job)
         if clip is not None:
@@ -243,7 +260,7 @@ def cut_clips(
             stale[number] = old
         else:
             missing.append(number)
-    return current, stale, missing, inputs
+    return current, stale, sorted(missing), inputs
 
 
 def kept_words(kept: UpgradeKept) -> str:
@@ -269,7 +286,7 @@ def cut_problem(stale: list[int], missing: list[int], allow_stale: bool) -> str 
     flow_run_name=run_name("render"),
     on_running=[tag_run(RENDER_STAGES)],
     task_runner=ThreadPoolTaskRunner(max_workers=SHOT_WORKERS),
-    **RELEASE_GPU,
+    **RENDER_HOOKS,
     **FLOW_OPTIONS,
 )
 def render_episode(
@@ -285,7 +302,8 @@ def render_episode(
 ) -> RenderReport | State:
     """Render the selected shots of one episode (all by default; only retakes with `retakes`) and cut it.
 
-    The cut takes only clips that match the current storyboard, unless `allow_stale` lets older ones in.
+    The cut takes only clips that match the current storyboard, unless `allow_stale` lets older ones in; an approved
+    take's clip is cut as it was approved.
     `parent_run` is the ledger run of a run over several episodes: `max_cost_usd` is then that run's cap, shared.
 
     Approved shots are never rendered again. Shots that only an upgrade of reelflow would make again (their own
@@ -293,8 +311,29 @@ def render_episode(
     for them; the report lists them with what making them again costs. Paid calls stop at this run's
     `max_cost_usd` and at the project's `budget_usd` (its total over every run and process).
     With failed shots the run ends Failed (visible as such in the UI), still carrying the report.
-    `gpu` renders the stages project.json's `gpu_providers` names on the GPU (the gpu pool's deployment).
+    `gpu` renders the stages project.json's `gpu_providers` names on the GPU (the gpu pool's deployment). The
+    project's checkout stays still while it renders: a push's run moves it once no render reads it.
+
+    Args:
+        project: The project folder's absolute path on the worker's machine.
+        episode: The episode number.
+        shots: The shots to render; by default all.
+        max_cost_usd: A cap on this run's spend in USD (the project's budget_usd holds too).
+        retakes: Render only the shots sent back for a retake.
+        allow_stale: Cut with clips of an older storyboard where a shot has no current one.
+        parent_run: The ledger run of a run over several episodes (set by render-pending and render-changed).
+        rerender_upgraded: Make again the shots only an upgrade of reelflow would change.
+        gpu: Render the stages project.json's gpu_providers names on the GPU.
     """
+    with reading(load_project(project).root):
+        return episode_render(project, episode, shots, max_cost_usd, retakes, allow_stale, parent_run,
+                              rerender_upgraded, gpu)
+
+
+def episode_render(project: str, episode: int, shots: list[int] | None, max_cost_usd: float | None, retakes: bool,
+                   allow_stale: bool, parent_run: str | None, rerender_upgraded: bool,
+                   gpu: bool) -> RenderReport | State:
+    """render-episode's work, while the project's checkout is held still."""
     logger = get_run_logger()
     started, began = time.monotonic(), time.time()
     folder = load_project(project)
@@ -308,12 +347,12 @@ def render_episode(
     seen = {review.shot: review.version for review in before.shots}
 
     # The run's calls and cost are the ledger's rows for this run, whichever process made them.
-    run = uuid.uuid4().hex
-    jobs = shot_jobs(folder, storyboard, takes, run, max_cost_usd, parent_run)
+    run = ledger_run()
+    found = read_manifest(folder.assets_dir(episode), folder.project.code, episode)
+    jobs = takes_now(shot_jobs(folder, storyboard, takes, run, max_cost_usd, parent_run), before, found)
     refuse_invalid_requests(folder, episode, jobs)
     keeping = not rerender_upgraded and folder.project.upgrades == "keep"
-    found = read_manifest(folder.assets_dir(episode), folder.project.code, episode) if keeping else None
-    futures = submit_shots(render_shot, start_order(jobs), shots_in_flight(folder), keep_upgraded=found)
+    futures = submit_shots(render_shot, start_order(jobs), shots_in_flight(folder), manifest=found, keep_upgraded=keeping)
     outcomes: dict[int, ShotOutcome] = {}
     failures: dict[int, ShotFailed] = {}
     upgraded: dict[int, UpgradeKept] = {}
@@ -341,7 +380,11 @@ def render_episode(
         elif number in upgraded:
             line.status, line.reason = "upgraded_kept", kept_words(upgraded[number])
         else:
-            line.review = outcomes[number].route
+            outcome = outcomes[number]
+            line.review, line.take = outcome.route, outcome.take
+            if outcome.take != takes[number]:
+                line.reason = outcome.passed_over or (f"T{takes[number]:02d} was made from other inputs and is kept as "
+                                                      f"it is: this render's footage is T{outcome.take:02d}")
         lines[number] = line
     dailies, decisions_kept = record_dailies(folder, storyboard, outcomes, failures, lines, seen)
     for number, why in decisions_kept.items():
@@ -367,8 +410,11 @@ def render_episode(
     if stale and cut_entry is not None:
         logger.warning("cut with clips of an older storyboard: shots %s", ", ".join(map(str, sorted(stale))))
     rendered = {(n, o.take): o.entries for n, o in outcomes.items()}
-    inputs |= {(job.shot.shot, job.take): shot_inputs(job) for job in jobs if job.shot.shot in outcomes}
-    manifest_path = write_manifest(assets_dir, merge(manifest, rendered, cut_entry, inputs))
+    made = [at_take(job, outcomes[job.shot.shot].take) for job in jobs if job.shot.shot in outcomes]
+    inputs |= {(job.shot.shot, job.take): shot_inputs(job) for job in made}
+    seeds = {(job.shot.shot, job.take): job.seed for job in made}
+    manifest_path = save_merged(folder.state_dir, folder.dailies_path(episode).name, assets_dir, folder.project.code,
+                                episode, lambda latest: merge(latest, rendered, cut_entry, inputs, seeds))
 
     counts = ShotCounts(
         total=len(report_lines),

@@ -9,14 +9,23 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
 
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import STORYBOARD_FILE
+from reelflow.state.generated import generated_unchanged
+from reelflow.state.store import held, write_atomic
 
 WHOLE_PROJECT = ("project.json", "breakdown.json")  # a change to either may change every episode
 REGISTRY = "visual/lora_registry.json"
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}  # a fetch never waits on a password prompt
+CHECKOUT_LOCK = "checkout"  # moved alone, read together
+RENDERED_HEAD = "rendered_head.json"  # in the project's state folder
+
+
+class OlderHead(ContractError):
+    """A commit older than the one the checkout is at: the checkout never moves backwards."""
 
 
 class _Repo:
@@ -79,6 +88,16 @@ class _Repo:
 def resolve_commit(root: Path, rev: str) -> str:
     """The full sha that `rev` (a sha, branch or tag) names in the project's repository."""
     return _Repo(root).resolve(rev)
+
+
+def is_ancestor(root: Path, older: str, newer: str) -> bool:
+    """Whether commit `older` is `newer` or one of its ancestors (False when either is unknown)."""
+    return _Repo(root).succeeds("merge-base", "--is-ancestor", older, newer)
+
+
+def checked_out(root: Path) -> str | None:
+    """The commit the project's checkout is at (None in a repository with no commit yet)."""
+    return _Repo(root).commit("HEAD")
 
 
 def _episode(path: PurePosixPath) -> int | None:
@@ -172,25 +191,57 @@ def is_input(path: PurePosixPath) -> bool:
     return len(parts) == 2 and parts[0] == "storyboards" and path.suffix == ".json" and not path.name.startswith("dailies_ep_")
 
 
-def _dirty_inputs(repo: _Repo) -> list[str]:
-    """The project's inputs with uncommitted changes (untracked ones included), relative to the project."""
+def _uncommitted(repo: _Repo) -> dict[PurePosixPath, str]:
+    """The project's files with uncommitted changes (untracked ones included), relative to the project, each with
+    git's two-letter status (`??`: untracked; ` D`: removed from the working tree only)."""
     status = repo.git("status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=all", "--",
                       str(repo.prefix), why="cannot read the checkout's status")
-    dirty = []
+    found = {}
     for entry in filter(None, status.split("\0")):
         path = repo.project_path(entry[3:])
-        if path is not None and is_input(path):
-            dirty.append(str(path))
-    return sorted(dirty)
+        if path is not None:
+            found[path] = entry[:2]
+    return found
+
+
+def _dirty_inputs(repo: _Repo) -> list[str]:
+    """The project's inputs with uncommitted changes (untracked ones included), relative to the project.
+
+    A file that still holds exactly what reelflow last wrote there (candidates, their manifest, training sets,
+    weights, the LoRA registry: state/generated.py) is an output wherever it lies; a person's edit of it is not.
+    """
+    inputs = {str(path) for path in _uncommitted(repo) if is_input(path)}
+    return sorted(inputs - generated_unchanged(repo.root, inputs))
+
+
+def _refuse_overwrites(repo: _Repo, current: str | None, sha: str) -> None:
+    """Refuse in one line, naming the file, a move git would refuse: `sha` changes a file that has uncommitted
+    changes here, or adds one where an untracked file is (an output reelflow wrote included)."""
+    if current is None:
+        listed = repo.git("ls-tree", "-r", "-z", "--name-only", sha, "--", str(repo.prefix), why=f"cannot list {sha[:12]}")
+    else:
+        listed = repo.git("diff", "--name-only", "--no-renames", "-z", current, sha, "--", str(repo.prefix),
+                          why=f"cannot compare {current[:12]} with {sha[:12]}")
+    changed = {repo.project_path(name) for name in filter(None, listed.split("\0"))}
+    # A file removed from the working tree only is one git puts back: nothing of a person's is lost.
+    blocked = sorted((str(path), state) for path, state in _uncommitted(repo).items() if path in changed and state != " D")
+    if blocked:
+        path, state = blocked[0]
+        what = "is untracked" if state == "??" else "has uncommitted changes"
+        more = f" (and {len(blocked) - 1} more)" if len(blocked) > 1 else ""
+        raise ContractError(f"{repo.root}: {sha[:12]} changes {path}, which {what} here{more}; commit, move or discard "
+                            f"it before checking out {sha[:12]}")
 
 
 def bring_to(root: Path, head: str) -> str:
     """Put the project's checkout at commit `head` (a sha; a name means what the repository has now) and return its sha.
 
     A commit the repository lacks is fetched from `origin` first (when there is one). A branch that `head` extends is
-    fast-forwarded to it (`git merge --ff-only`); otherwise the checkout is detached at `head`, so no branch is ever
-    moved backwards or rewritten. Uncommitted changes to inputs (storyboards, project.json, breakdown.json, visual/)
-    are refused; generated files (assets, dailies, previz/, .reelflow/) do not count.
+    fast-forwarded to it (`git merge --ff-only`); a commit the checkout already holds is refused (OlderHead): the
+    checkout never moves backwards. A history that does not line up (a rewritten branch) is checked out detached at
+    `head`, so no branch is ever moved backwards or rewritten. Uncommitted changes to inputs (storyboards,
+    project.json, breakdown.json, visual/) are refused; generated files (assets, dailies, previz/, .reelflow/, and
+    the files reelflow wrote under visual/ while they hold what it wrote) do not count.
     """
     repo = _Repo(root)
     sha = repo.commit(head)
@@ -207,9 +258,36 @@ def bring_to(root: Path, head: str) -> str:
     current = repo.commit("HEAD")
     if current == sha:
         return sha
+    if current is not None and repo.succeeds("merge-base", "--is-ancestor", sha, current):
+        raise OlderHead(f"{root}: the checkout is at {current[:12]}, which already holds {sha[:12]}: the checkout "
+                        "never moves backwards")
+    _refuse_overwrites(repo, current, sha)
     on_branch = repo.succeeds("symbolic-ref", "--quiet", "HEAD")
     if on_branch and current is not None and repo.succeeds("merge-base", "--is-ancestor", current, sha):
         repo.git("merge", "--ff-only", "--quiet", sha, why=f"cannot fast-forward to {sha[:12]}")
     else:
         repo.git("checkout", "--quiet", "--detach", sha, why=f"cannot check out {sha[:12]}")
     return repo.resolve("HEAD")
+
+
+def moving(root: Path) -> AbstractContextManager[None]:
+    """Hold the project's checkout alone, to move it: no render reads the project's inputs meanwhile."""
+    return held(Path(root) / ".reelflow", CHECKOUT_LOCK)
+
+
+def reading(root: Path) -> AbstractContextManager[None]:
+    """Hold the project's checkout still while a render reads its inputs (shared with other renders)."""
+    return held(Path(root) / ".reelflow", CHECKOUT_LOCK, shared=True)
+
+
+def rendered_head(root: Path) -> str | None:
+    """The last commit the studio rendered the project's changes at (None before the first)."""
+    try:
+        return str(json.loads((Path(root) / ".reelflow" / RENDERED_HEAD).read_text())["head"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record_rendered(root: Path, head: str) -> None:
+    """Remember that the project's changes up to `head` were rendered."""
+    write_atomic(Path(root) / ".reelflow" / RENDERED_HEAD, json.dumps({"head": head}).encode())

@@ -138,12 +138,13 @@ class AssetStore:
 
 
 @contextmanager
-def held(state_dir: Path, name: str) -> Iterator[None]:
-    """Hold the project-wide lock `name` against other threads and processes (the kernel frees a dead one's)."""
+def held(state_dir: Path, name: str, *, shared: bool = False) -> Iterator[None]:
+    """Hold the project-wide lock `name` against other threads and processes (the kernel frees a dead one's); a
+    `shared` hold excludes only exclusive ones."""
     lock_path = state_dir / "locks" / f"{name}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:

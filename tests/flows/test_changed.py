@@ -9,6 +9,7 @@ from uuid import UUID
 
 import httpx
 import pytest
+from PIL import Image
 
 from reelflow.schemas.errors import ContractError
 
@@ -84,3 +85,52 @@ def test_a_commit_that_edits_episode_1_renders_only_episode_1_at_that_commit(pre
 
     without_base = render_changed(str(root), head=head, return_state=True)
     assert without_base.is_failed() and without_base.message.endswith("needs `base` (the commit to compare with) or `episodes`")
+
+
+def test_candidates_made_in_the_studio_checkout_do_not_stop_the_next_push(tmp_path: Path) -> None:
+    from reelflow.flows.changed import ChangedReport, render_changed
+    from reelflow.flows.characters import build_character_dataset
+
+    origin = write_project(tmp_path / "origin", storyboard(1, only=(4,)), project=PROJECT | {"code": "CND"})
+    board_path(origin, 2).write_text(json.dumps(storyboard(2, only=(3,))))
+    keystone = origin / "visual" / "lora_candidates" / "ANA" / "keystones" / "ana_front.png"
+    keystone.parent.mkdir(parents=True)
+    Image.new("RGB", (96, 160), (90, 70, 110)).save(keystone)
+    (origin / ".gitignore").write_text(".reelflow/\nstoryboards/assets/\nstoryboards/dailies_ep_*.json\n")
+    git(origin, "init", "-q", "-b", "main")
+    base = commit(origin)
+    studio = tmp_path / "studio"
+    subprocess.run(["git", "clone", "-q", str(origin), str(studio)], check=True)
+
+    made = build_character_dataset(str(studio), "ANA", count=2, return_state=True)
+    assert made.is_completed(), made.message
+    folder = studio / "visual" / "lora_candidates" / "ANA"
+    generated = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    assert sorted(generated) == ["ANA_c001.png", "ANA_c002.png", "manifest.json"]
+
+    edited = storyboard(1, only=(4,))
+    edited["shots"][0]["first_frame_prompt"] = "Ana at the window, dawn breaking"
+    board_path(origin, 1).write_text(json.dumps(edited))
+    head = commit(origin)  # the push
+    state = render_changed(str(studio), head=head, base=base, return_state=True)
+    assert state.is_completed(), state.message
+    report = state.result()
+    assert isinstance(report, ChangedReport)
+    [row] = report.episodes
+    assert (row.episode, row.state, row.rendered) == (1, "Completed", 1)
+    assert git(studio, "rev-parse", "HEAD") == head
+    assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == generated, "still there"
+
+    def refusal() -> str | None:
+        refused = render_changed(str(studio), head=head, episodes=[1], return_state=True)
+        assert refused.is_failed()
+        return refused.message
+
+    # A person's retouch of a candidate, and a person's new keystone, are inputs: refused, one line naming the file.
+    (folder / "ANA_c001.png").write_bytes(generated["ANA_c002.png"])
+    assert refusal() == (f"{studio}: uncommitted changes to visual/lora_candidates/ANA/ANA_c001.png; commit or "
+                         f"discard them before checking out {head[:12]}")
+    (folder / "ANA_c001.png").write_bytes(generated["ANA_c001.png"])  # put back: reelflow's own again
+    (folder / "keystones" / "ana_profile_left.png").write_bytes(keystone.read_bytes())
+    assert refusal() == (f"{studio}: uncommitted changes to visual/lora_candidates/ANA/keystones/ana_profile_left.png; "
+                         f"commit or discard them before checking out {head[:12]}")

@@ -111,3 +111,28 @@ def test_shadow_cost_never_stops_a_run(prefect_api: str, tmp_path: Path) -> None
     report = render_pending(str(root), max_cost_usd=0.001)
     assert [row.state for row in report.episodes] == ["Completed", "Completed"] and report.stopped is None
     assert all(row.shadow_usd > 0.001 and row.charged_usd == 0 for row in report.episodes)
+
+
+def test_a_rendered_shot_whose_storyboard_changed_is_rendered_again_and_an_approved_one_never(
+        prefect_api: str, tmp_path: Path) -> None:
+    """A push the studio missed left shots rendered from an older storyboard: the nightly run renders them."""
+    from reelflow.flows.pending import pending_episodes, render_pending
+
+    root = episodes_project(tmp_path / "proj", "CHN", 2)
+    first = render_pending(str(root), return_state=True)
+    assert first.is_completed(), first.message
+    assert pending_episodes(load_project(root)) == ([], [1, 2]), "rendered, waiting for review"
+    mark_approved = load_project(root)
+    with changing_dailies(mark_approved, load_storyboard(mark_approved, 1)) as dailies:
+        dailies.shot(1).decide("approved", at=now(), by="test")
+    for episode in (1, 2):
+        board = root / "storyboards" / f"storyboard_ep_{episode:03d}.json"
+        edited = json.loads(board.read_text())
+        edited["shots"][0]["first_frame_prompt"] = "Ana at the window, the lights out"
+        board.write_text(json.dumps(edited))
+    assert pending_episodes(load_project(root)) == ([2], [1]), "episode 1's only shot is approved: never again"
+    state = render_pending(str(root), return_state=True)
+    assert state.is_completed(), state.message
+    [row] = state.result().episodes
+    assert (row.episode, row.rendered, row.cached) == (2, 1, 0)
+    assert pending_episodes(load_project(root)) == ([], [1, 2])

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from reelflow.schemas.errors import ContractError
-from reelflow.state.checkout import bring_to, changed_episodes, resolve_commit
+from reelflow.state.checkout import OlderHead, bring_to, changed_episodes, moving, reading, resolve_commit
+from reelflow.state.generated import write_generated
 
 from conftest import run_cli
 from projects import storyboard, write_project
@@ -147,12 +150,28 @@ def test_bring_to_fast_forwards_the_branch(repo: Path) -> None:
     assert bring_to(repo, later) == later, "already there"
 
 
-def test_bring_to_detaches_where_the_branch_cannot_fast_forward(repo: Path) -> None:
+def test_bring_to_never_moves_the_checkout_backwards(repo: Path) -> None:
     top = repo.parent
     first = resolve_commit(repo, "HEAD")
     write_board(repo, 1, ("ANA",), prompt="later")
     later = commit(top)
-    assert bring_to(repo, first) == first
+    with pytest.raises(OlderHead) as raised:
+        bring_to(repo, first)
+    assert str(raised.value) == (f"{repo}: the checkout is at {later[:12]}, which already holds {first[:12]}: "
+                                 "the checkout never moves backwards")
+    assert resolve_commit(repo, "HEAD") == later and git(top, "symbolic-ref", "--short", "HEAD") == "main"
+
+
+def test_bring_to_detaches_where_the_history_was_rewritten(repo: Path) -> None:
+    top = repo.parent
+    first = resolve_commit(repo, "HEAD")
+    write_board(repo, 1, ("ANA",), prompt="later")
+    later = commit(top)
+    git(top, "checkout", "-q", "-b", "rewritten", first)
+    write_board(repo, 1, ("ANA",), prompt="rewritten")
+    rewritten = commit(top)
+    git(top, "checkout", "-q", "main")
+    assert bring_to(repo, rewritten) == rewritten
     assert resolve_commit(repo, "main") == later, "the branch is never moved back"
     assert git(top, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD", "detached"
 
@@ -183,6 +202,73 @@ def test_bring_to_refuses_uncommitted_inputs(repo: Path, path: str) -> None:
     assert resolve_commit(repo, "HEAD") == first, "nothing moved"
 
 
+def test_files_reelflow_wrote_among_the_inputs_do_not_stop_a_move_and_stay(repo: Path) -> None:
+    top = repo.parent
+    first = resolve_commit(repo, "HEAD")
+    write_board(repo, 2, ("BO",), prompt="pushed")
+    later = commit(top)
+    git(top, "reset", "-q", "--hard", first)
+    candidate = repo / "visual" / "lora_candidates" / "BO" / "BO_c001.png"
+    registry = json.dumps(REGISTRY | {"trained": "here"}).encode()
+    write_generated(repo, candidate, b"a candidate")  # untracked
+    write_generated(repo, repo / "visual" / "lora_registry.json", registry)  # tracked, rewritten by training
+    assert bring_to(repo, later) == later
+    assert candidate.read_bytes() == b"a candidate"
+    assert (repo / "visual" / "lora_registry.json").read_bytes() == registry
+
+
+@pytest.mark.parametrize(("written", "changed"), [
+    ("visual/lora_candidates/BO/BO_c001.png", "visual/lora_candidates/BO/BO_c001.png"),  # retouched
+    ("visual/lora_registry.json", "visual/lora_registry.json"),  # edited by hand
+    ("visual/lora_candidates/BO/BO_c001.png", "visual/lora_candidates/BO/keystones/BO_c001.png"),  # made a keystone
+])
+def test_a_persons_change_to_what_reelflow_wrote_is_an_input(repo: Path, written: str, changed: str) -> None:
+    top = repo.parent
+    first = resolve_commit(repo, "HEAD")
+    later = commit(top)
+    git(top, "reset", "-q", "--hard", first)
+    write_generated(repo, repo / written, b"made by reelflow")
+    (repo / changed).parent.mkdir(parents=True, exist_ok=True)
+    (repo / changed).write_bytes(b"changed by a person" if changed == written else b"made by reelflow")
+    with pytest.raises(ContractError) as raised:
+        bring_to(repo, later)
+    assert str(raised.value) == (f"{repo}: uncommitted changes to {changed}; commit or discard them before "
+                                 f"checking out {later[:12]}")
+    assert resolve_commit(repo, "HEAD") == first, "nothing moved"
+
+
+@pytest.mark.parametrize(("path", "state"), [("visual/lora_candidates/BO/BO_c001.png", "is untracked"),
+                                             ("visual/lora_registry.json", "has uncommitted changes")])
+def test_a_commit_that_would_overwrite_a_file_here_is_refused_in_one_line_naming_it(
+        repo: Path, path: str, state: str) -> None:
+    top = repo.parent
+    first = resolve_commit(repo, "HEAD")
+    (repo / path).parent.mkdir(parents=True, exist_ok=True)
+    (repo / path).write_bytes(b"committed on another machine")
+    later = commit(top)
+    git(top, "reset", "-q", "--hard", first)
+    write_generated(repo, repo / path, b"made here")  # reelflow's own, yet git would not move over it
+    with pytest.raises(ContractError) as raised:
+        bring_to(repo, later)
+    assert str(raised.value) == (f"{repo}: {later[:12]} changes {path}, which {state} here; commit, move or discard "
+                                 f"it before checking out {later[:12]}")
+    assert resolve_commit(repo, "HEAD") == first and (repo / path).read_bytes() == b"made here", "nothing moved"
+
+
+def test_a_file_removed_here_that_the_commit_changes_is_put_back(repo: Path) -> None:
+    top = repo.parent
+    review = repo / "previz" / "ep_001" / "previz_review.html"
+    review.parent.mkdir(parents=True)
+    review.write_text("<html>first")
+    first = commit(top)
+    review.write_text("<html>later")
+    later = commit(top)
+    git(top, "reset", "-q", "--hard", first)
+    review.unlink()
+    assert bring_to(repo, later) == later
+    assert review.read_text() == "<html>later"
+
+
 def test_the_changed_episodes_command(repo: Path) -> None:
     base = resolve_commit(repo, "HEAD")
     write_board(repo, 3, ("BO",), prompt="Bo returns")
@@ -194,3 +280,33 @@ def test_the_changed_episodes_command(repo: Path) -> None:
     unknown = run_cli("changed-episodes", str(repo), "v9", "HEAD")
     assert (unknown.code, unknown.stdout) == (2, "")
     assert unknown.stderr == f"error: {repo}: commit 'v9' is not in the git repository at {repo.parent}\n"
+
+
+def test_the_checkout_moves_only_while_no_render_reads_its_inputs(repo: Path) -> None:
+    """Renders share the checkout (one reader never waits for another); a move waits until every reader is done."""
+    top = repo.parent
+    first = resolve_commit(repo, "HEAD")
+    write_board(repo, 1, ("ANA",), prompt="later")
+    later = commit(top)
+    git(top, "reset", "-q", "--hard", first)
+    moved, second_reader = threading.Event(), threading.Event()
+
+    def move() -> None:
+        with moving(repo):
+            bring_to(repo, later)
+        moved.set()
+
+    def read() -> None:
+        with reading(repo):
+            second_reader.set()
+
+    with reading(repo):
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert second_reader.wait(5), "a second render waited for the first"
+        mover = threading.Thread(target=move)
+        mover.start()
+        time.sleep(0.5)
+        assert not moved.is_set() and resolve_commit(repo, "HEAD") == first, "moved under a render"
+    mover.join(10)
+    assert moved.is_set() and resolve_commit(repo, "HEAD") == later
