@@ -96,6 +96,8 @@ def _paused_run(api: str, deadline_s: float = 60) -> str:
 
 
 def test_prefect_pause_form_records_the_directors_decisions(tmp_path: Path, prefect_api: str) -> None:
+    """`reelflow review` runs the flow in its own process, with no deployment: the run pauses there (a deployment's
+    run suspends instead: tests/deployments/test_review_restart.py)."""
     from prefect.client.orchestration import get_client
 
     from reelflow.flows.review import review_episode
