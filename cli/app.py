@@ -23,7 +23,8 @@ from reelflow.cli.characters import candidates, pick, train
 from reelflow.cli.exits import fail
 from reelflow.cli.gpu import gpu_app
 from reelflow.cli.live import shots_to_render, showing
-from reelflow.cli.studio import push_event, studio_app
+from reelflow.cli.push import push_event
+from reelflow.cli.studio import studio_app
 from reelflow.providers.registry import require_providers
 from reelflow.schemas.dailies import Dailies, Decision, decisions_from
 from reelflow.schemas.errors import ContractError, ReelflowError
@@ -178,6 +179,7 @@ def render(
     Approved shots are kept as they are; shots marked retake in the dailies render as take T+1. Shots whose own
     inputs did not change but which an upgrade of reelflow would make again keep their takes (--rerender-upgraded).
     Progress goes to stderr: a live table on a terminal, else one line per finished shot (nothing with --json).
+    Ctrl-C cancels the render's provider requests, settles each in the ledger, and exits 130.
     """
     numbers = parse_shots(shots)
     project = project.resolve()
@@ -189,12 +191,13 @@ def render(
         raise fail(str(exc)) from None
     quiet_prefect_console()
 
+    from reelflow.cli.stopping import stopping_on_ctrl_c
     from reelflow.flows.render import render_episode
 
     try:
-        with nullcontext() if as_json else showing(rendering, err):
-            state = render_episode(str(project), episode, numbers, max_cost, retakes, allow_stale=allow_stale,
-                                   rerender_upgraded=rerender_upgraded, return_state=True)
+        with stopping_on_ctrl_c(render_episode, err) as run, nullcontext() if as_json else showing(rendering, err):
+            state = run(str(project), episode, numbers, max_cost, retakes, allow_stale=allow_stale,
+                        rerender_upgraded=rerender_upgraded, return_state=True)
         report = state.result(raise_on_failure=False)
     except ReelflowError as exc:
         raise fail(str(exc)) from None
@@ -358,6 +361,23 @@ def server_start() -> None:
     except ReelflowError as exc:
         raise fail(str(exc), code=1) from None
     out.print(f"Prefect UI: {server_words(info)}", markup=False)
+
+
+@server_app.command("run")
+def server_run(
+    host: Annotated[str | None, typer.Option(
+        "--host", help="Address to listen on (default 127.0.0.1; others need PREFECT_SERVER_API_AUTH_STRING)")] = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", help="Port (default REELFLOW_SERVER_PORT, else 4200; 0: any free port)")] = None,
+) -> None:
+    """Run the local Prefect server in the foreground, for a supervisor (systemd).
+
+    Its database comes from PREFECT_SERVER_DATABASE_CONNECTION_URL or REELFLOW_DATABASE in the environment, never from
+    the command line (a password there shows in every process list)."""
+    try:
+        server.run_server(host=host, port=port, database=server.database_from_env())
+    except ReelflowError as exc:
+        raise fail(str(exc), code=2 if isinstance(exc, ContractError) else 1) from None
 
 
 @server_app.command("stop")

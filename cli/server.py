@@ -5,6 +5,8 @@ every flow and task run for the UI; the ephemeral server takes 6-14 s per run an
 The server is told its own address, so its UI talks to it on whichever port it got, and it gets an
 allow-listed environment: no provider keys, no Prefect settings of another server. A studio's server may keep its
 database in Postgres and listen beyond this machine, which needs PREFECT_SERVER_API_AUTH_STRING (user:password).
+Under a supervisor (systemd), `run_server` becomes the server in the foreground, with the same environment, its
+database URL taken from the environment only (a password on a command line shows in every process list).
 This module does not import prefect: the API URL must be in the environment before prefect loads.
 """
 
@@ -25,7 +27,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from reelflow.schemas.env import reelflow_home
 from reelflow.schemas.errors import ContractError, ReelflowError
@@ -36,6 +38,8 @@ AUTH = "PREFECT_SERVER_API_AUTH_STRING"  # user:password the server asks of ever
 DEFAULT_PORT = 4200
 START_TIMEOUT_S = 120.0
 SETTINGS_TIMEOUT_S = 15.0
+# Where a supervised server finds its database (a SQLAlchemy URL, password included): never on its command line.
+DATABASE_ENV = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "REELFLOW_DATABASE")
 # All the server inherits from the caller: where programs and files are, who and where the user is. Nothing else.
 INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR")
 INHERITED_PREFIX = "LC_"
@@ -109,7 +113,8 @@ def client_auth() -> str | None:
     return os.environ.get("PREFECT_API_AUTH_STRING") or os.environ.get(AUTH) or None
 
 
-def _healthy(url: str, timeout: float = 1.0) -> bool:
+def healthy(url: str, timeout: float = 1.0) -> bool:
+    """Whether a Prefect server answers at `url` (its address, without /api)."""
     try:
         with urllib.request.urlopen(f"{url}/api/health", timeout=timeout) as response:
             return response.status == 200
@@ -148,28 +153,77 @@ def _port_free(port: int, host: str = HOST) -> bool:
         return sock.connect_ex((host, port)) != 0
 
 
+def _free_port(host: str = HOST) -> int:
+    """A port no one listens on now, on the address clients of a server bound to `host` use."""
+    local = HOST if host in WILDCARDS or is_loopback(host) else host
+    with socket.socket(_family(local), socket.SOCK_STREAM) as sock:
+        sock.bind((local, 0))
+        return int(sock.getsockname()[1])
+
+
 def _pick_port(host: str = HOST) -> int:
     """REELFLOW_SERVER_PORT (default 4200) if free, else any free port; 0 asks for any free port."""
     wanted = int(os.environ.get("REELFLOW_SERVER_PORT") or DEFAULT_PORT)
     local = HOST if host in WILDCARDS or is_loopback(host) else host
     if wanted and _port_free(wanted, local):
         return wanted
-    with socket.socket(_family(local), socket.SOCK_STREAM) as sock:
-        sock.bind((local, 0))
-        return int(sock.getsockname()[1])
+    return _free_port(host)
+
+
+def alive(pid: int, command: list[str] | tuple[str, ...] | None = None) -> bool:
+    """Whether `pid` runs (not a zombie), and runs `command` when given (not another program that got its pid)."""
+    proc = Path(f"/proc/{pid}")
+    if not Path("/proc/self").exists():  # not Linux: the pid alone
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # someone else's process, but it runs
+        return True
+    try:
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        cmdline = (proc / "cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return command is None or cmdline.split(b"\0")[:-1] == [part.encode() for part in command]
+
+
+def _recorded(home: Path) -> ServerInfo | None:
+    """The server server.json names, answering or not."""
+    try:
+        state = json.loads(_state_file(home).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return ServerInfo(url=state["url"], pid=state.get("pid"), home=home, ui_url=state.get("ui_url"),
+                      command=tuple(state.get("command", ())))
 
 
 def running_server(home: Path | None = None) -> ServerInfo | None:
     """The server this home started earlier, if it still answers (and is that server, not another on its port)."""
     home = home or reelflow_home()
-    try:
-        state = json.loads(_state_file(home).read_text())
-    except (FileNotFoundError, ValueError):
+    info = _recorded(home)
+    if info is None:
         return None
-    info = ServerInfo(url=state["url"], pid=state.get("pid"), home=home, ui_url=state.get("ui_url"),
-                      command=tuple(state.get("command", ())))
     settings = _settings(info.url)
     return info if settings is not None and settings.get("home") == str(home.absolute() / "prefect") else None
+
+
+def wait_for_server(home: Path | None = None, timeout_s: float = START_TIMEOUT_S) -> ServerInfo | None:
+    """The server this home started, waiting up to `timeout_s` while the one server.json names is still starting (a
+    supervised server at boot); None when none runs."""
+    home = home or reelflow_home()
+    deadline = time.monotonic() + timeout_s
+    while (info := running_server(home)) is None:
+        recorded = _recorded(home)
+        if recorded is None or recorded.pid is None or not alive(recorded.pid, recorded.command):
+            return None
+        if time.monotonic() > deadline:
+            raise ReelflowError(f"the Prefect server of {home} (pid {recorded.pid}) did not answer within "
+                                f"{timeout_s:.0f} s at {recorded.url}")
+        time.sleep(0.5)
+    return info
 
 
 def prefect_env(home: Path) -> dict[str, str]:
@@ -222,7 +276,7 @@ def start_server(home: Path | None = None, database: str | None = None, host: st
     home.mkdir(parents=True, exist_ok=True)
     with (home / "server.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        existing = running_server(home)
+        existing = wait_for_server(home)  # a supervised server still starting is waited for, never doubled
         if existing is not None and _ui_talks_to_itself(existing):
             differs = _differs(json.loads(_state_file(home).read_text()), database, host)
             if differs is not None:
@@ -234,7 +288,7 @@ def start_server(home: Path | None = None, database: str | None = None, host: st
         host = host or HOST
         port = _pick_port(host)
         url, public = addresses(host, port)
-        command = (sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port))
+        command = server_command(host, port)
         # cwd: the home, so no .env or prefect.toml of the caller's folder is read as settings.
         with (home / "server.log").open("ab") as log:
             process = subprocess.Popen(
@@ -242,15 +296,58 @@ def start_server(home: Path | None = None, database: str | None = None, host: st
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _healthy(url):
+        while not healthy(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 raise ReelflowError(f"the Prefect server did not start; see {home / 'server.log'}")
             time.sleep(0.2)
-        ui_url = public if public != url else None
-        _state_file(home).write_text(json.dumps({"url": url, "pid": process.pid, "ui_url": ui_url, "host": host,
-                                                 "database": masked(database), "command": command}))
-        return ServerInfo(url=url, pid=process.pid, home=home, ui_url=ui_url, command=command)
+        return _record(home, process.pid, host, port, database, command)
+
+
+def server_command(host: str, port: int) -> tuple[str, ...]:
+    """The Prefect server's command line: the address only (its database and auth string go in its environment)."""
+    return (sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port))
+
+
+def _record(home: Path, pid: int, host: str, port: int, database: str | None, command: tuple[str, ...]) -> ServerInfo:
+    """Write server.json (the database's password masked) and return the server it names."""
+    url, public = addresses(host, port)
+    ui_url = public if public != url else None
+    _state_file(home).write_text(json.dumps({"url": url, "pid": pid, "ui_url": ui_url, "host": host,
+                                             "database": masked(database), "command": command}))
+    return ServerInfo(url=url, pid=pid, home=home, ui_url=ui_url, command=command)
+
+
+def database_from_env() -> str | None:
+    """The database URL a supervised server is given in its environment (DATABASE_ENV, first set wins)."""
+    return next((os.environ[name] for name in DATABASE_ENV if os.environ.get(name)), None)
+
+
+def run_server(home: Path | None = None, host: str | None = None, port: int | None = None,
+               database: str | None = None) -> NoReturn:
+    """Become this home's Prefect server in the foreground (for systemd's Type=simple): the environment `server_env`
+    gives, server.json recorded with this pid, then `prefect server start` replaces this process.
+
+    `port`: REELFLOW_SERVER_PORT, else 4200, and no other (a supervised server keeps its address; 0 picks a free
+    one). A server already running for this home is an error, as is a host beyond loopback without an auth string.
+    """
+    home = (home or reelflow_home()).absolute()
+    host = host or HOST
+    if not is_loopback(host) and not os.environ.get(AUTH):
+        raise ContractError(f"--host {host}: a server reachable from other machines needs {AUTH} (user:password) set")
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "server.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        existing = running_server(home)
+        if existing is not None:
+            raise ContractError(f"a server already runs for {home} at {existing.url} (pid {existing.pid}): "
+                                "stop it first (reelflow server stop)")
+        port = int(os.environ.get("REELFLOW_SERVER_PORT") or DEFAULT_PORT) if port is None else port
+        port = port or _free_port(host)
+        command = server_command(host, port)
+        _record(home, os.getpid(), host, port, database, command)
+    os.chdir(home)  # no .env or prefect.toml of the caller's folder is read as settings
+    os.execve(sys.executable, list(command), server_env(home, port, database, host))
 
 
 def stop_server(home: Path | None = None) -> ServerInfo | None:
@@ -265,7 +362,7 @@ def stop_server(home: Path | None = None) -> ServerInfo | None:
     except ProcessLookupError:
         return None
     deadline = time.monotonic() + 15
-    while _healthy(info.url, timeout=0.3) and time.monotonic() < deadline:
+    while healthy(info.url, timeout=0.3) and time.monotonic() < deadline:
         time.sleep(0.2)
     return info
 
@@ -294,3 +391,10 @@ def work_in_home() -> dict[str, str]:
     home = reelflow_home()
     home.mkdir(parents=True, exist_ok=True)
     return {"directory": str(home)}
+
+
+def deployment_version() -> dict[str, str]:
+    """A Prefect build step (prefect.yaml): every deployment carries the version of the reelflow that deployed it."""
+    from importlib.metadata import version
+
+    return {"version": version("reelflow")}

@@ -5,6 +5,11 @@ Everything `up` starts is recorded (pid and command) in REELFLOW_HOME/studio.jso
 and `down` stops exactly that, flow runs in progress included; a server that was already running stays. The worker
 gets this process's environment (provider keys included: its flow runs call the providers), REELFLOW_HOME and the
 server's address. Prefect is imported only once the server is chosen, as the rest of the command line does.
+
+Unattended, the server and each pool's worker run as services instead (deployments/README.md: systemd units that
+restart them when they fail): `reelflow server run` and `studio worker --pool P` become those processes in the
+foreground, and `studio deploy` does what `up` does but start them. Both `up` and `deploy` also set the studio's
+automations (reelflow.cli.automations): a failed, crashed or late run, or a pool left without a worker, is notified.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
@@ -27,15 +33,15 @@ import httpx
 import typer
 
 from reelflow.cli import server
+from reelflow.cli.automations import ensure_automations, notification_block
 from reelflow.cli.exits import fail
 from reelflow.schemas.env import env_number
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import ProjectFolder, load_project
-from reelflow.state.checkout import changed_episodes, resolve_commit
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.objects import FlowRun, Worker
+    from prefect.client.schemas.objects import FlowRun
     from prefect.client.schemas.responses import DeploymentResponse
 
 PREFECT_FILE = Path(__file__).resolve().parents[1] / "prefect.yaml"
@@ -43,13 +49,12 @@ POOLS = ("cloud", "gpu")
 REAP_GPU = "reap-gpu/reap-gpu"  # flow/deployment: terminates pods whose lease is over
 REAP_EVERY_ENV = "REELFLOW_GPU_REAP_EVERY_S"
 REAP_EVERY_S = 300.0
-PUSH_EVENT = "reelflow.git.push"
-CHANGED = "render-changed/render-changed"  # flow/deployment
 PENDING = "render-pending/render-pending"
 WORKER_START_S = 90.0
+WORKER_LIMIT_ENV = "REELFLOW_WORKER_LIMIT"
+WORKER_LIMIT = 4  # flow runs a worker runs at once (prefect worker start --limit)
 STOP_GRACE_S = 15.0
 KILL_GRACE_S = 5.0
-POLL_S = 1.0
 NEXT_RUNS = 5
 
 studio_app = typer.Typer(no_args_is_help=True, help="The studio: Prefect server, work pools, deployments, a worker.")
@@ -87,22 +92,7 @@ def _locked(home: Path) -> Iterator[None]:
 
 def alive(pid: int, command: list[str] | None = None) -> bool:
     """Whether `pid` runs (not a zombie), and runs `command` when given (not another program that got its pid)."""
-    proc = Path(f"/proc/{pid}")
-    if not Path("/proc/self").exists():  # not Linux: the pid alone
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True  # someone else's process, but it runs
-        return True
-    try:
-        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-        cmdline = (proc / "cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return command is None or cmdline.split(b"\0")[:-1] == [part.encode() for part in command]
+    return server.alive(pid, command)
 
 
 def descendants(pid: int) -> list[int]:
@@ -180,37 +170,36 @@ def create_pools(client: SyncPrefectClient) -> None:
 
 
 def deploy(home: Path, env: dict[str, str]) -> None:
-    """Apply prefect.yaml (every deployment and its triggers) with Prefect's own `deploy --all`, in a child process."""
+    """Apply prefect.yaml (every deployment and its triggers) with Prefect's own `prefect deploy --all`."""
     log = home / "deploy.log"
+    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)]
     with log.open("w") as output:
-        done = subprocess.run([sys.executable, "-m", "reelflow.cli.studio"], cwd=PREFECT_FILE.parent, env=env,
-                              stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        done = subprocess.run(command, cwd=PREFECT_FILE.parent, env=env, stdout=output, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         raise ReelflowError(f"prefect deploy of {PREFECT_FILE} failed; see {log}")
 
 
-def deploy_all() -> None:
-    """`prefect --no-prompt deploy --all` of prefect.yaml, in this process.
-
-    Prefect 3.8.8's deploy reads each pool's workers with null paging, which FastAPI 0.154 refuses (422) once the first
-    deployment is made; that one call gets explicit paging here.
-    """
-    from prefect.cli import app
-    from prefect.client.orchestration import PrefectClient
-
-    read_workers = PrefectClient.read_workers_for_work_pool
-
-    async def paged(self: PrefectClient, work_pool_name: str, worker_filter: Any = None, offset: int | None = None,
-                    limit: int | None = None) -> list[Worker]:
-        return await read_workers(self, work_pool_name, worker_filter, offset or 0, limit or 200)
-
-    PrefectClient.read_workers_for_work_pool = paged  # type: ignore[method-assign]
-    sys.argv = ["prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)]
-    app()
-
-
 def worker_name(pool: str) -> str:
     return f"reelflow-{pool}-{socket.gethostname()}"
+
+
+def worker_limit(limit: int | None = None) -> int:
+    """How many flow runs a worker runs at once: `limit`, else REELFLOW_WORKER_LIMIT, else WORKER_LIMIT."""
+    if limit is not None:
+        if limit < 1:
+            raise ContractError(f"--limit: {limit} must be 1 or more")
+        return limit
+    value = env_number(WORKER_LIMIT_ENV, WORKER_LIMIT, positive=True)
+    if value != int(value):
+        raise ContractError(f"{WORKER_LIMIT_ENV}: {value:g} must be a whole number")
+    return int(value)
+
+
+def worker_command(pool: str, limit: int) -> list[str]:
+    """Prefect's process worker for `pool`, named for this machine, running at most `limit` flow runs at once."""
+    return [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
+            "--name", worker_name(pool), "--limit", str(limit)]
 
 
 def _heartbeat(client: SyncPrefectClient, pool: str, name: str) -> Any:
@@ -224,10 +213,10 @@ def start_workers(client: SyncPrefectClient, home: Path, env: dict[str, str], po
     Both pools' workers run here, where the projects' state lives: the gpu pool's flows start, use and stop their
     RunPod pods from here."""
     started = []
+    limit = worker_limit()
     for pool in pools:
         name = worker_name(pool)
-        command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
-                   "--name", name]
+        command = worker_command(pool, limit)
         before = _heartbeat(client, pool, name)
         log = home / f"worker-{pool}.log"
         with log.open("ab") as output:
@@ -248,13 +237,42 @@ def start_workers(client: SyncPrefectClient, home: Path, env: dict[str, str], po
 
 
 def worker_env(home: Path, api_url: str, ui_url: str) -> dict[str, str]:
-    """What the worker and its flow runs get: this environment (provider keys too), REELFLOW_HOME and the server."""
-    env = server.prefect_env(home) | dict(os.environ) | {
+    """What the worker and its flow runs get: this environment (provider keys too), REELFLOW_HOME and the server; not
+    the server's database URL (its password), should it be in this environment."""
+    inherited = {key: value for key, value in os.environ.items() if key not in server.DATABASE_ENV}
+    env = server.prefect_env(home) | inherited | {
         "REELFLOW_HOME": str(home), "PREFECT_API_URL": api_url, "PREFECT_UI_URL": ui_url,
     }
     if (auth := server.client_auth()) is not None:
         env["PREFECT_API_AUTH_STRING"] = auth
     return env
+
+
+def provision(client: SyncPrefectClient, home: Path, env: dict[str, str], api_url: str,
+              folders: list[ProjectFolder]) -> dict[str, Any]:
+    """Everything of the studio but its processes: the pools, prefect.yaml deployed, the push trigger (and the pushes
+    kept while the server was away), reap-gpu's schedule, the automations that notify, each project's nightly.
+    Returns where notifications go: `block` (slug/name) and `automations` (name, id, enabled)."""
+    create_pools(client)
+    deploy(home, env)
+    from reelflow.cli.push import CHANGED, ensure_trigger, send_kept  # push-event builds on this module
+
+    ensure_trigger(client, read_deployment(client, CHANGED, api_url).id)
+    send_kept(client, home)
+    schedule_reaper(client, api_url)
+    block_id, block = notification_block(client, home)
+    automations = ensure_automations(client, block_id, POOLS)
+    from reelflow.flows.nightly import add_nightly, default_project, name_nightly_runs  # Prefect points here now
+
+    for folder in folders:
+        add_nightly(client, folder, api_url)
+    default_project(client)  # the redeploy dropped it
+    name_nightly_runs(client)  # the redeploy dropped render-pending's runs not started: made again, named, tagged
+    return {"block": block, "automations": automations}
+
+
+def _write_state(home: Path, api_url: str, ui_url: str, records: list[dict[str, Any]]) -> None:
+    _state_file(home).write_text(json.dumps({"api_url": api_url, "ui_url": ui_url, "processes": records}, indent=2))
 
 
 # --- nightly schedules and status ------------------------------------------------------------------------------------
@@ -267,30 +285,6 @@ def read_deployment(client: SyncPrefectClient, name: str, api_url: str) -> Deplo
         return client.read_deployment_by_name(name)
     except ObjectNotFound:
         raise ReelflowError(f"{name.split('/')[1]} is not deployed on {api_url}: run reelflow studio up") from None
-
-
-def nightly_slug(folder: ProjectFolder) -> str:
-    return f"nightly-{folder.project.code.lower()}"
-
-
-def add_nightly(client: SyncPrefectClient, folder: ProjectFolder, api_url: str) -> None:
-    """Give render-pending the project's nightly schedule (its cron and time zone, parameters {project}), replacing
-    the one with the same slug; its next runs are scheduled at once."""
-    from prefect.client.schemas.actions import DeploymentScheduleCreate
-    from prefect.client.schemas.schedules import CronSchedule
-
-    deployment = read_deployment(client, PENDING, api_url)
-    slug = nightly_slug(folder)
-    schedule = CronSchedule(cron=folder.project.nightly, timezone=folder.project.timezone)
-    parameters = {"project": str(folder.root)}
-    existing = next((s for s in client.read_deployment_schedules(deployment.id) if s.slug == slug), None)
-    if existing is None:
-        client.create_deployment_schedules(deployment.id, [
-            DeploymentScheduleCreate(schedule=schedule, active=True, parameters=parameters, slug=slug)])
-    else:
-        client.update_deployment_schedule(deployment.id, existing.id, active=True, schedule=schedule,
-                                          parameters=parameters)
-    client.request("POST", "/deployments/{id}/schedule", path_params={"id": deployment.id}, json={})
 
 
 def schedule_reaper(client: SyncPrefectClient, api_url: str) -> None:
@@ -325,9 +319,28 @@ def _next_runs(client: SyncPrefectClient, deployment_id: UUID) -> list[str]:
     return [run.expected_start_time.isoformat() for run in runs if run.expected_start_time]
 
 
+def pool_why(pool: str, paused: bool, workers: list[dict[str, Any]]) -> tuple[str | None, list[str]]:
+    """Why the pool's runs would wait, and the commands that fix it; (None, []) while an online worker polls it."""
+    if paused:
+        return "the pool is paused: its runs wait until it is resumed", [f"prefect work-pool resume {pool}"]
+    if any(worker["status"] == "ONLINE" for worker in workers):
+        return None, []
+    start = ["reelflow studio up", f"reelflow studio worker --pool {pool}"]
+    heard = [worker for worker in workers if worker["last_heartbeat"]]
+    if not heard:
+        return "no worker has ever polled it: its runs wait", start
+    last = max(heard, key=lambda worker: datetime.fromisoformat(worker["last_heartbeat"]))
+    at = datetime.fromisoformat(last["last_heartbeat"]).isoformat(timespec="seconds")
+    pid = f" (pid {last['pid']})" if last["pid"] else ""
+    return (f"no worker is online: {last['name']}{pid} last polled at {at} (stopped, Ctrl-C'd, or its machine is "
+            "down); its runs wait"), start
+
+
 def studio_status(client: SyncPrefectClient, home: Path, api_url: str, ui_url: str) -> dict[str, Any]:
-    """The studio as the server sees it: pools, deployments (schedules, next runs) and workers."""
+    """The studio as the server sees it: pools (and why one's runs would wait), deployments (schedules with their
+    project, next runs) and workers."""
     from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
+    from prefect.client.schemas.objects import WorkPoolStatus
     from prefect.client.schemas.sorting import DeploymentSort
 
     ours = WorkPoolFilter(name=WorkPoolFilterName(any_=list(POOLS)))
@@ -340,16 +353,21 @@ def studio_status(client: SyncPrefectClient, home: Path, api_url: str, ui_url: s
          "pid": pids.get(worker.name)}
         for pool in pools for worker in client.read_workers_for_work_pool(pool.name, offset=0, limit=100)
     ]
+    pool_lines = []
+    for pool in pools:
+        paused = pool.is_paused or pool.status == WorkPoolStatus.PAUSED
+        why, fix = pool_why(pool.name, paused, [worker for worker in workers if worker["pool"] == pool.name])
+        pool_lines.append({"name": pool.name, "type": pool.type, "status": pool.status.value if pool.status else None,
+                           "why": why, "fix": fix})
     return {
         "api_url": api_url,
         "ui_url": ui_url,
-        "pools": [{"name": pool.name, "type": pool.type, "status": pool.status.value if pool.status else None}
-                  for pool in pools],
+        "pools": pool_lines,
         "deployments": [
             {"name": deployment.name, "pool": deployment.work_pool_name,
              "schedules": [{"slug": s.slug, "cron": getattr(s.schedule, "cron", None),
                             "timezone": getattr(s.schedule, "timezone", None), "parameters": s.parameters,
-                            "active": s.active} for s in deployment.schedules],
+                            "project": s.parameters.get("project"), "active": s.active} for s in deployment.schedules],
              "next_runs": _next_runs(client, deployment.id)}
             for deployment in deployments
         ],
@@ -371,13 +389,47 @@ def studio_api(home: Path) -> tuple[str, str]:
     return info.api_url, info.public_url
 
 
+def wait_for_studio(home: Path, timeout_s: float = server.START_TIMEOUT_S) -> tuple[str, str]:
+    """`studio_api`'s server once it answers, waiting up to `timeout_s`: a supervised server may still be starting
+    (systemd starts the server, the workers and `studio deploy` together)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            api_url, ui_url = studio_api(home)
+        except ReelflowError:
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if server.healthy(api_url.removesuffix("/api")):
+                return api_url, ui_url
+            if not os.environ.get("PREFECT_API_URL") and (info := server.running_server(home)) is not None:
+                return info.api_url, info.public_url  # studio.json named an earlier server; this home's runs now
+            if time.monotonic() > deadline:
+                raise ReelflowError(f"the Prefect server at {api_url} did not answer within {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def _pool_line(pool: dict[str, Any]) -> str:
+    line = f"pool {pool['name']} ({pool['type']}): {pool['status']}"
+    if pool["why"] is None:
+        return line
+    first, *others = pool["fix"]
+    return line + f" - {pool['why']}; {first}" + "".join(f" (or {command}, in the foreground)" for command in others)
+
+
+def _schedule_words(schedule: dict[str, Any]) -> str:
+    project = f" for {schedule['project']}" if schedule["project"] else ""
+    return f"{schedule['slug']} '{schedule['cron']}' {schedule['timezone']}{project}{'' if schedule['active'] else ' (off)'}"
+
+
 def print_status(status: dict[str, Any]) -> None:
-    """The status object for a person: where the UI is, then one line per pool, deployment and worker."""
+    """The status object for a person: where the UI is, then one line per pool (why its runs would wait, and the fix),
+    deployment (its schedules and their projects) and worker."""
     typer.echo(f"Prefect UI: {status['ui_url']} (API {status['api_url']})")
     for pool in status["pools"]:
-        typer.echo(f"pool {pool['name']} ({pool['type']}): {pool['status']}")
+        typer.echo(_pool_line(pool))
     for deployment in status["deployments"]:
-        schedules = ", ".join(f"{s['slug']} '{s['cron']}' {s['timezone']}" for s in deployment["schedules"])
+        schedules = ", ".join(_schedule_words(schedule) for schedule in deployment["schedules"])
         upcoming = f"; next {deployment['next_runs'][0]}" if deployment["next_runs"] else ""
         typer.echo(f"deployment {deployment['name']} on {deployment['pool']}"
                    f"{f': {schedules}' if schedules else ''}{upcoming}")
@@ -394,28 +446,33 @@ def up(
     projects: Annotated[list[Path] | None, typer.Option(
         "--project", help="A project whose nightly render to schedule (repeat for more)")] = None,
     database: Annotated[str | None, typer.Option(
-        "--database", help="The server's database, postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB (default SQLite)")] = None,
+        "--database", envvar="REELFLOW_DATABASE", show_envvar=True,
+        help="The server's database, postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB (default SQLite); from the "
+             "environment, the password stays off the command line")] = None,
     host: Annotated[str | None, typer.Option(
         "--host", help="Address the server listens on (default 127.0.0.1; others need PREFECT_SERVER_API_AUTH_STRING)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Start (or find) the server, create the pools, deploy prefect.yaml, start a cloud worker; schedule each --project."""
+    """Start (or find) the server, create the pools, deploy, start a worker per pool; schedule each --project.
+
+    It also sets the automations that notify (a failed, crashed or late run; a pool without a worker)."""
     home = server.reelflow_home()
     if database is not None and not database.startswith("postgresql+asyncpg://"):
         raise fail(f"--database: {server.masked(database)!r} must be a postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB URL")
     try:
         folders = [load_project(project.resolve()) for project in projects or []]
+        worker_limit()  # a bad REELFLOW_WORKER_LIMIT says so before anything starts
         with _locked(home):
             records = [record for record in read_state(home).get("processes", []) if alive(record["pid"], record["command"])]
             api_url, ui_url, started = choose_server(home, database, host)
             records += [started] if started else []
+            _write_state(home, api_url, ui_url, records)  # `down` stops a server this started, whatever fails next
             env = worker_env(home, api_url, ui_url)
             point_at(home, api_url)
             from prefect.client.orchestration import get_client
 
             with get_client(sync_client=True) as client:
-                create_pools(client)
-                deploy(home, env)
+                notifications = provision(client, home, env, api_url, folders)
                 missing = []
                 for pool in POOLS:
                     worker = next((r for r in records if r["role"] == "worker" and r.get("pool", "cloud") == pool), None)
@@ -426,20 +483,74 @@ def up(
                     if worker is None:
                         missing.append(pool)
                 records += start_workers(client, home, env, missing)
-                schedule_reaper(client, api_url)
-                _state_file(home).write_text(json.dumps({"api_url": api_url, "ui_url": ui_url, "processes": records},
-                                                        indent=2))
-                for folder in folders:
-                    add_nightly(client, folder, api_url)
-                status = studio_status(client, home, api_url, ui_url)
+                _write_state(home, api_url, ui_url, records)
+                status = studio_status(client, home, api_url, ui_url) | {"notifications": notifications}
     except (ReelflowError, httpx.HTTPError) as exc:
         raise failure(exc, os.environ.get("PREFECT_API_URL")) from None
     if as_json:
         typer.echo(json.dumps(status))
         return
     print_status(status)
+    print_notifications(notifications)
     for record in records:
         typer.echo(f"{record['role']} pid {record['pid']}: {' '.join(record['command'])}")
+
+
+def print_notifications(notifications: dict[str, Any]) -> None:
+    """Where the automations' notifications go, and which are off."""
+    off = [a["name"] for a in notifications["automations"] if not a["enabled"]]
+    typer.echo(f"notifications: {len(notifications['automations'])} automations through block {notifications['block']}"
+               f"{f' ({len(off)} disabled: ' + ', '.join(off) + ')' if off else ''}")
+
+
+@studio_app.command("deploy")
+def deploy_studio(
+    projects: Annotated[list[Path] | None, typer.Option(
+        "--project", help="A project whose nightly render to schedule (repeat for more)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What `up` does but start processes (for systemd's one-shot unit): pools, deployments, schedules, automations.
+
+    It works on the studio's running server, waiting for it to answer while it starts."""
+    home = server.reelflow_home()
+    try:
+        folders = [load_project(project.resolve()) for project in projects or []]
+        api_url, ui_url = wait_for_studio(home)
+        env = worker_env(home, api_url, ui_url)
+        point_at(home, api_url)
+        from prefect.client.orchestration import get_client
+
+        with _locked(home), get_client(sync_client=True) as client:
+            notifications = provision(client, home, env, api_url, folders)
+            status = studio_status(client, home, api_url, ui_url) | {"notifications": notifications}
+    except (ReelflowError, httpx.HTTPError) as exc:
+        raise failure(exc, os.environ.get("PREFECT_API_URL")) from None
+    if as_json:
+        typer.echo(json.dumps(status))
+        return
+    print_status(status)
+    print_notifications(notifications)
+
+
+@studio_app.command("worker")
+def worker(
+    pool: Annotated[str, typer.Option("--pool", help="The work pool to run flow runs of: cloud or gpu")],
+    limit: Annotated[int | None, typer.Option(
+        "--limit", help=f"Flow runs at once (default {WORKER_LIMIT_ENV}, else {WORKER_LIMIT})")] = None,
+) -> None:
+    """Run the pool's process worker in the foreground, for a supervisor (systemd's Type=simple).
+
+    Prefect's worker replaces this process, with the environment `up` gives its workers, once the studio's server
+    answers."""
+    home = server.reelflow_home()
+    try:
+        command = worker_command(pool, worker_limit(limit))
+        api_url, ui_url = wait_for_studio(home)
+    except ReelflowError as exc:
+        raise failure(exc) from None
+    home.mkdir(parents=True, exist_ok=True)
+    os.chdir(home)  # where `up` runs its workers: no .env or prefect.toml of the caller's folder is read
+    os.execve(sys.executable, command, worker_env(home, api_url, ui_url))
 
 
 @studio_app.command("add")
@@ -452,12 +563,16 @@ def add(project: Annotated[Path, typer.Argument(help="Project folder")]) -> None
         point_at(home, api_url)
         from prefect.client.orchestration import get_client
 
+        from reelflow.flows.nightly import add_nightly, default_project, name_nightly_runs, project_path
+
         with get_client(sync_client=True) as client:
-            add_nightly(client, folder, api_url)
+            slug = add_nightly(client, folder, api_url)
+            default_project(client)
+            name_nightly_runs(client)  # made again: an update of the deployments drops their next runs
             runs = _next_runs(client, read_deployment(client, PENDING, api_url).id)
     except (ReelflowError, httpx.HTTPError) as exc:
         raise failure(exc, os.environ.get("PREFECT_API_URL")) from None
-    typer.echo(f"{nightly_slug(folder)}: render-pending of {folder.root} at '{folder.project.nightly}' "
+    typer.echo(f"{slug}: render-pending of {project_path(folder)} at '{folder.project.nightly}' "
                f"({folder.project.timezone}); next {runs[0] if runs else 'not scheduled yet'}")
 
 
@@ -480,13 +595,65 @@ def status(as_json: JsonOpt = False) -> None:
         print_status(report)
 
 
+def runs_in_flight(home: Path) -> list[FlowRun]:
+    """The flow runs on the studio's pools that have started and not ended (none when no server answers)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    try:
+        api_url, _ = studio_api(home)
+        point_at(home, api_url)
+        with get_client(sync_client=True) as client:
+            return client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+                    any_=[StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]))),
+                work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=list(POOLS))), limit=200, offset=0)
+    except (ReelflowError, httpx.HTTPError):
+        return []
+
+
+def cancel_in_flight(runs: list[FlowRun]) -> None:
+    """Runs whose processes `down` stopped: each one's open provider requests cancelled and settled in its
+    project's ledger (each printed), then the run set Cancelled."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    from reelflow.tasks.cancel import stop_spend
+
+    with get_client(sync_client=True) as client:
+        for run in runs:
+            try:
+                folder = load_project(run.parameters.get("project", ""))
+                stopped = stop_spend(folder.state_dir, [run.id.hex]) if (folder.state_dir / "state.db").exists() else []
+            except ReelflowError as error:
+                typer.echo(f"run {run.name}: provider requests not stopped: {error}")
+                stopped = []
+            for line in stopped:
+                typer.echo(f"run {run.name}: {line.words()}")
+            with suppress(httpx.HTTPError):
+                client.set_flow_run_state(run.id, Cancelled(message="reelflow studio down"), force=True)
+            typer.echo(f"cancelled run {run.name} ({len(stopped)} provider requests stopped)")
+
+
 @studio_app.command("down")
 def down() -> None:
-    """Stop every process `up` started (the worker, its flow runs, the server if `up` started it)."""
+    """Stop every process `up` started (the workers, their flow runs, the server if `up` started it); the runs stopped
+    are cancelled, their provider requests too."""
     home = server.reelflow_home()
     with _locked(home):
         records = read_state(home).get("processes", [])
+        in_flight = runs_in_flight(home) if any(record["role"] == "worker" for record in records) else []
         for record in sorted(records, key=lambda r: r["role"] == "server"):  # the workers first, then the server
+            if record["role"] == "server" and in_flight:  # while the server still answers
+                cancel_in_flight(in_flight)
+                in_flight = []
             if not alive(record["pid"], record["command"]):
                 continue
             pids = [record["pid"], *descendants(record["pid"])]  # before they are orphans nobody can trace
@@ -495,128 +662,8 @@ def down() -> None:
                 server.stop_server(home)  # forgets it: the home's next command starts a new one
             stop(pids)
             typer.echo(f"stopped {record['role']} pid {record['pid']}: {' '.join(record['command'])}")
+        if in_flight:
+            cancel_in_flight(in_flight)
         _state_file(home).unlink(missing_ok=True)
     if not records:
         typer.echo(f"nothing to stop (home {home})")
-
-
-# --- a git push ------------------------------------------------------------------------------------------------------
-
-def emit_push(client: SyncPrefectClient, folder: ProjectFolder, on_worker: str, base: str, head: str,
-              episodes: list[int]) -> UUID:
-    """Send reelflow.git.push (`on_worker`: the project's folder where the worker runs) to the server and return its
-    id; the server has it when this returns."""
-    from prefect.events import Event
-
-    event = Event(
-        event=PUSH_EVENT,
-        resource={"prefect.resource.id": f"reelflow.project.{folder.project.code}",
-                  "prefect.resource.name": folder.project.title},
-        payload={"project": on_worker, "base": base, "head": head, "episodes": episodes},
-    )
-    client.request("POST", "/events", json=[event.model_dump(mode="json")])  # 204 once the server has queued it
-    return event.id
-
-
-def _changed_runs(client: SyncPrefectClient, deployment_id: UUID, project: str, head: str) -> list[FlowRun]:
-    """render-changed runs of this project at `head`, newest first."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
-    from prefect.client.schemas.sorting import FlowRunSort
-
-    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id])),
-                                 sort=FlowRunSort.ID_DESC, limit=50, offset=0)
-    return [run for run in runs if run.parameters.get("project") == project and run.parameters.get("head") == head]
-
-
-def wait_for_changed(client: SyncPrefectClient, deployment_id: UUID, project: str, head: str, known: set[UUID],
-                     timeout_s: float) -> FlowRun:
-    """The render-changed run the push's trigger creates (one not in `known`), once it is final."""
-    deadline = time.monotonic() + timeout_s
-    while (run := next((r for r in _changed_runs(client, deployment_id, project, head) if r.id not in known), None)) is None:
-        if time.monotonic() > deadline:
-            raise ReelflowError(f"no render-changed run started within {timeout_s:.0f} s (is the studio up?)")
-        time.sleep(POLL_S)
-    while not (run.state and run.state.is_final()):
-        if time.monotonic() > deadline:
-            raise ReelflowError(f"render-changed run {run.name} ({run.id}) is still {run.state_name} after "
-                                f"{timeout_s:.0f} s")
-        time.sleep(POLL_S)
-        run = client.read_flow_run(run.id)
-    return run
-
-
-def episode_runs(client: SyncPrefectClient, run_id: UUID) -> list[FlowRun]:
-    """The render-episode subflow runs of a render-changed run, by episode."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
-    from prefect.client.schemas.sorting import FlowRunSort
-
-    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])),
-                                 sort=FlowRunSort.START_TIME_ASC, limit=200, offset=0)
-    return sorted(runs, key=lambda run: int(run.parameters.get("episode", 0)))
-
-
-def push_event(
-    project: Annotated[Path, typer.Argument(help="Project folder (in a git checkout)")],
-    base: Annotated[str, typer.Argument(help="The commit before the push (sha, branch, tag or HEAD~1)")],
-    head: Annotated[str, typer.Argument(help="The commit the push brought")],
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the render-changed run and its episode renders")] = False,
-    timeout_s: Annotated[float, typer.Option("--timeout", min=1, help="Seconds --wait waits at most")] = 3600.0,
-    worker_project: Annotated[str | None, typer.Option(
-        "--worker-project", help="The project's absolute path on the worker's machine, when not PROJECT's (CI)")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Tell the studio about a git push: emit reelflow.git.push with the episodes it changed; render-changed renders them.
-
-    With --json: {"episodes": [...], "runs": [{"id", "episode", "state"}]} (runs with --wait). With --wait, exit 1
-    unless every episode's render completed.
-    """
-    root = project.resolve()
-    if worker_project is not None and not Path(worker_project).is_absolute():
-        raise fail(f"--worker-project: {worker_project!r} must be an absolute path")
-    on_worker = worker_project or str(root)
-    try:
-        folder = load_project(root)
-        base_sha, head_sha = resolve_commit(root, base), resolve_commit(root, head)
-        episodes = changed_episodes(root, base_sha, head_sha)
-    except ReelflowError as exc:
-        raise fail(str(exc)) from None
-    if not episodes:
-        typer.echo(json.dumps({"episodes": [], "runs": []}) if as_json else
-                   f"no episode changed between {base_sha[:12]} and {head_sha[:12]}: no event emitted")
-        return
-    home = server.reelflow_home()
-    try:
-        api_url, ui_url = studio_api(home)
-        point_at(home, api_url)
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            deployment = read_deployment(client, CHANGED, api_url)
-            known = {run.id for run in _changed_runs(client, deployment.id, on_worker, head_sha)}
-            event_id = emit_push(client, folder, on_worker, base_sha, head_sha, episodes)
-            if not as_json:
-                typer.echo(f"{PUSH_EVENT} {event_id}: {folder.project.code} episodes {', '.join(map(str, episodes))} "
-                           f"({base_sha[:12]}..{head_sha[:12]}) sent to {api_url}")
-            if not wait:
-                if as_json:
-                    typer.echo(json.dumps({"episodes": episodes, "runs": []}))
-                return
-            run = wait_for_changed(client, deployment.id, on_worker, head_sha, known, timeout_s)
-            children = episode_runs(client, run.id)
-    except (ReelflowError, httpx.HTTPError) as exc:
-        raise failure(exc, os.environ.get("PREFECT_API_URL")) from None
-    runs = [{"id": str(child.id), "episode": int(child.parameters["episode"]), "state": child.state_name}
-            for child in children]
-    if as_json:
-        typer.echo(json.dumps({"episodes": episodes, "runs": runs}))
-    else:
-        typer.echo(f"render-changed {run.name}: {run.state_name} · {ui_url}/runs/flow-run/{run.id}")
-        for line in runs:
-            typer.echo(f"episode {line['episode']}: {line['state']} · {ui_url}/runs/flow-run/{line['id']}")
-    completed = all(child.state and child.state.is_completed() for child in children)
-    if not (run.state and run.state.is_completed() and completed):
-        raise typer.Exit(1)
-
-
-if __name__ == "__main__":
-    deploy_all()

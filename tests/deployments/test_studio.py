@@ -7,21 +7,33 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import version
 from pathlib import Path
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.actions import DeploymentScheduleCreate
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterState
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.exceptions import ObjectNotFound
 
-from reelflow.cli import server, studio
+from reelflow.cli import automations, server, studio
+from reelflow.flows import nightly
+from reelflow.schemas.load import load_project
 from reelflow.state.ledger import Ledger
 
 from checks import calls_in_flight
 from conftest import REELFLOW, CliResult
-from projects import saved, write_project
+from projects import PROJECT, saved, storyboard, write_project
 
 Reelflow = Callable[..., CliResult]
 
@@ -75,6 +87,79 @@ def create_run(api: str, name: str, parameters: dict[str, object]) -> dict[str, 
     return response.json()
 
 
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+                          capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def commit_all(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+NOTIFYING = {automations.FAILED: ["prefect.flow-run.Crashed", "prefect.flow-run.Failed"],
+             automations.LATE: ["prefect.flow-run.Late"], automations.NO_WORKER: ["prefect.work-pool.not-ready"]}
+
+
+def notifying(api: str) -> dict[str, dict[str, object]]:
+    """The studio's automations that notify, by name."""
+    response = call("POST", f"{api}/automations/filter", json={})
+    response.raise_for_status()
+    return {automation["name"]: automation for automation in response.json() if automation["name"] in NOTIFYING}
+
+
+def block_document(api: str, slug: str, name: str) -> dict[str, object]:
+    """A block document as the API shows it (secrets masked)."""
+    response = call("GET", f"{api}/block_types/slug/{slug}/block_documents/name/{name}")
+    response.raise_for_status()
+    return response.json()
+
+
+def failed_run(api: str) -> dict[str, object]:
+    """A render-episode run that ends Failed: scheduled an hour ahead (no worker takes it), then set Failed."""
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    response = call("POST", f"{api}/deployments/{deployment(api, 'render-episode')['id']}/create_flow_run", json={
+        "parameters": {"project": "/nowhere", "episode": 1},
+        "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": later}}})
+    assert response.status_code == 201, response.text
+    run = response.json()
+    failed = call("POST", f"{api}/flow_runs/{run['id']}/set_state",
+                  json={"state": {"type": "FAILED", "message": "the provider said no"}, "force": True})
+    assert failed.status_code in (200, 201) and failed.json()["status"] == "ACCEPT", failed.text
+    return run
+
+
+def wait_for(found: Callable[[], object], what: str, timeout: float = 60) -> object:
+    """`found()` once it is truthy, asking again until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not (result := found()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+    return result
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """A loopback HTTP server that keeps the JSON body of every POST: its URL and the bodies so far."""
+    posts: list[dict[str, object]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Hook) as hook:
+        threading.Thread(target=hook.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{hook.server_address[1]}/studio-hook", posts
+        hook.shutdown()
+
+
 def processes(home: Path) -> list[dict[str, object]]:
     """What `studio up` recorded it started."""
     return studio.read_state(home).get("processes", [])
@@ -82,7 +167,7 @@ def processes(home: Path) -> list[dict[str, object]]:
 
 def test_a_push_renders_the_changed_episode_on_the_studio_worker(
     studio_home: Path, prefect_api: str, pushed_project: Path, reelflow: Reelflow,
-    reelflow_env: Callable[[dict[str, str]], dict[str, str]],
+    reelflow_env: Callable[[dict[str, str]], dict[str, str]], webhook: tuple[str, list[dict[str, object]]],
 ) -> None:
     root = pushed_project
     env = {"REELFLOW_HOME": str(studio_home), "FAL_KEY": "fal-key-for-the-worker", "REELFLOW_LOCAL_LATENCY": "1",
@@ -108,6 +193,34 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(
         made = deployment(prefect_api, name)
         assert (made["pull_steps"], made["path"]) == ([{"reelflow.cli.server.work_in_home": {}}], None)
         assert made["entrypoint"].startswith("reelflow.flows.") and made["enforce_parameter_schema"]
+        assert made["version"] == version("reelflow") and "reelflow" in made["tags"]
+        described = made["parameter_openapi_schema"]["properties"]
+        assert all(field.get("description") for field in described.values()), (name, described)
+
+    # Prefect's automations notify of the studio pools' runs Failed or Crashed, or Late, and of a pool left without a
+    # worker: by default through the log-line block, into the studio's notifications.log and the server's log.
+    assert status["notifications"]["block"] == "reelflow-log-line/reelflow-studio"
+    automations_made = notifying(prefect_api)
+    assert {name: sorted(a["trigger"]["expect"]) for name, a in automations_made.items()} == NOTIFYING
+    assert all(a["enabled"] and (a["trigger"]["posture"], a["trigger"]["threshold"]) == ("Reactive", 1)
+               for a in automations_made.values())
+    on_pools = ["cloud", "gpu"]
+    assert automations_made[automations.FAILED]["trigger"]["match_related"] == {
+        "prefect.resource.role": "work-pool", "prefect.resource.name": on_pools}
+    assert automations_made[automations.LATE]["trigger"]["match_related"] == [
+        {"prefect.resource.role": "work-pool", "prefect.resource.name": on_pools},
+        {"prefect.resource.role": "deployment", "prefect.resource.name": "!reap-gpu"}]  # due every few minutes
+    assert automations_made[automations.NO_WORKER]["trigger"]["match"]["prefect.resource.name"] == on_pools
+    log_line = block_document(prefect_api, "reelflow-log-line", "reelflow-studio")
+    assert log_line["data"] == {"path": str(studio_home / "notifications.log")}
+    assert {(action["type"], action["block_document_id"]) for a in automations_made.values() for action in a["actions"]} \
+        == {("send-notification", log_line["id"])}
+    failed = failed_run(prefect_api)
+    notified = wait_for(lambda: [line for line in (studio_home / "notifications.log").read_text().splitlines()
+                                 if failed["id"] in line] if (studio_home / "notifications.log").exists() else [],
+                        "no notification of the failed run in notifications.log")
+    assert f"reelflow: {failed['name']} is Failed" in notified[0] and "the provider said no" in notified[0]
+    assert any(failed["id"] in line for line in (studio_home / "server.log").read_text().splitlines())
 
     # A commit with nothing changed emits nothing.
     same = reelflow("push-event", str(root), "HEAD", "HEAD", "--json", env=env)
@@ -152,17 +265,30 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(
     assert rendered.code == 0, rendered.stderr
     assert (rendered.json()["provider_calls"], rendered.json()["shots"]["cached"]) == (0, 2)
 
-    # A run that is still going when the studio goes down: a review waiting for its form.
-    create_run(prefect_api, "review-episode", {"project": str(root), "episode": 2, "poll_s": 1})
+    # Started by the trigger, the push's run carries reelflow's name and the project's tag.
+    pushed_run = flow_run(prefect_api, triggered[0]["id"])
+    assert pushed_run["name"].startswith("TST-render-changed-") and "project:TST" in pushed_run["tags"]
+
+    # A run that is still going when the studio goes down: a previz whose calls take a minute each (a review waiting
+    # for its form would not do: it waits on the server, its process gone).
+    made = call("POST", f"{prefect_api}/deployments/{deployment(prefect_api, 'previz')['id']}/create_flow_run",
+                json={"parameters": {"project": str(root), "episode": 2},
+                      "job_variables": {"env": {"REELFLOW_LOCAL_LATENCY": "60"}}})
+    assert made.status_code == 201, made.text
 
     # The nightly schedule: the project's cron in its time zone, with the project as the schedule's parameter.
     added = reelflow("studio", "add", str(root), env=env)
     assert added.code == 0, added.stderr
-    assert "nightly-tst" in added.stdout
+    slug = nightly.nightly_slug(load_project(root))
+    assert added.stdout.startswith(f"{slug}: ") and slug.startswith("nightly-tst-")
+    # The project it scheduled fills the UI's Run form of every deployment whose flow takes a project.
+    assert deployment(prefect_api, "render-episode")["parameters"] == {"project": str(root)}
+    assert deployment(prefect_api, "render-episode-gpu")["parameters"] == {"gpu": True, "project": str(root)}
+    assert deployment(prefect_api, "reap-gpu")["parameters"] == {}
     pending = next(d for d in reelflow("studio", "status", "--json", env=env).json()["deployments"]
                    if d["name"] == "render-pending")
-    assert pending["schedules"] == [{"slug": "nightly-tst", "cron": "30 3 * * *", "timezone": "Europe/Paris",
-                                     "parameters": {"project": str(root)}, "active": True}]
+    assert pending["schedules"] == [{"slug": slug, "cron": "30 3 * * *", "timezone": "Europe/Paris",
+                                     "parameters": {"project": str(root)}, "project": str(root), "active": True}]
     upcoming = [datetime.fromisoformat(at) for at in pending["next_runs"]]
     assert upcoming and all(at > datetime.now(UTC) for at in upcoming)
     assert {at.astimezone(ZoneInfo("Europe/Paris")).strftime("%H:%M") for at in upcoming} == {"03:30"}
@@ -170,22 +296,36 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(
                           state={"type": {"any_": ["SCHEDULED"]}})
     assert scheduled and all(run["parameters"] == {"project": str(root)} for run in scheduled)
 
-    # A second `up` starts nothing new, and its redeploy keeps the nightly schedule.
-    again = reelflow("studio", "up", "--json", env=env)
+    # A second `up` starts nothing new, and its redeploy keeps the nightly schedule. Given a webhook, it updates the
+    # automations in place (the same ids) to notify through it; the webhook's URL is kept as a secret.
+    hook_url, posts = webhook
+    again = reelflow("studio", "up", "--json", env=env | {"REELFLOW_NOTIFY_WEBHOOK": hook_url})
     assert again.code == 0, again.stderr
     assert processes(studio_home) == started
     assert next(d for d in again.json()["deployments"] if d["name"] == "render-pending")["schedules"] == pending["schedules"]
+    assert again.json()["notifications"]["block"] == "custom-webhook/reelflow-studio"
+    updated = notifying(prefect_api)
+    assert {name: a["id"] for name, a in updated.items()} == {name: a["id"] for name, a in automations_made.items()}
+    hook = block_document(prefect_api, "custom-webhook", "reelflow-studio")
+    assert {action["block_document_id"] for a in updated.values() for action in a["actions"]} == {hook["id"]}
+    assert hook_url not in json.dumps(hook)
+    failed = failed_run(prefect_api)
+    wait_for(lambda: [post for post in posts if failed["id"] in str(post.get("text"))], "the webhook got no POST")
 
-    # `down` stops the worker and the review it runs, and leaves the session's server running.
+    # `down` stops the worker and the previz it runs, and leaves the session's server running.
     deadline = time.monotonic() + 60
     while not studio.descendants(worker["pid"]) and time.monotonic() < deadline:
         time.sleep(0.5)
     tree = [worker["pid"], *studio.descendants(worker["pid"])]
-    assert len(tree) > 1, "the review's flow run never started"
+    assert len(tree) > 1, "the previz's flow run never started"
     down = reelflow("studio", "down", env=env)
     assert down.code == 0, down.stderr
     assert f"stopped worker pid {worker['pid']}" in down.stdout
     assert [pid for pid in tree if studio.alive(pid)] == []
+    # The previz it stopped is cancelled, and so is each call it had open: the ledger holds none still pending.
+    assert f"cancelled run {flow_run(prefect_api, made.json()['id'])['name']}" in down.stdout, down.stdout
+    assert flow_run(prefect_api, made.json()["id"])["state_type"] == "CANCELLED"
+    assert Ledger.at(root / ".reelflow").rows("status IN ('submitting', 'pending')") == []
     assert not (studio_home / "studio.json").exists()
     assert server.running_server(studio_home) is not None and httpx.get(f"{prefect_api}/health").status_code == 200
 
@@ -241,3 +381,185 @@ def test_the_post_receive_hook_sends_each_push_to_the_branch(tmp_path: Path, pus
     git("push", "-q", "origin", "main", cwd=dev, env=hook_env)
     git("push", "-q", "origin", "main:feature", cwd=dev, env=hook_env)  # a new branch: no base, not main
     assert log.read_text().splitlines() == [f"push-event {checkout} {old} {new} GIT_DIR=", "fetched"]
+
+
+def test_pushes_are_rendered_once_in_order_and_never_lost(
+    studio_home: Path, prefect_api: str, tmp_path: Path, reelflow: Reelflow,
+) -> None:
+    """The same push sent three times makes one run; two pushes 2 s apart render in order, each its own commit, the
+    checkout ending on the branch at the later one; a push the studio could not take is sent with the next one."""
+    root = write_project(tmp_path / "proj", storyboard(1, only=(4,)), PROJECT | {"code": "PSH"})
+    (root / "storyboards" / "storyboard_ep_002.json").write_text(json.dumps(storyboard(2, only=(4,))))
+    (root / ".gitignore").write_text(".reelflow/\nstoryboards/assets/\nstoryboards/dailies_ep_*.json\n")
+    git(root, "init", "-q", "-b", "main")
+    first = commit_all(root, "two episodes")
+    dev = tmp_path / "dev"
+    subprocess.run(["git", "clone", "-q", str(root), str(dev)], check=True, capture_output=True)
+
+    def pushed(episode: int, prompt: str) -> str:
+        """A commit in the developer's clone changing one episode's shot, fetched into the studio's repository."""
+        board = dev / "storyboards" / f"storyboard_ep_{episode:03d}.json"
+        edited = json.loads(board.read_text())
+        edited["shots"][0]["first_frame_prompt"] = prompt
+        board.write_text(json.dumps(edited))
+        sha = commit_all(dev, prompt)
+        git(root, "fetch", "-q", str(dev), "main")
+        return sha
+
+    env = {"REELFLOW_HOME": str(studio_home), "REELFLOW_GPU_REAP_EVERY_S": "120"}
+    up = reelflow("studio", "up", "--json", env=env)
+    assert up.code == 0, up.stdout + up.stderr
+    changed_id = deployment(prefect_api, "render-changed")["id"]
+
+    def runs_of(push: str) -> list[dict[str, object]]:
+        return [run for run in flow_runs(prefect_api, deployment_id={"any_": [changed_id]})
+                if run["parameters"].get("push") == push]
+
+    # The same push, three times: one event id, one run.
+    b = pushed(1, "Ana at the window, dawn breaking")
+    sent = [reelflow("push-event", str(root), first, b, "--json", env=env) for _ in range(2)]
+    waited = reelflow("push-event", str(root), first, b, "--json", "--wait", "--timeout", "120", env=env)
+    assert [result.code for result in sent] == [0, 0] and waited.code == 0, waited.stdout + waited.stderr
+    push = waited.json()["push"]
+    assert {result.json()["push"] for result in sent} == {push}
+    assert [(run["episode"], run["state"]) for run in waited.json()["runs"]] == [(1, "Completed")]
+    assert len(runs_of(push)) == 1
+
+    # Two pushes 2 s apart: two runs in order, each at its own commit; the checkout ends on main at the later one.
+    c = pushed(2, "Ana alone, the lights out")
+    d = pushed(1, "Ana at the door, rain outside")
+    early = reelflow("push-event", str(root), b, c, "--json", env=env)
+    assert early.code == 0, early.stderr
+    time.sleep(2)
+    late = reelflow("push-event", str(root), c, d, "--json", "--wait", "--timeout", "180", env=env)
+    assert late.code == 0, late.stdout + late.stderr
+    [run_c], [run_d] = runs_of(early.json()["push"]), runs_of(late.json()["push"])
+    assert (run_c["parameters"]["head"], run_d["parameters"]["head"]) == (c, d)
+    assert flow_run(prefect_api, run_c["id"])["state_type"] == "COMPLETED"
+    children = {run["id"]: flow_runs(prefect_api, parent_flow_run_id={"any_": [run["id"]]}) for run in (run_c, run_d)}
+    assert [child["parameters"]["episode"] for child in children[run_c["id"]]] == [2]
+    assert [child["parameters"]["episode"] for child in children[run_d["id"]]] == [1]
+    assert flow_run(prefect_api, run_c["id"])["end_time"] <= children[run_d["id"]][0]["start_time"], "in push order"
+    assert git(root, "rev-parse", "HEAD") == d and git(root, "symbolic-ref", "--short", "HEAD") == "main"
+
+    # A push while the studio cannot be reached is kept; the next push sends it, widened: one run renders both.
+    e = pushed(1, "Ana on the roof at noon")
+    down = reelflow("push-event", str(root), d, e, env=env | {"PREFECT_API_URL": "http://127.0.0.1:9/api"})
+    assert down.code == 1 and "the push is kept in" in down.stderr and down.stderr.count("\n") == 1, down.stderr
+    assert len(list((studio_home / "pushes").glob("*.json"))) == 1
+    f = pushed(2, "Ana asleep on the couch")
+    after = reelflow("push-event", str(root), e, f, "--json", "--wait", "--timeout", "180", env=env)
+    assert after.code == 0, after.stdout + after.stderr
+    assert after.json()["episodes"] == [1, 2] and all(run["state"] == "Completed" for run in after.json()["runs"])
+    assert not list((studio_home / "pushes").glob("*.json"))
+    assert git(root, "rev-parse", "HEAD") == f
+    assert reelflow("studio", "down", env=env).code == 0
+
+
+def render_pending_id(client: SyncPrefectClient) -> UUID:
+    """render-pending on the cloud pool, as `studio up` deploys it (made here when no earlier test deployed it)."""
+    studio.create_pools(client)
+    try:
+        return client.read_deployment_by_name(nightly.PENDING).id
+    except ObjectNotFound:
+        return client.create_deployment(
+            client.create_flow_from_name("render-pending"), "render-pending", work_pool_name="cloud", tags=["reelflow"],
+            entrypoint="reelflow.flows.pending:render_pending", pull_steps=[{"reelflow.cli.server.work_in_home": {}}])
+
+
+def test_nightly_schedules_are_one_per_project_folder_and_follow_project_json(
+    studio_home: Path, prefect_api: str, tmp_path: Path, reelflow: Reelflow,
+) -> None:
+    """Two projects with one code keep a schedule each (an older reelflow's `nightly-<code>` of the first folder is
+    taken over in place); status names each schedule's project; the runs not started yet are named and tagged as they
+    will run; a change of project.json moves that project's schedule only, and never makes one."""
+    from reelflow.flows.pending import render_pending
+
+    first = write_project(tmp_path / "a" / "proj", project=PROJECT | {"nightly": "30 3 * * *", "timezone": "Europe/Paris"})
+    second = write_project(tmp_path / "b" / "proj", project=PROJECT | {"nightly": "0 2 * * *", "timezone": "UTC"})
+    unscheduled = write_project(tmp_path / "c" / "proj")
+    env = {"REELFLOW_HOME": str(studio_home)}
+
+    def waiting(client: SyncPrefectClient, root: Path) -> list[FlowRun]:
+        """The project's render-pending runs not started yet."""
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[pending_id]),
+                                          state=FlowRunFilterState(type={"any_": [StateType.SCHEDULED]})),
+            limit=200, offset=0)
+        return [run for run in runs if run.parameters.get("project") == str(root)]
+
+    def named(runs: list[FlowRun], zone: str) -> bool:
+        return bool(runs) and all(
+            run.name == f"TST-render-pending-{run.expected_start_time.astimezone(ZoneInfo(zone)):%Y%m%d-%H%M%S}"
+            and {"project:TST", "provider:local", "reelflow"} <= set(run.tags) for run in runs)
+
+    with get_client(sync_client=True) as client:
+        pending_id = render_pending_id(client)
+        [older] = client.create_deployment_schedules(pending_id, [DeploymentScheduleCreate(
+            schedule=CronSchedule(cron="0 4 * * *", timezone="UTC"), parameters={"project": str(first)}, slug="nightly-tst")])
+        try:
+            slugs = [nightly.nightly_slug(load_project(root)) for root in (first, second)]
+            assert slugs[0] != slugs[1] and all(slug.startswith("nightly-tst-") for slug in slugs)
+            for root, slug in zip((first, second), slugs):
+                added = reelflow("studio", "add", str(root), env=env)
+                assert added.code == 0 and added.stdout.startswith(f"{slug}: render-pending of {root} "), added
+            report = reelflow("studio", "status", "--json", env=env).json()
+            mine = {s["project"]: s for d in report["deployments"] if d["name"] == "render-pending"
+                    for s in d["schedules"] if s["project"] in (str(first), str(second))}
+            assert mine == {
+                str(first): {"slug": slugs[0], "cron": "30 3 * * *", "timezone": "Europe/Paris",
+                             "parameters": {"project": str(first)}, "project": str(first), "active": True},
+                str(second): {"slug": slugs[1], "cron": "0 2 * * *", "timezone": "UTC",
+                              "parameters": {"project": str(second)}, "project": str(second), "active": True},
+            }
+            text = reelflow("studio", "status", env=env).stdout
+            assert f"{slugs[0]} '30 3 * * *' Europe/Paris for {first}" in text
+            assert f"{slugs[1]} '0 2 * * *' UTC for {second}" in text
+            schedules = {s.slug: s for s in client.read_deployment_schedules(pending_id)}
+            assert schedules[slugs[0]].id == older.id and "nightly-tst" not in schedules  # taken over, not doubled
+            assert named(waiting(client, first), "Europe/Paris") and named(waiting(client, second), "UTC")
+            assert all(run.name.endswith("-033000") for run in waiting(client, first))
+
+            # The second project's project.json changes (a push): its schedule follows, in place; the first's stays.
+            (second / "project.json").write_text(json.dumps(PROJECT | {"nightly": "15 5 * * *", "timezone": "Asia/Tokyo"}))
+            moved = nightly.follow_nightly(load_project(second), client)
+            assert moved == f"{slugs[1]}: '0 2 * * *' UTC -> '15 5 * * *' Asia/Tokyo"
+            assert nightly.follow_nightly(load_project(second), client) is None  # in step: nothing to do
+            assert nightly.follow_nightly(load_project(unscheduled), client) is None  # never makes a schedule
+            after = {s.slug: s for s in client.read_deployment_schedules(pending_id)}
+            assert (after[slugs[1]].id, after[slugs[1]].schedule, after[slugs[1]].parameters) == (
+                schedules[slugs[1]].id, CronSchedule(cron="15 5 * * *", timezone="Asia/Tokyo"), {"project": str(second)})
+            assert after[slugs[0]].schedule == schedules[slugs[0]].schedule and len(after) == len(schedules)
+            assert named(waiting(client, second), "Asia/Tokyo")
+            assert all(run.name.endswith("-051500") for run in waiting(client, second))
+
+            # Prefect makes the runs again with its own names (a schedule changed, a redeploy); the next nightly run
+            # to start names and tags them.
+            client.update_deployment_schedule(pending_id, older.id, active=True, parameters={"project": str(first)})
+            client.request("POST", "/deployments/{id}/schedule", path_params={"id": pending_id}, json={})
+            starting = waiting(client, first)[0]
+            assert not named([starting], "Europe/Paris")
+            for hook in render_pending.on_running_hooks:
+                hook(render_pending, starting, starting.state)
+            assert named(waiting(client, first), "Europe/Paris") and named(waiting(client, second), "Asia/Tokyo")
+        finally:
+            for schedule in client.read_deployment_schedules(pending_id):
+                if str(tmp_path) in str(schedule.parameters.get("project")):
+                    client.delete_deployment_schedule(pending_id, schedule.id)
+
+
+def test_status_says_why_a_pool_runs_nothing_and_how_to_start_its_worker() -> None:
+    start = ["reelflow studio up", "reelflow studio worker --pool cloud"]
+    gone = {"name": "reelflow-cloud-box", "status": "OFFLINE", "last_heartbeat": "2026-12-07T01:59:58.123456+00:00",
+            "pid": 4242}
+    assert studio.pool_why("cloud", False, []) == ("no worker has ever polled it: its runs wait", start)
+    assert studio.pool_why("cloud", False, [gone]) == (
+        "no worker is online: reelflow-cloud-box (pid 4242) last polled at 2026-12-07T01:59:58+00:00 (stopped, "
+        "Ctrl-C'd, or its machine is down); its runs wait", start)
+    assert studio.pool_why("cloud", False, [gone, gone | {"name": "other", "status": "ONLINE"}]) == (None, [])
+    assert studio.pool_why("gpu", True, [gone | {"status": "ONLINE"}]) == (
+        "the pool is paused: its runs wait until it is resumed", ["prefect work-pool resume gpu"])
+    line = studio._pool_line({"name": "cloud", "type": "process", "status": "NOT_READY", "why": "no worker has ever "
+                              "polled it: its runs wait", "fix": start})
+    assert line == ("pool cloud (process): NOT_READY - no worker has ever polled it: its runs wait; reelflow studio up "
+                    "(or reelflow studio worker --pool cloud, in the foreground)")
