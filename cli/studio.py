@@ -487,13 +487,19 @@ def up(
                 status = studio_status(client, home, api_url, ui_url) | {"notifications": notifications}
     except (ReelflowError, httpx.HTTPError) as exc:
         raise failure(exc, os.environ.get("PREFECT_API_URL")) from None
+    show(status, notifications, as_json)
+    if not as_json:
+        for record in records:
+            typer.echo(f"{record['role']} pid {record['pid']}: {' '.join(record['command'])}")
+
+
+def show(status: dict[str, Any], notifications: dict[str, Any], as_json: bool) -> None:
+    """What `up` and `deploy` made: the status object (with `notifications`) as JSON, or for a person."""
     if as_json:
         typer.echo(json.dumps(status))
         return
     print_status(status)
     print_notifications(notifications)
-    for record in records:
-        typer.echo(f"{record['role']} pid {record['pid']}: {' '.join(record['command'])}")
 
 
 def print_notifications(notifications: dict[str, Any]) -> None:
@@ -525,11 +531,7 @@ def deploy_studio(
             status = studio_status(client, home, api_url, ui_url) | {"notifications": notifications}
     except (ReelflowError, httpx.HTTPError) as exc:
         raise failure(exc, os.environ.get("PREFECT_API_URL")) from None
-    if as_json:
-        typer.echo(json.dumps(status))
-        return
-    print_status(status)
-    print_notifications(notifications)
+    show(status, notifications, as_json)
 
 
 @studio_app.command("worker")
