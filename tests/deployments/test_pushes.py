@@ -9,10 +9,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from studio_api import deployment, flow_run, flow_runs
-
 from conftest import CliResult
 from projects import PROJECT, storyboard, write_project
+from studio_api import deployment, flow_run, flow_runs
 
 Reelflow = Callable[..., CliResult]
 

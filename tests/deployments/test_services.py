@@ -24,6 +24,7 @@ from reelflow.schemas.load import load_project
 
 from conftest import REELFLOW
 from projects import PROJECT, storyboard, write_project
+from studio_api import call
 
 UNITS = Path(__file__).parents[2] / "deployments"
 SERVICES = ("reelflow-server.service", "reelflow-worker@.service")
@@ -104,7 +105,8 @@ def test_the_supervised_server_has_its_database_from_the_environment_only(
 
 
 def api_call(method: str, url: str, **kwargs: object) -> httpx.Response:
-    response = httpx.request(method, url, timeout=60, **kwargs)  # type: ignore[arg-type]
+    """One request to the session's server, a busy server's 503 tried again (studio_api.call); an error raises."""
+    response = call(method, url, **kwargs)
     response.raise_for_status()
     return response
 

@@ -25,7 +25,6 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymen
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.exceptions import ObjectNotFound
-from studio_api import call, create_run, deployment, flow_run, flow_runs
 
 from reelflow.cli import automations, server, studio
 from reelflow.flows import nightly
@@ -35,6 +34,7 @@ from reelflow.state.ledger import Ledger
 from checks import calls_in_flight
 from conftest import REELFLOW, CliResult
 from projects import PROJECT, saved, write_project
+from studio_api import call, create_run, deployment, flow_run, flow_runs
 
 Reelflow = Callable[..., CliResult]
 
