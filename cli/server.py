@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import hashlib
 import ipaddress
 import json
 import os
@@ -394,7 +395,9 @@ def work_in_home() -> dict[str, str]:
 
 
 def deployment_version() -> dict[str, str]:
-    """A Prefect build step (prefect.yaml): every deployment carries the version of the reelflow that deployed it."""
+    """A Prefect build step (prefect.yaml): every deployment carries the version of the reelflow that deployed it and
+    of the prefect.yaml it came from, e.g. `0.1.0+yaml.1a2b3c4d`."""
     from importlib.metadata import version
 
-    return {"version": version("reelflow")}
+    sha = hashlib.sha256((Path(__file__).resolve().parents[1] / "prefect.yaml").read_bytes()).hexdigest()
+    return {"version": f"{version('reelflow')}+yaml.{sha[:8]}"}

@@ -169,6 +169,18 @@ def create_pools(client: SyncPrefectClient) -> None:
             client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
 
 
+def deployed(client: SyncPrefectClient) -> bool:
+    """Whether every deployment of prefect.yaml is on the server as this reelflow and this prefect.yaml made it (their
+    `version`): then `up` deploys nothing, and nothing it owns is made again."""
+    import yaml
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    names = {spec["name"] for spec in yaml.safe_load(PREFECT_FILE.read_text())["deployments"]}
+    made = client.read_deployments(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=sorted(names))))
+    wanted = server.deployment_version()["version"]
+    return {d.name for d in made if d.version == wanted} == names
+
+
 def deploy(home: Path, env: dict[str, str]) -> None:
     """Apply prefect.yaml (every deployment and its triggers) with Prefect's own `prefect deploy --all`."""
     log = home / "deploy.log"
@@ -254,7 +266,8 @@ def provision(client: SyncPrefectClient, home: Path, env: dict[str, str], api_ur
     kept while the server was away), reap-gpu's schedule, the automations that notify, each project's nightly.
     Returns where notifications go: `block` (slug/name) and `automations` (name, id, enabled)."""
     create_pools(client)
-    deploy(home, env)
+    if not deployed(client):
+        deploy(home, env)
     from reelflow.cli.push import CHANGED, ensure_trigger, send_kept  # push-event builds on this module
 
     ensure_trigger(client, read_deployment(client, CHANGED, api_url).id)

@@ -3,7 +3,8 @@
 After downtime Prefect starts every scheduled run that went Late, all at once: three missed nights of render-pending
 would render the same project three times side by side. A deployment-wide concurrency limit would also hold back the
 other projects' nights, so the guard is per project: a run ends Cancelled ("duplicate of <run>"), having done nothing,
-when a newer run of the same flow and project is already due (its expected start passed, not final: it will run), or
+when a newer run of the same flow and project is already due (its expected start passed) and not cancelled (it will
+run, runs, or already ran), or
 when another run of the same flow and project is running. The first is read from the Prefect API; the second is a
 non-blocking lock on a file in the project's .reelflow/ folder, held for the whole run, so two runs that start at the
 same instant cannot both go on (the file names the run holding it).
@@ -39,7 +40,10 @@ from reelflow.schemas.load import ProjectFolder, load_project
 
 P = ParamSpec("P")
 R = TypeVar("R")
-WILL_RUN = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]  # not final, not being cancelled
+# A newer run in one of these states stands for the night: it will run, runs, or already ran (a Late run that starts
+# after the newest one finished is a duplicate too). Cancelled and cancelling ones stand for nothing.
+STANDS = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.COMPLETED,
+          StateType.FAILED, StateType.CRASHED]
 RUNS_READ = 200  # due runs of the flow read at once, newest first
 
 
@@ -58,12 +62,13 @@ def _same_project(run: FlowRun, root: Path) -> bool:
 
 
 def newer_due(me: FlowRun, root: Path) -> FlowRun | None:
-    """The newest run of `me`'s flow for the project at `root` that is due and not final, if newer than `me`."""
+    """The newest run of `me`'s flow for the project at `root` that is due and not cancelled (it will run, runs, or
+    ran), if newer than `me`."""
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(id=FlowFilterId(any_=[me.flow_id])),
             flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=WILL_RUN)),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=STANDS)),
                 expected_start_time=FlowRunFilterExpectedStartTime(before_=datetime.now(UTC)),
             ),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=RUNS_READ, offset=0)

@@ -137,7 +137,8 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(
         made = deployment(prefect_api, name)
         assert (made["pull_steps"], made["path"]) == ([{"reelflow.cli.server.work_in_home": {}}], None)
         assert made["entrypoint"].startswith("reelflow.flows.") and made["enforce_parameter_schema"]
-        assert made["version"] == version("reelflow") and "reelflow" in made["tags"]
+        assert made["version"] == server.deployment_version()["version"] and "reelflow" in made["tags"]
+        assert made["version"].startswith(f"{version('reelflow')}+yaml.")
         described = made["parameter_openapi_schema"]["properties"]
         assert all(field.get("description") for field in described.values()), (name, described)
 

@@ -114,7 +114,10 @@ def test_a_pod_without_work_for_its_idle_time_is_terminated(tmp_path: Path, comf
     while runpod.running() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert runpod.running() == [] and time.monotonic() - pod.created < 5, "stopped by its own process once idle"
-    (row,) = Ledger.at(root / ".reelflow").rows("stage = 'gpu'")
+    while (rows := Ledger.at(root / ".reelflow").rows("stage = 'gpu'"))[0].status == "pending":  # settled just after
+        assert time.monotonic() < deadline, "the stopped pod's row was never settled"
+        time.sleep(0.05)
+    (row,) = rows
     assert row.status == "completed" and row.detail == "idle for 0.5 s"
 
 
