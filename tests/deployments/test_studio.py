@@ -33,7 +33,7 @@ from reelflow.state.ledger import Ledger
 
 from checks import calls_in_flight
 from conftest import REELFLOW, CliResult
-from projects import PROJECT, saved, write_project
+from projects import PROJECT, saved, storyboard, write_project
 from studio_api import call, create_run, deployment, flow_run, flow_runs
 
 Reelflow = Callable[..., CliResult]
@@ -110,7 +110,7 @@ def processes(home: Path) -> list[dict[str, object]]:
 
 
 def test_a_push_renders_the_changed_episode_on_the_studio_worker(
-    studio_home: Path, prefect_api: str, pushed_project: Path, reelflow: Reelflow,
+    studio_home: Path, prefect_api: str, pushed_project: Path, tmp_path: Path, reelflow: Reelflow,
     reelflow_env: Callable[[dict[str, str]], dict[str, str]], webhook: tuple[str, list[dict[str, object]]],
 ) -> None:
     root = pushed_project
@@ -214,6 +214,9 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(
     pushed_run = flow_run(prefect_api, triggered[0]["id"])
     assert pushed_run["name"].startswith("TST-render-changed-") and "project:TST" in pushed_run["tags"]
 
+    # Pushes: one run per push, in push order, never lost.
+    check_pushes(studio_home, prefect_api, tmp_path, reelflow, env)
+
     # A run that is still going when the studio goes down: a previz whose calls take a minute each (a review waiting
     # for its form would not do: it waits on the server, its process gone).
     made = call("POST", f"{prefect_api}/deployments/{deployment(prefect_api, 'previz')['id']}/create_flow_run",
@@ -273,6 +276,84 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(
     assert Ledger.at(root / ".reelflow").rows("status IN ('submitting', 'pending')") == []
     assert not (studio_home / "studio.json").exists()
     assert server.running_server(studio_home) is not None and httpx.get(f"{prefect_api}/health").status_code == 200
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+                          capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+def commit_all(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+def check_pushes(studio_home: Path, prefect_api: str, tmp_path: Path, reelflow: Reelflow, env: dict[str, str]) -> None:
+    """On the studio that is up: the same push sent three times makes one run; two pushes 2 s apart render in order,
+    each its own commit, the checkout ending on the branch at the later one; a push the studio could not take is sent
+    with the next one."""
+    root = write_project(tmp_path / "pushes" / "proj", storyboard(1, only=(4,)), PROJECT | {"code": "PSH"})
+    (root / "storyboards" / "storyboard_ep_002.json").write_text(json.dumps(storyboard(2, only=(4,))))
+    (root / ".gitignore").write_text(".reelflow/\nstoryboards/assets/\nstoryboards/dailies_ep_*.json\n")
+    git(root, "init", "-q", "-b", "main")
+    first = commit_all(root, "two episodes")
+    dev = tmp_path / "pushes" / "dev"
+    subprocess.run(["git", "clone", "-q", str(root), str(dev)], check=True, capture_output=True)
+
+    def pushed(episode: int, prompt: str) -> str:
+        """A commit in the developer's clone changing one episode's shot, fetched into the studio's repository."""
+        board = dev / "storyboards" / f"storyboard_ep_{episode:03d}.json"
+        edited = json.loads(board.read_text())
+        edited["shots"][0]["first_frame_prompt"] = prompt
+        board.write_text(json.dumps(edited))
+        sha = commit_all(dev, prompt)
+        git(root, "fetch", "-q", str(dev), "main")
+        return sha
+
+    changed_id = deployment(prefect_api, "render-changed")["id"]
+
+    def runs_of(push: str) -> list[dict[str, object]]:
+        return [run for run in flow_runs(prefect_api, deployment_id={"any_": [changed_id]})
+                if run["parameters"].get("push") == push]
+
+    # The same push, three times: one event id, one run.
+    b = pushed(1, "Ana at the window, dawn breaking")
+    sent = [reelflow("push-event", str(root), first, b, "--json", env=env) for _ in range(2)]
+    waited = reelflow("push-event", str(root), first, b, "--json", "--wait", "--timeout", "120", env=env)
+    assert [result.code for result in sent] == [0, 0] and waited.code == 0, waited.stdout + waited.stderr
+    push = waited.json()["push"]
+    assert {result.json()["push"] for result in sent} == {push}
+    assert [(run["episode"], run["state"]) for run in waited.json()["runs"]] == [(1, "Completed")]
+    assert len(runs_of(push)) == 1
+
+    # Two pushes 2 s apart: two runs in order, each at its own commit; the checkout ends on main at the later one.
+    c = pushed(2, "Ana alone, the lights out")
+    d = pushed(1, "Ana at the door, rain outside")
+    early = reelflow("push-event", str(root), b, c, "--json", env=env)
+    assert early.code == 0, early.stderr
+    time.sleep(2)
+    late = reelflow("push-event", str(root), c, d, "--json", "--wait", "--timeout", "180", env=env)
+    assert late.code == 0, late.stdout + late.stderr
+    [run_c], [run_d] = runs_of(early.json()["push"]), runs_of(late.json()["push"])
+    assert (run_c["parameters"]["head"], run_d["parameters"]["head"]) == (c, d)
+    assert flow_run(prefect_api, run_c["id"])["state_type"] == "COMPLETED"
+    children = {run["id"]: flow_runs(prefect_api, parent_flow_run_id={"any_": [run["id"]]}) for run in (run_c, run_d)}
+    assert [child["parameters"]["episode"] for child in children[run_c["id"]]] == [2]
+    assert [child["parameters"]["episode"] for child in children[run_d["id"]]] == [1]
+    assert flow_run(prefect_api, run_c["id"])["end_time"] <= children[run_d["id"]][0]["start_time"], "in push order"
+    assert git(root, "rev-parse", "HEAD") == d and git(root, "symbolic-ref", "--short", "HEAD") == "main"
+
+    # A push while the studio cannot be reached is kept; the next push sends it, widened: one run renders both.
+    e = pushed(1, "Ana on the roof at noon")
+    down = reelflow("push-event", str(root), d, e, env=env | {"PREFECT_API_URL": "http://127.0.0.1:9/api"})
+    assert down.code == 1 and "the push is kept in" in down.stderr and down.stderr.count("\n") == 1, down.stderr
+    assert len(list((studio_home / "pushes").glob("*.json"))) == 1
+    f = pushed(2, "Ana asleep on the couch")
+    after = reelflow("push-event", str(root), e, f, "--json", "--wait", "--timeout", "180", env=env)
+    assert after.code == 0, after.stdout + after.stderr
+    assert after.json()["episodes"] == [1, 2] and all(run["state"] == "Completed" for run in after.json()["runs"])
+    assert not list((studio_home / "pushes").glob("*.json"))
+    assert git(root, "rev-parse", "HEAD") == f
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, pushed_project: Path, reelflow: Reelflow) -> None:
