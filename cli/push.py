@@ -231,6 +231,7 @@ def push_event(
                    f"no episode changed between {push.base[:12]} and {head_sha[:12]}: no event emitted")
         return
     keep(home, push)  # until the server has it
+    api_url: str | None = None
     try:
         api_url, ui_url = studio_api(home)
         point_at(home, api_url)
@@ -262,7 +263,7 @@ def push_event(
                 forget(home, other)
             raise fail(f"{failure_line(exc)}; the push is kept in {_outbox(home)} and sent with the next push or "
                        "`reelflow studio up`", code=1) from None
-        raise failure(exc, api_url if "api_url" in locals() else None) from None
+        raise failure(exc, api_url) from None
     runs = [{"id": str(child.id), "episode": int(child.parameters["episode"]), "state": child.state_name}
             for child in children]
     if as_json:

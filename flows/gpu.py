@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import Flow, flow, get_run_logger
 from prefect.client.schemas.objects import FlowRun
+from prefect.logging.loggers import flow_run_logger
 from prefect.states import State
 
 from reelflow.flows.naming import FLOW_OPTIONS
@@ -32,7 +33,7 @@ def release_gpu(flow: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
         if (folder.state_dir / "state.db").exists():
             release(folder.state_dir)  # each pod stopped is logged
     except ReelflowError as error:  # the reaper stops it once its lease is over
-        get_run_logger().warning("pods not released: %s", error)
+        flow_run_logger(flow_run, flow).warning("pods not released: %s", error)  # in the worker too: no run context
 
 
 # Every render flow gives its pods back however it ends.

@@ -95,11 +95,6 @@ def is_ancestor(root: Path, older: str, newer: str) -> bool:
     return _Repo(root).succeeds("merge-base", "--is-ancestor", older, newer)
 
 
-def checked_out(root: Path) -> str | None:
-    """The commit the project's checkout is at (None in a repository with no commit yet)."""
-    return _Repo(root).commit("HEAD")
-
-
 def _episode(path: PurePosixPath) -> int | None:
     """The episode of a storyboard path (`storyboards/storyboard_ep_NNN.json`), else None."""
     if len(path.parts) != 2 or path.parts[0] != "storyboards":

@@ -96,7 +96,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
             self.end_headers()
 
         def log_message(self, *args: object) -> None:
-            pass
+            """Quiet: the test reads the posts, not a request log."""
 
     with ThreadingHTTPServer(("127.0.0.1", 0), Hook) as hook:
         threading.Thread(target=hook.serve_forever, daemon=True).start()
