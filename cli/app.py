@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +31,7 @@ from reelflow.schemas.dailies import Dailies, Decision, decisions_from
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import key_notes, load_episode, load_project, load_storyboard, validate_folder
 from reelflow.schemas.project import RENDER_STAGES
-from reelflow.schemas.report import BudgetLine, money_words
+from reelflow.schemas.report import BudgetLine, RenderReport, money_words
 from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.dailies import apply_decisions, read_dailies
 
@@ -113,6 +114,27 @@ def checked_episode(
         raise ContractError(f"{folder.storyboard_path(episode).name}: --shots: shot {unknown[0]} is not in the storyboard")
     require_providers(folder.project, stages)
     return storyboard
+
+
+def print_report(report: RenderReport) -> None:
+    """A render's report as people read it: the shot table, the cut, counts, money, and what was kept and why."""
+    out.print(summary_table(report))
+    cut = report.output or report.cut_skipped
+    out.print(f"cut: {cut}\nmanifest: {report.manifest}\n"
+              f"shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.kept} kept, "
+              f"{report.shots.failed} failed"
+              f" · provider calls {report.provider_calls} · {money_words(report.charged_usd, report.shadow_usd)}\n"
+              f"{budget_text(report.budget)}", markup=False)
+    if report.stale_shots:
+        out.print(f"stale: shots {', '.join(map(str, report.stale_shots))} are cut from clips of an older storyboard",
+                  markup=False)
+    for line in report.decisions_kept:
+        out.print(f"kept: {line}", markup=False)
+    if report.upgraded_kept:
+        cost = sum(shot.cost_usd for shot in report.upgraded_kept)
+        out.print(f"kept {len(report.upgraded_kept)} shot(s) made by an older reelflow from the inputs they have "
+                  f"now (shots {', '.join(str(shot.shot) for shot in report.upgraded_kept)}): ${cost:.3f} to make "
+                  "again with --rerender-upgraded", markup=False)
 
 
 def quiet_prefect_console() -> None:
@@ -209,23 +231,7 @@ def render(
     if as_json:
         typer.echo(json.dumps(report.summary()))
     else:
-        out.print(summary_table(report))
-        cut = report.output or report.cut_skipped
-        out.print(f"cut: {cut}\nmanifest: {report.manifest}\n"
-                  f"shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.kept} kept, "
-                  f"{report.shots.failed} failed"
-                  f" · provider calls {report.provider_calls} · {money_words(report.charged_usd, report.shadow_usd)}\n"
-                  f"{budget_text(report.budget)}", markup=False)
-        if report.stale_shots:
-            out.print(f"stale: shots {', '.join(map(str, report.stale_shots))} are cut from clips of an older storyboard",
-                      markup=False)
-        for line in report.decisions_kept:
-            out.print(f"kept: {line}", markup=False)
-        if report.upgraded_kept:
-            cost = sum(shot.cost_usd for shot in report.upgraded_kept)
-            out.print(f"kept {len(report.upgraded_kept)} shot(s) made by an older reelflow from the inputs they have "
-                      f"now (shots {', '.join(str(shot.shot) for shot in report.upgraded_kept)}): ${cost:.3f} to make "
-                      "again with --rerender-upgraded", markup=False)
+        print_report(report)
         flow_run_id = state.state_details.flow_run_id
         out.print(f"run in the Prefect UI: {ui}/runs/flow-run/{flow_run_id}")
     if report.budget.stopped:
@@ -325,6 +331,71 @@ def ledger(
     out.print(f"spent: ${report.spent_usd:.3f} in {report.requests} requests "
               f"(${report.charged_usd:.3f} charged, ${report.shadow_usd:.3f} local shadow cost, not charged; "
               f"${report.estimated_usd:.3f} at list prices, ${report.billed_usd:.3f} as the services reported)")
+
+
+@app.command()
+def report(
+    project: ProjectArg,
+    run_id: Annotated[str, typer.Argument(help="The render's flow run id, as the Prefect UI shows it")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON and nothing else")] = False,
+) -> None:
+    """A render's report, from this machine or the project's blob store: any machine reads any run's report."""
+    from reelflow.state.reports import read_report
+
+    try:
+        folder = load_project(project)
+        data = read_report(folder.state_dir, run_id)
+    except ReelflowError as exc:
+        raise fail(str(exc), code=2 if isinstance(exc, ContractError) else 1) from None
+    if data is None:
+        raise fail(f"run {run_id}: no report (it is written when a render ends)")
+    if as_json:
+        typer.echo(data.decode())
+        return
+    try:
+        print_report(RenderReport.model_validate_json(data))
+    except ValueError:
+        raise fail(f"run {run_id}: its report is not one this reelflow can read (--json prints it)", code=1) from None
+
+
+def size_words(count: int) -> str:
+    """Bytes as people read them: B, KB, MB, GB, TB (powers of 1000)."""
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            break
+        size /= 1000
+    return f"{count} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+@app.command("gc")
+def gc_command(
+    project: ProjectArg,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Remove nothing; count what would go")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove the cache rows, blobs (here and in S3) and volume LoRAs that no manifest, dailies take, open request or
+    LoRA registry entry refers to, and say how much that freed.
+
+    An approved take's files are never removed. Anything made in the last day (REELFLOW_GC_GRACE_S seconds) stays:
+    a render still running has not written its manifest yet.
+    """
+    from reelflow.state.gc import collect
+    from reelflow.tasks.gpu import network_volume
+
+    try:
+        folder = load_project(project)
+        runpod = folder.project.comfyui.runpod if folder.project.comfyui is not None else None
+        volume = network_volume(getattr(runpod, "network_volume_id", None), getattr(runpod, "datacenter", None))
+        done = collect(folder, dry_run=dry_run, volume=volume)
+    except ReelflowError as exc:
+        raise fail(str(exc), code=2 if isinstance(exc, ContractError) else 1) from None
+    if as_json:
+        typer.echo(json.dumps(asdict(done)))
+        return
+    verb, freed = ("would remove", "would be freed") if dry_run else ("removed", "freed")
+    out.print(f"{verb} {done.cache_rows} cache row(s), {done.blobs} local blob(s), {done.remote_blobs} blob(s) in S3, "
+              f"{done.volume_files} volume file(s): {size_words(done.freed_bytes)} {freed}", markup=False)
 
 
 @app.command("changed-episodes")

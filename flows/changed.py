@@ -31,7 +31,7 @@ from reelflow.flows.cancel import RENDER_HOOKS
 from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.flows.nightly import follow_nightly
 from reelflow.flows.pending import EpisodeRuns, episode_table, render_each
-from reelflow.schemas.env import env_number
+from reelflow.schemas.env import checkout_here, env_number
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import load_project
 from reelflow.schemas.project import RENDER_STAGES
@@ -151,6 +151,7 @@ def render_changed(
         max_cost_usd: A cap on this run's spend in USD (the project's budget_usd holds too).
         push: The push event's id (set by the push trigger).
     """
+    project = checkout_here(project)  # this host's checkout of the studio's project
     logger = get_run_logger()
     root = Path(project)
     wait_for_earlier_pushes(project)

@@ -30,6 +30,7 @@ from reelflow.schemas.characters import (
     LoraType,
     TrainingReport,
 )
+from reelflow.schemas.env import checkout_here
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder, load_project
 from reelflow.schemas.project import Character
@@ -120,6 +121,7 @@ def build_character_dataset(
         caption_type: The captions' style, for the LoRA type to train.
         max_cost_usd: A cap on this run's spend in USD (the project's budget_usd holds too).
     """
+    project = checkout_here(project)  # this host's checkout of the studio's project
     logger = get_run_logger()
     folder = load_project(project)
     check_candidates_run(folder, character, mode, seed)
@@ -187,6 +189,7 @@ def train_character_lora(
         steps: Training steps; by default the trainer's.
         max_cost_usd: A cap on this run's spend in USD (the project's budget_usd holds too).
     """
+    project = checkout_here(project)  # this host's checkout of the studio's project
     logger = get_run_logger()
     folder = load_project(project)
     manifest = check_training_run(folder, character, lora_type)

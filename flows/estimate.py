@@ -64,7 +64,7 @@ def estimate_episode(
     require_providers(folder.project, RENDER_STAGES)
     dailies = read_dailies(folder, storyboard)
     takes, _ = dailies.takes_to_render(numbers, retakes_only=retakes)
-    manifest = read_manifest(folder.assets_dir(episode), folder.project.code, episode)
+    manifest = read_manifest(folder.assets_dir(episode), folder.project.code, episode, folder.state_dir)
     jobs = takes_now(shot_jobs(folder, storyboard, takes, run="estimate"), dailies, manifest)
     refuse_invalid_requests(folder, episode, jobs)
     blocked: list[BlockedShot] = []

@@ -17,6 +17,7 @@ from reelflow.flows.exclusive import one_run_per_project
 from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.flows.render import render_episode, shot_jobs
 from reelflow.schemas.dailies import Dailies
+from reelflow.schemas.env import checkout_here
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import STORYBOARD_FILE, ProjectFolder, load_project, load_storyboard
 from reelflow.schemas.project import RENDER_STAGES
@@ -136,7 +137,8 @@ def changed_shots(folder: ProjectFolder, storyboard: Storyboard, dailies: Dailie
     """The rendered shots, not approved, whose current take was made from other inputs than the project has now (the
     storyboard, project.json, a LoRA changed since): rendering the episode makes them again."""
     numbers = {shot.shot for shot in storyboard.shots}
-    manifest = read_manifest(folder.assets_dir(storyboard.episode), folder.project.code, storyboard.episode)
+    manifest = read_manifest(folder.assets_dir(storyboard.episode), folder.project.code, storyboard.episode,
+                             folder.state_dir)
     recorded = {(take.shot, take.take): take.inputs for take in manifest.takes}
     takes = {review.shot: review.take for review in dailies.shots
              if review.shot in numbers and review.status not in ("approved", *TO_RENDER)}
@@ -186,6 +188,7 @@ def render_pending(project: str, max_cost_usd: float | None = None) -> PendingRe
         project: The project folder's absolute path on the worker's machine.
         max_cost_usd: A cap on this run's spend in USD, shared by its episodes (the project's budget_usd holds too).
     """
+    project = checkout_here(project)  # this host's checkout of the studio's project
     logger = get_run_logger()
     folder = load_project(project)
     pending, up_to_date = pending_episodes(folder)

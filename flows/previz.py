@@ -21,6 +21,7 @@ from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.flows.render import SHOT_WORKERS, select_shots, shot_jobs, shots_in_flight, submit_shots
 from reelflow.media.hashing import sha256_file
 from reelflow.providers.registry import require_providers
+from reelflow.schemas.env import checkout_here
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.schemas.report import money_words
 from reelflow.schemas.storyboard import Storyboard
@@ -144,6 +145,7 @@ def previz_episode(project: str, episode: int, shots: list[int] | None = None, g
         shots: The shots to make frames of; by default all.
         gpu: Make the frames on the GPU, with project.json's gpu_providers.
     """
+    project = checkout_here(project)  # this host's checkout of the studio's project
     logger = get_run_logger()
     started = time.monotonic()
     folder = load_project(project)

@@ -27,6 +27,7 @@ from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.providers.registry import providers_for, require_providers
 from reelflow.schemas.assets import AssetRef, Manifest
 from reelflow.schemas.dailies import Dailies
+from reelflow.schemas.env import checkout_here
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder, base_name, load_project, load_storyboard
 from reelflow.schemas.project import RENDER_STAGES
@@ -39,7 +40,9 @@ from reelflow.state.db import database
 from reelflow.state.ledger import Ledger
 from reelflow.state.limits import limit_for
 from reelflow.state.loras import read_registry
-from reelflow.state.manifest import merge, published_clip, read_manifest, save_merged
+from reelflow.state.manifest import merge, published_clip, read_manifest, restore_take, save_merged
+from reelflow.state.reports import save_report
+from reelflow.state.store import store_for
 from reelflow.tasks.cut import cut_episode, cut_path
 from reelflow.tasks.gpu import pods_during
 from reelflow.tasks.job import SHORT_CHAIN_RANK, ShotJob, shot_seed
@@ -237,6 +240,7 @@ def cut_clips(
     missing: list[int] = []
     for number, take in takes.items():
         if number not in current and dailies.shot(number).approved_take == take:
+            restore_take(store_for(folder.state_dir), assets_dir, manifest, number, take)  # approved on another host
             approved = published_clip(assets_dir, manifest, number, take)
             if approved is None:
                 missing.append(number)  # never another clip in its place: only the approved bytes stand for it
@@ -325,6 +329,7 @@ def render_episode(
         rerender_upgraded: Make again the shots only an upgrade of reelflow would change.
         gpu: Render the stages project.json's gpu_providers names on the GPU.
     """
+    project = checkout_here(project)  # this host's checkout of the studio's project
     with reading(load_project(project).root):
         return episode_render(project, episode, shots, max_cost_usd, retakes, allow_stale, parent_run,
                               rerender_upgraded, gpu)
@@ -348,7 +353,7 @@ def episode_render(project: str, episode: int, shots: list[int] | None, max_cost
 
     # The run's calls and cost are the ledger's rows for this run, whichever process made them.
     run = ledger_run()
-    found = read_manifest(folder.assets_dir(episode), folder.project.code, episode)
+    found = read_manifest(folder.assets_dir(episode), folder.project.code, episode, folder.state_dir)
     jobs = takes_now(shot_jobs(folder, storyboard, takes, run, max_cost_usd, parent_run), before, found)
     refuse_invalid_requests(folder, episode, jobs)
     keeping = not rerender_upgraded and folder.project.upgrades == "keep"
@@ -398,7 +403,7 @@ def episode_render(project: str, episode: int, shots: list[int] | None, max_cost
 
     # The cut: every shot's clip at its approved (else latest) take, as the current storyboard makes it.
     assets_dir = folder.assets_dir(episode)
-    manifest = read_manifest(assets_dir, folder.project.code, episode)
+    manifest = read_manifest(assets_dir, folder.project.code, episode, folder.state_dir)
     current, stale, missing, inputs = cut_clips(folder, storyboard, dailies, outcomes | upgraded, manifest, run)
     cut_skipped = cut_problem(sorted(stale), missing, allow_stale)
     cut_entry = None
@@ -446,6 +451,7 @@ def episode_render(project: str, episode: int, shots: list[int] | None, max_cost
         description=f"{folder.project.title} episode {episode}: shots, status and cost",
     )
     logger.info("episode %s: %s in %.1f s", episode, counts.model_dump(), time.monotonic() - started)
+    save_report(folder.state_dir, run, report.model_dump_json().encode())
     if counts.failed:
         failed = ", ".join(f"{line.shot} ({line.stage})" for line in report.lines if line.status == "failed")
         return Failed(message=f"{counts.failed} of {counts.total} shots failed: {failed}", data=report)

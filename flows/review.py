@@ -17,6 +17,7 @@ from pydantic import Field
 
 from reelflow.flows.naming import FLOW_OPTIONS, run_name, tag_run
 from reelflow.schemas.dailies import Dailies, DailiesShot, decisions_from
+from reelflow.schemas.env import checkout_here
 from reelflow.schemas.load import ProjectFolder, load_project, load_storyboard
 from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.dailies import apply_seen_decisions, read_dailies
@@ -101,6 +102,7 @@ def review_episode(project: str, episode: int, timeout_s: int = 86_400, poll_s: 
         timeout_s: Seconds the form waits for an answer; the run fails after that.
         poll_s: Seconds between checks for the answer, in a run of `reelflow review` (in its own process).
     """
+    project = checkout_here(project)  # this host's checkout of the studio's project
     logger = get_run_logger()
     folder = load_project(project)
     storyboard = load_storyboard(folder, episode)

@@ -1,11 +1,13 @@
-"""Settings read from environment variables: numbers (one clear line naming the variable when one is wrong) and
-REELFLOW_HOME."""
+"""Settings read from environment variables: numbers (one clear line naming the variable when one is wrong),
+REELFLOW_HOME, and where a project's state and blobs live (REELFLOW_STATE_URL, REELFLOW_BLOB_URL)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from reelflow.schemas.errors import ContractError
 
@@ -13,6 +15,72 @@ from reelflow.schemas.errors import ContractError
 def reelflow_home() -> Path:
     """This machine's reelflow folder: REELFLOW_HOME, else ~/.reelflow."""
     return Path(os.environ.get("REELFLOW_HOME") or Path.home() / ".reelflow").expanduser().absolute()
+
+
+STATE_URL_VAR, BLOB_URL_VAR = "REELFLOW_STATE_URL", "REELFLOW_BLOB_URL"
+
+
+def state_url_problem(url: str) -> str | None:
+    """Why `url` cannot hold a project's state, or None: a `postgresql://` URL naming a database."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return f"{url!r} must be a postgresql:// URL (leave it out for the project's own SQLite file)"
+    if not parts.hostname and "host=" not in parts.query:
+        return f"{url!r} names no host"
+    return None
+
+
+def blob_url_problem(url: str) -> str | None:
+    """Why `url` cannot hold a project's blobs, or None: `s3://bucket[/prefix]`."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        return f"{url!r} must be s3://bucket or s3://bucket/prefix (leave it out for blobs on local disk)"
+    return None
+
+
+def project_setting(project_root: Path, name: str) -> str | None:
+    """One top-level string of the project's project.json (None when missing, or the file unreadable: loading the
+    project reports that)."""
+    try:
+        value = json.loads((project_root / "project.json").read_bytes()).get(name)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def state_url(project_root: Path) -> str | None:
+    """Where the project's state lives past its own SQLite file: REELFLOW_STATE_URL, else project.json's
+    `state_url`; None: `.reelflow/state.db`."""
+    url = os.environ.get(STATE_URL_VAR, "").strip() or project_setting(project_root, "state_url")
+    if url and (problem := state_url_problem(url)):
+        raise ContractError(f"{STATE_URL_VAR}: {problem}")
+    return url or None
+
+
+def blob_url(project_root: Path) -> str | None:
+    """Where the project's blobs live past local disk: REELFLOW_BLOB_URL, else project.json's `blob_url`; None:
+    `.reelflow/blobs` only."""
+    url = os.environ.get(BLOB_URL_VAR, "").strip() or project_setting(project_root, "blob_url")
+    if url and (problem := blob_url_problem(url)):
+        raise ContractError(f"{BLOB_URL_VAR}: {problem}")
+    return url or None
+
+
+CHECKOUTS_VAR = "REELFLOW_CHECKOUTS"
+
+
+def checkout_here(project: str) -> str:
+    """The project folder a flow run names, as this host holds it: REELFLOW_CHECKOUTS maps the studio's paths to this
+    host's checkouts (`/srv/studio=/home/worker/studio`, several separated by commas; the longest match wins); a path
+    no mapping names, or one that exists here, is as given."""
+    if Path(project).exists():
+        return project
+    pairs = [pair.split("=", 1) for pair in os.environ.get(CHECKOUTS_VAR, "").split(",") if "=" in pair]
+    for studio, here in sorted(pairs, key=lambda pair: -len(pair[0].rstrip("/"))):
+        studio = studio.strip().rstrip("/")
+        if project == studio or project.startswith(studio + "/"):
+            return here.strip().rstrip("/") + project[len(studio):]
+    return project
 
 
 def env_number(name: str, default: float, *, positive: bool = False) -> float:

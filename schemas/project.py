@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from functools import cache
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from reelflow.schemas.env import scaled_sizes
+from reelflow.schemas.env import blob_url_problem, scaled_sizes, state_url_problem
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.gemini_models import PREFIX as GEMINI_PREFIX
 from reelflow.schemas.gemini_models import model_problem, shut_down_problem
@@ -178,6 +179,9 @@ class Project(_Contract):
     comfyui: ComfyUI | None = None
     # the stages a render on the gpu pool (render-episode-gpu) sends to the GPU; the rest follow `providers`
     gpu_providers: dict[str, StageChoice] = Field(default_factory=_gpu_defaults)
+    # past one machine: the project's state in Postgres and its blobs in S3 (REELFLOW_STATE_URL / REELFLOW_BLOB_URL win)
+    state_url: str | None = None
+    blob_url: str | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -186,6 +190,28 @@ class Project(_Contract):
         if timezone not in iana_zones():
             raise ValueError(f"{timezone!r} is not an IANA time zone name, e.g. UTC or Europe/Paris")
         return timezone
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_url(cls, url: str | None) -> str | None:
+        """A Postgres URL without a password (it belongs in the environment or a pgpass file)."""
+        if url is None:
+            return None
+        problem = state_url_problem(url)
+        if problem is None and urlsplit(url).password is not None:
+            problem = "holds a password: give it in PGPASSWORD or a pgpass file, never in project.json"
+        if problem is not None:
+            raise ValueError(problem)
+        return url
+
+    @field_validator("blob_url")
+    @classmethod
+    def _blob_url(cls, url: str | None) -> str | None:
+        """`s3://bucket[/prefix]`."""
+        problem = None if url is None else blob_url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
+        return url
 
     @field_validator("nightly")
     @classmethod

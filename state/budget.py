@@ -5,7 +5,8 @@ provider's shadow cost is reported beside them and never refuses a call. A run's
 that is part of it (a render-pending run's episode subflows). A paid call reserves its price first, in one
 transaction that checks both caps, so two processes can never overspend together; the reservation becomes the
 call's ledger row when its request is written, and is released when the call fails before that. A reservation
-left by a process that died is dropped.
+is leased to the process that holds it (state/leases.py): one left by a process or host that died expires within a
+lease, on every host; on a project's own SQLite file (one machine) a dead process's is dropped at once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import time
 from dataclasses import dataclass
 
 from reelflow.schemas.errors import ReelflowError
-from reelflow.state.db import Database
+from reelflow.state.db import Sql, StateDatabase
+from reelflow.state.leases import leased
 from reelflow.state.ledger import Ledger, run_filter
 
 
@@ -54,23 +56,28 @@ def _alive(pid: int) -> bool:
 class Budgets:
     """Reservations and spend in a project's state database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: StateDatabase) -> None:
         self.db = db
         self.host = socket.gethostname()
 
     def _spent(self, run: str | None) -> float:
         """The ledger's charged spend (of the project, or one run with its subflows) plus the reservations held."""
-        where, args = ("", ())
+        live = f"(lease_until IS NULL OR lease_until >= {self.db.clock})"  # an expired lease holds nothing
+        where, args = f"WHERE {live}", ()
         if run is not None:
             condition, args = run_filter(run)
-            where = f"WHERE {condition}"
+            where = f"{where} AND {condition}"
         held = self.db.row(f"SELECT SUM(price_usd) AS total FROM reservations {where}", args)
         return round(Ledger(self.db).spent(run, shadow=False) + float(held["total"] or 0.0), 6)  # type: ignore[index]
 
-    def _drop_dead(self) -> None:
-        for row in self.db.rows("SELECT id, pid FROM reservations WHERE host = ?", (self.host,)):
+    def _drop_dead(self, sql: Sql) -> None:
+        """Drop the reservations whose lease ran out; on one machine's SQLite, also those of processes gone."""
+        sql.execute(f"DELETE FROM reservations WHERE lease_until < {self.db.clock}")
+        if self.db.engine != "sqlite":
+            return  # another host may share this host's name, and its processes are not ours to look at
+        for row in sql.execute("SELECT id, pid FROM reservations WHERE host = ?", (self.host,)).fetchall():
             if not _alive(int(row["pid"])):
-                self.db.connection.execute("DELETE FROM reservations WHERE id = ?", (row["id"],))
+                sql.execute("DELETE FROM reservations WHERE id = ?", (row["id"],))
 
     def reserve(self, run: str, price_usd: float, caps: Caps, *, parent_run: str | None = None) -> int | None:
         """Hold `price_usd` for a call of `run` (part of `parent_run`, whose cap it shares), or raise BudgetExceeded;
@@ -78,8 +85,9 @@ class Budgets:
         if caps.project_usd is None and caps.run_usd is None:
             return None
         capped = parent_run or run
+        holder, lease = leased(self.db)
         with self.db.write() as sql:
-            self._drop_dead()
+            self._drop_dead(sql)
             for cap, spent, what in (
                 (caps.run_usd, lambda: self._spent(capped), "this run's cap (--max-cost)"),
                 (caps.project_usd, lambda: self._spent(None), "the project's budget (budget_usd)"),
@@ -92,11 +100,12 @@ class Budgets:
                         f"budget: {what} ${cap:.2f} reached: ${so_far:.3f} spent, "
                         f"the next call needs ${price_usd:.3f}; not submitted"
                     )
-            cursor = sql.execute(
-                "INSERT INTO reservations (run, parent_run, price_usd, host, pid, at) VALUES (?, ?, ?, ?, ?, ?)",
-                (run, parent_run, price_usd, self.host, os.getpid(), time.time()),
-            )
-            return int(cursor.lastrowid or 0)
+            row = sql.execute(
+                "INSERT INTO reservations (run, parent_run, price_usd, host, pid, at, holder, lease_until) "
+                f"VALUES (?, ?, ?, ?, ?, ?, ?, {self.db.clock} + ?) RETURNING id",
+                (run, parent_run, price_usd, self.host, os.getpid(), time.time(), holder, lease),
+            ).fetchone()
+            return int(row["id"])
 
     def release(self, reservation: int | None) -> None:
         """Give back a reservation whose call was never accepted (a no-op once it became a ledger row)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from reelflow.media.probe import probe
 from reelflow.schemas.assets import AssetRef, InputRef, MediaInfo, Provenance
 from reelflow.schemas.errors import ContentRejected, ReelflowError
 from reelflow.schemas.requests import Generation
+from reelflow.state.db import Sql
 from reelflow.state.legacy import path_keyed_loras
 from reelflow.state.loras import registered_paths
 from reelflow.state.store import AssetStore, CacheRecord, StoredFile
@@ -156,7 +156,7 @@ def _keyed_by_path(store: AssetStore, operation: Operation) -> CacheRecord | Non
 class Settlement(Protocol):
     """A provider call's ledger entry whose completion is written with the cache entry of its output."""
 
-    def commit(self, sql: sqlite3.Connection) -> None: ...
+    def commit(self, sql: Sql) -> None: ...
 
     def flush(self) -> None: ...
 

@@ -1,4 +1,5 @@
-"""Read and change an episode's dailies file, one writer at a time (render, review page, CLI)."""
+"""Read and change an episode's dailies, one writer at a time (render, review page, CLI): the checkout's file, or in
+shared state the document every host reads (state/documents.py), exported to that file."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from reelflow.schemas.dailies import Dailies, Decision
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.load import ProjectFolder
 from reelflow.schemas.storyboard import Storyboard
+from reelflow.state.documents import document_held, read_document, shared, write_document
 from reelflow.state.store import held, write_atomic
 
 
@@ -25,10 +27,14 @@ def read_dailies(folder: ProjectFolder, storyboard: Storyboard) -> Dailies:
     """The episode's dailies, with a pending entry for every storyboard shot it does not list yet."""
     path = folder.dailies_path(storyboard.episode)
     numbers = [shot.shot for shot in storyboard.shots]
-    if not path.is_file():
+    if shared(folder.state_dir):
+        body = read_document(folder.state_dir, "dailies", storyboard.episode, path)
+    else:
+        body = path.read_bytes() if path.is_file() else None
+    if body is None:
         return Dailies(project=folder.project.code, episode=storyboard.episode).with_shots(numbers)
     try:
-        dailies = Dailies.model_validate_json(path.read_bytes())
+        dailies = Dailies.model_validate_json(body)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
@@ -43,13 +49,23 @@ def changing_dailies(folder: ProjectFolder, storyboard: Storyboard) -> Iterator[
     """Hold the dailies file against other writers, yield it, and save what the block changed."""
     path = folder.dailies_path(storyboard.episode)
     with held(folder.root / ".reelflow", path.name):
-        dailies = read_dailies(folder, storyboard)
-        yield dailies
-        write_dailies(path, dailies)
+        if not shared(folder.state_dir):
+            dailies = read_dailies(folder, storyboard)
+            yield dailies
+            write_dailies(path, dailies)
+            return
+        with document_held(folder.state_dir, "dailies", storyboard.episode):
+            dailies = read_dailies(folder, storyboard)
+            yield dailies
+            write_document(folder.state_dir, "dailies", storyboard.episode, _dumped(dailies), path)
+
+
+def _dumped(dailies: Dailies) -> bytes:
+    return dailies.model_dump_json(indent=2, exclude_none=True).encode()
 
 
 def write_dailies(path: Path, dailies: Dailies) -> None:
-    write_atomic(path, dailies.model_dump_json(indent=2, exclude_none=True).encode())
+    write_atomic(path, _dumped(dailies))
 
 
 def apply_decisions(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reelflow.media.hashing import sha256_unchanged
 from reelflow.schemas.assets import AssetRef
-from reelflow.state.db import FILE_NAME, database
+from reelflow.state.db import FILE_NAME, database, is_shared
 from reelflow.state.store import materialise, write_atomic
 
 STATE_DIR = ".reelflow"
@@ -46,7 +46,8 @@ def generated_unchanged(root: Path, paths: Iterable[str]) -> set[str]:
     """Those of `paths` (relative to the project) that hold exactly what reelflow last wrote there; a file a person
     changed, replaced or removed since is not among them."""
     wanted = set(paths)
-    if not wanted or not (Path(root) / STATE_DIR / FILE_NAME).is_file():
+    state_dir = Path(root) / STATE_DIR
+    if not wanted or not (is_shared(state_dir) or (state_dir / FILE_NAME).is_file()):
         return set()  # nothing was ever recorded, and a checkout's question creates no state folder
     recorded = {row["path"]: row["sha256"] for row in database(Path(root) / STATE_DIR).rows("SELECT path, sha256 FROM generated")}
     ours = set()

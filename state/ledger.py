@@ -15,7 +15,6 @@ A run being stopped (cancelled, crashed, Ctrl-C) sends nothing more; tasks/cance
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 import uuid
@@ -27,7 +26,7 @@ from typing import Any, Literal
 
 from reelflow.schemas.errors import OutcomeUnknown, ProviderError
 from reelflow.schemas.report import GroupSpend, LedgerReport, LedgerRequest
-from reelflow.state.db import Database, database
+from reelflow.state.db import Sql, StateDatabase, database
 
 Status = Literal["submitting", "pending", "completed", "failed", "cancelled", "unknown"]
 AT_PRICE: tuple[Status, ...] = ("submitting", "pending", "unknown")  # counted at their price until settled
@@ -103,7 +102,7 @@ class LedgerRow:
     id: int
 
     @classmethod
-    def of(cls, row: sqlite3.Row) -> LedgerRow:
+    def of(cls, row: Any) -> LedgerRow:
         values = {name: row[name] for name in cls.__dataclass_fields__}
         flags = {name: bool(values[name]) for name in ("shadow", "forgiven", "share")}
         return cls(**values | flags)
@@ -129,7 +128,7 @@ def run_filter(run: str) -> tuple[str, tuple[str, str]]:
 class Ledger:
     """The `requests` table of a project's state database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: StateDatabase) -> None:
         self.db = db
 
     @classmethod
@@ -339,7 +338,7 @@ class LedgerTicket:
         with self._write() as sql:
             self._open_row(sql, endpoint, request_id, "pending")
 
-    def _open_row(self, sql: sqlite3.Connection, endpoint: str, request_id: str, status: Status) -> None:
+    def _open_row(self, sql: Sql, endpoint: str, request_id: str, status: Status) -> None:
         """Insert the request's row; the call's budget reservation becomes it."""
         charge = self.charge
         sql.execute(
@@ -381,7 +380,7 @@ class LedgerTicket:
                         )
             raise
 
-    def _settle_in(self, sql: sqlite3.Connection, status: Status, endpoint: str, request_id: str, cost_usd: float,
+    def _settle_in(self, sql: Sql, status: Status, endpoint: str, request_id: str, cost_usd: float,
                    detail: str, billed_usd: float | None = None, at: float | None = None) -> None:
         """Settle in `sql`'s transaction; `at` is when the provider answered (default: now)."""
         if is_stopping(self.charge):  # its stopper settles it
@@ -420,7 +419,7 @@ class LedgerTicket:
             return
         self._settle("completed", endpoint, request_id, cost, "", billed_usd)
 
-    def commit(self, sql: sqlite3.Connection) -> None:
+    def commit(self, sql: Sql) -> None:
         """Write a deferred completion in the caller's transaction (the one that indexes the output)."""
         if self._completion is not None:
             endpoint, request_id, cost_usd, billed_usd, at = self._completion
@@ -456,6 +455,6 @@ class LedgerTicket:
             )
 
 
-def _release(sql: sqlite3.Connection, reservation: int | None) -> None:
+def _release(sql: Sql, reservation: int | None) -> None:
     if reservation is not None:
         sql.execute("DELETE FROM reservations WHERE id = ?", (reservation,))

@@ -11,11 +11,16 @@ the same size comes first: threads past the limit sleep on it until a call of th
 slot files (hundreds of waiting calls would otherwise spend the CPU the render needs). The gate serves its waiters
 by `priority` (lower first, then in arrival order): a render gives each shot's calls its chain rank, so the calls
 that lead to the longest videos never queue behind short ones and the episode does not end waiting on them.
+
+A cloud provider's limit is its account's: the slots are keyed by a fingerprint of the API key (never the key), so
+every project on one account shares them: slot files under this machine's REELFLOW_HOME/limits, or, in shared state
+(Postgres), leased rows every host takes from (state/leases.py). The local provider's slots stay the project's.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import heapq
 import itertools
 import os
@@ -26,9 +31,26 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
+from reelflow.schemas.env import reelflow_home
+from reelflow.state.db import database
+from reelflow.state.leases import slot
+
 DEFAULT_LIMITS: dict[str, int] = {"local": 4, "fal": 8, "gemini": 4, "runpod": 1}
 POLL_S = 0.005
 MAX_POLL_S = 0.05
+# where each cloud provider's API key is read (the providers' own modules read it the same way): its account
+ACCOUNT_KEYS: dict[str, tuple[str, ...]] = {"fal": ("FAL_KEY",), "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+                                            "runpod": ("RUNPOD_API_KEY",)}
+
+
+def account(provider: str) -> str | None:
+    """`provider:<16 hex of its API key's sha256>`: the account whose limit a call counts against; None for a
+    provider without one (local)."""
+    for name in ACCOUNT_KEYS.get(provider, ()):
+        key = os.environ.get(name, "").strip()
+        if key:
+            return f"{provider}:{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return None
 
 
 def limit_for(provider: str, limits: dict[str, int]) -> int:
@@ -108,10 +130,15 @@ def _try_take(folder: Path, provider: str, limit: int) -> int | None:
 
 @contextmanager
 def provider_slot(state_dir: Path, provider: str, limits: dict[str, int]) -> Iterator[None]:
-    """Hold one of the provider's slots while a call is in flight."""
-    folder = state_dir / "limits"
-    folder.mkdir(parents=True, exist_ok=True)
+    """Hold one of the provider's slots (its account's, where it has one) while a call is in flight."""
+    owner = account(provider)
     limit = limit_for(provider, limits)
+    folder = state_dir / "limits" if owner is None else reelflow_home() / "limits" / owner.replace(":", "-")
+    folder.mkdir(parents=True, exist_ok=True)
+    if owner is not None and (db := database(state_dir)).engine == "postgres":
+        with _gate(folder, provider, limit).held(priority.get()), slot(db, owner, limit):
+            yield
+        return
     with _gate(folder, provider, limit).held(priority.get()):
         wait = POLL_S
         while (fd := _try_take(folder, provider, limit)) is None:

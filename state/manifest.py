@@ -1,22 +1,28 @@
-"""`manifest.json` of an episode: every asset with name, hash, stage, provider, model, params, seed, inputs, cost."""
+"""`manifest.json` of an episode: every asset with name, hash, stage, provider, model, params, seed, inputs, cost.
+
+In shared state the manifest is a document every host reads (state/documents.py); the file is its export."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from reelflow.media.hashing import sha256_file
+from reelflow.media.hashing import sha256_file, sha256_unchanged
 from reelflow.schemas.assets import AssetRef, InputRef, Manifest, ManifestEntry, TakeInputs
-from reelflow.state.store import held, write_atomic
+from reelflow.state.documents import document_held, read_document, shared, write_document
+from reelflow.state.store import AssetStore, StoredFile, held, materialise, write_atomic
 
 MANIFEST = "manifest.json"
 
 
-def read_manifest(assets_dir: Path, project: str, episode: int) -> Manifest:
+def read_manifest(assets_dir: Path, project: str, episode: int, state_dir: Path | None = None) -> Manifest:
+    """The episode's manifest: the file in `assets_dir`, or with `state_dir` in shared state, the shared one."""
     path = assets_dir / MANIFEST
-    if not path.is_file():
-        return Manifest(project=project, episode=episode)
-    return Manifest.model_validate_json(path.read_bytes())
+    if state_dir is not None and shared(state_dir):
+        body = read_document(state_dir, "manifest", episode, path)
+    else:
+        body = path.read_bytes() if path.is_file() else None
+    return Manifest(project=project, episode=episode) if body is None else Manifest.model_validate_json(body)
 
 
 def merge(old: Manifest, rendered: dict[tuple[int, int], list[ManifestEntry]], cut: ManifestEntry | None,
@@ -58,13 +64,31 @@ def save_merged(state_dir: Path, lock: str, assets_dir: Path, project: str, epis
     """Write `change` of the manifest as it is now, holding the project lock `lock` (the episode's dailies'): two
     renders of one episode each keep the other's entries."""
     with held(state_dir, lock):
-        return write_manifest(assets_dir, change(read_manifest(assets_dir, project, episode)))
+        if not shared(state_dir):
+            return write_manifest(assets_dir, change(read_manifest(assets_dir, project, episode)))
+        with document_held(state_dir, "manifest", episode):
+            manifest = change(read_manifest(assets_dir, project, episode, state_dir))
+            path = assets_dir / MANIFEST
+            write_document(state_dir, "manifest", episode, manifest.model_dump_json(indent=2).encode(), path)
+            return path
 
 
 def write_manifest(assets_dir: Path, manifest: Manifest) -> Path:
     path = assets_dir / MANIFEST
     write_atomic(path, manifest.model_dump_json(indent=2).encode())
     return path
+
+
+def restore_take(store: AssetStore, assets_dir: Path, manifest: Manifest, shot: int, take: int) -> None:
+    """Write a take's named assets into this checkout from the store where they are missing or changed (a take made on
+    another host, or a file removed here); those whose blob the store cannot give intact stay as they are."""
+    for entry in manifest.take_assets(shot, take):
+        path = assets_dir / str(entry.name)
+        if path.is_file() and sha256_unchanged(path) == entry.sha256:
+            continue
+        stored = StoredFile(sha256=entry.sha256, ext=path.suffix.lstrip(".").lower(), media=entry.media)
+        if store.is_intact(stored):
+            materialise(store.blob_path(stored.sha256, stored.ext), stored.sha256, path)
 
 
 def published_clip(assets_dir: Path, manifest: Manifest, shot: int, take: int) -> AssetRef | None:

@@ -11,11 +11,10 @@ next (the `reap-gpu` flow, `reelflow gpu reap`). The runs using a pod are its us
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from reelflow.state.db import Database, database
 
@@ -56,7 +55,7 @@ class PodRecord:
     detail: str
 
     @classmethod
-    def of(cls, row: sqlite3.Row) -> PodRecord:
+    def of(cls, row: Any) -> PodRecord:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
     def cost_usd(self, now: float | None = None) -> float:
@@ -178,26 +177,26 @@ class PodBook:
             sql.execute("UPDATE pods SET lease_until = ? + idle_stop_s WHERE name = ? AND status IN "
                         "('creating', 'starting', 'running')", (now, name))
             sql.execute(
-                "UPDATE requests SET price_usd = (SELECT ROUND(cost_per_hr * (? - started_at + idle_stop_s) / 3600, 6) "
-                "FROM pods WHERE name = ?) WHERE cache_key = ? AND status = 'pending'",
+                "UPDATE requests SET price_usd = (SELECT ROUND(CAST(cost_per_hr * (? - started_at + idle_stop_s) / 3600 "
+                "AS NUMERIC), 6) FROM pods WHERE name = ?) WHERE cache_key = ? AND status = 'pending'",
                 (now, name, pod_key(name)),
             )
         return self._mirror(name)
 
     def use(self, name: str, user: str) -> None:
         with self.db.write() as sql:
-            sql.execute("INSERT INTO pod_users (pod, user, at) VALUES (?, ?, ?) ON CONFLICT (pod, user) DO NOTHING",
+            sql.execute('INSERT INTO pod_users (pod, "user", at) VALUES (?, ?, ?) ON CONFLICT (pod, "user") DO NOTHING',
                         (name, user, time.time()))
 
     def leave(self, name: str, user: str) -> int:
         """`user` is done with the pod; how many users it has left."""
         with self.db.write() as sql:
-            sql.execute("DELETE FROM pod_users WHERE pod = ? AND user = ?", (name, user))
+            sql.execute('DELETE FROM pod_users WHERE pod = ? AND "user" = ?', (name, user))
             row = sql.execute("SELECT COUNT(*) AS n FROM pod_users WHERE pod = ?", (name,)).fetchone()
         return int(row["n"])
 
     def used_by(self, user: str) -> list[PodRecord]:
-        rows = self.db.rows("SELECT pods.* FROM pods JOIN pod_users ON pod_users.pod = pods.name WHERE pod_users.user = ?",
+        rows = self.db.rows('SELECT pods.* FROM pods JOIN pod_users ON pod_users.pod = pods.name WHERE pod_users."user" = ?',
                             (user,))
         return [PodRecord.of(row) for row in rows]
 
@@ -224,8 +223,8 @@ class PodBook:
                         "WHERE name = ?", (now, detail[:500], name))
             sql.execute("DELETE FROM pod_users WHERE pod = ?", (name,))
             sql.execute(
-                "UPDATE requests SET status = 'completed', cost_usd = (SELECT ROUND(cost_per_hr * (stopped_at - "
-                "started_at) / 3600, 6) FROM pods WHERE name = ?), detail = ?, settled_at = ? "
+                "UPDATE requests SET status = 'completed', cost_usd = (SELECT ROUND(CAST(cost_per_hr * (stopped_at - "
+                "started_at) / 3600 AS NUMERIC), 6) FROM pods WHERE name = ?), detail = ?, settled_at = ? "
                 "WHERE cache_key = ? AND status = 'pending'",
                 (name, detail[:500], now, pod_key(name)),
             )

@@ -1,11 +1,11 @@
-"""The project's content-addressed store: blobs by sha256 (files), the cache index and rejections (the state database)."""
+"""The project's content-addressed store: blobs by sha256 (files, and S3 where the project has a blob URL), the cache
+index and rejections (the state database)."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import shutil
-import sqlite3
 import threading
 import time
 import uuid
@@ -18,7 +18,9 @@ from pydantic import BaseModel
 
 from reelflow.media.hashing import sha256_file, sha256_unchanged
 from reelflow.schemas.assets import MediaInfo, Provenance
-from reelflow.state.db import Database, database
+from reelflow.state.blobs import BlobStoreError, remote_for, warn
+from reelflow.state.db import Sql, StateDatabase, database
+from reelflow.state.leases import key_lock
 
 BLOB_MODE = 0o444  # blobs are never written after they are stored, and hard-linked assets share their bytes
 FICLONE = 0x40049409  # Linux's ioctl that reflinks one file to another (fcntl.FICLONE from Python 3.12)
@@ -39,12 +41,15 @@ class CacheRecord(BaseModel):
 
 
 class AssetStore:
-    """Blobs under `.reelflow/blobs`, the cache index in `.reelflow/state.db`, locks beside them."""
+    """Blobs under `.reelflow/blobs` (a read-through cache of S3 where the project has a blob URL), the cache index in
+    `.reelflow/state.db`, locks beside them."""
 
-    def __init__(self, state_dir: Path, db: Database | None = None) -> None:
+    def __init__(self, state_dir: Path, db: StateDatabase | None = None) -> None:
         self.root = state_dir
         self.db = db or database(state_dir)
         self.blobs = state_dir / "blobs"
+        self.remote = remote_for(state_dir)
+        self._unsent = state_dir / "unsent"  # blobs whose upload failed, sent with the next
         self.scratch = state_dir / "tmp"
         self._locks_dir = state_dir / "locks"
         self._thread_locks: dict[str, threading.Lock] = {}
@@ -54,21 +59,56 @@ class AssetStore:
         return self.blobs / sha256[:2] / f"{sha256}.{ext}"
 
     def is_intact(self, stored: StoredFile) -> bool:
-        """The blob exists and still hashes to what was recorded (read once per process while it is unchanged)."""
+        """The blob exists and still hashes to what was recorded (read once per process while it is unchanged), here
+        or in S3: then it is downloaded here, and kept only if it hashes right."""
         path = self.blob_path(stored.sha256, stored.ext)
-        return path.is_file() and sha256_unchanged(path) == stored.sha256
+        if path.is_file() and sha256_unchanged(path) == stored.sha256:
+            return True
+        if self.remote is None or not self.remote.fetch_blob(stored.sha256, stored.ext, path):
+            return False
+        path.chmod(BLOB_MODE)
+        return True
 
     def put(self, source: Path) -> tuple[str, Path]:
-        """Move a finished file into the store, read-only (assets may share its bytes); returns its sha256 and path."""
-        sha = sha256_file(source)
-        target = self.blob_path(sha, source.suffix.lstrip(".").lower())
+        """Move a finished file into the store, read-only (assets may share its bytes), and upload it where the project
+        keeps blobs in S3 (always: only new content is put, and uploading it again mends a corrupted object); returns
+        its sha256 and path."""
+        sha, ext = sha256_file(source), source.suffix.lstrip(".").lower()
+        target = self.blob_path(sha, ext)
         if target.is_file() and sha256_unchanged(target) == sha:
             source.unlink()
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
         target.chmod(BLOB_MODE)
+        if self.remote is not None:
+            self._send(f"{sha}.{ext}")
         return sha, target
+
+    def _send(self, name: str) -> None:
+        """Upload the blob `name` (sha256.ext), and those whose upload failed before. One that fails again waits in
+        `.reelflow/unsent` for the next put: the work it holds was paid for, and stays indexed here."""
+        assert self.remote is not None
+        with self._guard:
+            waiting = set(self._unsent.read_text().split()) if self._unsent.is_file() else set()
+        failed: set[str] = set()
+        for blob in sorted(waiting | {name}):
+            sha, ext = blob.split(".", 1)
+            path = self.blob_path(sha, ext)
+            if not path.is_file():
+                continue
+            try:
+                self.remote.upload(path, self.remote.blob_key(sha, ext))
+            except BlobStoreError as error:
+                failed.add(blob)
+                warn(f"{error}; kept here, sent with the next blob")
+        with self._guard:
+            now = set(self._unsent.read_text().split()) if self._unsent.is_file() else set()
+            left = (now - (waiting | {name})) | failed
+            if left:
+                write_atomic(self._unsent, "\n".join(sorted(left)).encode())
+            else:
+                self._unsent.unlink(missing_ok=True)
 
     def lookup(self, key: str) -> CacheRecord | None:
         """The cached record for `key`, trusted only if every output blob is intact."""
@@ -100,7 +140,7 @@ class AssetStore:
             return int(sql.execute("DELETE FROM rejections").rowcount)
 
     def save(self, record: CacheRecord, *, durable: bool = True,
-             also: Callable[[sqlite3.Connection], None] | None = None) -> None:
+             also: Callable[[Sql], None] | None = None) -> None:
         """Index a made operation, and do `also` in the same transaction (settle the request that made it);
         `durable` where losing the entry would mean paying for it again."""
         with self.db.write(durable=durable) as sql:
@@ -124,10 +164,15 @@ class AssetStore:
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        """Hold `key` against other threads and processes, so one generation is never made twice at once."""
+        """Hold `key` against other threads and processes (and hosts, in shared state), so one generation is never
+        made twice at once."""
         with self._guard:
             thread_lock = self._thread_locks.setdefault(key, threading.Lock())
         with thread_lock:
+            if self.db.engine == "postgres":  # every host: a lease in the shared database
+                with key_lock(self.db, key):
+                    yield
+                return
             self._locks_dir.mkdir(parents=True, exist_ok=True)
             with (self._locks_dir / f"{key}.lock").open("w") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)

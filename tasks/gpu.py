@@ -296,12 +296,13 @@ def _build(root: Path, project: Project, state_dir: Path, name: str) -> ComfyUIP
         return ComfyUIProvider(name, settings, project.wan, host=ServerHost(settings.url, auth_headers(
             settings.auth_header_env)), measured=measured)
     api_key()  # RUNPOD_API_KEY, named when missing, before anything starts
-    volume = _volume(settings.runpod.network_volume_id, settings.runpod.datacenter)
-    host = PodHost(root, project, state_dir, reelflow_home()) if isinstance(settings.runpod, RunpodPod) else None
+    pod = settings.runpod if isinstance(settings.runpod, RunpodPod) else None  # a serverless endpoint names no volume
+    volume = None if pod is None else network_volume(pod.network_volume_id, pod.datacenter)
+    host = None if pod is None else PodHost(root, project, state_dir, reelflow_home())
     return ComfyUIProvider(name, settings, project.wan, host=host, volume=volume, measured=measured)
 
 
-def _volume(volume_id: str | None, datacenter: str | None) -> Volume | None:
+def network_volume(volume_id: str | None, datacenter: str | None) -> Volume | None:
     """The network volume over its S3 API, when the project names one and its S3 keys are set."""
     if volume_id is None or datacenter is None or not os.environ.get("RUNPOD_S3_ACCESS_KEY_ID"):
         return None

@@ -123,6 +123,27 @@ def server(project: Path) -> Iterator[DailiesServer]:
         yield review
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """One throwaway Postgres cluster per test process, started by the first test that asks; skips without one."""
+    from postgres import BIN, NO_POSTGRES, cluster
+
+    if BIN is None:
+        pytest.skip(NO_POSTGRES)
+    with cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def state_url(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database on the cluster, as every project's REELFLOW_STATE_URL for the test."""
+    from postgres import new_database
+
+    url = new_database(pg_server)
+    monkeypatch.setenv("REELFLOW_STATE_URL", url)
+    return url
+
+
 @pytest.fixture
 def fal() -> Iterator[FakeFal]:
     """A loopback fake of fal.ai's queue; `.env()` points the CLI at it."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,14 @@ def dailies_path(root: Path, episode: int = 1) -> Path:
 def saved(root: Path, episode: int = 1) -> dict[int, dict[str, Any]]:
     """The dailies file as written, by shot number."""
     return {shot["shot"]: shot for shot in json.loads(dailies_path(root, episode).read_text())["shots"]}
+
+
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+                "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+
+
+def git(repo: Path, *args: str) -> str:
+    """`git -C repo args…` as a test's committer; its output."""
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True,
+                          env=os.environ | GIT_IDENTITY)
+    return done.stdout.strip()

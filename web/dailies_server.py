@@ -70,7 +70,8 @@ class DailiesServer(LocalServer):
         """The page's JSON, read from disk now (or with the dailies just saved)."""
         if dailies is None:
             dailies = read_dailies(self.folder, self.storyboard)
-        manifest = read_manifest(self.assets_dir, self.folder.project.code, self.storyboard.episode)
+        manifest = read_manifest(self.assets_dir, self.folder.project.code, self.storyboard.episode,
+                                 self.folder.state_dir)
         return episode_view(self.folder, self.storyboard, dailies, manifest)
 
     def decide(self, request: DecisionRequest) -> dict[str, Any]:

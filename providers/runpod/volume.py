@@ -1,9 +1,10 @@
-"""A RunPod network volume through its S3-compatible API (boto3): list, look up and put model files.
+"""A RunPod network volume through its S3-compatible API (boto3): list, look up, put and delete model files.
 
 Sources: gpu-path.md F (RunPod docs `storage/s3-api.mdx`): the endpoint `https://s3api-<dc lowercase>.runpod.io`,
 bucket = volume id, region = data center id, PutObject under 500 MB and multipart with parts of at most 500 MB,
 and what is NOT supported: DeleteObjects, bucket and ACL/tagging/policy calls, presigned URLs. This module offers
-none of those, and its client refuses the unsupported operations before sending (a botocore `before-call` hook).
+none of those (a file is deleted with DeleteObject, one at a time), and its client refuses the unsupported
+operations before sending (a botocore `before-call` hook).
 Path addressing, standard retries (10 attempts, the docs' advice for 502s), checksums only when required
 (boto3 >= 1.36 sends CRC headers many S3-compatible servers reject: https://github.com/boto/s3transfer/issues/327)
 and a long read timeout for CompleteMultipartUpload on big files (the docs: `read_timeout=7200`).
@@ -54,7 +55,8 @@ def part_bytes() -> int:
 
 
 class Volume:
-    """One network volume's files: `names`, `has`, `put`, `put_lora`; nothing is ever deleted."""
+    """One network volume's files: `files`, `names`, `has`, `put`, `put_lora`, and `delete` one at a time (only
+    `reelflow gc` deletes: LoRAs no registry entry names)."""
 
     def __init__(self, volume_id: str, datacenter: str, *, endpoint_url: str | None = None) -> None:
         key_id, secret = os.environ.get(KEY_ID_ENV, "").strip(), os.environ.get(SECRET_ENV, "").strip()
@@ -92,16 +94,22 @@ class Volume:
             return TransportError(f"runpod: {where}: cannot reach {self.endpoint_url}", provider=NAME)
         return ServerError(f"runpod: {where}: {type(error).__name__}: {one_line(str(error))}", provider=NAME)
 
-    def names(self, folder: str) -> set[str]:
-        """File names under `folder` (e.g. "models/loras"), relative to it, folder entries left out (ListObjectsV2)."""
+    def files(self, folder: str) -> dict[str, int]:
+        """The files under `folder` (e.g. "models/loras") by name relative to it, with their sizes in bytes; folder
+        entries left out (ListObjectsV2)."""
         prefix = folder.strip("/") + "/"
-        found: set[str] = set()
+        found: dict[str, int] = {}
         try:
             for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.volume_id, Prefix=prefix):
-                found.update(item["Key"][len(prefix):] for item in page.get("Contents", []) if not item["Key"].endswith("/"))
+                found.update((item["Key"][len(prefix):], int(item["Size"])) for item in page.get("Contents", [])
+                             if not item["Key"].endswith("/"))
         except (BotoCoreError, ClientError) as error:
             raise self._error(error, f"list {prefix}") from error
         return found
+
+    def names(self, folder: str) -> set[str]:
+        """File names under `folder`, relative to it (see `files`)."""
+        return set(self.files(folder))
 
     def has(self, key: str) -> bool:
         """True when the key exists (HeadObject)."""
@@ -126,6 +134,13 @@ class Volume:
         except Exception as error:  # s3transfer wraps client errors in S3UploadFailedError
             cause = error.__cause__ or error.__context__
             raise self._error(cause if isinstance(cause, Exception) else error, f"put {key}") from error
+
+    def delete(self, key: str) -> None:
+        """Remove one file (DeleteObject: the volume has no DeleteObjects)."""
+        try:
+            self._s3.delete_object(Bucket=self.volume_id, Key=key)
+        except (BotoCoreError, ClientError) as error:
+            raise self._error(error, f"delete {key}") from error
 
     def put_lora(self, path: Path, sha256: str) -> str:
         """Put a LoRA as models/loras/reelflow-<sha256>.safetensors unless it is there; returns its file name."""

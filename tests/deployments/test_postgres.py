@@ -4,12 +4,7 @@ beyond loopback behind an auth string: a git push rendered end to end, and `down
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
-import shutil
 import socket
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,55 +15,20 @@ import pytest
 from reelflow.cli import server, studio
 
 from conftest import CliResult
+from postgres import BIN, NO_POSTGRES, cluster
 
 Reelflow = Callable[..., CliResult]
 
 
-def postgres_bin() -> Path | None:
-    """The folder of initdb and pg_ctl: on PATH, else Debian's /usr/lib/postgresql/<version>/bin."""
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).resolve().parent
-    installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
-    return installed[-1].parent if installed else None
-
-
-BIN = postgres_bin()
-pytestmark = pytest.mark.skipif(BIN is None, reason="no PostgreSQL server binaries (make test installs Debian's)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+pytestmark = pytest.mark.skipif(BIN is None, reason=NO_POSTGRES)
 
 
 @pytest.fixture
 def postgres() -> Iterator[str]:
-    """A throwaway Postgres cluster on a free port (run as `postgres` when the tests run as root); yields its URL."""
-    assert BIN is not None
-    folder = Path(tempfile.mkdtemp(prefix="reelflow-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        user = "postgres" if "postgres" in {entry.pw_name for entry in pwd.getpwall()} else "nobody"
-        shutil.chown(folder, user)
-        as_user = ["runuser", "-u", user, "--"]
-    data, port = folder / "data", free_port()
-    subprocess.run([*as_user, str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync",
-                    "-E", "UTF8"], check=True, capture_output=True)
-    options = (f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-               "-c full_page_writes=off")
-    subprocess.run([*as_user, str(BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "postgres.log"), "-o", options,
-                    "-w", "start"], check=True, capture_output=True)
-    postmaster = int((data / "postmaster.pid").read_text().split()[0])
-    try:
-        yield f"postgresql+asyncpg://postgres:pg-secret@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_user, str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       capture_output=True)
-        if studio.alive(postmaster):
-            studio.stop_tree(postmaster)
-        shutil.rmtree(folder, ignore_errors=True)
+    """A throwaway Postgres cluster on a free port; yields the URL Prefect's server takes (with a password it
+    must never show)."""
+    with cluster() as url:
+        yield url.replace("postgresql://postgres@", "postgresql+asyncpg://postgres:pg-secret@")
 
 
 def count(database: str, table: str) -> int:

@@ -235,13 +235,15 @@ class FakeFal:
     def __init__(
         self,
         *,
-        key: str = "fake-fal-key",
+        key: str | None = None,
         reject_word: str = "forbidden",
         nsfw_word: str = "nsfw",
         progress_polls: int = 1,
         slow_s: float = 0.0,
     ) -> None:
-        self.key, self.reject_word, self.nsfw_word = key, reject_word, nsfw_word
+        # a key of its own: each fake is an account of its own, whose concurrency limit no other test shares
+        self.key = key or f"fake-fal-key-{uuid.uuid4().hex[:8]}"
+        self.reject_word, self.nsfw_word = reject_word, nsfw_word
         self.progress_polls, self.slow_s = progress_polls, slow_s
         self.rate_limited = 0
         self.server_errors = 0

@@ -14,9 +14,11 @@ from reelflow.schemas.dailies import Dailies, Decision
 from reelflow.schemas.load import load_project, load_storyboard
 from reelflow.schemas.names import AssetName
 from reelflow.schemas.pricing import load_prices
+from reelflow.schemas.report import RenderReport
 from reelflow.schemas.wire.fal import FLUX2_LORA as FLUX
 from reelflow.schemas.wire.fal import WAN_FLF as WAN
 from reelflow.state.dailies import apply_decisions
+from reelflow.state.reports import read_report
 
 from checks import check_episode
 from conftest import run_cli
@@ -216,6 +218,9 @@ def test_human_output_shows_summary_and_ui_link(rendered: tuple[Path, dict], pre
     assert "spent: $0.000 this run · $0.000 in the project" in result.stdout  # shadow cost is not money
     assert prefect_api.removesuffix("/api") + "/runs/flow-run/" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+    run_id = result.stdout.split("/runs/flow-run/")[1].split()[0]  # the run's report is kept under its id
+    kept = RenderReport.model_validate_json(read_report(root / ".reelflow", run_id) or b"null")
+    assert (kept.shots.cached, kept.provider_calls) == (2, 0)
 
 
 @pytest.mark.parametrize("edit", [

@@ -138,3 +138,15 @@ def test_gpu_up_starts_the_pod_and_down_terminates_it(tmp_path: Path, runpod: Fa
     missing = run_cli("gpu", "up", str(root), env={"RUNPOD_API_KEY": ""})
     assert (missing.code, missing.stderr.count("\n")) == (2, 1) and "RUNPOD_API_KEY" in missing.stderr
     assert len(runpod.pods) == 1, "nothing started without the key"
+
+
+def test_a_serverless_endpoint_is_a_provider_without_a_pod_or_a_volume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNPOD_API_KEY", "rp-test")
+    monkeypatch.setenv("RUNPOD_S3_ACCESS_KEY_ID", "user_fake")  # a volume's keys, which serverless does not use
+    serverless = {"runpod": {"mode": "serverless", "endpoint_id": "ep123", "price_per_s": 0.0005}}
+    root = write_project(tmp_path / "proj", project=PROJECT | {"providers": {"default": "runpod"}, "comfyui": serverless})
+    folder = load_project(root)
+    provider = gpu_provider(root, folder.project, folder.state_dir, "runpod")
+    assert (provider.host, provider.volume) == (None, None)

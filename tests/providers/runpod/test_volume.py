@@ -1,4 +1,5 @@
-"""providers/runpod/volume.py against moto's S3 server: PutObject vs multipart, no re-upload, and RunPod's limits.
+"""providers/runpod/volume.py against moto's S3 server: PutObject vs multipart, no re-upload, one-by-one deletes, and
+RunPod's limits.
 
 RunPod's S3 API lacks DeleteObjects, bucket calls and presigned URLs (gpu-path.md F); moto has them all, so the
 operations that reach the server are recorded (botocore's `before-send` event) and checked against RunPod's list.
@@ -108,7 +109,16 @@ def test_operations_runpod_lacks_are_refused_before_sending(volume: tuple[Volume
     with pytest.raises(BadRequest, match="does not support CreateBucket"):
         client.create_bucket(Bucket="another")
     assert sent == [] and store.names("models/unet") == {"wan_high.safetensors"}
-    assert not any(name.startswith(("delete", "presign", "generate")) for name in vars(Volume))
+    assert not any(name.startswith(("presign", "generate")) for name in vars(Volume))
+
+
+def test_delete_removes_one_file_with_delete_object(volume: tuple[Volume, list[str]], tmp_path: Path) -> None:
+    store, sent = volume
+    store.put(blob(tmp_path / "old.safetensors", 10), "models/loras/old.safetensors")
+    assert store.files("models/loras") == {"old.safetensors": 10}
+    sent.clear()
+    store.delete("models/loras/old.safetensors")
+    assert sent == ["DeleteObject"] and store.files("models/loras") == {}
 
 
 def test_settings_and_credentials(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
