@@ -166,6 +166,23 @@ class Sql(Protocol):
     def execute(self, sql: str, args: Sequence[Any] = ...) -> Cursor: ...
 
 
+def migrate(sql: Sql, has_meta: bool, where: str, translate: Callable[[str], str] = str) -> None:
+    """Take the schema from the version its `meta` table records (0 without one) to SCHEMA_VERSION, in `sql`'s
+    transaction; each statement as `translate` writes it for the engine."""
+    version = 0
+    if has_meta:
+        found = sql.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        version = int(found["value"]) if found else 0
+    if version > SCHEMA_VERSION:
+        raise ReelflowError(f"{where}: schema version {version} is newer than this reelflow ({SCHEMA_VERSION})")
+    for statements in MIGRATIONS[version:]:
+        for statement in statements:
+            sql.execute(translate(statement))
+    if version < SCHEMA_VERSION:
+        sql.execute("INSERT INTO meta (name, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+
+
 def lease_s() -> float:
     """How long a lease lasts unless renewed (a reservation, a cache key's lock, a provider slot): 60 s, or
     REELFLOW_LEASE_S. Its holder renews it every third of that while it lives."""
@@ -276,21 +293,7 @@ class Database:
             return
         with self.write() as connection:
             exists = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
-            version = 0
-            if exists:
-                found = connection.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-                version = int(found["value"]) if found else 0
-            if version > SCHEMA_VERSION:
-                raise ReelflowError(f"{self.path}: schema version {version} is newer than this reelflow ({SCHEMA_VERSION})")
-            for statements in MIGRATIONS[version:]:
-                for statement in statements:
-                    connection.execute(statement)
-            if version < SCHEMA_VERSION:
-                connection.execute(
-                    "INSERT INTO meta (name, value) VALUES ('schema_version', ?) "
-                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    (str(SCHEMA_VERSION),),
-                )
+            migrate(connection, exists is not None, str(self.path))
 
 
 def _pg_ddl(statement: str) -> str:
@@ -400,19 +403,7 @@ class PostgresDatabase:
                 connection.execute(statement)
             connection.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             exists = connection.execute("SELECT to_regclass(%s) AS found", (f"{self.schema}.meta",)).fetchone()
-            version = 0
-            if exists["found"] is not None:
-                found = connection.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-                version = int(found["value"]) if found else 0
-            if version > SCHEMA_VERSION:
-                raise ReelflowError(f"schema {self.schema}: version {version} is newer than this reelflow ({SCHEMA_VERSION})")
-            for statements in MIGRATIONS[version:]:
-                for statement in statements:
-                    connection.execute(_pg_ddl(statement))
-            if version < SCHEMA_VERSION:
-                connection.execute(
-                    "INSERT INTO meta (name, value) VALUES ('schema_version', %s) "
-                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+            migrate(_PgSql(connection), exists["found"] is not None, f"schema {self.schema}", _pg_ddl)
 
 
 StateDatabase = Database | PostgresDatabase

@@ -118,6 +118,8 @@ def test_a_host_killed_mid_render_leaves_the_episode_to_the_other_paid_once(
         killed = start_render(first, env_a)
         survivor = start_render(second, env_b)  # both at work: each waits on the keys the other holds
         kill_while_waiting_on_fal(killed, Ledger(PostgresDatabase(state_url, schema_name("TWO"))), fal, 3)
+        during = held(state_url, "TWO")  # what the dead host holds stays held until its lease ends
+        assert during[f"{schema_name('TWO')}.key_locks"] >= 1 and during["reelflow.slots"] >= 1
         fal.slow_s = 0.0
         result = finished(survivor)
         assert result.code == 0, result.stderr

@@ -3,7 +3,6 @@ models checked on the volume before any pod starts, LoRAs put there before a gra
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from reelflow.media.hashing import sha256_file
@@ -26,6 +24,7 @@ from conftest import run_cli
 from fakes.comfyui import FakeComfyUI
 from fakes.runpod import FakeRunPod
 from projects import PROJECT, write_project
+from s3 import moto_server
 
 VOLUME, DATACENTER = "vol0abc123", "EU-RO-1"
 POD = {"mode": "pod", "gpu_types": ["NVIDIA L40S"], "network_volume_id": VOLUME, "datacenter": DATACENTER,
@@ -35,25 +34,19 @@ POD = {"mode": "pod", "gpu_types": ["NVIDIA L40S"], "network_volume_id": VOLUME,
 @pytest.fixture
 def volume(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """moto's S3 as the network volume, holding every model file but FLUX.2's text encoder."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    for name, value in {"RUNPOD_S3_ACCESS_KEY_ID": "user_fake", "RUNPOD_S3_SECRET_ACCESS_KEY": "rps_fake",
-                        "RUNPOD_S3_ENDPOINT_URL": url}.items():
-        monkeypatch.setenv(name, value)
-    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
-    s3.create_bucket(Bucket=VOLUME)
-    from reelflow.providers.comfyui.models import MODEL_FILES
+    with moto_server() as url:
+        for name, value in {"RUNPOD_S3_ACCESS_KEY_ID": "user_fake", "RUNPOD_S3_SECRET_ACCESS_KEY": "rps_fake",
+                            "RUNPOD_S3_ENDPOINT_URL": url}.items():
+            monkeypatch.setenv(name, value)
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+        s3.create_bucket(Bucket=VOLUME)
+        from reelflow.providers.comfyui.models import MODEL_FILES
 
-    for role, file in MODEL_FILES.items():
-        if role != "flux2_clip":
-            s3.put_object(Bucket=VOLUME, Key=f"{file.folder}/{file.name}", Body=b"")
-    yield s3
-    httpx.post(f"{url}/moto-api/reset")
-    server.stop()
+        for role, file in MODEL_FILES.items():
+            if role != "flux2_clip":
+                s3.put_object(Bucket=VOLUME, Key=f"{file.folder}/{file.name}", Body=b"")
+        yield s3
+        httpx.post(f"{url}/moto-api/reset")
 
 
 @pytest.fixture

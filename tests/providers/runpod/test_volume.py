@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from reelflow.providers.runpod.volume import Volume
 from reelflow.schemas.errors import BadRequest, MissingCredentials
+
+from s3 import moto_server
 
 VOLUME, DATACENTER = "vol0abc123", "EU-RO-1"
 RUNPOD_OPERATIONS = {"CopyObject", "DeleteObject", "GetObject", "HeadBucket", "HeadObject", "ListBuckets", "ListObjects",
@@ -30,13 +30,8 @@ RUNPOD_OPERATIONS = {"CopyObject", "DeleteObject", "GetObject", "HeadBucket", "H
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture
