@@ -586,7 +586,12 @@ for character_command in (candidates, pick, train):
 
 
 def main() -> None:
-    app(prog_name="reelflow")
+    """The `reelflow` command; a reelflow error no command caught (a state database or blob store out of reach) is
+    still one line and a non-zero exit, never a traceback."""
+    try:
+        app(prog_name="reelflow")
+    except ReelflowError as exc:
+        raise SystemExit(fail(str(exc), code=2 if isinstance(exc, ContractError) else 1).exit_code) from None
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 LEASE_VAR = "REELFLOW_LEASE_S"
 POOL_VAR = "REELFLOW_PG_POOL"
+CONNECT_TIMEOUT_S = 15
 SHARED_SCHEMA = "reelflow"  # what projects share in Postgres: provider slots, keyed by account
 SHARED_DDL = [
     f"CREATE SCHEMA IF NOT EXISTS {SHARED_SCHEMA}",
@@ -339,11 +340,11 @@ class PostgresDatabase:
     clock = "extract(epoch from clock_timestamp())::double precision"
 
     def __init__(self, url: str, schema: str) -> None:
+        import psycopg
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool
 
         self.url, self.schema = url, schema
-        self.path = Path(f"{without_password(url)}#{schema}")  # what messages name
         self._local = threading.local()
         self._lock = _lock_id(f"reelflow-project:{schema}")
         size = int(env_number(POOL_VAR, 8.0, positive=True))
@@ -351,7 +352,9 @@ class PostgresDatabase:
                                    kwargs={"autocommit": True, "row_factory": dict_row,
                                            "options": f"-c search_path={schema}"})
         try:
-            self.pool.open(wait=True, timeout=30)
+            with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S):  # the server's own words when it is out of reach
+                pass
+            self.pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
             self._migrate()
         except Exception as error:  # psycopg's and the pool's errors: one line naming the database
             self.pool.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
@@ -22,6 +23,8 @@ from reelflow.state.leases import key_lock, renew, slot
 from reelflow.state.ledger import Charge, Ledger
 from reelflow.state.pods import PodBook
 
+from conftest import run_cli
+from postgres import free_port
 from projects import PROJECT, storyboard, write_project
 
 FORK = multiprocessing.get_context("fork")
@@ -184,3 +187,11 @@ def test_decisions_made_in_one_checkout_are_read_in_another(state_url: str, tmp_
     seen = read_dailies(folder_there, load_storyboard(folder_there, 1))
     assert seen.shot(2).status == "retake" and seen.shot(2).history[-1].note == "too dark"
     assert (here / "storyboards" / "dailies_ep_001.json").is_file()  # the file is the decision's export
+
+
+def test_a_state_database_out_of_reach_is_one_line_without_its_password(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    result = run_cli("ledger", str(root), env={"REELFLOW_STATE_URL": f"postgresql://studio:s3cret@127.0.0.1:{free_port()}/db"})
+    assert result.code == 1 and result.stdout == ""
+    assert re.match(r"^error: state: postgresql://studio:\*\*\*@127\.0\.0\.1:\d+/db: connection failed: .+\n$", result.stderr)
+    assert "s3cret" not in result.stderr
