@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -41,11 +42,23 @@ def blob_url_problem(url: str) -> str | None:
 def project_setting(project_root: Path, name: str) -> str | None:
     """One top-level string of the project's project.json (None when missing, or the file unreadable: loading the
     project reports that)."""
+    path = project_root / "project.json"
     try:
-        value = json.loads((project_root / "project.json").read_bytes()).get(name)
-    except (OSError, ValueError, AttributeError):
+        stat = path.stat()
+    except OSError:
         return None
+    value = _settings(path, stat.st_mtime_ns, stat.st_size).get(name)
     return value if isinstance(value, str) and value else None
+
+
+@lru_cache(maxsize=64)
+def _settings(path: Path, mtime_ns: int, size: int) -> dict[str, object]:
+    """project.json's top level as it is at `mtime_ns` (read once per change, not once per question)."""
+    try:
+        found = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def state_url(project_root: Path) -> str | None:

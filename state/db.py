@@ -240,8 +240,9 @@ class Database:
         return connection
 
     @contextmanager
-    def write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction that holds the write lock from its first statement: all of it commits, or none.
+    def write(self, *, durable: bool = True, serial: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction that holds the write lock from its first statement: all of it commits, or none (every
+        write here is `serial`: SQLite has one writer at a time).
 
         A durable transaction is on disk when it returns, power cut or not (`synchronous=FULL`: a paid request, its
         settlement, its cache entry). Others (the local provider's shadow rows, media operations, which are free to
@@ -372,13 +373,15 @@ class PostgresDatabase:
             yield connection
 
     @contextmanager
-    def write(self, *, durable: bool = True) -> Iterator[_PgSql]:
+    def write(self, *, durable: bool = True, serial: bool = True) -> Iterator[_PgSql]:
         """One transaction holding the project's write lock from its start: all of it commits, or none; not
-        `durable`: committed without waiting for the disk (synchronous_commit off)."""
+        `durable`: committed without waiting for the disk (synchronous_commit off); not `serial`: without the lock,
+        for a transaction that is one atomic statement per row (taking a lease)."""
         if getattr(self._local, "connection", None) is not None:
             raise RuntimeError("a write inside a write: one transaction at a time per thread")
         with self.pool.connection() as connection, connection.transaction():
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
+            if serial:
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
             if not durable:
                 connection.execute("SET LOCAL synchronous_commit = off")
             self._local.connection = connection

@@ -69,7 +69,7 @@ os.register_at_fork(after_in_child=_forked)
 
 def renew(db: StateDatabase) -> None:
     """Push every lease this process holds in `db` one lease ahead."""
-    with db.write(durable=False) as sql:
+    with db.write(durable=False, serial=False) as sql:
         for table, _ in LEASED:
             sql.execute(f"UPDATE {table} SET lease_until = {db.clock} + ? WHERE holder = ?", (lease_s(), HOLDER))
         if db.engine == "postgres":
@@ -96,7 +96,7 @@ def key_lock(db: StateDatabase, key: str) -> Iterator[None]:
     holder, lease = leased(db)
 
     def take() -> bool:
-        with db.write(durable=False) as sql:
+        with db.write(durable=False, serial=False) as sql:
             sql.execute(f"DELETE FROM key_locks WHERE cache_key = ? AND lease_until < {db.clock}", (key,))
             return bool(sql.execute(
                 f"INSERT INTO key_locks (cache_key, holder, lease_until) VALUES (?, ?, {db.clock} + ?) "
@@ -106,7 +106,7 @@ def key_lock(db: StateDatabase, key: str) -> Iterator[None]:
     try:
         yield
     finally:
-        with db.write(durable=False) as sql:
+        with db.write(durable=False, serial=False) as sql:
             sql.execute("DELETE FROM key_locks WHERE cache_key = ? AND holder = ?", (key, holder))
 
 
@@ -117,7 +117,7 @@ def slot(db: StateDatabase, account: str, limit: int) -> Iterator[None]:
     taken: list[int] = []
 
     def take() -> bool:
-        with db.write(durable=False) as sql:
+        with db.write(durable=False, serial=False) as sql:  # an account's slots are not the project's to serialise
             for index in range(limit):
                 if sql.execute(
                     f"INSERT INTO {SLOTS} (account, idx, holder, lease_until) VALUES (?, ?, ?, {db.clock} + ?) "
@@ -133,5 +133,5 @@ def slot(db: StateDatabase, account: str, limit: int) -> Iterator[None]:
     try:
         yield
     finally:
-        with db.write(durable=False) as sql:
+        with db.write(durable=False, serial=False) as sql:
             sql.execute(f"DELETE FROM {SLOTS} WHERE account = ? AND idx = ? AND holder = ?", (account, taken[0], holder))
