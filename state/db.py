@@ -19,12 +19,14 @@ never wait on them. A connection pool per process (psycopg_pool) serves the thre
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -352,6 +354,7 @@ class PostgresDatabase:
         self.pool = ConnectionPool(url, min_size=0, max_size=size, open=False, name=f"reelflow-{schema}",
                                    kwargs={"autocommit": True, "row_factory": dict_row,
                                            "options": f"-c search_path={schema}"})
+        _opened.add(self)
         try:
             with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S):  # the server's own words when it is out of reach
                 pass
@@ -413,6 +416,17 @@ class PostgresDatabase:
 
 
 StateDatabase = Database | PostgresDatabase
+_opened: weakref.WeakSet[PostgresDatabase] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Close every Postgres pool this process opened (at exit: none is left retrying a server that went away)."""
+    for db in list(_opened):
+        db.pool.close(timeout=1)
+    _open_postgres.cache_clear()
+
+
+atexit.register(close_all)
 
 
 def schema_name(code: str) -> str:

@@ -135,13 +135,16 @@ def pg_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def state_url(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def state_url(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh database on the cluster, as every project's REELFLOW_STATE_URL for the test."""
+    from reelflow.state.db import close_all
+
     from postgres import new_database
 
     url = new_database(pg_server)
     monkeypatch.setenv("REELFLOW_STATE_URL", url)
-    return url
+    yield url
+    close_all()  # no pool of this process keeps a connection to a database nothing uses any more
 
 
 @pytest.fixture
