@@ -42,7 +42,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import pwd
 import resource
 import shutil
 import statistics
@@ -64,7 +63,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))  # the tests' Postgres binaries and S3 environment
 sys.path.insert(0, str(BENCH))
 
-from postgres import BIN, NO_POSTGRES, free_port, new_database  # noqa: E402
+from postgres import BIN, NO_POSTGRES, Cluster, free_port, new_database, running_cluster  # noqa: E402
 from s3 import make_bucket, s3_env  # noqa: E402
 
 BUCKET = "reelflow-studio"
@@ -75,38 +74,14 @@ SMALL = {"REELFLOW_FRAME_SCALE": "0.125", "REELFLOW_X264_PRESET": "ultrafast", "
          "PREFECT_LOGGING_TO_API_ENABLED": "false", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"}
 
 
-@dataclass(frozen=True)
-class Cluster:
-    url: str  # postgresql://postgres@127.0.0.1:PORT/postgres
-    pid: int  # the postmaster
-
-
 @contextmanager
 def postgres() -> Iterator[Cluster]:
-    """A throwaway cluster on a free loopback port with Postgres's own durability (fsync, synchronous_commit and
-    full-page writes on, unlike the tests' cluster, which turns them off for speed): a durable commit here waits for
-    this machine's disk as it would on a studio's server."""
+    """A throwaway cluster with Postgres's own durability (fsync, synchronous_commit and full-page writes on, unlike
+    the tests' cluster): a durable commit here waits for this machine's disk as it would on a studio's server."""
     if BIN is None:
         sys.exit(NO_POSTGRES)
-    folder = Path(tempfile.mkdtemp(prefix="reelflow-bench-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        user = "postgres" if "postgres" in {entry.pw_name for entry in pwd.getpwall()} else "nobody"
-        shutil.chown(folder, user)
-        as_user = ["runuser", "-u", user, "--"]
-    data, port = folder / "data", free_port()
-    subprocess.run([*as_user, str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"],
-                   check=True, capture_output=True)
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=300"
-    subprocess.run([*as_user, str(BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "postgres.log"), "-o", options,
-                    "-w", "start"], check=True, capture_output=True)
-    try:
-        yield Cluster(f"postgresql://postgres@127.0.0.1:{port}/postgres",
-                      int((data / "postmaster.pid").read_text().split()[0]))
-    finally:
-        subprocess.run([*as_user, str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+    with running_cluster(durable=True) as cluster:
+        yield cluster
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -33,9 +34,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Cluster:
+    url: str  # postgresql://postgres@127.0.0.1:PORT/postgres
+    pid: int  # the postmaster
+
+
 @contextmanager
-def cluster() -> Iterator[str]:
-    """A cluster on a free loopback port, trusting every local connection; yields `postgresql://postgres@…/postgres`."""
+def running_cluster(*, durable: bool = False) -> Iterator[Cluster]:
+    """A cluster on a free loopback port, trusting every local connection. The tests' turns fsync, synchronous
+    commits and full-page writes off for speed; a `durable` one (the benchmarks') keeps Postgres's own durability."""
     from reelflow.cli import studio
 
     assert BIN is not None, NO_POSTGRES
@@ -46,21 +54,29 @@ def cluster() -> Iterator[str]:
         shutil.chown(folder, user)
         as_user = ["runuser", "-u", user, "--"]
     data, port = folder / "data", free_port()
-    subprocess.run([*as_user, str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync",
-                    "-E", "UTF8"], check=True, capture_output=True)
-    options = (f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-               "-c full_page_writes=off -c max_connections=200")
+    subprocess.run([*as_user, str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                    *([] if durable else ["--no-sync"])], check=True, capture_output=True)
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=300"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     subprocess.run([*as_user, str(BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "postgres.log"), "-o", options,
                     "-w", "start"], check=True, capture_output=True)
     postmaster = int((data / "postmaster.pid").read_text().split()[0])
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield Cluster(f"postgresql://postgres@127.0.0.1:{port}/postgres", postmaster)
     finally:
         subprocess.run([*as_user, str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
                        capture_output=True)
         if studio.alive(postmaster):
             studio.stop_tree(postmaster)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def cluster() -> Iterator[str]:
+    """The tests' cluster; yields `postgresql://postgres@…/postgres`."""
+    with running_cluster() as running:
+        yield running.url
 
 
 def new_database(server: str) -> str:
