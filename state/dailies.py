@@ -27,10 +27,7 @@ def read_dailies(folder: ProjectFolder, storyboard: Storyboard) -> Dailies:
     """The episode's dailies, with a pending entry for every storyboard shot it does not list yet."""
     path = folder.dailies_path(storyboard.episode)
     numbers = [shot.shot for shot in storyboard.shots]
-    if shared(folder.state_dir):
-        body = read_document(folder.state_dir, "dailies", storyboard.episode, path)
-    else:
-        body = path.read_bytes() if path.is_file() else None
+    body = read_document(folder.state_dir, "dailies", storyboard.episode, path)
     if body is None:
         return Dailies(project=folder.project.code, episode=storyboard.episode).with_shots(numbers)
     try:

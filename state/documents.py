@@ -25,8 +25,10 @@ def shared(state_dir: Path) -> bool:
 
 
 def read_document(state_dir: Path, kind: Kind, episode: int, export: Path) -> bytes | None:
-    """The document as shared state holds it; the first time, the checkout's file (a project moving to shared
-    state) becomes it. None when neither exists."""
+    """The document: on the project's own SQLite file, the checkout's file; in shared state, what it holds (the
+    first time, the checkout's file: a project moving to shared state). None when neither exists."""
+    if not shared(state_dir):
+        return export.read_bytes() if export.is_file() else None
     db = database(state_dir)
     row = db.row("SELECT body FROM documents WHERE kind = ? AND episode = ?", (kind, episode))
     if row is not None:

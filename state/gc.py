@@ -91,10 +91,7 @@ def _episodes(folder: ProjectFolder) -> set[int]:
 def _approved(folder: ProjectFolder, episode: int) -> list[tuple[int, int]]:
     """The (shot, take) pairs the episode's dailies approve."""
     path = folder.dailies_path(episode)
-    if shared(folder.state_dir):
-        body = read_document(folder.state_dir, "dailies", episode, path)
-    else:
-        body = path.read_bytes() if path.is_file() else None
+    body = read_document(folder.state_dir, "dailies", episode, path)
     if body is None:
         return []
     try:

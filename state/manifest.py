@@ -18,7 +18,7 @@ MANIFEST = "manifest.json"
 def read_manifest(assets_dir: Path, project: str, episode: int, state_dir: Path | None = None) -> Manifest:
     """The episode's manifest: the file in `assets_dir`, or with `state_dir` in shared state, the shared one."""
     path = assets_dir / MANIFEST
-    if state_dir is not None and shared(state_dir):
+    if state_dir is not None:
         body = read_document(state_dir, "manifest", episode, path)
     else:
         body = path.read_bytes() if path.is_file() else None
