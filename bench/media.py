@@ -46,13 +46,14 @@ from reelflow.media.images import PNG_COMPRESS_LEVEL, production_size
 from reelflow.media.motion import frames_for, ken_burns
 from reelflow.media.probe import probe_image, probe_video
 from reelflow.tasks.keyframes import STRIP_SIZE, _split
-from reelflow.tasks.video import PUSH_ZOOM, SPLIT_FLF_FRAMES, VIDEO_SIZE
+from reelflow.tasks.video import PUSH_ZOOM, VIDEO_SIZE
 
 ASPECT = "9:16"
 FPS = 16
 PUSH_S = 3.0
 PUSH_FOCUS = (0.5, 0.45)  # ken_burns' default focus, which tasks/video.py keeps
 CLIP_S = 3.0
+SPLIT_FLF_FRAMES = 49  # each of the benchmark's two segments (a 6 s split FLF shot's halves), fitted to CLIP_S
 EPISODE_CLIPS = 21
 EPISODE_CLIP_S = 2
 CONCAT_TARGET = 1.20

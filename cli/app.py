@@ -11,8 +11,9 @@ import os
 import sys
 from contextlib import nullcontext
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,11 +30,24 @@ from reelflow.cli.studio import studio_app
 from reelflow.providers.registry import require_providers
 from reelflow.schemas.dailies import Dailies, Decision, decisions_from
 from reelflow.schemas.errors import ContractError, ReelflowError
-from reelflow.schemas.load import key_notes, load_episode, load_project, load_storyboard, validate_folder
+from reelflow.schemas.load import (
+    key_notes,
+    load_episode,
+    load_project,
+    load_storyboard,
+    load_storyboard_file,
+    validate_folder,
+)
+from reelflow.schemas.names import shot_digits_for
 from reelflow.schemas.project import RENDER_STAGES
 from reelflow.schemas.report import BudgetLine, RenderReport, money_words
 from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.dailies import apply_decisions, read_dailies
+
+if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.states import State
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="reelflow: storyboards in, rendered episodes out.")
@@ -59,20 +73,51 @@ def parse_shots(text: str | None, option: str = "--shots") -> list[int] | None:
     return numbers
 
 
+def shot_plans(project: Path) -> list[dict[str, Any]]:
+    """How each shot of each storyboard will be made (its video plan, schemas/segments.py), with its one-line
+    summary: `storyboard_ep_001.json: S03 standard_flf 4.0 s: 1 segment of 65 frames @16 fps`."""
+    folder = load_project(project)
+    shots = []
+    for path in folder.storyboard_paths():
+        storyboard = load_storyboard_file(folder, path)
+        digits = shot_digits_for(len(storyboard.shots))
+        for shot in sorted(storyboard.shots, key=lambda shot: shot.shot):
+            plan = shot.video_plan
+            label = f"{path.name}: S{shot.shot:0{digits}d}"
+            shots.append({"storyboard": path.name, "episode": storyboard.episode, "shot": shot.shot,
+                          "approach": shot.generation_approach.value, "duration_s": shot.duration_s,
+                          "keyframes": list(shot.keyframe_roles), "video": plan.as_json(),
+                          "line": plan.summary(label, shot.generation_approach.value)})
+    return shots
+
+
 @app.command()
-def validate(project: Annotated[Path, typer.Argument(help="Project folder")]) -> None:
+def validate(project: Annotated[Path, typer.Argument(help="Project folder")], as_json: JsonOpt = False) -> None:
     """Check project.json, breakdown.json and every storyboard against the contracts; renders nothing.
 
-    Keys the contracts do not know are kept and listed as notes; one that nearly spells a field is an error.
+    Keys the contracts do not know are kept and listed as notes; one that nearly spells a field is an error. Each
+    shot then says how its video will be made: its segments' frames at the video model's rate, consecutive
+    segments and their intermediate keyframes, frames trimmed.
     """
     try:
         checked, problems = validate_folder(project)
     except ReelflowError as exc:
         raise fail(str(exc)) from None
-    for note in key_notes(project):
-        out.print(f"note: {note}", markup=False)
+    notes = key_notes(project)
+    if not as_json:
+        for note in notes:
+            out.print(f"note: {note}", markup=False)
     if problems:
         raise fail("\n".join(problems))
+    try:
+        shots = shot_plans(project)
+    except ReelflowError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps({"valid": True, "storyboards": checked, "notes": notes, "shots": shots}))
+        return
+    for shot in shots:
+        out.print(shot["line"], markup=False)
     out.print(f"[green]ok[/green] {project}: project, breakdown and {checked} storyboard(s) are valid")
 
 
@@ -101,6 +146,14 @@ ProjectArg = Annotated[Path, typer.Argument(help="Project folder")]
 EpisodeOpt = Annotated[int, typer.Option("--episode", "-e", help="Episode number")]
 ShotsOpt = Annotated[str | None, typer.Option("--shots", help="Only these shots, e.g. 3,7")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object and nothing else on stdout")]
+
+
+class Until(StrEnum):
+    """Where `render --until` stops every shot."""
+
+    keyframes = "keyframes"
+
+
 RetakesOpt = Annotated[bool, typer.Option("--retakes", help="Only the shots the dailies mark retake, each as take T+1")]
 
 
@@ -122,9 +175,14 @@ def print_report(report: RenderReport) -> None:
     cut = report.output or report.cut_skipped
     out.print(f"cut: {cut}\nmanifest: {report.manifest}\n"
               f"shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.kept} kept, "
-              f"{report.shots.failed} failed"
+              f"{report.shots.failed} failed" + (f", {report.shots.held} held for keyframe review" if report.shots.held else "") +
               f" · provider calls {report.provider_calls} · {money_words(report.charged_usd, report.shadow_usd)}\n"
               f"{budget_text(report.budget)}", markup=False)
+    if report.shots.held:
+        held = [line.shot for line in report.lines if line.status == "keyframes_review"]
+        out.print(f"held: shots {', '.join(map(str, held))} wait for keyframe review; their upscale and video "
+                  f"(${report.held_usd:.3f}) are made once you approve them: reelflow dailies PROJECT --episode "
+                  f"{report.episode} --approve-keyframes {','.join(map(str, held))}", markup=False)
     if report.stale_shots:
         out.print(f"stale: shots {', '.join(map(str, report.stale_shots))} are cut from clips of an older storyboard",
                   markup=False)
@@ -160,7 +218,8 @@ def estimate(
         blocked = [shot.model_dump() for shot in result.blocked]
         upgraded = [shot.model_dump() for shot in result.upgraded]
         typer.echo(json.dumps({"total_usd": result.total_usd, "by_stage": result.by_stage, "blocked": blocked,
-                               "upgraded": upgraded, "upgraded_usd": result.upgraded_usd, "upgrades": result.upgrades}))
+                               "upgraded": upgraded, "upgraded_usd": result.upgraded_usd, "upgrades": result.upgrades,
+                               "held": [shot.model_dump() for shot in result.held], "held_usd": result.held_usd}))
         return
     table = Table(title=f"estimate: episode {episode:03d}")
     for column in ("stage", "calls", "cost"):
@@ -173,6 +232,9 @@ def estimate(
         out.print("local stages are priced at their shadow cost (what the cloud would charge): nothing is charged")
     for shot in result.blocked:
         out.print(f"blocked: shot {shot.shot}: {shot.reason}", markup=False)
+    for held in result.held:
+        out.print(f"held: shot {held.shot} T{held.take:02d}: keyframes wait for review; their upscale and video cost "
+                  f"${held.cost_usd:.3f} once approved (not in the total)", markup=False)
     for upgraded in result.upgraded:
         out.print(f"upgraded: shot {upgraded.shot} T{upgraded.take:02d}: {'; '.join(upgraded.reasons)} · "
                   f"making it again costs ${upgraded.cost_usd:.3f}", markup=False)
@@ -195,8 +257,13 @@ def render(
         "--allow-stale", help="Let the cut use clips made from an older storyboard; the report lists them")] = False,
     rerender_upgraded: Annotated[bool, typer.Option(
         "--rerender-upgraded", help="Make again the shots only an upgrade of reelflow changed (kept by default)")] = False,
+    until: Annotated[Until | None, typer.Option(
+        "--until", help="Stop every shot after this stage: keyframes (gated) wait for review before video money")] = None,
 ) -> None:
     """Render an episode: keyframes, gates, upscale, video and clip per shot, then the cut and the manifest.
+
+    Shots whose keyframes need review (project.json "review": {"keyframes": ...}) stop after their gates until the
+    frames are approved (reelflow dailies --approve-keyframes); --until keyframes stops every shot there.
 
     Approved shots are kept as they are; shots marked retake in the dailies render as take T+1. Shots whose own
     inputs did not change but which an upgrade of reelflow would make again keep their takes (--rerender-upgraded).
@@ -208,6 +275,7 @@ def render(
     try:
         storyboard = checked_episode(project, episode, numbers)
         rendering = shots_to_render(load_project(project), storyboard, numbers, retakes)
+        local = not os.environ.get("PREFECT_API_URL")
         api_url = server.connect()
     except ReelflowError as exc:
         raise fail(str(exc)) from None
@@ -216,10 +284,15 @@ def render(
     from reelflow.cli.stopping import stopping_on_ctrl_c
     from reelflow.flows.render import render_episode
 
+    ui = api_url.removesuffix("/api")
+    if not as_json:  # --json: stdout is its one object, and stderr only says what went wrong
+        out.print(f"Prefect UI: {ui}" + ("  (reelflow's local server: it keeps running after the render; "
+                                         "reelflow server stop stops it)" if local else ""), markup=False)
     try:
-        with stopping_on_ctrl_c(render_episode, err) as run, nullcontext() if as_json else showing(rendering, err):
+        with stopping_on_ctrl_c(render_episode if as_json else announcing(render_episode, ui, out), err) as run, \
+                nullcontext() if as_json else showing(rendering, err):
             state = run(str(project), episode, numbers, max_cost, retakes, allow_stale=allow_stale,
-                        rerender_upgraded=rerender_upgraded, return_state=True)
+                        rerender_upgraded=rerender_upgraded, until=until.value if until else None, return_state=True)
         report = state.result(raise_on_failure=False)
     except ReelflowError as exc:
         raise fail(str(exc)) from None
@@ -227,7 +300,6 @@ def render(
         raise fail(str(report))
     if isinstance(report, BaseException):
         raise fail(f"render failed: {' '.join(str(report).split()) or type(report).__name__}", code=1)
-    ui = api_url.removesuffix("/api")
     if as_json:
         typer.echo(json.dumps(report.summary()))
     else:
@@ -238,6 +310,15 @@ def render(
         typer.echo(f"error: {report.budget.stopped}", err=True)
     if report.shots.failed:
         raise typer.Exit(1)
+
+
+def announcing(flow: Flow[..., Any], ui: str, console: Console) -> Flow[..., Any]:
+    """`flow`, printing its run's page in the Prefect UI at `ui` on `console` as soon as the run starts."""
+
+    def announce(running: Flow[..., Any], flow_run: FlowRun, state: State) -> None:
+        console.print(f"run in the Prefect UI: {ui}/runs/flow-run/{flow_run.id}", markup=False)
+
+    return flow.with_options(on_running=[*flow.on_running_hooks, announce])
 
 
 @app.command()
@@ -471,7 +552,8 @@ def server_status() -> None:
     out.print(f"running: {server_words(info)}", markup=False)
 
 
-REVIEW_STYLE = {"pending": "dim", "generated": "blue", "needs_review": "yellow", "approved": "green", "retake": "red"}
+REVIEW_STYLE = {"pending": "dim", "generated": "blue", "needs_review": "yellow", "approved": "green", "retake": "red",
+                "keyframes_review": "magenta", "keyframes_approved": "cyan"}
 
 
 def decide_shots(project: Path, episode: int, decisions: dict[int, Decision], note: str | None) -> tuple[Path, Dailies]:
@@ -527,18 +609,22 @@ def dailies(
     approve: Annotated[str | None, typer.Option("--approve", help="Approve these shots' latest takes, e.g. 1,2")] = None,
     retake: Annotated[str | None, typer.Option("--retake", help="Send these shots back for a new take")] = None,
     review: Annotated[str | None, typer.Option("--review", help="Mark these shots as needing review")] = None,
+    approve_keyframes: Annotated[str | None, typer.Option(
+        "--approve-keyframes", help="Approve these shots' held keyframes: the next render makes their video from them")] = None,
     note: Annotated[str | None, typer.Option("--note", help="A note saved with each decision given")] = None,
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port of the review page; 0 takes any free one")] = 8420,
     as_json: Annotated[bool, typer.Option("--json", help="Print the shots' review state as JSON; serve nothing")] = False,
 ) -> None:
-    """Review an episode's takes: the dailies page on 127.0.0.1, or --approve/--retake/--review straight from here."""
+    """Review an episode's takes: the dailies page on 127.0.0.1, or --approve/--retake/--review/--approve-keyframes
+    straight from here."""
     try:
         decisions = decisions_from(*(parse_shots(text, option) or [] for option, text in
-                                     (("--approve", approve), ("--retake", retake), ("--review", review))))
+                                     (("--approve", approve), ("--retake", retake), ("--review", review),
+                                      ("--approve-keyframes", approve_keyframes))))
     except ContractError as exc:
         raise fail(str(exc)) from None
     if note is not None and not decisions:
-        raise fail("--note: give --approve, --retake or --review with it")
+        raise fail("--note: give --approve, --retake, --review or --approve-keyframes with it")
     project = project.resolve()
     if not decisions and not as_json:
         serve_dailies(project, episode, port)

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from reelflow.cli import server
 from reelflow.cli.exits import fail
-from reelflow.schemas.characters import CandidateMode, LoraType
+from reelflow.schemas.characters import EXPRESSION_RANGE, WARDROBE_RANGE, CandidateManifest, CandidateMode, LoraType
 from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import load_project
 from reelflow.schemas.report import money_words
@@ -31,6 +31,12 @@ def one_of(option: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise fail(f"{option}: {value!r} is not one of {', '.join(allowed)}")
     return value
+
+
+def spread_words(manifest: CandidateManifest) -> str:
+    """The selection's wardrobes and expressions against the seed's targets, e.g. `3 wardrobes (aim 3-5)`."""
+    return " · ".join(f"{len(manifest.spread(field))} {field}s (aim {low}-{high})"
+                      for field, (low, high) in (("wardrobe", WARDROBE_RANGE), ("expression", EXPRESSION_RANGE)))
 
 
 def _quiet() -> None:
@@ -116,10 +122,11 @@ def pick(
         raise fail(str(exc)) from None
     chosen = [candidate.file for candidate in saved.selected()]
     if as_json:
-        typer.echo(json.dumps({"character": character, "selected": chosen, "count": len(chosen)}))
+        typer.echo(json.dumps({"character": character, "selected": chosen, "count": len(chosen),
+                               "wardrobes": saved.spread("wardrobe"), "expressions": saved.spread("expression")}))
         return
-    out.print(f"{character}: {len(chosen)} selected\nnext: reelflow train {project} {character} --type flux2",
-              markup=False)
+    out.print(f"{character}: {len(chosen)} selected · {spread_words(saved)}\n"
+              f"next: reelflow train {project} {character} --type flux2", markup=False)
 
 
 def _serve_pick(project: Path, character: str, port: int) -> None:
@@ -150,11 +157,14 @@ def train(
     project = project.resolve()
     try:
         from reelflow.flows.characters import check_training_run
+        from reelflow.tasks.training import dataset_warnings
 
-        check_training_run(load_project(project), character, kind)
+        manifest = check_training_run(load_project(project), character, kind)
         server.connect()
     except ReelflowError as exc:
         raise fail(str(exc)) from None
+    for warning in dataset_warnings(manifest, kind):
+        err.print(f"warning: {warning}", style="yellow", markup=False)
     _quiet()
     from reelflow.flows.characters import train_character_lora
 

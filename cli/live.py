@@ -25,9 +25,10 @@ from reelflow.state.dailies import read_dailies
 if TYPE_CHECKING:
     from reelflow.state.progress import StageEvent
 
-ShotState = Literal["waiting", "running", "done", "cached", "failed"]
-STATE_STYLE: dict[ShotState, str] = {"waiting": "dim", "running": "yellow", "done": "green", "cached": "blue", "failed": "red"}
-FINISHED: tuple[ShotState, ...] = ("done", "cached", "failed")
+ShotState = Literal["waiting", "running", "done", "cached", "held", "failed"]
+STATE_STYLE: dict[ShotState, str] = {"waiting": "dim", "running": "yellow", "done": "green", "cached": "blue",
+                                     "held": "magenta", "failed": "red"}
+FINISHED: tuple[ShotState, ...] = ("done", "cached", "held", "failed")
 
 
 def cost_words(charged_usd: float, shadow_usd: float) -> str:
@@ -80,7 +81,7 @@ class ShotProgress:
         if event.status == "failed":
             self.state, self.reason = "failed", event.detail
         elif event.stage == "shot":
-            self.state = "done" if self.made else "cached"
+            self.state = "held" if event.status == "held" else "done" if self.made else "cached"
         else:
             self.made = self.made or event.status == "done"
             self.state = "running"
@@ -138,7 +139,8 @@ class ProgressView:
 
     def finished_line(self, shot: ShotProgress) -> str:
         """One line for a shot that just finished, with the render's progress after it."""
-        what = {"done": "rendered", "cached": "cached"}.get(shot.state, f"failed at {shot.stage}: {shot.reason}")
+        finished = {"done": "rendered", "cached": "cached", "held": "keyframes wait for review"}
+        what = finished.get(shot.state, f"failed at {shot.stage}: {shot.reason}")
         calls = f"{shot.calls} call{'' if shot.calls == 1 else 's'}"
         return (f"shot {self.finished}/{len(self.shots)}: {shot.name} {what} "
                 f"({calls}, {cost_words(shot.charged_usd, shot.shadow_usd)}) in {shot.took(self.clock())}"

@@ -2,7 +2,7 @@
 `train_character_lora`.
 
 1. The dataset flow spreads `count` candidates over a diversity grid (angles × the character's places × expressions
-   × light) and makes each from at most three keystones, one task per candidate, in parallel.
+   × light × its wardrobes) and makes each from at most three keystones, one task per candidate, in parallel.
 2. A person curates them (`reelflow pick`), which marks the selection in the candidates' `manifest.json`.
 3. The training flow checks the selection, zips it with captions written for the LoRA type, trains through the
    ledger, and registers the weights in `visual/lora_registry.json`, where every keyframe and video stage reads them.
@@ -62,8 +62,9 @@ def find_character(folder: ProjectFolder, character: str) -> Character:
 
 def check_candidates_run(folder: ProjectFolder, character: str, mode: CandidateMode, seed: int) -> None:
     """Everything a candidates run needs, checked before anything is written: the character, its keystones, the
-    providers' keys, and a manifest made the same way (another mode or seed would overwrite its files)."""
-    find_character(folder, character)
+    providers' keys, and a manifest made the same way (another mode, seed or set of wardrobes would overwrite its
+    files with other pictures)."""
+    known = find_character(folder, character)
     read_keystones(folder, character)
     choice = folder.project.stage("candidates")
     for step in mode_steps(mode, choice.use, choice.model):
@@ -73,6 +74,12 @@ def check_candidates_run(folder: ProjectFolder, character: str, mode: CandidateM
         raise ContractError(
             f"visual/lora_candidates/{character}/manifest.json: made with --mode {old.mode} --seed {old.seed}; "
             f"run with those, or move the folder away to start a new set")
+    wardrobes = [wardrobe.id for wardrobe in known.wardrobes]
+    if old is not None and (old.wardrobes or []) != wardrobes:
+        made = ", ".join(old.wardrobes or []) or "no wardrobes"
+        raise ContractError(
+            f"visual/lora_candidates/{character}/manifest.json: made with {made}; breakdown.json now lists "
+            f"{', '.join(wardrobes) or 'none'} for {character}: move the folder away to start a new set")
 
 
 def check_training_run(folder: ProjectFolder, character: str, lora_type: LoraType) -> CandidateManifest:
@@ -80,7 +87,9 @@ def check_training_run(folder: ProjectFolder, character: str, lora_type: LoraTyp
     known = find_character(folder, character)
     manifest = require_candidates(folder.root, character)
     locations = {location.id: location for location in folder.breakdown.locations}
-    problems = dataset_problems(folder.root, manifest, known, training_captions(manifest, lora_type, locations))
+    wardrobes = {wardrobe.id: wardrobe for wardrobe in known.wardrobes}
+    problems = dataset_problems(folder.root, manifest, known,
+                                training_captions(manifest, lora_type, locations, wardrobes))
     if problems:
         raise ContractError("\n".join(problems))
     require_providers(folder.project, ("training",))
@@ -125,8 +134,9 @@ def build_character_dataset(
     logger = get_run_logger()
     folder = load_project(project)
     check_candidates_run(folder, character, mode, seed)
+    known = find_character(folder, character)
     keystones = read_keystones(folder, character)
-    cells = diversity_grid(count, character_locations(folder, character), seed)
+    cells = diversity_grid(count, character_locations(folder, character), seed, known.wardrobes)
     choice = folder.project.stage("candidates")
     steps = mode_steps(mode, choice.use, choice.model)
     trigger = trigger_word(folder.project.code, character)
@@ -152,7 +162,7 @@ def build_character_dataset(
         fresh += now
     record_candidates(folder.root, CandidateManifest(
         project=folder.project.code, character=character, trigger=trigger, mode=mode, caption_type=caption_type,
-        seed=seed, candidates=made))
+        seed=seed, wardrobes=[wardrobe.id for wardrobe in known.wardrobes], candidates=made))
 
     calls, cost, shadow = _spend(folder, run)
     report = CandidatesReport(
@@ -194,7 +204,8 @@ def train_character_lora(
     folder = load_project(project)
     manifest = check_training_run(folder, character, lora_type)
     locations = {location.id: location for location in folder.breakdown.locations}
-    captions = training_captions(manifest, lora_type, locations)
+    wardrobes = {wardrobe.id: wardrobe for wardrobe in find_character(folder, character).wardrobes}
+    captions = training_captions(manifest, lora_type, locations, wardrobes)
     run = uuid.uuid4().hex
     root = folder.root.resolve()
     job = CharacterJob(run=run, root=root, project=folder.project, max_cost_usd=max_cost_usd, character=character,

@@ -3,7 +3,8 @@
 Cached work costs nothing; a stage downstream of work still to be made is priced as made too. The local
 provider prices its calls at their shadow (cloud) cost, so an estimate equals its render's `cost_usd`. Shots that
 only an upgrade of reelflow would make again are listed with why and what that costs; the total counts them only
-where the project re-renders them (`"upgrades": "rerender"`), as its render does.
+where the project re-renders them (`"upgrades": "rerender"`), as its render does. Shots whose keyframes wait for review are listed
+with what their upscale and video will cost once approved (held back, not in the total).
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class BlockedShot(BaseModel):
     reason: str
 
 
+class HeldShot(BaseModel):
+    """A shot stopped at its keyframes for review: what its upscale and video will cost once they are approved."""
+
+    shot: int
+    take: int
+    cost_usd: float
+
+
 class Estimate(BaseModel):
     episode: int
     total_usd: float
@@ -41,6 +50,12 @@ class Estimate(BaseModel):
     blocked: list[BlockedShot] = Field(default_factory=list)
     upgrades: Literal["keep", "rerender"] = "keep"  # what the render does with the upgraded shots (project.json)
     upgraded: list[UpgradedShot] = Field(default_factory=list, description="takes only an upgrade would make again")
+    held: list[HeldShot] = Field(default_factory=list, description="shots whose keyframes wait for review")
+
+    @property
+    def held_usd(self) -> float:
+        """What the held shots' upscale and video will cost once their keyframes are approved."""
+        return round(sum(shot.cost_usd for shot in self.held), 6)
 
     @property
     def upgraded_usd(self) -> float:
@@ -69,8 +84,15 @@ def estimate_episode(
     refuse_invalid_requests(folder, episode, jobs)
     blocked: list[BlockedShot] = []
     upgraded: list[UpgradedShot] = []
+    held: list[HeldShot] = []
     with dry_run() as plan:
         for job in jobs:
+            waits = dailies.shot(job.shot.shot).status == "keyframes_review"
+            if waits and folder.project.review.keyframes != "none":  # a render stops it there again
+                with dry_run() as waiting:
+                    price_shot(job)
+                held.append(HeldShot(shot=job.shot.shot, take=job.take, cost_usd=waiting.total_usd))
+                continue
             if (kept := find_upgrade(job, manifest)) is not None:
                 upgraded.append(kept.upgrade)
                 if folder.project.upgrades == "keep":
@@ -87,4 +109,5 @@ def estimate_episode(
         blocked=blocked,
         upgrades=folder.project.upgrades,
         upgraded=upgraded,
+        held=held,
     )

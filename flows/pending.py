@@ -30,7 +30,8 @@ from reelflow.state.manifest import read_manifest
 from reelflow.tasks.takes import as_made
 from reelflow.tasks.upgrades import shot_inputs
 
-TO_RENDER = ("pending", "retake")  # the review states that leave a shot to render
+# the review states that leave a shot to render: approved keyframes wait for their video
+TO_RENDER = ("pending", "retake", "keyframes_approved")
 
 
 class EpisodeRun(BaseModel):

@@ -12,8 +12,9 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -28,12 +29,13 @@ from reelflow.providers.registry import providers_for, require_providers
 from reelflow.schemas.assets import AssetRef, Manifest
 from reelflow.schemas.dailies import Dailies
 from reelflow.schemas.env import checkout_here
-from reelflow.schemas.errors import ContractError
+from reelflow.schemas.errors import ContractError, ReelflowError
 from reelflow.schemas.load import ProjectFolder, base_name, load_project, load_storyboard
 from reelflow.schemas.project import RENDER_STAGES
 from reelflow.schemas.report import BudgetLine, RenderReport, ShotCounts, ShotLine, money_words
 from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.budget import Budgets, Caps
+from reelflow.state.cache import dry_run
 from reelflow.state.checkout import reading
 from reelflow.state.dailies import changing_dailies, now, read_dailies
 from reelflow.state.db import database
@@ -46,7 +48,16 @@ from reelflow.state.store import store_for
 from reelflow.tasks.cut import cut_episode, cut_path
 from reelflow.tasks.gpu import pods_during
 from reelflow.tasks.job import SHORT_CHAIN_RANK, ShotJob, shot_seed
-from reelflow.tasks.shot import ShotFailed, ShotOutcome, UpgradeKept, current_clip, render_shot, request_problems
+from reelflow.tasks.shot import (
+    KeyframesHeld,
+    ShotFailed,
+    ShotOutcome,
+    UpgradeKept,
+    current_clip,
+    price_shot,
+    render_shot,
+    request_problems,
+)
 from reelflow.tasks.takes import as_made, at_take, fresh_take
 from reelflow.tasks.upgrades import matching_clip, same_inputs, shot_inputs
 
@@ -141,9 +152,21 @@ def shot_jobs(folder: ProjectFolder, storyboard: Storyboard, takes: dict[int, in
 
 def takes_now(jobs: list[ShotJob], dailies: Dailies, manifest: Manifest) -> list[ShotJob]:
     """The jobs at the takes a render makes: a shot rendered again keeps the seed its take was made with and goes to a
-    new take where its inputs changed since (tasks/takes.py); a retake's take and seed are new."""
-    return [fresh_take(job if job.take != dailies.shot(job.shot.shot).take else as_made(job, manifest), manifest)
+    new take where its inputs changed since (tasks/takes.py); a retake's take and seed are new. Each carries the
+    keyframes a person approved for its video, if any."""
+    made = [fresh_take(job if job.take != dailies.shot(job.shot.shot).take else as_made(job, manifest), manifest)
             for job in jobs]
+    return [job.model_copy(update={"approved_frames": dailies.shot(job.shot.shot).approved_frames}) for job in made]
+
+
+def held_cost(jobs: list[ShotJob], held: dict[int, KeyframesHeld]) -> float:
+    """What the held shots' upscale and video would cost from the keyframes they stopped at (priced, nothing made)."""
+    with dry_run() as plan:
+        for job in jobs:
+            if job.shot.shot in held:
+                with suppress(ReelflowError):  # what cannot be priced now is said when it is rendered
+                    price_shot(at_take(job, held[job.shot.shot].take))
+    return plan.total_usd
 
 
 def refuse_invalid_requests(folder: ProjectFolder, episode: int, jobs: list[ShotJob]) -> None:
@@ -185,6 +208,8 @@ def _shot_table(report: RenderReport) -> str:
         f"Shots: {report.shots.rendered} rendered, {report.shots.cached} cached, {report.shots.kept} approved and kept, "
         f"{report.shots.failed} failed · provider calls {report.provider_calls} · "
         f"{money_words(report.charged_usd, report.shadow_usd)}",
+        *([f"Held for keyframe review: {report.shots.held} shots; their upscale and video, ${report.held_usd:.3f}, "
+           "are made once their keyframes are approved  "] if report.shots.held else []),
         "",
         "| shot | take | approach | status | gates | calls | cost | note |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -198,13 +223,21 @@ def _shot_table(report: RenderReport) -> str:
 
 def record_dailies(folder: ProjectFolder, storyboard: Storyboard, outcomes: dict[int, ShotOutcome],
                    failures: dict[int, ShotFailed], lines: dict[int, ShotLine],
-                   seen: dict[int, int]) -> tuple[Dailies, dict[int, str]]:
+                   seen: dict[int, int], held: dict[int, KeyframesHeld]) -> tuple[Dailies, dict[int, str]]:
     """Write each shot's gate and clip checks to the dailies; a shot with a new or changed take becomes generated or
-    needs_review, unless someone decided on it while the run went (its `version` is not the one read at the start):
-    that decision stands. Returns the dailies and one line per decision kept, by shot.
+    needs_review, a held one keyframes_review, unless someone decided on it while the run went (its `version` is not
+    the one read at the start): that decision stands. Returns the dailies and one line per decision kept, by shot.
     """
     kept: dict[int, str] = {}
     with changing_dailies(folder, storyboard) as dailies:
+        for number, stopped in held.items():
+            review = dailies.shot(number)
+            review.gates = [t for t in review.gates if t.take != stopped.take] + stopped.tries
+            if review.version != seen.get(number, 0):
+                last = review.history[-1]
+                kept[number] = f"{last.status} by {last.by} during the render: the decision stands"
+                continue
+            review.held(stopped.take, stopped.frames, at=now())
         for number, outcome in outcomes.items():
             review = dailies.shot(number)
             review.gates = [t for t in review.gates if t.take != outcome.take] + outcome.tries
@@ -274,11 +307,15 @@ def kept_words(kept: UpgradeKept) -> str:
             f"making it again costs ${upgrade.cost_usd:.3f} (--rerender-upgraded)")
 
 
-def cut_problem(stale: list[int], missing: list[int], allow_stale: bool) -> str | None:
+def cut_problem(stale: list[int], missing: list[int], allow_stale: bool, held: Iterable[int] = ()) -> str | None:
     """Why the episode cannot be cut, in one line; None when it can."""
     why = []
-    if missing:
-        why.append(f"shots {', '.join(map(str, missing))} have no clip")
+    waiting = [number for number in missing if number in set(held)]
+    if waiting:
+        why.append(f"shots {', '.join(map(str, waiting))} wait for keyframe review "
+                   f"(reelflow dailies … --approve-keyframes {','.join(map(str, waiting))})")
+    if other := [number for number in missing if number not in set(waiting)]:
+        why.append(f"shots {', '.join(map(str, other))} have no clip")
     if stale and not allow_stale:
         why.append(f"shots {', '.join(map(str, stale))} have only clips of an older storyboard "
                    "(render them, or cut with --allow-stale)")
@@ -303,8 +340,13 @@ def render_episode(
     parent_run: str | None = None,
     rerender_upgraded: bool = False,
     gpu: bool = False,
+    until: Literal["keyframes"] | None = None,
 ) -> RenderReport | State:
     """Render the selected shots of one episode (all by default; only retakes with `retakes`) and cut it.
+
+    A shot whose keyframes a person should see first (project.json `review.keyframes`: those Gate 2 sent to review by
+    default) stops after its gates, status keyframes_review, until someone approves exactly those frames; `until`
+    "keyframes" stops every shot there. The report's `held_usd` is what their upscale and video will cost.
 
     The cut takes only clips that match the current storyboard, unless `allow_stale` lets older ones in; an approved
     take's clip is cut as it was approved.
@@ -328,16 +370,17 @@ def render_episode(
         parent_run: The ledger run of a run over several episodes (set by render-pending and render-changed).
         rerender_upgraded: Make again the shots only an upgrade of reelflow would change.
         gpu: Render the stages project.json's gpu_providers names on the GPU.
+        until: "keyframes": stop every shot after its keyframes' gates, for review before video is paid for.
     """
     project = checkout_here(project)  # this host's checkout of the studio's project
     with reading(load_project(project).root):
         return episode_render(project, episode, shots, max_cost_usd, retakes, allow_stale, parent_run,
-                              rerender_upgraded, gpu)
+                              rerender_upgraded, gpu, until == "keyframes")
 
 
 def episode_render(project: str, episode: int, shots: list[int] | None, max_cost_usd: float | None, retakes: bool,
                    allow_stale: bool, parent_run: str | None, rerender_upgraded: bool,
-                   gpu: bool) -> RenderReport | State:
+                   gpu: bool, until_keyframes: bool = False) -> RenderReport | State:
     """render-episode's work, while the project's checkout is held still."""
     logger = get_run_logger()
     started, began = time.monotonic(), time.time()
@@ -357,10 +400,12 @@ def episode_render(project: str, episode: int, shots: list[int] | None, max_cost
     jobs = takes_now(shot_jobs(folder, storyboard, takes, run, max_cost_usd, parent_run), before, found)
     refuse_invalid_requests(folder, episode, jobs)
     keeping = not rerender_upgraded and folder.project.upgrades == "keep"
-    futures = submit_shots(render_shot, start_order(jobs), shots_in_flight(folder), manifest=found, keep_upgraded=keeping)
+    futures = submit_shots(render_shot, start_order(jobs), shots_in_flight(folder), manifest=found, keep_upgraded=keeping,
+                           until_keyframes=until_keyframes)
     outcomes: dict[int, ShotOutcome] = {}
     failures: dict[int, ShotFailed] = {}
     upgraded: dict[int, UpgradeKept] = {}
+    held: dict[int, KeyframesHeld] = {}
     for job in jobs:
         try:
             result = futures[job.shot.shot].result()
@@ -371,6 +416,9 @@ def episode_render(project: str, episode: int, shots: list[int] | None, max_cost
         if isinstance(result, UpgradeKept):
             upgraded[job.shot.shot] = result
             logger.warning("shot %s: %s", job.shot.shot, kept_words(result))
+        elif isinstance(result, KeyframesHeld):
+            held[job.shot.shot] = result
+            logger.info("shot %s: keyframes wait for review (T%02d)", job.shot.shot, result.take)
         else:
             outcomes[job.shot.shot] = result
     spend = Ledger(database(folder.state_dir)).run_spend(run)
@@ -384,6 +432,11 @@ def episode_render(project: str, episode: int, shots: list[int] | None, max_cost
             line.status, line.stage, line.reason = "failed", failures[number].stage, failures[number].reason
         elif number in upgraded:
             line.status, line.reason = "upgraded_kept", kept_words(upgraded[number])
+        elif number in held:
+            stopped = held[number]
+            line.status, line.review, line.take = "keyframes_review", stopped.route, stopped.take
+            line.reason = (f"keyframes wait for review: approve them (reelflow dailies … --approve-keyframes {number}) "
+                           "and render again to make the video")
         else:
             outcome = outcomes[number]
             line.review, line.take = outcome.route, outcome.take
@@ -391,7 +444,7 @@ def episode_render(project: str, episode: int, shots: list[int] | None, max_cost
                 line.reason = outcome.passed_over or (f"T{takes[number]:02d} was made from other inputs and is kept as "
                                                       f"it is: this render's footage is T{outcome.take:02d}")
         lines[number] = line
-    dailies, decisions_kept = record_dailies(folder, storyboard, outcomes, failures, lines, seen)
+    dailies, decisions_kept = record_dailies(folder, storyboard, outcomes, failures, lines, seen, held)
     for number, why in decisions_kept.items():
         logger.warning("shot %s: %s", number, why)
         lines[number].reason = why
@@ -405,7 +458,8 @@ def episode_render(project: str, episode: int, shots: list[int] | None, max_cost
     assets_dir = folder.assets_dir(episode)
     manifest = read_manifest(assets_dir, folder.project.code, episode, folder.state_dir)
     current, stale, missing, inputs = cut_clips(folder, storyboard, dailies, outcomes | upgraded, manifest, run)
-    cut_skipped = cut_problem(sorted(stale), missing, allow_stale)
+    waiting = [review.shot for review in dailies.shots if review.status in ("keyframes_review", "keyframes_approved")]
+    cut_skipped = cut_problem(sorted(stale), missing, allow_stale, waiting)
     cut_entry = None
     if cut_skipped is None:
         clips = current | stale
@@ -414,8 +468,9 @@ def episode_render(project: str, episode: int, shots: list[int] | None, max_cost
         logger.warning(cut_skipped)
     if stale and cut_entry is not None:
         logger.warning("cut with clips of an older storyboard: shots %s", ", ".join(map(str, sorted(stale))))
-    rendered = {(n, o.take): o.entries for n, o in outcomes.items()}
-    made = [at_take(job, outcomes[job.shot.shot].take) for job in jobs if job.shot.shot in outcomes]
+    finished: dict[int, ShotOutcome | KeyframesHeld] = outcomes | held
+    rendered = {(n, o.take): o.entries for n, o in finished.items()}
+    made = [at_take(job, finished[job.shot.shot].take) for job in jobs if job.shot.shot in finished]
     inputs |= {(job.shot.shot, job.take): shot_inputs(job) for job in made}
     seeds = {(job.shot.shot, job.take): job.seed for job in made}
     manifest_path = save_merged(folder.state_dir, folder.dailies_path(episode).name, assets_dir, folder.project.code,
@@ -427,6 +482,7 @@ def episode_render(project: str, episode: int, shots: list[int] | None, max_cost
         cached=sum(line.status == "cached" for line in report_lines),
         kept=sum(line.status == "kept" for line in report_lines),
         failed=sum(line.status == "failed" for line in report_lines),
+        held=sum(line.status == "keyframes_review" for line in report_lines),
     )
     report = RenderReport(
         episode=episode,
@@ -444,6 +500,7 @@ def episode_render(project: str, episode: int, shots: list[int] | None, max_cost
         budget_usd=max_cost_usd if max_cost_usd is not None else folder.project.budget_usd,
         budget=budget_line(folder, run, max_cost_usd, failures.values(), parent_run),
         pods=pods_during(folder.state_dir, began),
+        held_usd=held_cost(jobs, held) if held else 0.0,
     )
     create_markdown_artifact(
         key=f"{folder.project.code.lower()}-ep{episode:03d}-render",

@@ -22,7 +22,7 @@ from reelflow.schemas.load import ProjectFolder, load_project, load_storyboard
 from reelflow.schemas.storyboard import Storyboard
 from reelflow.state.dailies import apply_seen_decisions, read_dailies
 
-WAITING = ("generated", "needs_review")
+WAITING = ("generated", "needs_review", "keyframes_review")
 FORM_KEY = "dailies"  # the suspension's key: the second execution of a resumed run finds it has fired
 SEEN_KEY = "reelflow-review-seen"  # the run input keeping each shot's version the form showed
 
@@ -33,6 +33,8 @@ class DailiesForm(RunInput):
     approve: list[int] = Field(default_factory=list, description="Shot numbers to approve")
     retake: list[int] = Field(default_factory=list, description="Shot numbers to render again as a new take")
     needs_review: list[int] = Field(default_factory=list, description="Shot numbers to look at again later")
+    approve_keyframes: list[int] = Field(
+        default_factory=list, description="Shot numbers whose held keyframes to approve: the next render makes their video")
     note: str | None = Field(None, description="A note recorded with every decision of this form")
 
 
@@ -107,7 +109,7 @@ def review_episode(project: str, episode: int, timeout_s: int = 86_400, poll_s: 
     folder = load_project(project)
     storyboard = load_storyboard(folder, episode)
     form, seen = ask(folder, storyboard, timeout_s, poll_s)
-    decisions = decisions_from(form.approve, form.retake, form.needs_review)
+    decisions = decisions_from(form.approve, form.retake, form.needs_review, form.approve_keyframes)
     # A shot a render (or another reviewer) changed while the form waited keeps that change: the form showed older state.
     dailies, stale = apply_seen_decisions(folder, storyboard, decisions, seen, by="prefect ui", note=form.note)
     for line in stale:

@@ -1,4 +1,5 @@
-"""Join videos: stream-copy concatenation of a cut, and retimed shot clips from model segments."""
+"""Join videos: stream-copy concatenation of a cut, shot clips from model segments, and the last frame a
+consecutive segment starts on."""
 
 from __future__ import annotations
 
@@ -86,11 +87,13 @@ def fit_clip(
     fps: int,
     size: tuple[int, int],
     shared_boundaries: bool = False,
+    trim: int = 0,
 ) -> MediaInfo:
     """Join segments in order and retime them uniformly to exactly frames_for(duration_s, fps) frames at `size`.
 
     With `shared_boundaries`, each segment after the first starts on the previous one's last frame
-    (split first-last-frame video), and that repeated frame is dropped at the join.
+    (split first-last-frame video), and that repeated frame is dropped at the join. `trim` frames are cut from the
+    end of the joined segments first (frames a model made past the shot's duration: never sped up).
     """
     if not inputs:
         raise MediaError(f"no segments for {out.name}")
@@ -98,7 +101,9 @@ def fit_clip(
     skip = [1 if shared_boundaries and index else 0 for index in range(len(inputs))]
     infos = [probe_video(path) for path in inputs]
     single = one_thread(size, *((info.width, info.height) for info in infos))
-    source_frames = sum((info.frames or 0) - drop for info, drop in zip(infos, skip))
+    joined_frames = sum((info.frames or 0) - drop for info, drop in zip(infos, skip))
+    source_frames = max(1, joined_frames - trim)
+    cut = f"trim=end_frame={source_frames}," if source_frames < joined_frames else ""
     # Output frame j shows the input frame nearest to j * (source_frames - 1) / (frames - 1), so the
     # first and last frames are kept: input frame i is stamped (i - 1/2) * step output periods, where
     # step = (frames - 1) / (source_frames - 1), and fps rounding up then keeps the latest frame at or
@@ -110,7 +115,7 @@ def fit_clip(
     )
     joined = "".join(f"[s{index}]" for index in range(len(inputs)))
     graph = (
-        f"{segments}{joined}concat=n={len(inputs)}:v=1:a=0,settb=AVTB,"
+        f"{segments}{joined}concat=n={len(inputs)}:v=1:a=0,{cut}settb=AVTB,"
         f"setpts=(N-0.5)*{num}/({den}*{fps})/TB,fps=fps={fps}:start_time=0:round=up,"
         f"tpad=stop_mode=clone:stop={frames}[v]"
     )
@@ -124,3 +129,24 @@ def fit_clip(
         what=f"fitting {out.name}",
     )
     return check_video(out, frames=frames, size=size)
+
+
+def last_frame(video: Path, out: Path) -> Path:
+    """The video's last decoded frame as an RGB PNG of its size: where a shot's next consecutive segment starts."""
+    info = probe_video(video)
+    last = (info.frames or 0) - 1
+    if last < 0:
+        raise MediaError(f"{video.name} has no frames")
+    single = one_thread((info.width, info.height))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_ffmpeg(
+        [
+            *thread_args(single), *input_args(video, single), "-map", "0:v:0", "-vf", f"select=eq(n\\,{last})",
+            "-fps_mode", "passthrough", "-frames:v", "1", "-pix_fmt", "rgb24", "-fflags", "+bitexact",
+            "-flags", "+bitexact", "-update", "1", str(out),
+        ],
+        what=f"taking the last frame of {video.name}",
+    )
+    if not out.is_file():
+        raise MediaError(f"taking the last frame of {video.name} wrote nothing")
+    return out

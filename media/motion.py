@@ -1,7 +1,12 @@
-"""Video from one still: a sub-pixel Ken Burns push-in, or a static hold."""
+"""Video from one still: a sub-pixel Ken Burns push-in, or a static hold.
+
+A still may carry an overlay band (a caption) along its bottom: its PNG names the band's share of its height under
+OVERLAY_KEY. The push moves the picture only; the band is composited onto every frame as the still shows it.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,12 +14,13 @@ from PIL import Image
 
 from reelflow.media.encode import encode_frames
 from reelflow.media.ffmpeg import cover_filter, one_thread, output_args, run_ffmpeg, thread_args
-from reelflow.media.images import load_image
+from reelflow.media.images import load_image, resize_cover
 from reelflow.media.probe import check_video
 from reelflow.schemas.assets import MediaInfo
 from reelflow.schemas.errors import MediaError
 
 Window = tuple[float, float, float, float]
+OVERLAY_KEY = "reelflow:overlay"  # PNG text: the share of the still's height, at its bottom, that is an overlay band
 
 
 def frames_for(duration_s: float, fps: int) -> int:
@@ -56,11 +62,32 @@ def push_windows(
     return windows
 
 
-def _render(source: Image.Image, windows: list[Window], size: tuple[int, int]) -> Iterator[Image.Image]:
+def overlay_rows(source: Image.Image, size: tuple[int, int]) -> int:
+    """Rows at the bottom of a `size` frame that the still's overlay band takes once cover-resized (0: it has none)."""
+    try:
+        share = float(source.info.get(OVERLAY_KEY, 0))
+    except (TypeError, ValueError):
+        return 0
+    if not 0.0 < share < 1.0:
+        return 0
     src_w, src_h = source.size
+    scale = max(size[0] / src_w, size[1] / src_h)
+    crop_h = min(src_h, size[1] / scale)
+    band_top = (src_h * (1.0 - share) - (src_h - crop_h) / 2) * scale
+    return max(0, min(size[1], size[1] - math.floor(band_top + 1e-3)))  # the share is written to 6 decimals
+
+
+def _render(source: Image.Image, windows: list[Window], size: tuple[int, int]) -> Iterator[Image.Image]:
+    """The push's frames, the still's overlay band (if any) held where the still has it, outside the push's crop."""
+    src_w, src_h = source.size
+    rows = overlay_rows(source, size)
+    band = resize_cover(source, size).crop((0, size[1] - rows, size[0], size[1])) if rows else None
     for left, top, width, height in windows:
         box = (left, top, min(left + width, src_w), min(top + height, src_h))
-        yield source.resize(size, Image.Resampling.LANCZOS, box=box)
+        frame = source.resize(size, Image.Resampling.LANCZOS, box=box)
+        if band is not None:
+            frame.paste(band, (0, size[1] - rows))
+        yield frame
 
 
 def ken_burns(

@@ -12,6 +12,8 @@ CandidateMode = Literal["threepass", "hybrid", "gemini"]
 LoraType = Literal["z_image", "flux2", "wan22"]
 KEYSTONE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 SELECTION_RANGE = (15, 25)  # images a LoRA dataset should hold (the seed's proven range)
+WARDROBE_RANGE = (3, 5)  # distinct wardrobes a selection should show (the seed's dataset requirements)
+EXPRESSION_RANGE = (5, 7)  # distinct expressions a selection should show (the seed's dataset requirements)
 
 
 class LoraTypeSpec(BaseModel):
@@ -58,6 +60,7 @@ class Candidate(BaseModel):
     expression: str
     lighting: str
     caption: str
+    wardrobe: str | None = None  # None: the character lists no wardrobes, or made before wardrobes were recorded
     keystones: list[str] = Field(default_factory=list)
     lineage: list[LineageStep] = Field(default_factory=list)
     seed: int
@@ -75,12 +78,17 @@ class CandidateManifest(BaseModel):
     caption_type: LoraType  # the LoRA type `caption` is written for
     seed: int
     cost_usd: float = 0.0
+    wardrobes: list[str] | None = None  # the grid's wardrobe axis; None: made before wardrobes were recorded
     candidates: list[Candidate] = Field(default_factory=list)
     selected_by: str | None = None  # who saved the selection last: "pick page" or "--select"
     selected_at: str | None = None
 
     def selected(self) -> list[Candidate]:
         return [candidate for candidate in self.candidates if candidate.selected]
+
+    def spread(self, field: Literal["wardrobe", "expression", "location", "angle"]) -> list[str]:
+        """The distinct values of one grid field among the selected, sorted; an unknown wardrobe is none of them."""
+        return sorted({value for candidate in self.selected() if (value := getattr(candidate, field)) is not None})
 
 
 class CandidateFailure(BaseModel):

@@ -9,8 +9,11 @@ from pydantic import BaseModel, Field
 from reelflow.schemas.errors import ContractError
 from reelflow.schemas.qc import Route
 
-ReviewStatus = Literal["pending", "generated", "needs_review", "approved", "retake"]
-Decision = Literal["approved", "retake", "needs_review"]
+# keyframes_review: the shot stopped after its keyframes' gates, before upscale and video are paid for;
+# keyframes_approved: a person approved those frames, and the next render makes the shot's video from them
+ReviewStatus = Literal["pending", "generated", "needs_review", "approved", "retake", "keyframes_review",
+                       "keyframes_approved"]
+Decision = Literal["approved", "retake", "needs_review", "keyframes_approved"]
 DECISIONS: tuple[str, ...] = Decision.__args__
 
 
@@ -38,6 +41,14 @@ class ClipCheck(Try):
     failures: list[str] = Field(default_factory=list, description="one line per failed check, naming the file")
 
 
+class HeldKeyframes(BaseModel):
+    """The raw keyframes a shot stopped at for review (sha256 by role), and whether a person approved them."""
+
+    take: int
+    frames: dict[str, str]
+    approved: bool = False
+
+
 class HistoryEvent(BaseModel):
     at: str
     status: ReviewStatus
@@ -55,6 +66,12 @@ class DailiesShot(BaseModel):
     gates: list[KeyframeTry] = Field(default_factory=list)
     clip_checks: list[ClipCheck] = Field(default_factory=list)
     history: list[HistoryEvent] = Field(default_factory=list)
+    keyframes: HeldKeyframes | None = Field(None, description="the keyframes held for review before video, if any")
+
+    @property
+    def approved_frames(self) -> dict[str, str] | None:
+        """The raw keyframes (sha256 by role) a person approved for video, if any."""
+        return self.keyframes.frames if self.keyframes is not None and self.keyframes.approved else None
 
     @property
     def version(self) -> int:
@@ -74,6 +91,14 @@ class DailiesShot(BaseModel):
         """A reviewer's approve / retake / needs-review; a shot with nothing rendered cannot be decided."""
         if self.status == "pending":
             raise ContractError(f"shot {self.shot}: has no take to review yet (status pending); render it first")
+        if decision == "keyframes_approved":
+            self._approve_keyframes(at=at, by=by, note=note)
+            return
+        if decision == "approved" and self.status in ("keyframes_review", "keyframes_approved"):
+            raise ContractError(f"shot {self.shot}: T{self.take:02d} has keyframes but no video yet (status "
+                                f"{self.status}); approve its keyframes, then render it")
+        if decision == "retake":
+            self.keyframes = None  # a retake makes new keyframes
         if decision == "approved":
             self.approved_take = self.take
         elif self.approved_take == self.take:
@@ -81,6 +106,24 @@ class DailiesShot(BaseModel):
         if note is not None:
             self.note = note
         self.move(decision, at=at, by=by, note=note)
+
+    def _approve_keyframes(self, *, at: str, by: str, note: str | None) -> None:
+        """A person approves the keyframes the shot stopped at: its next render makes the video from them."""
+        if self.keyframes is None or self.status not in ("keyframes_review", "keyframes_approved"):
+            raise ContractError(f"shot {self.shot}: no keyframes wait for review (status {self.status})")
+        self.keyframes = self.keyframes.model_copy(update={"approved": True})
+        if note is not None:
+            self.note = note
+        self.move("keyframes_approved", at=at, by=by, note=note)
+
+    def held(self, take: int, frames: dict[str, str], *, at: str) -> None:
+        """A render stopped `take` after its keyframes' gates, for a person to review the frames before video."""
+        self.take = take
+        approved = self.keyframes is not None and self.keyframes.approved and self.keyframes.frames == frames
+        self.keyframes = HeldKeyframes(take=take, frames=frames, approved=approved)
+        status = "keyframes_approved" if approved else "keyframes_review"
+        if (self.status, self.history[-1].take if self.history else None) != (status, take):
+            self.move(status, at=at, by="render")
 
     def rendered(self, take: int, route: Route, *, at: str) -> None:
         """A render finished `take`: generated, or needs_review where Gate 2 could not decide."""
@@ -107,6 +150,8 @@ class Dailies(BaseModel):
             review = self.shot(number)
             if review.status == "retake":
                 render[number] = review.take + 1
+            elif review.status == "keyframes_approved" and retakes_only:
+                render[number] = review.take  # approved frames wait for their video like a retake waits
             elif review.status == "approved":
                 kept.append(number)
             elif not retakes_only:
@@ -120,10 +165,13 @@ class Dailies(BaseModel):
         return self.model_copy(update={"shots": shots + [r for r in self.shots if r.shot not in set(numbers)]})
 
 
-def decisions_from(approved: list[int], retake: list[int], needs_review: list[int]) -> dict[int, Decision]:
-    """One decision per shot from three lists; a shot in two lists is an error."""
+def decisions_from(approved: list[int], retake: list[int], needs_review: list[int],
+                   keyframes_approved: list[int] | None = None) -> dict[int, Decision]:
+    """One decision per shot from the lists; a shot in two lists is an error."""
     decisions: dict[int, Decision] = {}
-    for decision, numbers in (("approved", approved), ("retake", retake), ("needs_review", needs_review)):
+    lists = (("approved", approved), ("retake", retake), ("needs_review", needs_review),
+             ("keyframes_approved", keyframes_approved or []))
+    for decision, numbers in lists:
         for number in numbers:
             if number in decisions and decisions[number] != decision:
                 raise ContractError(f"shot {number}: given as both {decisions[number]} and {decision}")

@@ -14,6 +14,7 @@ from reelflow.schemas.errors import ContractError
 from reelflow.schemas.names import NO_CHARACTER, AssetName, shot_digits_for
 from reelflow.schemas.near_miss import UnknownKey, unknown_keys
 from reelflow.schemas.project import Breakdown, Project
+from reelflow.schemas.refs import problems as refs_problems
 from reelflow.schemas.storyboard import Shot, Storyboard
 
 STORYBOARD_FILE = re.compile(r"storyboard_ep_(\d{3})\.json")
@@ -212,6 +213,7 @@ def check_storyboard(path: Path, breakdown: Breakdown, project: Project | None) 
         more = raw_checks(breakdown, parsed.document, path.name)
     else:
         more = cross_check(breakdown, project, parsed.model, path.name, int(match[1]))
+    more += refs_problems(path.parent.parent, breakdown, parsed.document, path.name)  # wardrobes against refs on disk
     lines = parsed.problems + [line for line in more if line not in parsed.problems]
     return Parsed(parsed.model, sorted(lines, key=_shot_order), parsed.document)
 

@@ -16,6 +16,7 @@ from reelflow.schemas.gemini_models import PREFIX as GEMINI_PREFIX
 from reelflow.schemas.gemini_models import model_problem, shut_down_problem
 from reelflow.schemas.names import NO_CHARACTER
 from reelflow.schemas.qc import Routing
+from reelflow.schemas.storyboard import WardrobeName
 
 # `runpod` is `comfyui` on the project's `comfyui.runpod` settings (the storyboard spec's name for the GPU fallback).
 ProviderName = Literal["local", "fal", "gemini", "runpod", "comfyui"]
@@ -111,6 +112,13 @@ class Wan(_Contract):
     shift: Annotated[float, Field(ge=0)] = 5.0
 
 
+class Review(_Contract):
+    """Which shots stop after their keyframes' gates, for a person to approve the frames before upscale and video are
+    paid for: those Gate 2 sent to review (`needs_review`), every shot (`all`), or none."""
+
+    keyframes: Literal["needs_review", "all", "none"] = "needs_review"
+
+
 class RunpodPod(_Contract):
     """A RunPod pod that reelflow starts, uses and terminates: the first GPU type with capacity, the image, and the
     network volume that holds the models."""
@@ -169,6 +177,7 @@ class Project(_Contract):
     budget_usd: Annotated[float, Field(gt=0)] | None = None  # the project's total, across every run and process
     billed_retries: Annotated[int, Field(ge=0, le=5)] = 1  # re-submits of a request billed with unusable output
     qc: Routing = Field(default_factory=Routing)
+    review: Review = Field(default_factory=Review)
     timezone: str = "UTC"  # the IANA zone the nightly schedule runs in
     nightly: str = "0 2 * * *"  # cron (5 fields) of the nightly render of every episode with pending shots
     # each character LoRA's strength in a shot with several characters (default: an equal part, 0.5 for two)
@@ -259,11 +268,21 @@ class Project(_Contract):
         return PRODUCTION_SIZES[self.aspect_ratio]
 
 
+class Wardrobe(_Contract):
+    """One outfit of a character: its name (as shots and datasets name it) and how it looks, for prompts and captions."""
+
+    id: WardrobeName
+    description: str | None = None
+
+
 class Character(_Contract):
     id: CharacterId
     name: str | None = None
     height_cm: float | None = None
     description: str | None = None
+    default_wardrobe: WardrobeName | None = None  # the refs a shot uses when its `wardrobe` names none for this character
+    # the outfits the character wears in the series (a bare name is `{"id": name}`): a LoRA dataset shows 3-5 of them
+    wardrobes: list[Wardrobe] = Field(default_factory=list)
 
     @field_validator("id")
     @classmethod
@@ -271,6 +290,25 @@ class Character(_Contract):
         if value == NO_CHARACTER:
             raise ValueError(f"{NO_CHARACTER} is reserved for shots without characters")
         return value
+
+    @field_validator("wardrobes", mode="before")
+    @classmethod
+    def _bare_names(cls, wardrobes: object) -> object:
+        """A bare wardrobe name means `{"id": name}`."""
+        if not isinstance(wardrobes, list):
+            return wardrobes
+        return [{"id": item} if isinstance(item, str) else item for item in wardrobes]
+
+    @model_validator(mode="after")
+    def _known_wardrobes(self) -> Character:
+        """Each wardrobe once; a `default_wardrobe` is one of them when they are listed."""
+        names = [wardrobe.id for wardrobe in self.wardrobes]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"wardrobes: {name!r} appears twice")
+        if names and self.default_wardrobe is not None and self.default_wardrobe not in names:
+            raise ValueError(f"default_wardrobe {self.default_wardrobe!r} is not one of its wardrobes ({', '.join(names)})")
+        return self
 
 
 class Location(_Contract):

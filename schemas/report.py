@@ -6,8 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-# kept: an approved take, never rendered again; upgraded_kept: a take only an upgrade of reelflow would make again
-ShotStatus = Literal["rendered", "cached", "kept", "failed", "upgraded_kept"]
+# kept: an approved take, never rendered again; upgraded_kept: a take only an upgrade of reelflow would make again;
+# keyframes_review: stopped after its keyframes' gates, its upscale and video held back until a person approves them
+ShotStatus = Literal["rendered", "cached", "kept", "failed", "upgraded_kept", "keyframes_review"]
 
 
 class ShotLine(BaseModel):
@@ -47,6 +48,7 @@ class ShotCounts(BaseModel):
     cached: int
     failed: int
     kept: int = 0
+    held: int = 0  # stopped at their keyframes for review
 
 
 class BudgetLine(BaseModel):
@@ -94,6 +96,8 @@ class RenderReport(BaseModel):
     budget_usd: float | None = None
     budget: BudgetLine = Field(default_factory=BudgetLine)
     pods: list[PodLine] = Field(default_factory=list, description="the GPU pods that ran during the render")
+    held_usd: float = Field(0.0, description="what the held shots' upscale and video will cost once their keyframes "
+                            "are approved: money not spent on frames nobody has seen")
 
     @property
     def charged_usd(self) -> float:
@@ -109,7 +113,7 @@ class RenderReport(BaseModel):
             "episode": self.episode,
             "output": self.output,
             "manifest": self.manifest,
-            "shots": self.shots.model_dump(),
+            "shots": self.shots.model_dump(exclude=None if self.shots.held else {"held"}),  # as before when none held
             "provider_calls": self.provider_calls,
             "cost_usd": round(self.cost_usd, 6),
             "charged_usd": self.charged_usd,
@@ -123,6 +127,7 @@ class RenderReport(BaseModel):
             "decisions_kept": self.decisions_kept,
             "upgraded_kept": [shot.model_dump() for shot in self.upgraded_kept],
             "pods": [pod.model_dump() for pod in self.pods],
+            "held_usd": round(self.held_usd, 6),
         } | ({"budget_usd": self.budget_usd} if self.budget_usd is not None else {})
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, StringConstraints, model_serializer
 
-FrameRole = Literal["first", "hero", "last", "strip", "previz"]
+# What a frame is in its shot; `mid1`, `mid2`, … are a long shot's intermediate keyframes (schemas/segments.py).
+FrameRole = Annotated[str, StringConstraints(pattern=r"^(first|hero|last|strip|previz|mid[1-9][0-9]*)$")]
 
 
 class LoraRef(BaseModel):
@@ -51,6 +52,15 @@ class FrameNotes(BaseModel):
     role: FrameRole
     characters: tuple[str, ...] = ()
     location: str = ""
+    wardrobe: tuple[tuple[str, str], ...] = ()  # (character, wardrobe) whose reference images the request carries
+
+    @model_serializer(mode="wrap")
+    def _keyed(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without `wardrobe` when it is empty: the notes of a frame without references dump as before it existed."""
+        data = handler(self)
+        if not self.wardrobe:
+            data.pop("wardrobe", None)
+        return data
 
 
 class _Request(BaseModel):
@@ -76,7 +86,7 @@ class _Request(BaseModel):
 
 
 class ImageRequest(_Request):
-    """Text to image, with character LoRAs."""
+    """Text to image, with character LoRAs and the reference images (costume, set) the frame holds to."""
 
     prompt: str
     negative_prompt: str | None = None
@@ -85,6 +95,11 @@ class ImageRequest(_Request):
     steps: int = 28
     loras: tuple[LoraRef, ...] = ()
     notes: FrameNotes | None = None
+    references: tuple[Path, ...] = ()  # keyed by their content (the caller's inputs), never by their paths
+
+    def params(self) -> dict[str, Any]:
+        """As every request's, without `references` even when there are none (keys made before it existed stay valid)."""
+        return {name: value for name, value in super().params().items() if name != "references"}
 
 
 class UpscaleRequest(_Request):

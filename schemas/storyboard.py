@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
+from reelflow.schemas.segments import VideoPlan, plan_segments
+
 
 class Approach(StrEnum):
     TRIPTYCH = "triptych_split_flf"
@@ -28,6 +30,11 @@ KEYFRAME_ROLES: dict[Approach, tuple[str, ...]] = {
     Approach.PUSH: ("first",),
     Approach.STATIC: ("first",),
 }
+
+
+# A wardrobe's name, as its reference images are named (`visual/characters/<CHAR>/refs/<wardrobe>_<angle>.png`)
+WARDROBE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+WardrobeName = Annotated[StrictStr, Field(pattern=WARDROBE_PATTERN)]
 
 
 class _Contract(BaseModel):
@@ -62,6 +69,7 @@ class Shot(_Contract):
     motion_prompt: StrictStr | None = None
     negative_prompt: StrictStr | None = None
     asset_name: StrictStr | None = None
+    wardrobe: dict[StrictStr, WardrobeName] | None = None  # {CHAR: wardrobe}: which refs hold its costume
 
     @model_validator(mode="after")
     def _prompts_for_approach(self) -> Shot:
@@ -83,8 +91,14 @@ class Shot(_Contract):
         return self.prompt(field) or ""
 
     @property
+    def video_plan(self) -> VideoPlan:
+        """The shot's video segments at the video model's rate, through its approach's keyframes (schemas/segments.py)."""
+        return plan_segments(KEYFRAME_ROLES[self.generation_approach], self.duration_s)
+
+    @property
     def keyframe_roles(self) -> tuple[str, ...]:
-        return KEYFRAME_ROLES[self.generation_approach]
+        """Every keyframe the shot needs in shot order: its approach's, and the intermediate ones of a long shot."""
+        return self.video_plan.keyframe_roles
 
 
 class Storyboard(_Contract):

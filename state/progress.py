@@ -12,7 +12,8 @@ from typing import Literal
 
 from reelflow.state.cache import is_dry_run
 
-Status = Literal["running", "cached", "done", "failed"]  # done: made now; cached: found in the cache
+# done: made now; cached: found in the cache; held: stopped after its keyframes for a person to review them
+Status = Literal["running", "cached", "done", "held", "failed"]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reelflow.media.hashing import sha256_file
+from reelflow.media.probe import probe_image
 from reelflow.providers.base import LoraTrainer, Provider, Ticket, VisionJudge
 from reelflow.providers.registry import get_provider
 from reelflow.providers.runpod.errors import NoCapacity
@@ -31,7 +33,7 @@ from reelflow.schemas.errors import (
     UnusableOutput,
 )
 from reelflow.schemas.project import GPU_PROVIDERS
-from reelflow.schemas.requests import Generation, JudgeRequest, TrainRequest, _Request
+from reelflow.schemas.requests import Generation, ImageRequest, JudgeRequest, TrainRequest, _Request
 from reelflow.state.cache import MEDIA, Operation, Outcome, is_dry_run, run_cached
 from reelflow.state.ledger import Charge, LedgerTicket
 from reelflow.state.limits import provider_slot
@@ -104,6 +106,14 @@ def _invoke(provider: Provider, capability: str, request: _Request, out: Path, t
     return getattr(provider, capability)(request, out, ticket=ticket)
 
 
+def reference_inputs(request: _Request) -> list[AssetRef]:
+    """The reference images an image request carries, by content: its key holds them after the stage's own inputs
+    (none: the key is as before references existed), so a ref's new bytes make the frame again and a new name does not."""
+    if not isinstance(request, ImageRequest):
+        return []
+    return [AssetRef(path=path, sha256=sha256_file(path), media=probe_image(path)) for path in request.references]
+
+
 def provider_for(job: Job, name: str) -> Provider:
     """The provider registered as `name`; a GPU provider is the project's own (its ComfyUI, its pods)."""
     if name in GPU_PROVIDERS:
@@ -120,7 +130,8 @@ def _call_one(job: Job, name: str, model: str | None, stage: str, version: int, 
     except BadRequest as exc:  # a WireViolation, or a request the provider cannot serve
         where = job.label if job.shot_number is None else f"shot {job.shot_number}"
         raise ContractError(f"{where}: {stage}: {name}: {exc}") from None
-    operation = Operation(stage, version, name, request.model, provider.cache_params(request), inputs, request.seed)
+    operation = Operation(stage, version, name, request.model, provider.cache_params(request),
+                          [*inputs, *reference_inputs(request)], request.seed)
     key, price, ledger = operation.key, provider.estimate(request), job.ledger
 
     shadow = name == "local"

@@ -1,4 +1,5 @@
-"""Character candidates: a diversity grid over angles, places, expressions and light, each cell made from keystones.
+"""Character candidates: a diversity grid over angles, places, expressions, light and wardrobes, each cell made from
+keystones.
 
 `threepass` (recommended): Qwen multi-angle turns the camera → Nano Banana Pro swaps the background, expression and
 light keeping the identity → SeedVR2 upscales. `hybrid`: Qwen, then a Gemini Flash edit. `gemini`: one Gemini edit
@@ -10,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from prefect import task
 
 from reelflow.media.hashing import sha256_file
@@ -20,7 +23,7 @@ from reelflow.schemas.assets import AssetRef
 from reelflow.schemas.characters import KEYSTONE_SUFFIXES, LORA_TYPES, Candidate, CandidateMode, LineageStep, LoraType
 from reelflow.schemas.errors import ContractError, MediaError
 from reelflow.schemas.load import ProjectFolder, load_storyboard_file
-from reelflow.schemas.project import Location
+from reelflow.schemas.project import Location, Wardrobe
 from reelflow.schemas.requests import EditRequest, UpscaleRequest
 from reelflow.schemas.wire.fal import NANO_BANANA_EDIT, QWEN_ANGLES, SEEDVR_UPSCALE
 from reelflow.state.cache import Outcome
@@ -34,6 +37,7 @@ VERSION = 1
 STAGE = "candidates"
 MAX_KEYSTONES = 3  # Gemini takes at most three input images: the front one, the closest angle, one more
 MIN_BACKGROUNDS, MAX_BACKGROUNDS = 5, 10
+CAPTION_WARDROBE_WORDS = 10  # a caption names a wardrobe in at most this many words: the place needs room too
 SKIN = ("Photorealistic skin with visible pores, fine lines, freckles and natural imperfections; no airbrushing, "
         "no beauty filter, no smoothing.")
 
@@ -102,6 +106,7 @@ class Cell:
     location: Location
     expression: str
     lighting: str
+    wardrobe: Wardrobe | None = None  # None: the character lists no wardrobes (it wears what the keystones show)
 
 
 @dataclass(frozen=True)
@@ -186,31 +191,50 @@ def character_locations(folder: ProjectFolder, character: str) -> list[Location]
     return [by_id[place] for place in chosen]
 
 
-def diversity_grid(count: int, locations: list[Location], seed: int) -> list[Cell]:
-    """`count` cells of angles × places × expressions × light, spread evenly and the same for the same seed.
+def diversity_grid(count: int, locations: list[Location], seed: int, wardrobes: Sequence[Wardrobe] = ()) -> list[Cell]:
+    """`count` cells of angles × places × expressions × light × wardrobes, spread evenly and the same for the same seed.
 
-    Each cell is the unused combination whose values (and angle-place pairs) have been used least so far, ties
-    broken in a seeded order: every value comes round before any repeats, and a longer run extends a shorter one.
+    Each cell is the unused combination whose values (and angle-place, place-expression, angle-expression pairs, and
+    with several wardrobes place-wardrobe and wardrobe-expression pairs) have been used least so far, ties broken in
+    a seeded order: every value comes round before any repeats, and a longer run extends a shorter one. With one
+    wardrobe or none the grid is the one made before wardrobes were an axis.
     """
-    combos = list(itertools.product(ANGLES, locations, EXPRESSIONS, LIGHTING))
+    outfits: list[Wardrobe | None] = list(wardrobes) or [None]
+    combos = list(itertools.product(ANGLES, locations, EXPRESSIONS, LIGHTING, outfits))
     random.Random(seed).shuffle(combos)
-    used: dict[object, int] = {}
-    cells: list[Cell] = []
-    taken: set[int] = set()
-    for _ in range(min(count, len(combos))):
-        def load(position: int) -> tuple[int, int]:
-            angle, place, expression, light = combos[position]
-            parts = (angle, place.id, expression, light)
-            pairs = ((angle, place.id), (place.id, expression), (angle, expression))
-            return (sum(used.get(part, 0) for part in parts) + 2 * sum(used.get(pair, 0) for pair in pairs), position)
+    index: dict[object, int] = {}
 
-        best = min((position for position in range(len(combos)) if position not in taken), key=load)
-        taken.add(best)
-        angle, place, expression, light = combos[best]
-        for part in (angle, place.id, expression, light, (angle, place.id), (place.id, expression), (angle, expression)):
-            used[part] = used.get(part, 0) + 1
-        cells.append(Cell(angle, place, expression, light))
+    def keys(combo: tuple[Angle, Location, str, str, Wardrobe | None]) -> tuple[list[int], list[int]]:
+        """The combination's values and pairs, as indexes into the use counts."""
+        angle, place, expression, light, outfit = combo
+        parts: list[object] = [angle, place.id, expression, light]
+        pairs: list[object] = [(angle, place.id), (place.id, expression), (angle, expression)]
+        if len(outfits) > 1 and outfit is not None:
+            worn = ("wardrobe", outfit.id)
+            parts.append(worn)
+            pairs += [(place.id, worn), (worn, expression)]
+        return ([index.setdefault(key, len(index)) for key in parts],
+                [index.setdefault(key, len(index)) for key in pairs])
+
+    keyed = [keys(combo) for combo in combos]
+    parts, pairs = np.array([p for p, _ in keyed]), np.array([q for _, q in keyed])
+    used = np.zeros(len(index), dtype=np.int64)
+    free = np.ones(len(combos), dtype=bool)
+    cells: list[Cell] = []
+    for _ in range(min(count, len(combos))):
+        load = used[parts].sum(axis=1) + 2 * used[pairs].sum(axis=1)
+        best = int(np.argmin(np.where(free, load, np.iinfo(np.int64).max)))  # the first least: the seeded order
+        free[best] = False
+        np.add.at(used, parts[best], 1)
+        np.add.at(used, pairs[best], 1)
+        angle, place, expression, light, outfit = combos[best]
+        cells.append(Cell(angle, place, expression, light, outfit))
     return cells
+
+
+def wardrobe_words(wardrobe: Wardrobe) -> str:
+    """How a prompt names a wardrobe: its description, else its name in words."""
+    return (wardrobe.description or wardrobe.id.replace("_", " ").replace("-", " ")).strip().rstrip(".")
 
 
 def place_words(location: Location) -> list[str]:
@@ -221,16 +245,22 @@ def place_words(location: Location) -> list[str]:
 
 
 def caption(trigger: str, cell: Cell, lora_type: LoraType) -> str:
-    """The trigger word and only what varies (framing, angle, expression, light, place), in the type's word range.
+    """The trigger word and only what varies (framing, angle, wardrobe, expression, light, place), in the type's word
+    range.
 
-    Never the fixed identity (face, hair, build, outfit): the LoRA must learn those from the trigger alone.
+    Never the fixed identity (face, hair, build, and the outfit when the character lists no wardrobes): the LoRA must
+    learn those from the trigger alone. A listed wardrobe varies, so it is named: a prompt can then ask for it.
     """
     low, high = LORA_TYPES[lora_type].caption_words
     framing, expression, light = FRAMINGS[cell.angle.framing], EXPRESSIONS[cell.expression], LIGHTING[cell.lighting]
+    worn = " ".join(wardrobe_words(cell.wardrobe).split()[:CAPTION_WARDROBE_WORDS]) if cell.wardrobe else ""
     if lora_type == "z_image":
-        head, tail = f"{trigger}, {framing}, {cell.angle.phrase}, with {expression}, lit by {light}, in front of", ""
+        dressed = f"wearing {worn}, " if worn else ""
+        head = f"{trigger}, {framing}, {cell.angle.phrase}, {dressed}with {expression}, lit by {light}, in front of"
+        tail = ""
     else:
-        head = (f"A photograph of {trigger}: {framing}, {cell.angle.phrase}. They wear {expression}. "
+        dressed = f"They are dressed in {worn}. " if worn else ""
+        head = (f"A photograph of {trigger}: {framing}, {cell.angle.phrase}. {dressed}They wear {expression}. "
                 f"The light is {light}. Behind them:")
         tail = " Nothing else in the frame draws attention."
     room = high - len(head.split()) - len(tail.split())
@@ -263,12 +293,14 @@ def edit_size(final: tuple[int, int]) -> tuple[int, int]:
 
 
 def edit_prompt(cell: Cell, keep_angle: bool) -> str:
-    """The identity edit: same person, new place, expression and light, with natural skin."""
+    """The identity edit: same person, new place, expression and light (and the cell's wardrobe), with natural skin."""
     place = " ".join(place_words(cell.location))
     camera = "Keep the camera angle and framing of the first image." if keep_angle else \
         f"Show them {cell.angle.phrase}, as {FRAMINGS[cell.angle.framing]}."
-    return (f"Keep this exact person: the same face, identity, body proportions, hair and outfit as in the "
-            f"reference images. {camera} Replace the background with {place}. Give them "
+    person = (f"the same face, identity, body proportions and hair as in the reference images, dressed in "
+              f"{wardrobe_words(cell.wardrobe)}" if cell.wardrobe else
+              "the same face, identity, body proportions, hair and outfit as in the reference images")
+    return (f"Keep this exact person: {person}. {camera} Replace the background with {place}. Give them "
             f"{EXPRESSIONS[cell.expression]}. Light the scene with {LIGHTING[cell.lighting]}. {SKIN}")
 
 
@@ -330,6 +362,7 @@ def make_candidate(job: CharacterJob, index: int, cell: Cell, keystones: list[Ke
         file=name, sha256=image.sha256, angle=cell.angle.label, horizontal_angle=cell.angle.horizontal,
         vertical_angle=cell.angle.vertical, zoom=cell.angle.zoom, framing=cell.angle.framing,
         location=cell.location.id, expression=cell.expression, lighting=cell.lighting,
+        wardrobe=cell.wardrobe.id if cell.wardrobe else None,
         caption=caption(trigger, cell, caption_type), keystones=[k.name for k in picked], lineage=lineage,
         seed=seed, cost_usd=round(sum(step.cost_usd for step in lineage), 6),
     ), made

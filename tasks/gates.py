@@ -15,6 +15,7 @@ from reelflow.providers.registry import get_provider
 from reelflow.schemas.assets import ManifestEntry
 from reelflow.schemas.qc import Route
 from reelflow.schemas.requests import JudgeRequest, Verdict
+from reelflow.schemas.segments import MID
 from reelflow.schemas.storyboard import Approach
 from reelflow.state.cache import Outcome, is_planned
 from reelflow.state.progress import StageEvent, emit
@@ -38,14 +39,16 @@ class GateResult(BaseModel):
 
 
 def _gate1_failures(job: ShotJob, frames: dict[str, Path]) -> list[str]:
-    """Gate 1 on raw keyframes: every still, each split panel's edges, and first vs last."""
+    """Gate 1 on raw keyframes: every still, each split panel's edges, and first vs last. A long shot's intermediate
+    keyframes are single frames whatever the approach."""
     triptych = job.shot.generation_approach is Approach.TRIPTYCH
     axis = "vertical" if job.project.aspect_ratio == "9:16" else "horizontal"
     failures, thresholds = [], job.project.qc.gate1
     for role, path in frames.items():
-        expected = None if triptych else FRAME_SIZE[job.project.aspect_ratio]
+        panel = triptych and not role.startswith(MID)
+        expected = None if panel else FRAME_SIZE[job.project.aspect_ratio]
         reports = [check_image(path, expected_size=expected, thresholds=thresholds)]
-        if triptych:
+        if panel:
             reports.append(check_split_panel(path, axis=axis, thresholds=thresholds))
         failures += [f"{role}: {finding.check}: {finding.message}" for report in reports for finding in report.failures]
     if "first" in frames and "last" in frames:

@@ -120,6 +120,7 @@ class ShotJob(Job):
     take: int = 1
     attempt: int = 1
     lora_registry: LoraRegistry = Field(default_factory=LoraRegistry)
+    approved_frames: dict[str, str] | None = None  # raw keyframes (sha256 by role) a person approved for video
 
     @property
     def chain_rank(self) -> int:

@@ -2,7 +2,8 @@
 
 Keyframes the gates reject are made again with a new seed, and so is video that Clip QC fails, together at most
 the project's `max_regenerations` times per shot; a shot whose keyframes never pass stops there, before any video
-is paid for.
+is paid for. Keyframes a person should see first (project.json `review.keyframes`, or `--until keyframes`) stop the
+shot after its gates too: its upscale and video are made once someone approves exactly those frames.
 """
 
 from __future__ import annotations
@@ -76,6 +77,18 @@ class UpgradeKept(BaseModel):
     upgrade: UpgradedShot
 
 
+class KeyframesHeld(BaseModel):
+    """A shot stopped after its keyframes' gates for a person to review the frames: nothing after them was made."""
+
+    shot: int
+    take: int
+    frames: dict[str, str]  # the raw keyframes' sha256 by role: what an approval names
+    entries: list[ManifestEntry]
+    route: Route
+    tries: list[KeyframeTry]
+    passed_over: str | None = None
+
+
 class ShotOutcome(BaseModel):
     shot: int
     take: int
@@ -126,18 +139,55 @@ def checked_video(job: ShotJob, frames: StageResult, run: Callable[..., Any], ch
     raise ClipRejected(checks)
 
 
+def later_stages(job: ShotJob, raw: StageResult, run: Callable[..., Any], tries: list[KeyframeTry],
+                 checks: list[ClipCheck]) -> list[StageResult]:
+    """upscale → video → clip (checked) from keyframes that passed the gates (or a person approved)."""
+    frames = run(upscale_keyframes, job, raw)
+    regenerations = job.project.qc.max_regenerations - (len(tries) - 1)
+    return [frames, *checked_video(job, frames, run, checks, regenerations)]
+
+
 def shot_stages(job: ShotJob, run: Callable[..., Any], tries: list[KeyframeTry],
                 checks: list[ClipCheck]) -> list[StageResult]:
     """keyframes (gated) → upscale → video → clip (checked), each fed the one before; `run(stage_task, *args)` runs one."""
     job, raw = gated_keyframes(job, run, tries)
-    frames = run(upscale_keyframes, job, raw)
-    regenerations = job.project.qc.max_regenerations - (len(tries) - 1)
-    return [raw, frames, *checked_video(job, frames, run, checks, regenerations)]
+    return [raw, *later_stages(job, raw, run, tries, checks)]
+
+
+def frame_hashes(raw: StageResult) -> dict[str, str]:
+    """The raw keyframes' sha256 by role: what a person approves."""
+    return {role: ref.sha256 for role, ref in raw.assets.items()}
+
+
+def held_for_review(job: ShotJob, route: Route, frames: dict[str, str], until_keyframes: bool) -> bool:
+    """Whether the shot stops after its gates: `--until keyframes`, or the project's `review.keyframes` asks a person
+    to see these frames first (those Gate 2 sent to review, or all) and nobody approved exactly them."""
+    if until_keyframes:
+        return True
+    policy = job.project.review.keyframes
+    if policy == "none" or (policy == "needs_review" and route != "review"):
+        return False
+    return job.approved_frames != frames
+
+
+def named_frames(job: ShotJob, raw: StageResult) -> StageResult:
+    """The raw keyframes named `_raw<role>` (e.g. `_rawfirst.png`): what a person reviews, and approved."""
+    roles = {ref.sha256: role for role, ref in raw.assets.items()}
+    entries = [
+        entry.model_copy(update={"name": job.asset_path(f"raw{roles[entry.sha256]}", "png").name})
+        if entry.name is None and entry.stage in ("keyframes", "split") and entry.sha256 in roles else entry
+        for entry in raw.entries
+    ]
+    return raw.model_copy(update={"entries": entries})
 
 
 @task(name="shot", task_run_name="{job.label}", **NOT_CACHED)
-def render_shot(job: ShotJob, manifest: Manifest | None = None, keep_upgraded: bool = False) -> ShotOutcome | UpgradeKept:
+def render_shot(job: ShotJob, manifest: Manifest | None = None, keep_upgraded: bool = False,
+                until_keyframes: bool = False) -> ShotOutcome | UpgradeKept | KeyframesHeld:
     """Run the shot's stages as tasks; publish its named assets only once all succeeded, never over other bytes.
+
+    A shot whose keyframes a person should review first (`held_for_review`) stops after its gates and publishes its
+    raw keyframes: nothing after them is paid for until someone approves exactly those frames.
 
     A shot whose every stage is already in the cache reads them back without a task run each, as Prefect's own cache
     skips a task's body: a re-render of an unchanged episode costs one task run per shot, not seven. With
@@ -164,8 +214,15 @@ def render_shot(job: ShotJob, manifest: Manifest | None = None, keep_upgraded: b
         return stage_task(*(quote(arg) for arg in args))  # passed as they are: Prefect need not walk the job
 
     ranked = priority.set(job.chain_rank)  # this shot's calls wait for a provider slot in its chain's rank
+    held: dict[str, str] | None = None
     try:
-        results = shot_stages(job, run, tries, checks)
+        chosen, raw = gated_keyframes(job, run, tries)
+        frames = frame_hashes(raw)
+        if not cached and held_for_review(job, tries[-1].route, frames, until_keyframes):
+            held, results = frames, [named_frames(job, raw)]
+        else:
+            approved = job.approved_frames == frames
+            results = [named_frames(job, raw) if approved else raw, *later_stages(chosen, raw, run, tries, checks)]
     except Exception as exc:
         reason = _one_line(exc)
         emit(StageEvent(job.run, job.shot.shot, current, "failed", detail=reason))
@@ -180,6 +237,10 @@ def render_shot(job: ShotJob, manifest: Manifest | None = None, keep_upgraded: b
         if entry.name is not None:
             blob = job.store.blob_path(entry.sha256, entry.name.rsplit(".", 1)[1])
             materialise(blob, entry.sha256, job.assets_dir / entry.name)
+    if held is not None:
+        emit(StageEvent(job.run, job.shot.shot, "shot", "held", detail="keyframes wait for review"))
+        return KeyframesHeld(shot=job.shot.shot, take=made.take, frames=held, entries=entries, route=tries[-1].route,
+                             tries=tries, passed_over=passed_over)
     emit(StageEvent(job.run, job.shot.shot, "shot", "done"))
     return ShotOutcome(shot=job.shot.shot, take=made.take, clip=results[-1].assets["clip"], entries=entries,
                        route=tries[-1].route, tries=tries, clip_checks=checks, passed_over=passed_over)

@@ -46,10 +46,11 @@ def renamed(entry: ManifestEntry, take: int) -> ManifestEntry:
 
 def clash(job: ShotJob, entries: list[ManifestEntry], manifest: Manifest) -> str | None:
     """Why the job's take cannot take these entries without replacing other bytes (one line), or None when it can:
-    the manifest records the take with other named files, or one of their names on disk holds other bytes."""
+    the manifest records the take with other named files, or one of their names on disk holds other bytes. A take
+    that stopped at its keyframes for review records only some of its files: the rest of the same footage joins them."""
     ours = {entry.name: entry.sha256 for entry in entries if entry.name}
     recorded = {entry.name: entry.sha256 for entry in manifest.take_assets(job.shot.shot, job.take)}
-    if recorded and recorded != ours:
+    if any(ours.get(name) != sha256 for name, sha256 in recorded.items()):
         return f"T{job.take:02d} holds other footage"
     for name, sha256 in sorted(ours.items()):
         path = job.assets_dir / name

@@ -15,9 +15,17 @@ from reelflow.media.images import white_background
 from reelflow.media.phash import dhash, near_duplicates
 from reelflow.media.probe import probe_image
 from reelflow.schemas.assets import AssetRef
-from reelflow.schemas.characters import LORA_TYPES, SELECTION_RANGE, Candidate, CandidateManifest, LoraType
+from reelflow.schemas.characters import (
+    EXPRESSION_RANGE,
+    LORA_TYPES,
+    SELECTION_RANGE,
+    WARDROBE_RANGE,
+    Candidate,
+    CandidateManifest,
+    LoraType,
+)
 from reelflow.schemas.loras import LoraEntry, is_url
-from reelflow.schemas.project import Character, Location
+from reelflow.schemas.project import Character, Location, Wardrobe
 from reelflow.schemas.requests import TrainedLora, TrainRequest
 from reelflow.state.candidates import MANIFEST, candidates_dir
 from reelflow.state.generated import write_generated
@@ -35,12 +43,17 @@ STOPWORDS = frozenset("a an and the of in on with to at by for from her his thei
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same selection zips to the same bytes
 
 
+def _two_word_phrases(text: str) -> set[str]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {f"{a} {b}" for a, b in zip(words, words[1:], strict=False) if a not in STOPWORDS and b not in STOPWORDS}
+
+
 def identity_phrases(character: Character) -> set[str]:
-    """Phrases that describe who the character is: the name and each two-word phrase of the description."""
+    """Phrases that describe who the character is: the name and each two-word phrase of the description, but for
+    those its wardrobes' descriptions hold too (a listed wardrobe varies, and captions name it)."""
     phrases = {character.name.lower()} if character.name else set()
-    words = re.findall(r"[a-z0-9']+", (character.description or "").lower())
-    phrases |= {f"{a} {b}" for a, b in zip(words, words[1:], strict=False) if a not in STOPWORDS and b not in STOPWORDS}
-    return phrases
+    worn = set().union(*(_two_word_phrases(wardrobe.description or "") for wardrobe in character.wardrobes))
+    return phrases | (_two_word_phrases(character.description or "") - worn)
 
 
 def named_phrases(text: str, phrases: set[str]) -> list[str]:
@@ -49,23 +62,56 @@ def named_phrases(text: str, phrases: set[str]) -> list[str]:
     return [phrase for phrase in phrases if re.search(rf"\b{re.escape(phrase)}\b", lowered)]
 
 
-def training_captions(manifest: CandidateManifest, lora_type: LoraType, locations: dict[str, Location]) -> dict[str, str]:
+def training_captions(manifest: CandidateManifest, lora_type: LoraType, locations: dict[str, Location],
+                      wardrobes: dict[str, Wardrobe]) -> dict[str, str]:
     """Each selected image's caption for `lora_type`: the manifest's own when it was written for that type (a person
-    may have edited it), else one composed for the type from the candidate's grid fields."""
+    may have edited it) or names a place or wardrobe the breakdown no longer has, else one composed for the type from
+    the candidate's grid fields."""
     captions: dict[str, str] = {}
     angles = {angle.label: angle for angle in ANGLES}
     for candidate in manifest.selected():
-        if manifest.caption_type == lora_type or candidate.angle not in angles or candidate.location not in locations:
+        worn = wardrobes.get(candidate.wardrobe) if candidate.wardrobe is not None else None
+        if manifest.caption_type == lora_type or candidate.angle not in angles or candidate.location not in locations \
+                or (candidate.wardrobe is not None and worn is None):
             captions[candidate.file] = candidate.caption
         else:
-            cell = Cell(angles[candidate.angle], locations[candidate.location], candidate.expression, candidate.lighting)
+            cell = Cell(angles[candidate.angle], locations[candidate.location], candidate.expression, candidate.lighting,
+                        worn)
             captions[candidate.file] = caption(manifest.trigger, cell, lora_type)
     return captions
 
 
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def spread_problems(manifest: CandidateManifest) -> list[str]:
+    """The seed's dataset requirements the selection falls short of, one line each: at least 3 wardrobes (it asks for
+    3-5) and 5 expressions (5-7). An image made before wardrobes were recorded shows no wardrobe that counts."""
+    where = f"visual/lora_candidates/{manifest.character}/{MANIFEST}"
+    unknown = sum(1 for candidate in manifest.selected() if candidate.wardrobe is None)
+    notes = {"wardrobe": f" and {_counted(unknown, 'image')} of unknown wardrobe" if unknown else "", "expression": ""}
+    problems = []
+    for field, (low, high) in (("wardrobe", WARDROBE_RANGE), ("expression", EXPRESSION_RANGE)):
+        values = manifest.spread(field)
+        if len(values) < low:
+            problems.append(f"{where}: {manifest.character}: selection has {_counted(len(values), field)} "
+                            f"({', '.join(values) or 'none'}){notes[field]}; the seed asks for {low}-{high}")
+    return problems
+
+
+def dataset_warnings(manifest: CandidateManifest, lora_type: LoraType) -> list[str]:
+    """What the seed learned that a selection would train into the LoRA anyway: a WAN 2.2 LoRA from stills."""
+    if lora_type != "wan22":
+        return []
+    return [f"visual/lora_candidates/{manifest.character}/{MANIFEST}: wan22: the dataset is {len(manifest.selected())} "
+            "images and no video; the seed found that image-trained LoRAs cause flicker in video (video LoRAs, "
+            "I2V-trained, are required for WAN 2.2)"]
+
+
 def dataset_problems(root: Path, manifest: CandidateManifest, character: Character, captions: dict[str, str]) -> list[str]:
-    """Every reason the selection would train a poor LoRA, one line each: count, backgrounds, missing or edited files,
-    white backdrops, near-duplicates, identity in the captions."""
+    """Every reason the selection would train a poor LoRA, one line each: count, backgrounds, wardrobes, expressions,
+    missing or edited files, white backdrops, near-duplicates, identity in the captions."""
     where = f"visual/lora_candidates/{manifest.character}/{MANIFEST}"
     selected = manifest.selected()
     low, high = SELECTION_RANGE
@@ -77,6 +123,7 @@ def dataset_problems(root: Path, manifest: CandidateManifest, character: Charact
     if len(places) < MIN_BACKGROUNDS:
         problems.append(f"{where}: {len(places)} backgrounds among the selected ({', '.join(places) or 'none'}); "
                         f"a LoRA dataset needs at least {MIN_BACKGROUNDS}")
+    problems += spread_problems(manifest)
     folder = candidates_dir(root, manifest.character)
     present: list[Candidate] = []
     for candidate in selected:

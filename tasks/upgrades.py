@@ -1,13 +1,13 @@
 """What a shot's take is made from apart from reelflow's code, and why an upgrade of reelflow would make it again.
 
 A take's *inputs* are what people set that its outputs are made from: the shot as the storyboard writes it, the
-project settings its stages read, the weights of its characters' LoRAs, the environment settings that shape media,
-the take and its seed. Their fingerprint holds nothing reelflow decides (stage versions, what a provider's requests
-carry, default models, the defaults of settings), and the manifest records it for every take whose clip a render
-published. A shot whose stages are not all in the cache (some key changed) is *upgraded* when its take's recorded
-inputs are today's and its published clip is still there: only reelflow changed (tasks/shot.py finds them). A shot
-whose missing work has the very key the manifest recorded is not: the cache lost that work, and a render makes it
-again as it always did.
+project settings its stages read, the weights of its characters' LoRAs, its reference images (costume, set), the
+environment settings that shape media, the take and its seed. Their fingerprint holds nothing reelflow decides
+(stage versions, what a provider's requests carry, default models, the defaults of settings), and the manifest
+records it for every take whose clip a render published. A shot whose stages are not all in the cache (some key
+changed) is *upgraded* when its take's recorded inputs are today's and its published clip is still there: only
+reelflow changed (tasks/shot.py finds them). A shot whose missing work has the very key the manifest recorded is
+not: the cache lost that work, and a render makes it again as it always did.
 """
 
 from __future__ import annotations
@@ -22,15 +22,17 @@ from reelflow.providers.local.replay import VIDEO_VAR
 from reelflow.schemas.assets import AssetRef, Manifest, ManifestEntry
 from reelflow.schemas.env import FRAME_SCALE_VAR
 from reelflow.schemas.project import RENDER_STAGES
+from reelflow.schemas.refs import default_wardrobes, fingerprint, shot_refs
 from reelflow.state.cache import MEDIA
 from reelflow.state.manifest import published_clip
 from reelflow.tasks import clip_qc, gates
 from reelflow.tasks.job import ShotJob
 
-# project.json fields no output is made from: money, scheduling, concurrency, the title, and this very choice
+# project.json fields no output is made from: money, scheduling, concurrency, the title, review stops, and this very
+# choice
 # (`providers` is replaced by the render stages' resolved choices)
 NOT_INPUTS = frozenset({"title", "providers", "concurrency", "budget_usd", "billed_retries", "timezone", "nightly",
-                        "upgrades"})
+                        "upgrades", "review"})
 ENVIRONMENT = (FRAME_SCALE_VAR, PRESET_ENV, VIDEO_VAR)  # environment settings that change what media is made
 PLANNED = "planned-"  # how a dry run names a file it would make (state/cache.py)
 SHORT = 40  # a changed parameter's values are shown when this short
@@ -57,6 +59,9 @@ def shot_inputs(job: ShotJob) -> str:
         "loras": loras,
         "environment": {name: os.environ.get(name) for name in ENVIRONMENT},
     }
+    references = shot_refs(job.root, job.shot, default_wardrobes(job.root))
+    if references:  # the refs' content (a shot without any fingerprints as before they existed)
+        content["references"] = fingerprint(references)
     return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -19,7 +19,7 @@ VERSION = 1
 
 @task(name="upscale", task_run_name="{job.label}-upscale{job.try_suffix}", **stage_task_options())
 def upscale_keyframes(job: ShotJob, raw: StageResult) -> StageResult:
-    """Production-size keyframes, published as `_first`, `_hero`, `_last`."""
+    """Production-size keyframes, published by role: `_first`, `_hero`, `_last`, and a long shot's `_mid1`, …"""
     emit(StageEvent(job.run, job.shot.shot, "upscale", "running"))
     width, height = job.project.production_size
     result = StageResult()

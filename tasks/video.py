@@ -1,4 +1,10 @@
-"""Video: split FLF (two segments), standard FLF (one), Ken Burns push or static hold (no video model)."""
+"""Video: first-last-frame segments as the shot's plan lays them out (schemas/segments.py), or a Ken Burns push or
+static hold (no video model).
+
+A split FLF shot's halves run at once (each needs only its own keyframes); within a run, each consecutive segment
+starts on the last decoded frame of the one before, extracted as a PNG by a cached media stage, so the joins match
+frame for frame.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,13 @@ from pathlib import Path
 
 from prefect import task
 
+from reelflow.media.concat import last_frame
 from reelflow.media.ffmpeg import x264_settings
 from reelflow.media.motion import ken_burns, static_hold
 from reelflow.schemas.assets import AssetRef
 from reelflow.schemas.env import scaled_sizes
 from reelflow.schemas.requests import VideoRequest
+from reelflow.schemas.segments import Segment
 from reelflow.schemas.storyboard import Approach
 from reelflow.state.progress import StageEvent, emit
 from reelflow.tasks.calls import call_provider, in_parallel, manifest_entry, run_media
@@ -20,24 +28,51 @@ from reelflow.tasks.retry import stage_task_options
 
 VERSION = 1
 MOTION_VERSION = 3
+LAST_FRAME_VERSION = 1
 VIDEO_SIZE = scaled_sizes({"9:16": (720, 1280), "16:9": (1280, 720)})
-SPLIT_FLF_FRAMES = 49
-STANDARD_FLF_FRAMES = 81
 PUSH_ZOOM = (1.0, 1.15)
 
 
-def _segment(job: ShotJob, first: AssetRef, last: AssetRef, frames: int, suffix: str) -> StageResult:
+def _segment(job: ShotJob, segment: Segment, first: AssetRef, last: AssetRef) -> StageResult:
+    """One video model call: the segment's frames at the model's rate, from `first` to `last`."""
     width, height = VIDEO_SIZE[job.project.aspect_ratio]
+    fps = job.shot.video_plan.limits.fps
     outcome = call_provider(
         job, stage="video", version=VERSION, capability="first_last_video", ext="mp4", inputs=[first, last],
         build=lambda model: VideoRequest(
             model=model, seed=job.seed, first=first.path, last=last.path, prompt=job.shot.motion_prompt or "",
-            negative_prompt=job.shot.negative_prompt, num_frames=frames, fps=job.project.fps,
+            negative_prompt=job.shot.negative_prompt, num_frames=segment.frames, fps=fps,
             width=width, height=height, loras=job.loras_for(model), notes=job.notes("first"),
             steps=job.project.wan.steps, cfg=job.project.wan.cfg, shift=job.project.wan.shift,
         ),
     )
+    suffix = segment.name
     return StageResult(assets={suffix: outcome.file}, entries=[manifest_entry(job, outcome, suffix=suffix, ext="mp4")])
+
+
+def _last_frame(job: ShotJob, video: AssetRef) -> StageResult:
+    """The last decoded frame of a segment, as a PNG: the first image of the segment that continues it."""
+    outcome = run_media(
+        job, stage="last-frame", version=LAST_FRAME_VERSION, model="last-frame", params={}, inputs=[video],
+        make=lambda scratch: [last_frame(video.path, scratch / "last.png")],
+    )
+    return StageResult(assets={"last-frame": outcome.file}, entries=[manifest_entry(job, outcome, suffix=None, ext="png")])
+
+
+def _run(job: ShotJob, keyframes: dict[str, AssetRef], segments: list[Segment]) -> StageResult:
+    """Consecutive segments in order, each after the first starting on the last frame of the one before."""
+    result = StageResult()
+    for segment in segments:
+        if segment.continues is None:
+            first = keyframes[segment.first]
+        else:
+            continued = _last_frame(job, result.assets[segment.continues])
+            first = continued.assets["last-frame"]
+            result.entries += continued.entries
+        made = _segment(job, segment, first, keyframes[segment.last])
+        result.assets.update(made.assets)
+        result.entries += made.entries
+    return result
 
 
 def _held(job: ShotJob, first: AssetRef, result: StageResult) -> None:
@@ -64,18 +99,20 @@ def _held(job: ShotJob, first: AssetRef, result: StageResult) -> None:
 
 @task(name="video", task_run_name="{job.label}-video{job.try_suffix}", **stage_task_options())
 def make_video(job: ShotJob, keyframes: StageResult) -> StageResult:
-    """Video segments (`_seg1`, `_seg2`) for FLF shots, or the finished `_clip` for held frames."""
+    """Video segments (`_seg1`, `_seg2`, …) of FLF shots as their plan lays them out, or the finished `_clip` for
+    held frames."""
     emit(StageEvent(job.run, job.shot.shot, "video", "running"))
-    frames, result = keyframes.assets, StageResult()
-    approach = job.shot.generation_approach
-    if approach is Approach.TRIPTYCH:  # the two halves need only their own frames: made at once
-        halves = in_parallel([partial(_segment, job, frames["first"], frames["hero"], SPLIT_FLF_FRAMES, "seg1"),
-                              partial(_segment, job, frames["hero"], frames["last"], SPLIT_FLF_FRAMES, "seg2")])
-        for half in halves:
-            result.assets.update(half.assets)
-            result.entries += half.entries
-    elif approach is Approach.STANDARD_FLF:
-        result = _segment(job, frames["first"], frames["last"], STANDARD_FLF_FRAMES, "seg1")
-    else:
-        _held(job, frames["first"], result)
+    result = StageResult()
+    plan = job.shot.video_plan
+    if not plan.segments:
+        _held(job, keyframes.assets["first"], result)
+        return result
+    runs: list[list[Segment]] = []  # each starts on a keyframe: a split FLF's halves need only their own, made at once
+    for segment in plan.segments:
+        if segment.continues is None:
+            runs.append([])
+        runs[-1].append(segment)
+    for made in in_parallel([partial(_run, job, keyframes.assets, run) for run in runs]):
+        result.assets.update(made.assets)
+        result.entries += made.entries
     return result

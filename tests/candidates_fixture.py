@@ -1,7 +1,8 @@
 """A character's LoRA candidates on disk for the pick tests: small PNGs that differ visibly, two of them near-identical.
 
 Candidate `i` (0-based) sits at row `i // 4` of the 4-column grid (file order): its location is LOCATIONS[i // 4], its
-angle ANGLES[i % 4] and its expression EXPRESSIONS[i % 5]. Candidates TWINS are the same picture but for one pixel.
+angle ANGLES[i % 4], its expression EXPRESSIONS[i % 5] and its wardrobe WARDROBES[i % 3]. Candidates TWINS are the same
+picture but for one pixel.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ SIZE = 64
 ANGLES = ("front", "three-quarter left", "profile right", "back")
 LOCATIONS = ("loft", "rooftop", "alley", "market", "train")
 EXPRESSIONS = ("neutral", "smirk", "angry", "laughing", "worried")
+WARDROBES = ("oilskin", "suit", "coveralls")
 HOSTILE = 'neon </script><script>alert(1)</script> & "q" <b>rim</b>'
 LIGHTING = ("soft window", HOSTILE, "hard noon")
 TWINS = (2, 3)
@@ -54,9 +56,10 @@ def make_candidates(root: Path, character: str = "JINX", count: int = 20) -> Can
             horizontal_angle=45.0 * (index % 4), vertical_angle=0.0, zoom=1.0, framing="medium",
             location=LOCATIONS[index // 4 % len(LOCATIONS)], expression=EXPRESSIONS[index % len(EXPRESSIONS)],
             lighting=LIGHTING[index % len(LIGHTING)], caption=f"{character.lower()}, candidate {index + 1}", seed=index,
+            wardrobe=WARDROBES[index % len(WARDROBES)],
         ))
     manifest = CandidateManifest(project="TST", character=character, trigger=f"{character.lower()}_rf", mode="threepass",
-                                 caption_type="z_image", seed=7, candidates=candidates)
+                                 caption_type="z_image", seed=7, wardrobes=list(WARDROBES), candidates=candidates)
     write_candidates(root, manifest)
     return manifest
 
@@ -64,7 +67,8 @@ def make_candidates(root: Path, character: str = "JINX", count: int = 20) -> Can
 def jinx_picked(root: Path) -> Path:
     """The project at `root` with JINX in its breakdown and JINX's candidates made and picked (all but one twin)."""
     breakdown = json.loads((root / "breakdown.json").read_text())
-    (root / "breakdown.json").write_text(json.dumps(breakdown | {"characters": [{"id": "JINX", "description": "mechanic"}]}))
+    jinx = {"id": "JINX", "description": "mechanic", "wardrobes": list(WARDROBES)}
+    (root / "breakdown.json").write_text(json.dumps(breakdown | {"characters": [jinx]}))
     manifest = make_candidates(root)
     for index, candidate in enumerate(manifest.candidates):
         candidate.selected = index != TWINS[1]

@@ -66,6 +66,38 @@ def write_project(root: Path, board: dict[str, Any] | None = None, project: dict
     return root
 
 
+ANA_REFS = {"flightsuit_front": (200, 40, 40), "flightsuit_3q_right": (200, 90, 40), "flightsuit_back": (200, 140, 40),
+            "oilskin_front": (240, 220, 30)}
+DECK_REFS = {"deck": (20, 60, 200), "deck_b": (20, 160, 200)}
+
+
+def png(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (48, 64)) -> Path:
+    """A one-colour PNG at `path`."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def refs_project(root: Path, board: dict[str, Any] | None = None, project: dict[str, Any] | None = None) -> Path:
+    """A project with reference images: ANA's two wardrobes (`flightsuit`, her default_wardrobe, from three angles;
+    `oilskin` from the front) and two set images of DECK. Without `board`, the four-shot storyboard with shot 4 (ANA
+    on DECK) in her oilskin."""
+    if board is None:
+        board = storyboard()
+        board["shots"][3]["wardrobe"] = {"ANA": "oilskin"}
+    write_project(root, board, project)
+    characters = [character | {"default_wardrobe": "flightsuit"} if character["id"] == "ANA" else character
+                  for character in BREAKDOWN["characters"]]
+    (root / "breakdown.json").write_text(json.dumps(BREAKDOWN | {"characters": characters}))
+    for name, colour in ANA_REFS.items():
+        png(root / "visual" / "characters" / "ANA" / "refs" / f"{name}.png", colour)
+    for name, colour in DECK_REFS.items():
+        png(root / "visual" / "locations" / "DECK" / "refs" / f"{name}.png", colour)
+    return root
+
+
 def dailies_path(root: Path, episode: int = 1) -> Path:
     return root / "storyboards" / f"dailies_ep_{episode:03d}.json"
 

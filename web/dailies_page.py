@@ -27,7 +27,9 @@ def take_assets(manifest: Manifest, shot: Shot, take: int) -> dict[str, Any]:
             continue
         if suffix:
             by_suffix[suffix] = entry.name or ""
-    keyframes = [{"role": role, "name": by_suffix[role]} for role in shot.keyframe_roles if role in by_suffix]
+    # a take held at its keyframes for review shows its raw frames (`_rawfirst`…), else the upscaled ones
+    keyframes = [{"role": role, "name": by_suffix.get(role) or by_suffix[f"raw{role}"]} for role in shot.keyframe_roles
+                 if role in by_suffix or f"raw{role}" in by_suffix]
     return {"keyframes": keyframes, "clip": by_suffix.get(CLIP)}
 
 
@@ -95,6 +97,7 @@ h3{margin:16px 0 6px;font-size:13px;text-transform:uppercase;letter-spacing:.05e
 .tick[aria-current=true]{border-color:#fff;outline:2px solid #111317;outline-offset:-4px}
 .st-pending{background:#4a4f58;color:#c9ccd1}.st-generated{background:#5b9bd5}.st-needs_review{background:#e0b341}
 .st-approved{background:#4caf6a}.st-retake{background:#e0605a}
+.st-keyframes_review{background:#c77dd8}.st-keyframes_approved{background:#5fc4c4}
 #card{display:grid;grid-template-columns:minmax(0,3fr) minmax(280px,2fr);gap:24px;padding:0 24px 24px}
 #frames{display:flex;gap:8px;flex-wrap:wrap}
 #frames figure{margin:0;flex:1 1 140px;max-width:260px}
@@ -108,6 +111,7 @@ dt{color:#8b919a}dd{margin:0}
 .actions button{flex:1;padding:8px;border-radius:6px;border:1px solid #2a2e36;background:#1b1e24;color:#e6e6e6;cursor:pointer}
 .actions button[data-decision=approved]{border-color:#4caf6a}.actions button[data-decision=retake]{border-color:#e0605a}
 .actions button[data-decision=needs_review]{border-color:#e0b341}
+.actions button[data-decision=keyframes_approved]{border-color:#c77dd8}
 kbd{font:11px monospace;color:#8b919a;margin-left:4px}
 textarea{width:100%;min-height:64px;font:inherit;background:#1b1e24;color:#e6e6e6;border:1px solid #2a2e36;
   border-radius:6px;padding:6px}
@@ -125,8 +129,9 @@ const $ = (id) => document.getElementById(id);
 let view = JSON.parse($("episode").textContent);
 let index = 0;
 let queue = Promise.resolve();
-const LABEL = {pending: "pending", generated: "generated", needs_review: "needs review", approved: "approved", retake: "retake"};
-const KEYS = {a: "approved", r: "retake", n: "needs_review"};
+const LABEL = {pending: "pending", generated: "generated", needs_review: "needs review", approved: "approved", retake: "retake",
+  keyframes_review: "keyframes to review", keyframes_approved: "keyframes approved"};
+const KEYS = {a: "approved", r: "retake", n: "needs_review", k: "keyframes_approved"};
 const MOVES = {ArrowLeft: -1, ArrowUp: -1, ArrowRight: 1, ArrowDown: 1};
 const pad = (n) => String(n).padStart(2, "0");
 const takeLabel = (n) => (n ? "T" + pad(n) : "none");
@@ -334,7 +339,8 @@ def dailies_html(view: dict[str, Any]) -> str:
         '<h3>Prompt</h3><p id="prompt" class="prompt"></p>\n'
         '<div class="actions"><button type="button" data-decision="approved">Approve<kbd>A</kbd></button>'
         '<button type="button" data-decision="retake">Retake<kbd>R</kbd></button>'
-        '<button type="button" data-decision="needs_review">Needs review<kbd>N</kbd></button></div>\n'
+        '<button type="button" data-decision="needs_review">Needs review<kbd>N</kbd></button>'
+        '<button type="button" data-decision="keyframes_approved">Approve keyframes<kbd>K</kbd></button></div>\n'
         '<label for="note">Note (saved with the next decision; Esc leaves the box)</label><textarea id="note"></textarea>\n'
         '<h3>Gates</h3><div id="gates"></div>\n'
         '<h3>History</h3><ol id="history"></ol></section></main>\n'

@@ -8,14 +8,18 @@ from typing import Any
 from urllib.parse import quote
 
 from reelflow.media.phash import NEAR_DUPLICATE_BITS
-from reelflow.schemas.characters import SELECTION_RANGE, Candidate, CandidateManifest
+from reelflow.schemas.characters import EXPRESSION_RANGE, SELECTION_RANGE, WARDROBE_RANGE, Candidate, CandidateManifest
 from reelflow.web.dailies_page import script_json
 
 MIN_BACKGROUNDS = 5  # distinct locations a selection should cover
-MIN_EXPRESSIONS = 5
+MIN_EXPRESSIONS = EXPRESSION_RANGE[0]
 MIN_ANGLES = 3
-FILTERS = ("angle", "location", "expression")
-SORTS = ("file", "angle", "location", "expression")
+FILTERS = ("angle", "location", "wardrobe", "expression")
+SORTS = ("file", "angle", "location", "wardrobe", "expression")
+UNKNOWN = "unknown"  # how the page shows the wardrobe of a candidate made before wardrobes were recorded
+# the diversity panel's rows: what is counted, and its target (at least N, or the seed's range)
+PANEL = (("backgrounds", f"≥{MIN_BACKGROUNDS}"), ("wardrobes", "{}–{}".format(*WARDROBE_RANGE)),
+         ("expressions", "{}–{}".format(*EXPRESSION_RANGE)), ("angles", f"≥{MIN_ANGLES}"))
 
 
 def pick_view(manifest: CandidateManifest, phashes: Mapping[str, int | None]) -> dict[str, Any]:
@@ -26,7 +30,8 @@ def pick_view(manifest: CandidateManifest, phashes: Mapping[str, int | None]) ->
         candidate["phash"] = None if value is None else f"{value:016x}"
     low, high = SELECTION_RANGE
     view["limits"] = {"selection": [low, high], "backgrounds": MIN_BACKGROUNDS, "expressions": MIN_EXPRESSIONS,
-                      "angles": MIN_ANGLES, "near_duplicate_bits": NEAR_DUPLICATE_BITS}
+                      "angles": MIN_ANGLES, "near_duplicate_bits": NEAR_DUPLICATE_BITS,
+                      "targets": {"wardrobes": list(WARDROBE_RANGE), "expressions": list(EXPRESSION_RANGE)}}
     return view
 
 
@@ -60,8 +65,8 @@ button{cursor:pointer}
 .file{color:#8b919a;font-size:11px;word-break:break-all}
 #diversity{position:fixed;right:16px;bottom:16px;z-index:3;width:280px;max-height:60vh;overflow:auto;background:#1b1e24f5;
   border:1px solid #2a2e36;border-radius:8px;padding:10px 12px;box-shadow:0 4px 16px #0008}
-#diversity dl{display:grid;grid-template-columns:1fr max-content;gap:2px 12px;margin:0}
-#diversity dt{color:#8b919a}#diversity dd{margin:0;font-weight:600}
+#diversity dl{display:grid;grid-template-columns:1fr max-content max-content;gap:2px 12px;margin:0}
+#diversity dt{color:#8b919a}#diversity dd{margin:0;font-weight:600}#diversity dd.aim{color:#8b919a;font-weight:400}
 #diversity ul{margin:6px 0 0;padding-left:18px}
 .warning{color:#f0c27a}.duplicate{color:#f0c27a;overflow-wrap:anywhere}
 #duplicates{margin-top:8px}
@@ -74,11 +79,16 @@ const $ = (id) => document.getElementById(id);
 const data = JSON.parse($("candidates").textContent);
 const COLUMNS = 4;
 const [LOW, HIGH] = data.limits.selection;
+const TARGETS = data.limits.targets;
 const DIVERSITY = [
-  {key: "location", id: "n-backgrounds", label: "backgrounds", min: data.limits.backgrounds},
-  {key: "expression", id: "n-expressions", label: "expressions", min: data.limits.expressions},
-  {key: "angle", id: "n-angles", label: "angles", min: data.limits.angles},
+  {key: "location", id: "n-backgrounds", label: "backgrounds", low: data.limits.backgrounds},
+  {key: "wardrobe", id: "n-wardrobes", label: "wardrobes", low: TARGETS.wardrobes[0], high: TARGETS.wardrobes[1]},
+  {key: "expression", id: "n-expressions", label: "expressions", low: TARGETS.expressions[0],
+   high: TARGETS.expressions[1]},
+  {key: "angle", id: "n-angles", label: "angles", low: data.limits.angles},
 ];
+const UNKNOWN = "unknown";
+const fieldText = (c, key) => c[key] ?? UNKNOWN;  // a wardrobe made before wardrobes were recorded: unknown
 const MOVES = {ArrowLeft: -1, ArrowRight: 1, ArrowUp: -COLUMNS, ArrowDown: COLUMNS};
 const cards = new Map([...document.querySelectorAll("#grid .card")].map((card) => [card.dataset.file, card]));
 const selected = new Set(data.candidates.filter((c) => c.selected).map((c) => c.file));
@@ -119,10 +129,11 @@ function renderCount() {
 function renderDiversity(chosen) {
   const warnings = [];
   for (const item of DIVERSITY) {
-    const n = new Set(chosen.map((c) => c[item.key])).size;
+    const n = new Set(chosen.map((c) => c[item.key]).filter((value) => value !== null)).size;
     $(item.id).textContent = n;
-    if (n < item.min) {
-      const line = el("li", n + " " + item.label + " (aim for at least " + item.min + ")", "warning");
+    if (n < item.low || n > item.high) {
+      const aim = item.high === undefined ? "at least " + item.low : item.low + "–" + item.high;
+      const line = el("li", n + " " + item.label + " (aim for " + aim + ")", "warning");
       line.dataset.kind = item.label;
       warnings.push(line);
     }
@@ -164,10 +175,12 @@ function renderFocus(scroll) {
 }
 
 function arrange() {
-  const wanted = Object.fromEntries(["angle", "location", "expression"].map((key) => [key, $("filter-" + key).value]));
+  const wanted = Object.fromEntries(["angle", "location", "wardrobe", "expression"].map(
+    (key) => [key, $("filter-" + key).value]));
   const key = $("sort").value;
-  const sorted = [...data.candidates].sort((a, b) => compare(a[key], b[key]) || compare(a.file, b.file));
-  const shown = (c) => Object.entries(wanted).every(([field, value]) => value === "" || c[field] === value);
+  const sorted = [...data.candidates].sort(
+    (a, b) => compare(fieldText(a, key), fieldText(b, key)) || compare(a.file, b.file));
+  const shown = (c) => Object.entries(wanted).every(([field, value]) => value === "" || fieldText(c, field) === value);
   $("grid").append(...sorted.map((c) => cards.get(c.file)));
   sorted.forEach((c) => { cards.get(c.file).hidden = !shown(c); });
   order = sorted.filter(shown).map((c) => c.file);
@@ -240,7 +253,7 @@ render();
 
 def options(manifest: CandidateManifest, field: str) -> str:
     """The `<option>`s of one filter: "all", then each distinct value of the field, sorted."""
-    values = sorted({getattr(candidate, field) for candidate in manifest.candidates})
+    values = sorted({getattr(candidate, field) or UNKNOWN for candidate in manifest.candidates})
     return '<option value="">all</option>' + "".join(
         f'<option value="{escape(value)}">{escape(value)}</option>' for value in values)
 
@@ -249,11 +262,18 @@ def card_html(candidate: Candidate) -> str:
     """One candidate's card: its thumbnail, where it sits in the diversity grid, and whether it is selected."""
     file = escape(candidate.file)
     classes, pressed = ("card selected", "true") if candidate.selected else ("card", "false")
-    meta = "".join(f'<span class="{field}"><span class="label">{field}</span> {escape(getattr(candidate, field))}</span>'
-                   for field in ("angle", "location", "expression", "lighting"))
+    meta = "".join(f'<span class="{field}"><span class="label">{field}</span> '
+                   f'{escape(getattr(candidate, field) or UNKNOWN)}</span>'
+                   for field in ("angle", "location", "wardrobe", "expression", "lighting"))
     return (f'<div class="{classes}" role="button" aria-pressed="{pressed}" tabindex="-1" data-file="{file}">'
             f'<img src="/candidates/{escape(quote(candidate.file))}" alt="{file}" loading="lazy" decoding="async">'
             f'<div class="meta">{meta}</div><div class="file">{file}</div></div>')
+
+
+def panel_rows() -> str:
+    """The diversity panel's rows: each count (filled in by the script) beside its target."""
+    return "".join(f'<dt>{label}</dt><dd id="n-{label}">0</dd><dd class="aim" id="aim-{label}">aim {aim}</dd>'
+                   for label, aim in PANEL)
 
 
 def pick_html(manifest: CandidateManifest, phashes: Mapping[str, int | None] | None = None) -> str:
@@ -274,8 +294,7 @@ def pick_html(manifest: CandidateManifest, phashes: Mapping[str, int | None] | N
         f'<main id="grid" tabindex="0" role="group" aria-label="candidates">'
         f'{"".join(card_html(candidate) for candidate in manifest.candidates)}</main>\n'
         '<aside id="diversity" aria-label="diversity of the selection"><h2>Selected</h2><dl>'
-        '<dt>backgrounds</dt><dd id="n-backgrounds">0</dd><dt>expressions</dt><dd id="n-expressions">0</dd>'
-        '<dt>angles</dt><dd id="n-angles">0</dd></dl><ul id="warnings"></ul>\n'
+        f'{panel_rows()}</dl><ul id="warnings"></ul>\n'
         '<section id="duplicates" hidden><h2>Near-duplicates</h2><ul id="duplicate-pairs"></ul></section></aside>\n'
         "<footer>← → ↑ ↓ move · Space or Enter select / deselect · click a card to toggle it · Ctrl+S save</footer>\n"
         f'<script type="application/json" id="candidates">{script_json(pick_view(manifest, phashes or {}))}</script>\n'

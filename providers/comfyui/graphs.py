@@ -17,10 +17,12 @@ from typing import Any, Literal
 from PIL import Image
 
 from reelflow.providers.comfyui.models import ModelFile
+from reelflow.schemas.refs import FLUX2_DEV_MAX_REFERENCES
 from reelflow.schemas.requests import EditRequest, ImageRequest, UpscaleRequest, VideoRequest
 
 Nodes = dict[str, dict[str, Any]]
 Link = list[Any]
+REFERENCE_PIXELS = 1024 * 1024  # a reference image is encoded at about one megapixel, its aspect kept
 
 
 @dataclass
@@ -98,12 +100,32 @@ def _loaders(b: _Builder, files: dict[str, ModelFile], prefix: str, clip_type: s
     return unet, clip, vae
 
 
+def reference_size(path: Path) -> tuple[int, int]:
+    """The size a reference image is encoded at: about REFERENCE_PIXELS with its aspect, sides multiples of 16."""
+    with Image.open(path) as picture:
+        width, height = picture.size
+    factor = (REFERENCE_PIXELS / (width * height)) ** 0.5
+    return max(16, round(width * factor / 16) * 16), max(16, round(height * factor / 16) * 16)
+
+
 def keyframe_graph(request: ImageRequest, files: dict[str, ModelFile], loras: list[tuple[str, float]]) -> Graph:
-    """FLUX.2 [dev] text to image with one LoraLoaderModelOnly per character LoRA (gpu-path.md E3)."""
+    """FLUX.2 [dev] text to image with one LoraLoaderModelOnly per character LoRA (gpu-path.md E3). Each reference
+    image (costume, set) is scaled to about a megapixel, VAE-encoded and chained onto the prompt's conditioning with
+    ReferenceLatent, FLUX.2's native multi-reference (ComfyUI `comfy_extras/nodes_edit_model.py`: "you can chain
+    multiple to set multiple reference images")."""
+    if len(request.references) > FLUX2_DEV_MAX_REFERENCES:
+        raise ValueError(f"comfyui: FLUX.2 [dev] takes at most {FLUX2_DEV_MAX_REFERENCES} reference images, got "
+                         f"{len(request.references)}")
     b = _Builder()
     unet, clip, vae = _loaders(b, files, "flux2", "flux2")
     model = b.loras(unet, loras)
     text = b.add("CLIPTextEncode", clip=out(clip), text=request.prompt)
+    for path in request.references:
+        width, height = reference_size(path)
+        scaled = b.add("ImageScale", image=out(b.load_image(path)), upscale_method="lanczos", width=width,
+                       height=height, crop="disabled")
+        text = b.add("ReferenceLatent", conditioning=out(text), latent=out(b.add("VAEEncode", pixels=out(scaled),
+                                                                                  vae=out(vae))))
     guided = b.add("FluxGuidance", conditioning=out(text), guidance=4.0)
     guider = b.add("BasicGuider", model=out(model), conditioning=out(guided))
     noise = b.add("RandomNoise", noise_seed=request.seed)

@@ -6,14 +6,19 @@ Pure functions, no I/O. Field names were checked against fal's published schemas
   image_size {width, height} (512..2048), num_inference_steps (default 28), seed, num_images, loras
   [{path, scale}] (up to 3) — schema facts quoted at https://lora-atelier.vercel.app/inference/flux-2--lora and
   the `ImageSize` / `LoRAInput` types of fal-ai/fal-js `libs/client/src/types`; result `images[{url, width, height}]`.
+- `fal-ai/flux-2/lora/edit`: the same fields as `fal-ai/flux-2/lora` plus `image_urls` (required; at most 3, see
+  schemas/wire/fal.py) — https://fal.ai/models/fal-ai/flux-2/lora/edit/api and fal-ai/fal-js `Flux2LoraEditInput`;
+  result `images[{url, width, height}]` (`Flux2LoraEditOutput = v4Output`, as flux-2/lora's). Keyframes with reference
+  images (costume, set) go there.
 - `fal-ai/z-image/turbo`: prompt, image_size, num_inference_steps 1..8 (default 8), seed, num_images, output_format;
   result images — https://fal.ai/docs/model-api-reference/image-generation-api/z-image-turbo (and its image-to-image
   page). `fal-ai/z-image/turbo/lora` adds `loras` (up to 3) —
   https://fal.ai/docs/model-api-reference/image-generation-api/z-image-turbo-lora.
 - `fal-ai/wan/v2.2-a14b/image-to-video/lora`: image_url, prompt, num_frames 17..161, frames_per_second 4..60 (16),
   interpolation multiplies the frames unless num_interpolated_frames is 0 — https://fal.ai/models/fal-ai/wan/v2.2-a14b/
-  image-to-video/llms.txt; LoRA `transformer`: "high" | "low" | "both" (default "high": which of WAN 2.2's two
-  noise experts loads the adapter) — fal's generated `LoRAWeight` type; result `video{url}`. end_image_url and
+  image-to-video/llms.txt; num_inference_steps 2..40 (27) — the services' published schemas in
+  ../shared/reference/prefect-and-services.md; LoRA `transformer`: "high" | "low" | "both" (default "high": which of
+  WAN 2.2's two noise experts loads the adapter) — fal's generated `LoRAWeight` type; result `video{url}`. end_image_url and
   resolution "720p" are as briefed, not found in a page this search could read.
 - `fal-ai/seedvr/upscale/image`: image_url, upscale_mode "factor" | "target", upscale_factor 1..10 —
   https://fal.ai/models/fal-ai/seedvr/upscale/image/llms.txt; result `image` (singular).
@@ -50,6 +55,7 @@ from reelflow.schemas.errors import BadRequest, ContentRejected, UnusableOutput
 from reelflow.schemas.requests import EditRequest, ImageRequest, LoraRef, TrainRequest, UpscaleRequest, VideoRequest
 from reelflow.schemas.wire.fal import (
     FLUX2_LORA,
+    FLUX2_LORA_EDIT,
     FLUX2_TRAINER,
     NANO_BANANA_EDIT,
     QWEN_ANGLES,
@@ -63,8 +69,8 @@ from reelflow.schemas.wire.fal import (
 )
 
 __all__ = [
-    "FLUX2_LORA", "FLUX2_TRAINER", "NANO_BANANA_EDIT", "QWEN_ANGLES", "SEEDVR_UPSCALE", "WAN22_TRAINER", "WAN_FLF",
-    "Z_IMAGE_TRAINER", "Z_IMAGE_TURBO", "Z_IMAGE_TURBO_LORA",
+    "FLUX2_LORA", "FLUX2_LORA_EDIT", "FLUX2_TRAINER", "NANO_BANANA_EDIT", "QWEN_ANGLES", "SEEDVR_UPSCALE",
+    "WAN22_TRAINER", "WAN_FLF", "Z_IMAGE_TRAINER", "Z_IMAGE_TURBO", "Z_IMAGE_TURBO_LORA",
 ]
 
 Z_IMAGE_MAX_STEPS = 8
@@ -112,9 +118,12 @@ def _check_image_size(endpoint: str, width: int, height: int) -> None:
 
 
 def image_endpoint(request: ImageRequest) -> str:
-    """The text-to-image endpoint a request goes to: Z-Image Turbo has a separate LoRA endpoint."""
+    """The text-to-image endpoint a request goes to: Z-Image Turbo has a separate LoRA endpoint, and FLUX.2 with
+    reference images is its LoRA edit endpoint."""
     if request.model == FLUX2_LORA:
-        return FLUX2_LORA
+        return FLUX2_LORA_EDIT if request.references else FLUX2_LORA
+    if request.references:
+        raise BadRequest(f"fal: {request.model} takes no reference images (only {FLUX2_LORA} does)", provider="fal")
     if request.model in (Z_IMAGE_TURBO, Z_IMAGE_TURBO_LORA):
         return Z_IMAGE_TURBO_LORA if request.loras else Z_IMAGE_TURBO
     raise BadRequest(
@@ -122,8 +131,9 @@ def image_endpoint(request: ImageRequest) -> str:
     )
 
 
-def text_to_image(request: ImageRequest) -> Arguments:
-    """FLUX.2 [dev] with LoRAs, or Z-Image Turbo (8 steps at most), at exactly the requested size."""
+def text_to_image(request: ImageRequest, image_urls: list[str] | None = None) -> Arguments:
+    """FLUX.2 [dev] with LoRAs, or Z-Image Turbo (8 steps at most), at exactly the requested size; a request with
+    reference images goes to FLUX.2's LoRA edit endpoint with `image_urls`, their uploads in the request's order."""
     endpoint = image_endpoint(request)
     _check_image_size(endpoint, request.width, request.height)
     steps = request.steps if endpoint == FLUX2_LORA else min(request.steps, Z_IMAGE_MAX_STEPS)
@@ -137,6 +147,11 @@ def text_to_image(request: ImageRequest) -> Arguments:
     }
     if request.loras:
         arguments["loras"] = _loras(request.loras)
+    if endpoint == FLUX2_LORA_EDIT:
+        if len(image_urls or []) != len(request.references):
+            raise BadRequest(f"fal: {endpoint}: {len(request.references)} reference images but "
+                             f"{len(image_urls or [])} image_urls", provider="fal")
+        arguments["image_urls"] = list(image_urls or [])
     return validate(endpoint, arguments)
 
 
@@ -174,6 +189,8 @@ def first_last_video(request: VideoRequest, first_url: str, last_url: str) -> Ar
     }
     if request.negative_prompt:
         arguments["negative_prompt"] = request.negative_prompt
+    if request.steps is not None:  # project.json's wan.steps (its cfg and shift are not sent)
+        arguments["num_inference_steps"] = request.steps
     if request.loras:
         arguments["loras"] = [
             {"path": lora.url or lora.path, "scale": lora.scale, "transformer": _transformer(lora)} for lora in request.loras

@@ -50,16 +50,20 @@ DEFAULT_MODELS: dict[str, str] = {
     "training": endpoints.FLUX2_TRAINER,  # LoRAs for FLUX.2, the default keyframe model
 }
 CHECK_URL = "https://fal.media/files/reelflow/check"  # stands in for uploads while a request is validated
-# Fields only offline providers draw; fal's output does not depend on them (nor on WAN's SAMPLING: fal's WAN
-# endpoint takes none of it).
+# Fields only offline providers draw; fal's output does not depend on them (nor on WAN's SAMPLING but its steps:
+# fal's WAN endpoint is sent `num_inference_steps` only).
 NOT_SENT = frozenset({"notes"})
+WAN_UNSENT = SAMPLING - {"steps"}
 # Raise an endpoint's number when what fal makes for the same request changes (a field reelflow now sends): only
 # that endpoint's cached outputs are made again. 1 is implicit, so keys made before a number existed stay valid.
 # SeedVR 2: asks for PNG (SeedVR answers JPEG otherwise). Nano Banana Pro edit 2: the seed in its key is now sent.
-WIRE_VERSIONS: dict[str, int] = {endpoints.SEEDVR_UPSCALE: 2, endpoints.NANO_BANANA_EDIT: 2}
+# WAN 2: project.json's wan.steps is sent (fal used its own 27 before).
+WIRE_VERSIONS: dict[str, int] = {endpoints.SEEDVR_UPSCALE: 2, endpoints.NANO_BANANA_EDIT: 2, endpoints.WAN_FLF: 2}
 
 
 WAN_RESOLUTION = "720p"  # what endpoints.first_last_video asks WAN for; its per-second price depends on it
+# What fal bills a reference image of FLUX.2's LoRA edit at: one megapixel each (prices.toml's row and its note)
+REFERENCE_BILLED_SIZE = (1024, 1024)
 
 
 def weight_name(url: str) -> str:
@@ -125,7 +129,7 @@ class FalProvider:
 
     def cache_params(self, request: _Request) -> dict[str, Any]:
         """Every field but input files and the offline-only frame notes, and the endpoint's wire version past 1."""
-        unsent = NOT_SENT | SAMPLING if isinstance(request, VideoRequest) else NOT_SENT
+        unsent = NOT_SENT | WAN_UNSENT if isinstance(request, VideoRequest) else NOT_SENT
         params = {name: value for name, value in request.params().items() if name not in unsent}
         version = WIRE_VERSIONS.get(request.model, 1)
         return params if version == 1 else params | {"wire_version": version}
@@ -135,7 +139,10 @@ class FalProvider:
         video seconds at the resolution sent, training steps, or an image at its resolution tier."""
         prices = load_prices()
         if isinstance(request, ImageRequest):
-            return prices.cost_of(request, model=endpoints.image_endpoint(request))
+            endpoint = endpoints.image_endpoint(request)
+            inputs = prices.cost(endpoint, size=REFERENCE_BILLED_SIZE, count=len(request.references)) \
+                if request.references else 0.0
+            return round(prices.cost_of(request, model=endpoint) + inputs, 6)
         if isinstance(request, UpscaleRequest):
             return prices.cost_of(request, size=_upscale_billed_size(request))
         if isinstance(request, VideoRequest):
@@ -149,7 +156,7 @@ class FalProvider:
     def check(self, request: _Request) -> None:
         """Build the arguments this request would send, with stand-in URLs, and validate them against fal's schema."""
         if isinstance(request, ImageRequest):
-            endpoints.text_to_image(request)
+            endpoints.text_to_image(request, [CHECK_URL] * len(request.references))
         elif isinstance(request, VideoRequest):
             endpoints.expect_model(request.model, endpoints.WAN_FLF, "a first-last-frame video")
             endpoints.first_last_video(request, CHECK_URL, CHECK_URL)
@@ -162,10 +169,12 @@ class FalProvider:
             endpoints.trainer(request)(request, CHECK_URL)
 
     def generate_image(self, request: ImageRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
-        """Text to image at exactly the requested size: FLUX.2 with LoRAs, or Z-Image Turbo."""
+        """Text to image at exactly the requested size: FLUX.2 with LoRAs (with reference images: its LoRA edit
+        endpoint, the images uploaded first), or Z-Image Turbo."""
         endpoint = endpoints.image_endpoint(request)
         self.check(request)  # before any LoRA upload
-        arguments = endpoints.text_to_image(readable_loras(self.queue, request))
+        image_urls = [self.queue.upload(path) for path in request.references]
+        arguments = endpoints.text_to_image(readable_loras(self.queue, request), image_urls)
         size = (request.width, request.height)
 
         def finish(result: Result) -> None:

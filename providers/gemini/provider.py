@@ -42,6 +42,7 @@ from reelflow.providers.sizes import billed_size
 from reelflow.schemas.env import env_number
 from reelflow.schemas.errors import BadRequest, MissingCredentials, ProviderError
 from reelflow.schemas.pricing import load_prices
+from reelflow.schemas.refs import GEMINI_MAX_REFERENCES
 from reelflow.schemas.requests import (
     EditRequest,
     Generation,
@@ -68,6 +69,10 @@ UPSCALE_BRIEF = (
     "Upscale this image to a sharp, high-resolution {width}x{height} version. Keep the composition, framing, "
     "identities, colours and lighting exactly; add fine detail only; do not add, remove or move anything."
 )
+REFERENCES_BRIEF = (
+    "The images after this text are references: draw each character in the costume they show and the place as the "
+    "set they show; take nothing else from them (not their pose, framing or background)."
+)
 JUDGE_BRIEF = (
     "You are the quality-control judge of an AI-rendered serial drama. Score from 0 to 1 how well the image "
     "shows what the shot asks for: 1 exactly, 0.6 acceptable, below 0.6 it must be redone. List the named "
@@ -90,6 +95,12 @@ class Judgement(BaseModel):
 def _check_size(width: int, height: int) -> None:
     if width < 1 or height < 1:
         raise BadRequest(f"{NAME}: size {width}x{height} must be positive width and height", provider=NAME)
+
+
+def _check_references(request: ImageRequest) -> None:
+    if len(request.references) > GEMINI_MAX_REFERENCES:
+        raise BadRequest(f"{NAME}: a keyframe takes at most {GEMINI_MAX_REFERENCES} reference images; got "
+                         f"{len(request.references)}", provider=NAME)
 
 
 def _edit_text(request: EditRequest) -> str:
@@ -189,17 +200,24 @@ class GeminiProvider:
             judge_call(request.model, Judgement, request.seed)
             return
         check_model(request.model, "image")
+        if isinstance(request, ImageRequest):
+            _check_references(request)
         width, height = getattr(request, "width", None), getattr(request, "height", None)
         if isinstance(width, int) and isinstance(height, int):
             _check_size(width, height)
             image_call(request.model, width, height, seed=request.seed)
 
     def generate_image(self, request: ImageRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
-        """Text to image, resampled to exactly request.width x request.height."""
+        """Text to image, resampled to exactly request.width x request.height; reference images (costume, set) go
+        after the text as inline parts, with a line saying what to take from them."""
         check_model(request.model, "image")
         _check_size(request.width, request.height)
+        _check_references(request)
         text = request.prompt + (f"\n\nAvoid: {request.negative_prompt}" if request.negative_prompt else "")
-        return self._image(request, out, [text], (request.width, request.height), ticket)
+        if request.references:
+            text += f"\n\n{REFERENCES_BRIEF}"
+        references = [image_part(load_image(path)) for path in request.references]
+        return self._image(request, out, [text, *references], (request.width, request.height), ticket)
 
     def edit_image(self, request: EditRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         """The image edited by instruction, with up to two reference images (Gemini takes three inputs)."""

@@ -29,8 +29,10 @@ TRANSIENT: dict[str, type[ProviderError]] = {
     "server_error": ServerError,
     "timeout": ProviderTimeout,
 }
-# off_model: a keyframe drawn wrong; stuck_video: a first-last video stuck on its first frame (Clip QC bait)
-FAULT_NAMES: tuple[str, ...] = (*TRANSIENT, "reject", "off_model", "stuck_video")
+# off_model: a keyframe drawn wrong; off_location: its characters right in the wrong place (with one character Gate 2
+# scores it 0.5: between the default thresholds, so it goes to review); stuck_video: a first-last video stuck on its
+# first frame (Clip QC bait)
+FAULT_NAMES: tuple[str, ...] = (*TRANSIENT, "reject", "off_model", "off_location", "stuck_video")
 
 _MESSAGES = {
     "rate_limit": "rate limited (429)",
@@ -168,6 +170,10 @@ class FaultSchedule:
     def off_model(self, key: str) -> bool:
         """Whether the keyframe of this request is drawn without its characters, somewhere else (Gate 2 bait)."""
         return _uniform(self.seed, key, "off_model") < self.rates.get("off_model", 0.0)
+
+    def off_location(self, key: str) -> bool:
+        """Whether the keyframe of this request is drawn with its characters but somewhere else (Gate 2 review bait)."""
+        return _uniform(self.seed, key, "off_location") < self.rates.get("off_location", 0.0)
 
     def stuck_video(self, key: str) -> bool:
         """Whether the first-last video of this request comes out stuck on its first frame."""

@@ -113,8 +113,11 @@ class Light:
         return mask.point([round(v * strength) for v in range(256)])
 
 
-def _frames(start: Image.Image, end: Image.Image, count: int, move: Move, light: Light) -> Iterator[Image.Image]:
-    """The clip: `start` pushes in and dissolves into `end` settling out of the same push, under moving light."""
+def _frames(
+    start: Image.Image, end: Image.Image, count: int, move: Move, light: Light, overlay: Image.Image | None
+) -> Iterator[Image.Image]:
+    """The clip: `start` pushes in and dissolves into `end` settling out of the same push, under moving light; then
+    `overlay` (a caption band) is composited along the bottom of every frame, over the moving picture."""
     for index in range(count):
         t = index / (count - 1)
         progress = ease(t)
@@ -126,6 +129,9 @@ def _frames(start: Image.Image, end: Image.Image, count: int, move: Move, light:
         mask = light.mask(t)
         if mask is not None:
             frame = ImageChops.add(frame, Image.merge("RGB", (mask, mask.point(WARM_GREEN), mask.point(WARM_BLUE))))
+        if overlay is not None:
+            frame = frame.copy() if frame is start or frame is end else frame
+            frame.paste(overlay, (0, frame.height - overlay.height))
         yield frame
 
 
@@ -166,14 +172,18 @@ def read_ahead(frames: Iterator[Image.Image], depth: int) -> Generator[Image.Ima
 
 
 def render_first_last(
-    first: Path, last: Path, out: Path, *, num_frames: int, fps: int, size: tuple[int, int], seed: int
+    first: Path, last: Path, out: Path, *, num_frames: int, fps: int, size: tuple[int, int], seed: int,
+    overlay: Image.Image | None = None,
 ) -> None:
-    """Encode `num_frames` frames at `size` that move from `first` to `last` (both cover-resized)."""
+    """Encode `num_frames` frames at `size` that move from `first` to `last` (both cover-resized), with `overlay`
+    (as wide as `size`) along the bottom of every frame, drawn after the motion."""
     if num_frames < 2:
         raise MediaError(f"a first-last clip needs at least 2 frames, got {num_frames}")
     start = resize_cover(load_image(first), size)
     end = resize_cover(load_image(last), size)
-    frames = _frames(start, end, num_frames, Move.from_seed(seed), Light(size, seed))
+    if overlay is not None and (overlay.width != size[0] or overlay.height > size[1]):
+        raise MediaError(f"a first-last overlay of {overlay.width}x{overlay.height} does not fit {size[0]}x{size[1]}")
+    frames = _frames(start, end, num_frames, Move.from_seed(seed), Light(size, seed), overlay)
     with closing(read_ahead(frames, AHEAD)) as ahead:
         encode_frames(ahead, out, fps=fps, size=size, x264=SERVICE_X264)
 

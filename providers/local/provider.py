@@ -16,8 +16,17 @@ from PIL import ImageFilter
 
 from reelflow.media.hashing import sha256_file
 from reelflow.media.images import load_image, resize_cover, save_png
+from reelflow.media.motion import overlay_rows
 from reelflow.providers.base import UNRECORDED, Ticket
-from reelflow.providers.local.draw import draw_edit, draw_keyframe, draw_turn, elsewhere
+from reelflow.providers.local.draw import (
+    draw_edit,
+    draw_keyframe,
+    draw_turn,
+    elsewhere,
+    keyframe_overlay_rows,
+    save_frame,
+    video_overlay,
+)
 from reelflow.providers.local.faults import FaultSchedule
 from reelflow.providers.local.flf import render_first_last, render_stuck
 from reelflow.providers.local.judge import PASS_SCORE, judge_pixels
@@ -43,7 +52,7 @@ from reelflow.schemas.requests import (
 from reelflow.schemas.wire.fal import QWEN_ANGLES
 
 NAME = "local"
-LOCAL_VERSION = 3  # raise when what the local provider draws or encodes changes, so caches make it again
+LOCAL_VERSION = 4  # raise when what the local provider draws or encodes changes, so caches make it again
 # Raise when only what the local provider draws for edits changes: edits are made again, every other cached render is
 # kept. 1: angle turns for the multiple-angles model; other edits keep the subject on a new backdrop and light.
 EDIT_VERSION = 1
@@ -167,10 +176,15 @@ class LocalProvider:
     def generate_image(self, request: ImageRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height)
         drawn = request
-        if request.notes is not None and self.faults.off_model(self.request_key("generate_image", request)):
+        key = self.request_key("generate_image", request)
+        if request.notes is not None and self.faults.off_model(key):
             off_model = {"characters": (), "location": elsewhere(request.notes.location)}
             drawn = request.model_copy(update={"notes": request.notes.model_copy(update=off_model)})
-        return self._call("generate_image", request, out, lambda path: save_png(draw_keyframe(drawn), path), ticket)
+        elif request.notes is not None and self.faults.off_location(key):
+            drawn = request.model_copy(update={"notes": request.notes.model_copy(
+                update={"location": elsewhere(request.notes.location)})})
+        return self._call("generate_image", request, out,
+                          lambda path: save_frame(draw_keyframe(drawn), path, keyframe_overlay_rows(drawn)), ticket)
 
     def judge_image(self, request: JudgeRequest, *, ticket: Ticket | None = None) -> Verdict:
         """Gate 2 offline: the frame holds each character's figure and the location's look, as drawn here."""
@@ -183,9 +197,10 @@ class LocalProvider:
     def upscale_image(self, request: UpscaleRequest, out: Path, *, ticket: Ticket | None = None) -> Generation:
         _check_size(request.width, request.height)
 
-        def produce(path: Path) -> None:
-            resized = resize_cover(load_image(request.image), (request.width, request.height))
-            save_png(resized.filter(SHARPEN), path)
+        def produce(path: Path) -> None:  # a caption band stays named: a push still holds it (media/motion.py)
+            size = (request.width, request.height)
+            source = load_image(request.image)
+            save_frame(resize_cover(source, size).filter(SHARPEN), path, overlay_rows(source, size))
 
         return self._call("upscale_image", request, out, produce, ticket)
 
@@ -235,9 +250,11 @@ class LocalProvider:
             if stuck:
                 render_stuck(request.first, path, num_frames=request.num_frames, fps=request.fps, size=size)
                 return
+            notes = request.notes
             render_first_last(
                 request.first, request.last, path, num_frames=request.num_frames, fps=request.fps, size=size,
                 seed=request.seed,
+                overlay=None if notes is None else video_overlay(size, notes, request.prompt, request.loras),
             )
 
         return self._call("first_last_video", request, out, produce, ticket)

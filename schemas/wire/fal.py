@@ -18,6 +18,7 @@ from reelflow.schemas.errors import BadRequest
 CHECKED = "2026-11-25"
 
 FLUX2_LORA = "fal-ai/flux-2/lora"
+FLUX2_LORA_EDIT = "fal-ai/flux-2/lora/edit"  # FLUX.2 [dev] with LoRAs and reference images
 Z_IMAGE_TURBO = "fal-ai/z-image/turbo"
 Z_IMAGE_TURBO_LORA = "fal-ai/z-image/turbo/lora"
 WAN_FLF = "fal-ai/wan/v2.2-a14b/image-to-video/lora"
@@ -77,6 +78,21 @@ class Flux2LoraInput(_Input):
     loras: Annotated[list[LoraWeight], Field(max_length=3)] = Field(default_factory=list)
 
 
+# fal-ai/flux-2/lora/edit's image_urls: fal's own schema description, as quoted by
+# https://lora-atelier.vercel.app/inference/flux-2--lora--edit ("A maximum of 3 images are allowed, if more are
+# provided, only the first 3 will be used") and https://docs.aimlapi.com/api-references/image-models/flux/flux-2-lora-edit
+# (maxItems 3); fal-ai/fal-js `Flux2LoraEditInput` (Aug 2026) says 4. Three holds under both.
+FLUX2_EDIT_MAX_IMAGES = 3
+
+
+class Flux2LoraEditInput(Flux2LoraInput):
+    """https://fal.ai/models/fal-ai/flux-2/lora/edit/api: FLUX.2 [dev] with LoRAs (at most 3) editing from reference
+    images; every other field as `fal-ai/flux-2/lora` (fal-ai/fal-js `Flux2LoraEditInput`: the same fields plus
+    `image_urls`, required)."""
+
+    image_urls: Annotated[list[Url], Field(min_length=1, max_length=FLUX2_EDIT_MAX_IMAGES)]
+
+
 class ZImageTurboInput(_Input):
     """https://fal.ai/models/fal-ai/z-image/turbo/api: steps 1..8."""
 
@@ -107,6 +123,8 @@ class WanFlfInput(_Input):
     resolution: Literal["480p", "580p", "720p"] = "720p"
     aspect_ratio: Literal["auto", "16:9", "9:16", "1:1"] = "auto"
     num_interpolated_frames: Annotated[int, Field(ge=0, le=4)] = 1
+    # fal's default 27 when unsent (../shared/reference/prefect-and-services.md, the services' published schemas)
+    num_inference_steps: Annotated[int, Field(ge=2, le=40)] | None = None
     seed: Seed | None = None
     loras: list[WanLoraWeight] = Field(default_factory=list)  # no documented cap
 
@@ -169,6 +187,7 @@ class Wan22ImageTrainerInput(_Input):
 
 INPUTS: dict[str, type[_Input]] = {
     FLUX2_LORA: Flux2LoraInput,
+    FLUX2_LORA_EDIT: Flux2LoraEditInput,
     Z_IMAGE_TURBO: ZImageTurboInput,
     Z_IMAGE_TURBO_LORA: ZImageTurboLoraInput,
     WAN_FLF: WanFlfInput,

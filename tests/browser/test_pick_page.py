@@ -47,8 +47,9 @@ def counted(page: Page, selected: int, state: str) -> None:
     expect(page.locator("#count")).to_have_class(state)
 
 
-def diversity(page: Page, backgrounds: int, expressions: int, angles: int, warnings: list[str]) -> None:
+def diversity(page: Page, backgrounds: int, wardrobes: int, expressions: int, angles: int, warnings: list[str]) -> None:
     expect(page.locator("#n-backgrounds")).to_have_text(str(backgrounds))
+    expect(page.locator("#n-wardrobes")).to_have_text(str(wardrobes))
     expect(page.locator("#n-expressions")).to_have_text(str(expressions))
     expect(page.locator("#n-angles")).to_have_text(str(angles))
     expect(page.locator("#diversity .warning")).to_have_text(warnings)
@@ -60,18 +61,19 @@ def test_keys_select_and_the_panels_follow_then_save_saves_exactly_the_selection
     page.locator("#grid").focus()
     has_class(card(page, 0), "focused")
     counted(page, 0, "low")
-    diversity(page, 0, 0, 0, ["0 backgrounds (aim for at least 5)", "0 expressions (aim for at least 5)",
-                              "0 angles (aim for at least 3)"])
+    expect(page.locator("#diversity .aim")).to_have_text(["aim ≥5", "aim 3–5", "aim 5–7", "aim ≥3"])
+    diversity(page, 0, 0, 0, 0, ["0 backgrounds (aim for at least 5)", "0 wardrobes (aim for 3–5)",
+                                 "0 expressions (aim for 5–7)", "0 angles (aim for at least 3)"])
 
-    page.keyboard.press("Space")  # 0: loft, front, neutral
+    page.keyboard.press("Space")  # 0: loft, front, neutral, oilskin
     page.keyboard.press("ArrowRight")
-    page.keyboard.press("Enter")  # 1: loft, three-quarter left, smirk
+    page.keyboard.press("Enter")  # 1: loft, three-quarter left, smirk, suit
     page.keyboard.press("ArrowDown")
-    page.keyboard.press("Space")  # 5: rooftop, three-quarter left, neutral
+    page.keyboard.press("Space")  # 5: rooftop, three-quarter left, neutral, coveralls
     expect(card(page, 5)).to_have_attribute("aria-pressed", "true")
     counted(page, 3, "low")
-    diversity(page, 2, 2, 2, ["2 backgrounds (aim for at least 5)", "2 expressions (aim for at least 5)",
-                              "2 angles (aim for at least 3)"])
+    diversity(page, 2, 3, 2, 2, ["2 backgrounds (aim for at least 5)", "2 expressions (aim for 5–7)",
+                                 "2 angles (aim for at least 3)"])
     page.keyboard.press("Space")  # 5 again: deselected
     has_class(card(page, 5), "focused")
     expect(card(page, 5)).to_have_attribute("aria-pressed", "false")
@@ -81,7 +83,7 @@ def test_keys_select_and_the_panels_follow_then_save_saves_exactly_the_selection
         page.keyboard.press(key)
         page.keyboard.press("Space")
     counted(page, 7, "low")
-    diversity(page, 5, 5, 3, [])
+    diversity(page, 5, 3, 5, 3, [])
     expect(page.locator("#duplicates")).to_be_hidden()
 
     for key in ("ArrowUp", "ArrowUp", "ArrowUp", "ArrowUp", "ArrowUp", "ArrowRight"):  # 13, 9, 5, 1, (top row), 2

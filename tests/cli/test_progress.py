@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 from rich.console import Console
 
 from reelflow.cli.live import ProgressView, cost_words
@@ -16,7 +20,7 @@ from reelflow.state.cache import MEDIA, Operation, run_cached
 from reelflow.state.progress import StageEvent, subscribe
 from reelflow.state.store import AssetStore
 
-from conftest import run_cli
+from conftest import REELFLOW, run_cli
 from projects import write_project
 
 
@@ -99,6 +103,35 @@ def test_the_live_table_shows_the_headline_and_each_shots_stage_state_and_time()
     assert re.search(r"S07 .*standard_flf .*waiting", text), text
 
 
+RUN_LINK = re.compile(r"run in the Prefect UI: (\S+)/runs/flow-run/([0-9a-f-]{36})")
+
+
+def test_render_links_its_run_in_the_prefect_ui_as_the_run_starts(prefect_api: str, tmp_path: Path) -> None:
+    """The run's page is printed while the run is still running; with --json nothing but the report is printed."""
+    root = write_project(tmp_path / "proj")
+    environment = os.environ | {"REELFLOW_LOCAL_LATENCY": "0.5", "PREFECT_LOGGING_TO_API_ENABLED": "false",
+                                "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([str(REELFLOW), "render", str(root), "--episode", "1", "--shots", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    try:
+        assert process.stdout is not None
+        said = []
+        while not (said and RUN_LINK.match(said[-1])) and (line := process.stdout.readline()):
+            said.append(line.rstrip("\n"))
+        link = RUN_LINK.match(said[-1])
+        assert link and link[1] == prefect_api.removesuffix("/api"), said
+        assert said[0].startswith(f"Prefect UI: {link[1]}")
+        run = httpx.get(f"{prefect_api}/flow_runs/{link[2]}").json()  # seven calls of half a second each to go
+        assert run["state_type"] == "RUNNING" and run["name"].startswith("TST-ep001-render-")
+        process.communicate(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0
+    quiet = run_cli("render", str(root), "--episode", "1", "--shots", "2", "--json")
+    assert quiet.code == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["shots"]["cached"] == 1
+
+
 def test_cost_words_name_the_shadow_cost() -> None:
     assert cost_words(0.0, 0.0) == "$0.000"
     assert cost_words(1.25, 0.0) == "$1.250"
@@ -140,6 +173,10 @@ def test_render_to_a_non_terminal_prints_one_line_per_finished_shot(prefect_api:
     assert {m[3] for m in lines} == {"rendered"} and all(int(m[4]) > 0 for m in lines)
     shadow = re.search(r"shadow cost (\$\d+\.\d{3})", result.stdout)
     assert shadow and lines[-1][6] == f"{shadow[1]} shadow", result.stdout
+    ui = prefect_api.removesuffix("/api")  # where to watch it, first thing; the run's page again under the report
+    opening, ending = result.stdout.splitlines()[:2], result.stdout.splitlines()[-1]
+    assert opening[0] == f"Prefect UI: {ui}" and ending.startswith(f"run in the Prefect UI: {ui}/runs/flow-run/")
+    assert opening[1] == ending, result.stdout
 
     again = run_cli("render", str(root), "--episode", "1", "--shots", "3,4", "--json")
     assert again.code == 0, again.stderr

@@ -75,6 +75,8 @@ def test_on_a_taken_port_the_ui_and_the_run_link_use_the_servers_own_port(tmp_pa
         assert rendered.returncode == 0, rendered.stderr
         link = re.search(r"run in the Prefect UI: (\S+/runs/flow-run/([0-9a-f-]{36}))", rendered.stdout)
         assert link and link[1].startswith(f"{url}/"), rendered.stdout
+        assert rendered.stdout.startswith(f"Prefect UI: {url}  (reelflow's local server: it keeps running after the "
+                                          "render; reelflow server stop stops it)\n"), rendered.stdout
         flow_run = httpx.get(f"{url}/api/flow_runs/{link[2]}").json()
         assert (flow_run["id"], flow_run["state_type"]) == (link[2], "COMPLETED")
         page = httpx.get(link[1], headers={"Accept": "text/html"}, follow_redirects=True)

@@ -110,7 +110,7 @@ def paid_twice(state_url: str, code: str) -> list[str]:
 def test_a_host_killed_mid_render_leaves_the_episode_to_the_other_paid_once(
     tmp_path: Path, state_url: str, s3: str, prefect_api: str
 ) -> None:
-    origin = studio_repo(tmp_path, PROJECT | {"code": "TWO", "providers": {"default": "fal"}})
+    origin = studio_repo(tmp_path, PROJECT | {"code": "TWO", "providers": {"default": "fal"}, "review": {"keyframes": "none"}})
     first, second = clone(origin, tmp_path / "host-a"), clone(origin, tmp_path / "host-b")
     with FakeFal(slow_s=2.0) as fal:
         env_a = host_env(tmp_path, "a", state_url, s3, "run-1", fal)
@@ -147,7 +147,8 @@ def test_a_budget_holds_across_two_hosts_rendering_at_once(
     tmp_path: Path, state_url: str, s3: str, prefect_api: str
 ) -> None:
     budget = 0.05  # about a third of the episode's price on fal
-    origin = studio_repo(tmp_path, PROJECT | {"code": "BUD", "providers": {"default": "fal"}, "budget_usd": budget})
+    origin = studio_repo(tmp_path, PROJECT | {"code": "BUD", "providers": {"default": "fal"},
+                                              "review": {"keyframes": "none"}, "budget_usd": budget})
     first, second = clone(origin, tmp_path / "host-a"), clone(origin, tmp_path / "host-b")
     with FakeFal(slow_s=0.5) as fal:
         renders = [start_render(checkout, host_env(tmp_path, name, state_url, s3, "run-2", fal))

@@ -123,6 +123,8 @@ def node_table(models: dict[str, list[str]], inputs: list[str]) -> dict[str, dic
                                    "noise_seed": _int(0, 0, SEED_MAX), **sampling,
                                    "start_at_step": _int(0, 0, 10000), "end_at_step": _int(10000, 0, 10000),
                                    "return_with_leftover_noise": [["disable", "enable"]]}, ["LATENT"]),
+        # comfy_extras/nodes_edit_model.py (comfyanonymous/ComfyUI @ 7fc298d0): a V3 node, chained per reference
+        "ReferenceLatent": _node({"conditioning": ["CONDITIONING", {}]}, ["CONDITIONING"], {"latent": ["LATENT", {}]}),
         "CFGNorm": _node({"model": ["MODEL", {}], "strength": _float(1.0, 0.0, 100.0, 0.01)}, ["MODEL"]),
         "TextEncodeQwenImageEditPlus": _node({"clip": ["CLIP", {}], "prompt": string}, ["CONDITIONING"],
                                              {"vae": ["VAE", {}], "image1": ["IMAGE", {}], "image2": ["IMAGE", {}],

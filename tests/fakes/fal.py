@@ -14,9 +14,10 @@ One ThreadingHTTPServer serves four roots; `.env()` gives the REELFLOW_FAL_* bas
 - `/files/...`: every uploaded input and every output, public.
 
 Queue and storage calls need `Authorization: Key <key>` (else 401). Outputs are real media made from the request
-body alone: PNGs of `image_size`; SeedVR2 upscales of the input by `upscale_factor`; edits at the input's size
-(turned with the angles); WAN clips of exactly `num_frames` frames at `frames_per_second`, 720x1280 or 1280x720
-by `aspect_ratio` (or the first image's aspect) blending first into last image; trainers' safetensors files.
+body alone: PNGs of `image_size` (FLUX.2's LoRA edit too: the images it was sent are in `jobs`' bodies); SeedVR2
+upscales of the input by `upscale_factor`; edits at the input's size (turned with the angles); WAN clips of exactly
+`num_frames` frames at `frames_per_second`, 720x1280 or 1280x720 by `aspect_ratio` (or the first image's aspect)
+blending first into last image; trainers' safetensors files.
 Scripted behaviours: a reject word in the prompt (content policy 422), `rate_limited` / `server_errors` submits (429 /
 `server_error_status`), `status_errors` (503 on status polls), `progress_polls` / `slow_s` of IN_PROGRESS,
 `corrupt_outputs` (truncated files), `finish_before_cancel` (the request completes just as a cancel arrives),
@@ -69,7 +70,9 @@ from reelflow.schemas.wire.fal import INPUTS
 Body = dict[str, Any]
 Answer = tuple[int, "Body | bytes | Garbled"]
 
-TEXT_TO_IMAGE = frozenset({"fal-ai/flux-2/lora", "fal-ai/z-image/turbo", "fal-ai/z-image/turbo/lora"})
+LORA_EDIT = "fal-ai/flux-2/lora/edit"  # FLUX.2 with LoRAs and reference images: text to image from `image_urls` too
+TEXT_TO_IMAGE = frozenset({"fal-ai/flux-2/lora", "fal-ai/z-image/turbo", "fal-ai/z-image/turbo/lora", LORA_EDIT})
+REFERENCE_MEGAPIXEL = (1024, 1024)  # what the LoRA edit bills each input image at
 UPSCALE = "fal-ai/seedvr/upscale/image"
 ANGLES = "fal-ai/qwen-image-edit-2511-multiple-angles"
 EDIT = "fal-ai/nano-banana-pro/edit"
@@ -87,7 +90,8 @@ DROPPED = 0  # an answer's status meaning: close the connection without a respon
 
 def billed_usd(job: Job, read: Any) -> float:
     """What fal bills for a request that ran, in each endpoint's unit (fal's model pages, as schemas/prices.toml cites
-    them): text to image by the megapixels of `image_size` (rounded up); SeedVR by its *output*, the source image
+    them): text to image by the megapixels of `image_size` (rounded up), FLUX.2's LoRA edit one megapixel more per
+    input image; SeedVR by its *output*, the source image
     times `upscale_factor`; the multiple-angles edit by the input image's megapixels (no size is sent); Nano Banana Pro
     per image at its `resolution`; WAN per second of `num_frames` at 16 fps at the `resolution` sent; trainers per
     step. Unpriceable bodies (a refused schema) bill nothing."""
@@ -96,7 +100,8 @@ def billed_usd(job: Job, read: Any) -> float:
         if job.endpoint in TEXT_TO_IMAGE:
             size = (int(body["image_size"]["width"]), int(body["image_size"]["height"]))
             model = "fal-ai/z-image/turbo/lora" if job.endpoint == "fal-ai/z-image/turbo" and body.get("loras") else job.endpoint
-            return prices.cost(model, size=size)
+            inputs = len(body["image_urls"]) if job.endpoint == LORA_EDIT else 0
+            return prices.cost(model, size=size) + prices.cost(model, size=REFERENCE_MEGAPIXEL, count=inputs)
         if job.endpoint == UPSCALE:
             source = read(body["image_url"])
             factor = float(body.get("upscale_factor", 2))
@@ -328,6 +333,10 @@ class FakeFal:
             return False
         with self._lock:
             return urlsplit(url).path in self._files
+
+    def image(self, url: str) -> Image.Image | None:
+        """The image this fake serves at `url` (an upload or an output), as RGB; None if it serves none there."""
+        return self._input(url)
 
     def total_submits(self) -> int:
         """Requests fal accepted (and would bill), over every endpoint."""

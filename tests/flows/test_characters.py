@@ -4,15 +4,20 @@ registered → the episode's shots with that character (and only those) render a
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
 
+from reelflow.flows.characters import check_candidates_run
+from reelflow.schemas.errors import ContractError
+from reelflow.schemas.load import load_project
 from reelflow.state.db import database
 from reelflow.state.generated import generated_unchanged
 from reelflow.state.ledger import Ledger
 
+from candidates_fixture import make_candidates
 from conftest import run_cli
 from projects import BREAKDOWN, shots, write_project
 
@@ -21,6 +26,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 PLACES = [{"id": place, "zone": "ship", "description": text} for place, text in (
     ("GALLEY", "a cramped galley with steel counters"), ("BRIDGE", "the bridge, consoles glowing blue"),
     ("ENGINE", "the engine room, pipes and steam"), ("QUARTERS", "narrow crew quarters with bunks"))]
+WARDROBES = ["flight_suit", {"id": "parka", "description": "a padded orange parka"}, "dress_uniform"]
 
 
 def storyboard() -> dict:
@@ -39,7 +45,10 @@ def tree(root: Path) -> dict[str, int]:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = write_project(tmp_path_factory.mktemp("characters") / "proj", storyboard())
     breakdown = json.loads((root / "breakdown.json").read_text())
-    (root / "breakdown.json").write_text(json.dumps(breakdown | {"locations": BREAKDOWN["locations"] + PLACES}))
+    characters = [character | {"wardrobes": WARDROBES} if character["id"] == "ANA" else character
+                  for character in breakdown["characters"]]
+    (root / "breakdown.json").write_text(json.dumps(breakdown | {"locations": BREAKDOWN["locations"] + PLACES,
+                                                                 "characters": characters}))
     keystones = root / "visual" / "lora_candidates" / "ANA" / "keystones"
     keystones.mkdir(parents=True)
     for index, name in enumerate(("ana_front.png", "ana_profile_left.jpg", "ana_3q_right.webp")):
@@ -66,6 +75,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(project: Path) -> None:
     assert tree(project) == before
 
 
+def test_a_set_made_with_other_wardrobes_than_the_breakdown_lists_is_refused(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "proj")
+    (root / "visual" / "lora_candidates" / "ANA" / "keystones").mkdir(parents=True)
+    Image.new("RGB", (32, 32), (90, 90, 90)).save(root / "visual" / "lora_candidates" / "ANA" / "keystones" / "front.png")
+    make_candidates(root, "ANA")  # made in oilskin, suit, coveralls with --seed 7
+    with pytest.raises(ContractError, match=r"^visual/lora_candidates/ANA/manifest.json: made with oilskin, suit, "
+                                            r"coveralls; breakdown.json now lists none for ANA: move the folder away"):
+        check_candidates_run(load_project(root), "ANA", "threepass", 7)
+
+
 def test_candidates_pick_train_and_render_with_the_lora(project: Path) -> None:
     first = run_cli("render", str(project), "--episode", "1", "--json")
     assert first.code == 0, first.stderr
@@ -82,6 +101,9 @@ def test_candidates_pick_train_and_render_with_the_lora(project: Path) -> None:
         assert [step["step"] for step in candidate["lineage"]] == ["angle", "edit", "upscale"]
         assert len(candidate["keystones"]) == 3 and candidate["keystones"][0] == "ana_front.png"
     assert len({c["location"] for c in manifest["candidates"]}) == 5
+    assert manifest["wardrobes"] == ["flight_suit", "parka", "dress_uniform"]
+    assert sorted(Counter(c["wardrobe"] for c in manifest["candidates"]).values()) == [5, 5, 6], "a grid axis"
+    assert all("padded orange parka" in c["caption"] for c in manifest["candidates"] if c["wardrobe"] == "parka")
     again = run_cli("candidates", str(project), "ANA", "--count", "16", "--json").json()
     assert again["cached"] == 16 and again["provider_calls"] == 0, "a re-run pays nothing"
 
@@ -95,9 +117,10 @@ def test_candidates_pick_train_and_render_with_the_lora(project: Path) -> None:
     fifteen.write_text("\n".join(files[:15]) + "\n")
     picked = run_cli("pick", str(project), "ANA", "--select", str(fifteen), "--json")
     assert picked.code == 0 and picked.json()["count"] == 15, picked.stderr
+    assert picked.json()["wardrobes"] == ["dress_uniform", "flight_suit", "parka"]
 
     trained = run_cli("train", str(project), "ANA", "--type", "flux2", "--json")
-    assert trained.code == 0, trained.stderr
+    assert trained.code == 0 and "warning" not in trained.stderr, trained.stderr
     registry = json.loads((project / "visual" / "lora_registry.json").read_text())
     [entry] = registry["characters"]["ANA"]
     assert entry["base_model"] == "flux-2" and entry["type"] == "flux2" and entry["trigger"] == "ana_tst"

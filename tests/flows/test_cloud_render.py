@@ -21,6 +21,7 @@ from projects import PROJECT, storyboard, write_project
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 CLOUD = {"default": "fal", "upscale": "gemini", "qc": "gemini"}
+NO_STOP = {"review": {"keyframes": "none"}}  # frames no judge scored would wait for review (test_keyframe_review.py)
 
 
 
@@ -66,7 +67,7 @@ def test_small_project_on_fal_and_gemini(tmp_path: Path, fal: FakeFal, gemini: F
 
 
 def test_missing_key_stops_before_anything_is_submitted(tmp_path: Path, fal: FakeFal) -> None:
-    root = write_project(tmp_path / "proj", project=PROJECT | {"providers": {"default": "fal"}})
+    root = write_project(tmp_path / "proj", project=PROJECT | {"providers": {"default": "fal"}, **NO_STOP})
     env = fal.env() | {"FAL_KEY": ""}
     result = run_cli("render", str(root), "--episode", "1", "--json", env=env)
     assert result.code == 2 and result.stdout == ""
@@ -78,7 +79,8 @@ def test_rejected_content_goes_to_the_fallback(tmp_path: Path, fal: FakeFal) -> 
     board = storyboard()
     board["shots"][2]["first_frame_prompt"] = "A forbidden cargo hold"
     providers = {"default": "local", "keyframes": {"use": "fal", "fallback": "local"}}
-    root = write_project(tmp_path / "proj", board, project=PROJECT | {"providers": providers})
+    # the local judge does not read fal's frames: without the keyframe stop their video is made (test_keyframe_review.py)
+    root = write_project(tmp_path / "proj", board, project=PROJECT | {"providers": providers, **NO_STOP})
     result = run_cli("render", str(root), "--episode", "1", "--shots", "2,3", "--json", env=fal.env())
     assert result.code == 0, result.stderr
     manifest = json.loads((root / "storyboards" / "assets" / "ep_001" / "manifest.json").read_text())
@@ -90,7 +92,8 @@ def test_rejected_content_goes_to_the_fallback(tmp_path: Path, fal: FakeFal) -> 
 def test_rejected_content_without_fallback_fails_that_shot_only(tmp_path: Path, fal: FakeFal) -> None:
     board = storyboard()
     board["shots"][2]["first_frame_prompt"] = "A forbidden cargo hold"
-    root = write_project(tmp_path / "proj", board, project=PROJECT | {"providers": {"default": "local", "keyframes": "fal"}})
+    project = PROJECT | {"providers": {"default": "local", "keyframes": "fal"}, **NO_STOP}
+    root = write_project(tmp_path / "proj", board, project=project)
     result = run_cli("render", str(root), "--episode", "1", "--shots", "3,4", "--json", env=fal.env())
     assert result.code == 1
     report = result.json()
@@ -102,7 +105,7 @@ def test_rejected_content_without_fallback_fails_that_shot_only(tmp_path: Path, 
 
 
 def test_sigkill_mid_render_then_rerun_pays_once(tmp_path: Path) -> None:
-    fal_only = PROJECT | {"providers": {"default": "fal"}}
+    fal_only = PROJECT | {"providers": {"default": "fal"}, **NO_STOP}
     clean_submits = 15  # what an uninterrupted render submits: 5 keyframe images, 7 upscales, 3 FLF segments
 
     with FakeFal(slow_s=3.0) as fal:

@@ -14,7 +14,8 @@ from projects import PROJECT, write_project
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-FAL = PROJECT | {"providers": {"default": "fal"}}  # budgets count money: the local provider's shadow cost is not
+# budgets count money: the local provider's shadow cost is not; fal has no judge, so its frames would wait for review
+FAL = PROJECT | {"providers": {"default": "fal"}, "review": {"keyframes": "none"}}
 SHOTS = ("--shots", "2,4")  # a standard FLF shot and a static hold keep these renders short
 
 
@@ -29,16 +30,17 @@ def estimate(root: Path, *shots: str) -> dict:
 
 def test_estimate_equals_the_render_cost_and_is_zero_after(tmp_path: Path) -> None:
     root = write_project(tmp_path / "proj")
-    by_stage = {"keyframes": 0.126, "qc": 0.0119, "upscale": 0.469, "video": 0.895}
-    assert estimate(root) == {"total_usd": 1.5019, "by_stage": by_stage}
+    # video: WAN at 16 fps for each shot's duration, shot 1's 2.5 s in two halves of 21 frames, shot 2's 2 s in 33
+    by_stage = {"keyframes": 0.126, "qc": 0.0119, "upscale": 0.469, "video": 0.375}
+    assert estimate(root) == {"total_usd": 0.9819, "by_stage": by_stage}
     before = estimate(root, *SHOTS)
-    assert before == {"total_usd": 0.6741, "by_stage": {"keyframes": 0.063, "qc": 0.0051, "upscale": 0.201, "video": 0.405}}
+    assert before == {"total_usd": 0.4341, "by_stage": {"keyframes": 0.063, "qc": 0.0051, "upscale": 0.201, "video": 0.165}}
     assert not (root / "storyboards" / "assets").exists(), "an estimate makes nothing"
     render = run_cli("render", str(root), "--episode", "1", "--json", *SHOTS)
     assert render.code == 0, render.stderr
     assert render.json()["cost_usd"] == before["total_usd"]
     assert estimate(root, *SHOTS)["total_usd"] == 0
-    assert estimate(root)["total_usd"] == pytest.approx(1.5019 - 0.6741)
+    assert estimate(root)["total_usd"] == pytest.approx(0.9819 - 0.4341)
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ def jinx_project(root: Path, shots: tuple[int, ...] = (2, 4)) -> Path:
     board = storyboard(only=shots)
     for shot in board["shots"]:
         shot["characters_in_shot"] = ["JINX"]
-    return jinx_picked(write_project(root, board, project=PROJECT | {"providers": ON_FAL}))
+    # fal has no judge: these frames would wait for review before video (tests/flows/test_keyframe_review.py)
+    return jinx_picked(write_project(root, board, project=PROJECT | {"providers": ON_FAL, "review": {"keyframes": "none"}}))
 
 
 def train(root: Path, fal: FakeFal, *types: str) -> list[dict[str, Any]]:

@@ -67,9 +67,10 @@ def test_render_writes_named_assets_cut_and_manifest(rendered: tuple[Path, dict]
     prices = load_prices()  # the local provider's shadow cost: what the cloud bills in its own units
     keyframes = prices.cost(FLUX, size=(1536, 912)) + 4 * prices.cost(FLUX, size=(576, 1024))  # per megapixel
     upscales = 7 * prices.cost("gemini-3.1-flash-image", resolution="1K")  # the retired id's replacement
-    segments = 2 * prices.cost(WAN, frames=49) + prices.cost(WAN, frames=81)  # per second at 720p
+    # per second at 720p: shot 1's 2.5 s at 16 fps in two halves of 21 frames, shot 2's 2 s in 33 (schemas/segments.py)
+    segments = 2 * prices.cost(WAN, frames=21) + prices.cost(WAN, frames=33)
     assert report["cost_usd"] == pytest.approx(keyframes + upscales + segments + 7 * prices.cost("gemini-2.5-flash"))
-    assert report["cost_usd"] == pytest.approx(1.5019)
+    assert report["cost_usd"] == pytest.approx(0.9819)
     assert report["shadow_usd"] == report["cost_usd"] and report["charged_usd"] == 0, "the local provider charges nothing"
 
     folder = assets(root)
@@ -93,7 +94,7 @@ def test_render_writes_named_assets_cut_and_manifest(rendered: tuple[Path, dict]
     assert first["cost_usd"] == load_prices().cost("gemini-3.1-flash-image", resolution="1K")
     seg = by_name["TST_EP001_S02_T01_BO_seg1.mp4"]
     assert [i["name"] for i in seg["inputs"]] == ["TST_EP001_S02_T01_BO_first.png", "TST_EP001_S02_T01_BO_last.png"]
-    assert seg["params"]["num_frames"] == 81 and seg["cost_usd"] == load_prices().cost(WAN, frames=81)
+    assert seg["params"]["num_frames"] == 33 and seg["cost_usd"] == load_prices().cost(WAN, frames=33)
     raw_first = {i["sha256"] for i in first["inputs"]}
     assert raw_first <= {e["sha256"] for e in manifest["intermediates"]}
 

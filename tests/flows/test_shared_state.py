@@ -93,9 +93,10 @@ def _finish(process: subprocess.Popen[str]) -> tuple[int, dict, str]:
 
 def test_two_processes_share_the_project_budget(tmp_path: Path) -> None:
     with FakeFal(slow_s=0.3) as fal:  # budgets count money: a paid provider, slow enough for the renders to overlap
-        paid = PROJECT | {"providers": {"default": "fal"}}
-        # What TWO_SHOTS cost on fal: 3 keyframes at $0.021, 3 SeedVR upscales at $0.002, one 81-frame WAN clip $0.405
-        one_episode = 0.474
+        paid = PROJECT | {"providers": {"default": "fal"}, "review": {"keyframes": "none"}}
+        # What TWO_SHOTS cost on fal: 3 keyframes at $0.021, 3 SeedVR upscales at $0.002, one 33-frame WAN clip $0.165
+        # (shot 2's 2 s at 16 fps)
+        one_episode = 0.234
         budget = round(1.5 * one_episode, 2)  # room for one episode alone, never for both
         root = _two_episodes(tmp_path / "proj", paid | {"budget_usd": budget})
         first, second = _render(root, 1, fal.env()), _render(root, 2, fal.env())

@@ -18,7 +18,7 @@ from fakes.gemini import FakeGemini
 from projects import PROJECT, storyboard, write_project
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-FAL_ONLY = PROJECT | {"providers": {"default": "fal"}}
+FAL_ONLY = PROJECT | {"providers": {"default": "fal"}, "review": {"keyframes": "none"}}
 
 
 def charged(root: Path) -> float:

@@ -37,7 +37,8 @@ def _landed_tree(target: Path) -> Path:
 
 
 def test_a_project_rendered_by_the_landed_version_rerenders_for_nothing(tmp_path: Path, fal: FakeFal) -> None:
-    project = PROJECT | {"providers": {"default": "local", "keyframes": "fal"}}
+    # the local judge does not read fal's frames: without the keyframe stop their video is made (test_keyframe_review.py)
+    project = PROJECT | {"providers": {"default": "local", "keyframes": "fal"}, "review": {"keyframes": "none"}}
     root = write_project(tmp_path / "proj", project=project)
     (root / "storyboards" / "storyboard_ep_001.json").write_text(
         (root / "storyboards" / "storyboard_ep_001.json").read_text().replace("Empty hold", "A forbidden hold"))
@@ -55,13 +56,17 @@ def test_a_project_rendered_by_the_landed_version_rerenders_for_nothing(tmp_path
     after = run_cli("render", str(root), "--episode", "1", "--json", env=fal.env())
     assert after.code == 1
     report = after.json()
-    assert report["provider_calls"] == 0 and report["cost_usd"] == 0
-    assert report["shots"] | {"total": 4} == {"total": 4, "rendered": 0, "cached": 3, "kept": 0, "failed": 1}
+    # what this version makes otherwise (its segments' frames follow the shots' durations, the local provider draws
+    # its captions apart from the motion) is made again by the local provider alone: nothing is charged
+    assert report["charged_usd"] == 0
+    calls = {row.stage for row in Ledger.at(root / ".reelflow").rows() if row.provider == "local"}
+    assert "keyframes" not in calls, "fal's keyframes are never made again"
+    assert report["shots"]["total"] == 4 and report["shots"]["failed"] == 1
     assert "recorded earlier; not submitted again" in report["failures"][0]["reason"]
     assert fal.total_submits() == submits, "nothing paid for is paid again, the rejection is remembered"
-    imported = Ledger.at(root / ".reelflow")
-    assert [row.status for row in imported.rows()].count("completed") == 4 and len(imported.rows()) == submits
-    assert imported.spent() == pytest.approx(4 * 0.02), "what the landed version recorded: $0.02 an image"
+    imported = [row for row in Ledger.at(root / ".reelflow").rows() if row.provider == "fal"]
+    assert [row.status for row in imported].count("completed") == 4 and len(imported) == submits
+    assert sum(row.spent_usd for row in imported) == pytest.approx(4 * 0.02), "what the landed version recorded"
 
     forgot = run_cli("ledger", str(root), "--forget-rejections", "--json")
     assert forgot.code == 0 and "forgot 1 recorded rejection(s)" in forgot.stderr

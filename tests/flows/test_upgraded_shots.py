@@ -125,7 +125,7 @@ def test_the_inputs_are_what_people_set_not_what_reelflow_decides(tmp_path: Path
 def test_an_upgrade_is_listed_with_its_cost_and_the_takes_are_kept(project: Path) -> None:
     before = hashes(assets(project))
     plan = json_of(upgraded("estimate", str(project), "--episode", "1", "--json"))
-    wan = load_prices().cost(WAN, frames=81)
+    wan = load_prices().cost(WAN, frames=33)  # a 2 s shot at WAN's 16 fps (schemas/segments.py)
     assert plan["total_usd"] == 0 and plan["upgrades"] == "keep", "a render keeps them: it submits nothing"
     assert plan["upgraded"] == [{"shot": n, "take": 1, "reasons": [VIDEO_CHANGED], "cost_usd": wan, "provider_calls": 1}
                                 for n in (1, 2)]
@@ -164,7 +164,7 @@ def test_a_shot_whose_prompt_changed_renders_and_an_approved_one_stays_in_the_cu
     edited["shots"][1]["motion_prompt"] = "he rises slowly"
     write_project(project, edited, project=PROJECT | {"qc": QC})
     plan = json_of(upgraded("estimate", str(project), "--episode", "1", "--json"))
-    assert plan["upgraded"] == [] and plan["total_usd"] == load_prices().cost(WAN, frames=81), "shot 2's new video"
+    assert plan["upgraded"] == [] and plan["total_usd"] == load_prices().cost(WAN, frames=33), "shot 2's new video"
 
     report = json_of(upgraded("render", str(project), "--episode", "1", "--json"))
     assert [(line["shot"], line["status"]) for line in report["lines"]] == [(1, "kept"), (2, "rendered"), (3, "cached")]

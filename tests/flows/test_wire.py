@@ -43,7 +43,7 @@ def _name(url: str) -> str:
 
 
 def test_a_16_9_episode_on_fal_sends_each_adapter_to_its_model_and_expert(tmp_path: Path, fal: FakeFal) -> None:
-    project = PROJECT | {"aspect_ratio": "16:9", "providers": ON_FAL}
+    project = PROJECT | {"aspect_ratio": "16:9", "providers": ON_FAL, "review": {"keyframes": "none"}}  # no judge on fal
     root = _with_loras(write_project(tmp_path / "proj", project=project), {"ANA": ANA})
     result = run_cli("render", str(root), "--episode", "1", "--json", env=fal.env())
     assert result.code == 0, result.stderr

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from reelflow.media.concat import concat_videos, fit_clip, same_streams
+from reelflow.media.concat import concat_videos, fit_clip, last_frame, same_streams
 from reelflow.media.encode import encode_frames
 from reelflow.schemas.assets import MediaInfo
 from reelflow.schemas.errors import MediaError
@@ -103,6 +104,26 @@ def test_fit_clip_drops_the_frame_segments_share(make_video: MakeVideo, decode: 
     assert info.frames == 9
     shown = [int(round(grey / 10)) * 10 for grey in _greys(decode(out))]
     assert shown == [0, 10, 20, 30, 40, 50, 60, 70, 80]
+
+
+def test_fit_clip_trims_the_end_without_retiming(make_video: MakeVideo, decode: Decode, tmp_path: Path) -> None:
+    # A 0.8 s shot from the model's 17-frame minimum, and a 3 s one whose two halves (25 + 25) make one frame more.
+    short = make_video("short.mp4", 17, start=0, step=10)
+    out = tmp_path / "clip.mp4"
+    assert fit_clip([short], out, duration_s=0.8, fps=16, size=(64, 112), trim=4).frames == 13
+    assert [round(grey / 10) for grey in _greys(decode(out))] == list(range(13)), "the first 13 frames, one each"
+    halves = [make_video(f"half{i}.mp4", 25, start=120 * i, step=5) for i in range(2)]  # they share grey 120
+    info = fit_clip(halves, out, duration_s=3.0, fps=16, size=(64, 112), shared_boundaries=True, trim=1)
+    assert info.frames == 48
+    assert [round(grey / 5) for grey in _greys(decode(out))] == list(range(48))
+
+
+def test_last_frame_is_the_last_decoded_frame(make_video: MakeVideo, decode: Decode, tmp_path: Path) -> None:
+    video = make_video("seg1.mp4", 9, (64, 112), start=20, step=20)
+    out = last_frame(video, tmp_path / "frames" / "last.png")
+    with Image.open(out) as image:
+        assert (image.mode, image.size) == ("RGB", (64, 112))
+        assert np.array_equal(np.asarray(image), decode(video)[-1])
 
 
 def test_fit_clip_at_production_size(make_video: MakeVideo, tmp_path: Path) -> None:

@@ -80,3 +80,22 @@ def test_routing_settings_are_checked() -> None:
         Routing(pass_at=1.5)
     with pytest.raises(ValueError):
         Routing.model_validate({"max_regenerations": 2, "retries": 3})
+
+
+def test_held_keyframes_are_approved_apart_from_the_take_and_a_retake_drops_them() -> None:
+    review = DailiesShot(shot=3)
+    review.held(1, {"first": "a", "last": "b"}, at="t0")
+    assert (review.status, review.approved_frames) == ("keyframes_review", None)
+    with pytest.raises(ContractError, match="approve its keyframes"):
+        review.decide("approved", at="t1", by="cli")
+    review.decide("keyframes_approved", at="t1", by="cli")
+    assert (review.status, review.take, review.approved_take) == ("keyframes_approved", 1, None)
+    assert review.approved_frames == {"first": "a", "last": "b"}
+    review.held(1, {"first": "a", "last": "b"}, at="t2")
+    assert review.status == "keyframes_approved", "held again on the same frames: still approved"
+    review.held(1, {"first": "c", "last": "b"}, at="t3")
+    assert (review.status, review.approved_frames) == ("keyframes_review", None), "other frames: asked again"
+    review.decide("retake", at="t4", by="cli")
+    assert review.keyframes is None, "a retake makes new keyframes"
+    with pytest.raises(ContractError, match="no keyframes wait"):
+        review.decide("keyframes_approved", at="t5", by="cli")

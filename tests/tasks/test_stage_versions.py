@@ -71,7 +71,8 @@ FAL = (
 GEMINI = (
     "providers/gemini/wire.py",
     *(f"providers/gemini/provider.py::{name}" for name in (
-        "UPSCALE_BRIEF", "JUDGE_BRIEF", "PASS_SCORE", "Judgement", "_edit_text", "_judge_text", "_verdict_reasons",
+        "UPSCALE_BRIEF", "REFERENCES_BRIEF", "JUDGE_BRIEF", "PASS_SCORE", "Judgement", "_edit_text", "_judge_text",
+        "_verdict_reasons",
         "GeminiProvider.generate_image", "GeminiProvider.edit_image", "GeminiProvider.upscale_image",
         "GeminiProvider.judge_image", "GeminiProvider._image.write",
     )),
@@ -81,7 +82,7 @@ GEMINI = (
 # (_ledgered, _call, shadow_cost): only what decides the output. Each capability is listed whole (it chooses what is
 # drawn and hands it to _call); judge_image and train_lora hold their ledger context inline, so a change to how they
 # are ledgered shows here too: if what they return is unchanged, re-record. Of the faults, only those that change
-# what is drawn (off_model, stuck_video); the rest are transport.
+# what is drawn (off_model, off_location, stuck_video); the rest are transport.
 LOCAL = (
     *(f"providers/local/provider.py::{name}" for name in (
         "SHARPEN", "_input_sha256", "LocalProvider.cache_params", "LocalProvider.request_key",
@@ -90,8 +91,11 @@ LOCAL = (
     )),
     "providers/local/draw.py", "providers/local/flf.py", "providers/local/judge.py", "providers/local/replay.py",
     "providers/local/train.py",
-    *(f"providers/local/faults.py::{name}" for name in ("_uniform", "FaultSchedule.off_model", "FaultSchedule.stuck_video")),
+    *(f"providers/local/faults.py::{name}" for name in ("_uniform", "FaultSchedule.off_model",
+                                                         "FaultSchedule.off_location", "FaultSchedule.stuck_video")),
     "media/images.py", "media/encode.py", "media/ffmpeg.py", "media/hashing.py",
+    # a caption band's share of the height, named in the PNGs it draws and kept by its upscale (a push holds it still)
+    "media/motion.py::OVERLAY_KEY", "media/motion.py::overlay_rows",
 )
 # What a ComfyUI graph makes: the graphs and their model files, and how an output is read and written. provider.py
 # also checks graphs, runs them on a server or an endpoint and prices them: only the graph a request becomes, the LoRA
@@ -125,7 +129,7 @@ NEVER_WHOLE = (
 # (a graph queued on a server or an endpoint: the graph and the output's reading are listed).
 NOT_OUTPUT: dict[str, frozenset[str]] = {
     "providers/fal/provider.py": frozenset({"_staged"}),
-    "providers/gemini/provider.py": frozenset({"_check_size", "MAX_REFERENCES", "_call", "_image"}),
+    "providers/gemini/provider.py": frozenset({"_check_size", "_check_references", "MAX_REFERENCES", "_call", "_image"}),
     "providers/comfyui/provider.py": frozenset({"_run", "DEFAULT_MODELS"}),
     "providers/local/provider.py": frozenset({
         "_check_size", "_call", "_ledgered", "shadow_cost", "_written", "NAME", "LOCAL_VERSION", "EDIT_VERSION",
@@ -174,6 +178,10 @@ STAGES: dict[str, Stage] = {
     "motion": Stage(
         "reelflow.tasks.video", "MOTION_VERSION",
         ("tasks/video.py", "media/motion.py", "media/encode.py", "media/ffmpeg.py", "media/images.py"),
+    ),
+    # The last decoded frame of a segment, where the next consecutive segment of a long shot starts.
+    "last-frame": Stage(
+        "reelflow.tasks.video", "LAST_FRAME_VERSION", ("tasks/video.py", "media/concat.py", "media/ffmpeg.py", "media/probe.py"),
     ),
     "clip": Stage(
         "reelflow.tasks.clip", "VERSION",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -10,8 +11,8 @@ from PIL import Image
 from reelflow.media.hashing import sha256_file
 from reelflow.schemas.characters import CandidateManifest
 from reelflow.schemas.project import Character
-from reelflow.state.candidates import candidates_dir, write_candidates
-from reelflow.tasks.training import _zip, dataset_problems, noise_labels, selected_refs
+from reelflow.state.candidates import candidates_dir, manifest_path, require_candidates, write_candidates
+from reelflow.tasks.training import _zip, dataset_problems, dataset_warnings, noise_labels, selected_refs
 
 from candidates_fixture import TWINS, make_candidates
 
@@ -47,6 +48,38 @@ def test_every_problem_is_one_line_in_one_pass(tmp_path: Path) -> None:
         f"{WHERE}: 6 of 6 captions describe the fixed identity ('haired mechanic'); caption only what varies and let the "
         "trigger word carry who it is",
     ]
+
+
+def test_too_few_wardrobes_and_expressions_are_a_line_each_naming_the_counts(tmp_path: Path) -> None:
+    manifest = make_candidates(tmp_path)
+    for index, candidate in enumerate(manifest.candidates):
+        candidate.wardrobe, candidate.expression = ("oilskin", "suit")[index % 2], ("calm", "angry", "sad", "wry")[index % 4]
+    manifest = select(tmp_path, manifest, [i for i in range(20) if i != TWINS[1]])
+    assert dataset_problems(tmp_path, manifest, JINX, captions(manifest)) == [
+        f"{WHERE}: JINX: selection has 2 wardrobes (oilskin, suit); the seed asks for 3-5",
+        f"{WHERE}: JINX: selection has 4 expressions (angry, calm, sad, wry); the seed asks for 5-7",
+    ]
+
+
+def test_a_manifest_from_before_wardrobes_loads_and_its_wardrobes_are_unknown(tmp_path: Path) -> None:
+    select(tmp_path, make_candidates(tmp_path), [i for i in range(20) if i != TWINS[1]])
+    old = json.loads(manifest_path(tmp_path, "JINX").read_text())
+    del old["wardrobes"]
+    for candidate in old["candidates"]:
+        del candidate["wardrobe"]
+    manifest_path(tmp_path, "JINX").write_text(json.dumps(old))
+    loaded = require_candidates(tmp_path, "JINX")
+    assert loaded.wardrobes is None and {candidate.wardrobe for candidate in loaded.candidates} == {None}
+    assert dataset_problems(tmp_path, loaded, JINX, captions(loaded)) == [
+        f"{WHERE}: JINX: selection has 0 wardrobes (none) and 19 images of unknown wardrobe; the seed asks for 3-5"]
+
+
+def test_only_a_wan_dataset_of_stills_is_warned_about(tmp_path: Path) -> None:
+    manifest = select(tmp_path, make_candidates(tmp_path), list(range(16)))
+    assert dataset_warnings(manifest, "wan22") == [
+        f"{WHERE}: wan22: the dataset is 16 images and no video; the seed found that image-trained LoRAs cause flicker "
+        "in video (video LoRAs, I2V-trained, are required for WAN 2.2)"]
+    assert dataset_warnings(manifest, "flux2") == dataset_warnings(manifest, "z_image") == []
 
 
 def test_white_backdrops_and_edited_files_are_refused(tmp_path: Path) -> None:

@@ -124,6 +124,29 @@ def test_a_decision_is_saved_and_the_view_is_read_from_disk(project: Path, serve
     assert (four["status"], four["approved_take"]) == ("approved", 2)
 
 
+def test_held_keyframes_are_shown_raw_and_approved_from_the_page(project: Path, server: DailiesServer) -> None:
+    """A shot stopped at its keyframes shows its raw frames; its K decision approves them, not the take."""
+    folder = project / "storyboards" / "assets" / "ep_001"
+    entry = write_asset(folder, "TST_EP001_S02_T01_BO_rawfirst.png", 2, 1)
+    manifest = Manifest.model_validate_json((folder / "manifest.json").read_bytes())
+    (folder / "manifest.json").write_text(manifest.model_copy(update={"assets": [*manifest.assets, entry]}).model_dump_json())
+    loaded = load_project(project)
+    with changing_dailies(loaded, load_storyboard(loaded, 1)) as dailies:
+        dailies.shot(2).held(1, {"first": entry.sha256}, at=now())
+    _, _, body = call(server, "GET", "/api/episode")
+    two = json.loads(body)["shots"][1]
+    assert (two["status"], two["keyframes"]) == ("keyframes_review",
+                                                 [{"role": "first", "name": "TST_EP001_S02_T01_BO_rawfirst.png"}])
+    assert post(server, {"shot": 2, "decision": "approved"})[0] == 409, "no video yet: the take cannot be approved"
+    status, view = post(server, {"shot": 2, "decision": "keyframes_approved"})
+    assert status == 200
+    on_disk = saved(project)[2]
+    assert (on_disk["status"], on_disk["take"], on_disk.get("approved_take")) == ("keyframes_approved", 1, None)
+    assert on_disk["keyframes"] == {"take": 1, "frames": {"first": entry.sha256}, "approved": True}
+    assert post(server, {"shot": 1, "decision": "keyframes_approved"})[0] == 409, "shot 1 holds no keyframes"
+    assert 'data-decision="keyframes_approved"' in dailies_html(view)
+
+
 def test_a_decision_on_a_shot_that_changed_since_the_page_showed_it_is_refused(project: Path, server: DailiesServer) -> None:
     _, _, body = call(server, "GET", "/api/episode")
     shown = json.loads(body)["shots"][3]
@@ -147,7 +170,8 @@ def test_a_decision_on_a_shot_that_changed_since_the_page_showed_it_is_refused(p
     (b"[1]", "body: Input should be an object"),
     (b'{"shot": "3", "decision": "approved"}', "shot: Input should be a valid integer"),
     (b'{"shot": true, "decision": "approved"}', "shot: Input should be a valid integer"),
-    (b'{"shot": 3, "decision": "maybe"}', "decision: Input should be 'approved', 'retake' or 'needs_review'"),
+    (b'{"shot": 3, "decision": "maybe"}',
+     "decision: Input should be 'approved', 'retake', 'needs_review' or 'keyframes_approved'"),
     (b'{"shot": 3}', "decision: Field required"),
     (b'{"shot": 3, "decision": "approved", "note": 5}', "note: Input should be a valid string"),
     (b'{"shot": 3, "decision": "approved", "by": "me"}', "by: Extra inputs are not permitted"),
@@ -256,7 +280,7 @@ def test_cli_decides_saves_and_prints_the_statuses(project: Path) -> None:
     (("--approve", "1", "--retake", "9"), "error: storyboard_ep_001.json: shot 9 is not in the storyboard"),
     (("--approve", "1,3", "--review", "3"), "error: shot 3: given as both approved and needs_review"),
     (("--retake", "1,x"), "error: --retake: '1,x' must be shot numbers"),
-    (("--note", "hi"), "error: --note: give --approve, --retake or --review with it"),
+    (("--note", "hi"), "error: --note: give --approve, --retake, --review or --approve-keyframes with it"),
 ])
 def test_cli_errors_are_one_line_exit_2_and_change_nothing(project: Path, args: tuple[str, ...], error: str) -> None:
     before = dailies_path(project).read_bytes()

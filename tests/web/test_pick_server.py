@@ -66,7 +66,8 @@ def test_the_api_gives_the_manifest_with_a_hash_per_file(server: PickServer, man
     assert status == 200 and headers["Content-Type"] == "application/json"
     assert (view["character"], view["trigger"], len(view["candidates"])) == ("JINX", "jinx_rf", 20)
     assert view["limits"] == {"selection": [15, 25], "backgrounds": 5, "expressions": 5, "angles": 3,
-                              "near_duplicate_bits": 5}
+                              "near_duplicate_bits": 5, "targets": {"wardrobes": [3, 5], "expressions": [5, 7]}}
+    assert [c["wardrobe"] for c in view["candidates"][:4]] == ["oilskin", "suit", "coveralls", "oilskin"]
     hashes = {c["file"]: int(c["phash"], 16) for c in view["candidates"]}
     assert all(len(c["phash"]) == 16 for c in view["candidates"])
     twins = tuple(manifest.candidates[i].file for i in TWINS)

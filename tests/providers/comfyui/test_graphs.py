@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reelflow.providers.comfyui.graphs import (
     WanSettings,
     angle_graph,
@@ -92,6 +94,30 @@ def test_angle_puts_references_in_image2_and_sizes_the_latent(tmp_path: Path, pi
     assert _by_class(graph.nodes, "EmptySD3LatentImage") == [{"width": 96, "height": 80, "batch_size": 1}]
     assert [n["lora_name"] for n in _by_class(graph.nodes, "LoraLoaderModelOnly")] == [
         files["qwen_lightning"].name, files["qwen_angles"].name]
+
+
+def test_keyframe_chains_each_reference_image_onto_the_prompt_at_a_megapixel(
+    tmp_path: Path, picture, fake, client, files
+) -> None:
+    costume = picture(tmp_path / "costume.png", (300, 400), (200, 10, 10))
+    location = picture(tmp_path / "set.png", (640, 360), (10, 10, 200))
+    request = ImageRequest(model="flux2", prompt="a ship", width=1000, height=560, seed=7, references=(costume, location))
+    graph = keyframe_graph(request, files, [])
+    assert graph_problems(graph.nodes, fake.object_info()) == []
+    for name, path in graph.images.items():
+        client.upload(path, name)
+    assert client.queue(graph.nodes), "the fake ComfyUI takes the graph"
+
+    assert [node["image"] for node in _by_class(graph.nodes, "LoadImage")] == [upload_name(costume), upload_name(location)]
+    assert [(node["width"], node["height"]) for node in _by_class(graph.nodes, "ImageScale")] == [(880, 1184), (1360, 768)]
+    chain, node = [], graph.nodes[_by_class(graph.nodes, "FluxGuidance")[0]["conditioning"][0]]
+    while node["class_type"] == "ReferenceLatent":  # the prompt's conditioning, then each reference in order
+        scaled = graph.nodes[graph.nodes[node["inputs"]["latent"][0]]["inputs"]["pixels"][0]]
+        chain.append(graph.nodes[scaled["inputs"]["image"][0]]["inputs"]["image"])
+        node = graph.nodes[node["inputs"]["conditioning"][0]]
+    assert node["class_type"] == "CLIPTextEncode" and chain == [upload_name(location), upload_name(costume)]
+    with pytest.raises(ValueError, match="at most 6 reference images, got 7"):
+        keyframe_graph(request.model_copy(update={"references": (costume,) * 7}), files, [])
 
 
 def test_upload_names_are_content_addressed(tmp_path: Path, picture) -> None:

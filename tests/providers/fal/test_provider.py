@@ -561,15 +561,15 @@ def test_estimate_and_cache_params(provider: FalProvider, dataset: Path) -> None
     assert "notes" not in params and params["prompt"] == "Ana grips the throttle" and params["width"] == 512
     assert "wire_version" not in params  # version 1 is implicit: keys made before versions existed stay valid
     assert provider.cache_params(video) == json.loads(video.model_dump_json(exclude={"first", "last", "notes", "steps",
-                                                                                     "cfg", "shift"}))
+                                                                                     "cfg", "shift"})) | {"wire_version": 2}
     tuned = video.model_copy(update={"steps": 30, "cfg": 6.0, "shift": 5.0})
-    assert provider.cache_params(tuned) == provider.cache_params(video), "fal's WAN takes no sampling settings"
+    assert provider.cache_params(tuned) == provider.cache_params(video) | {"steps": 30}, "fal's WAN takes only the steps"
     # SeedVR now asks for PNG: its wire version 2 keys its outputs apart from the JPEG-derived ones made before
-    assert WIRE_VERSIONS == {endpoints.SEEDVR_UPSCALE: 2, endpoints.NANO_BANANA_EDIT: 2}
+    assert WIRE_VERSIONS == {endpoints.SEEDVR_UPSCALE: 2, endpoints.NANO_BANANA_EDIT: 2, endpoints.WAN_FLF: 2}
     up = UpscaleRequest(model=endpoints.SEEDVR_UPSCALE, image=Path("in.png"), width=1024, height=1536, seed=2)
     assert provider.cache_params(up) == {"model": endpoints.SEEDVR_UPSCALE, "seed": 2, "width": 1024, "height": 1536,
                                          "prompt": None, "wire_version": 2}
-    assert "wire_version" not in provider.cache_params(train) and "wire_version" not in provider.cache_params(video)
+    assert "wire_version" not in provider.cache_params(train)
 
 
 CLIENT = """

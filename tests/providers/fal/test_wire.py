@@ -72,6 +72,8 @@ def fields(error: WireViolation) -> list[str]:
 BUILT: list[tuple[str, dict[str, Any]]] = [
     (endpoints.FLUX2_LORA, endpoints.text_to_image(image(loras=LORAS[:3]))),
     (endpoints.FLUX2_LORA, endpoints.text_to_image(image(width=2048, height=2048, steps=50))),
+    (endpoints.FLUX2_LORA_EDIT, endpoints.text_to_image(image(loras=LORAS[:3], references=(Path("a.png"),) * 3),
+                                                        [URL] * 3)),
     (endpoints.Z_IMAGE_TURBO, endpoints.text_to_image(image(endpoints.Z_IMAGE_TURBO))),
     (endpoints.Z_IMAGE_TURBO_LORA, endpoints.text_to_image(image(endpoints.Z_IMAGE_TURBO, loras=LORAS[:3]))),
     (endpoints.WAN_FLF, endpoints.first_last_video(
@@ -111,6 +113,20 @@ def test_flux2_takes_three_loras_and_refuses_a_fourth_naming_loras() -> None:
             as caught:
         endpoints.text_to_image(image(loras=LORAS))
     assert caught.value.endpoint == endpoints.FLUX2_LORA and fields(caught.value) == ["loras"]
+
+
+def test_flux2_with_reference_images_goes_to_its_lora_edit_with_at_most_three(offline: FalProvider) -> None:
+    refs = tuple(Path(f"ref{index}.png") for index in range(4))
+    sent = endpoints.text_to_image(image(references=refs[:2]), [URL, URL])
+    assert endpoints.image_endpoint(image(references=refs[:2])) == endpoints.FLUX2_LORA_EDIT
+    assert sent["image_urls"] == [URL, URL] and list(sent)[:-1] == list(endpoints.text_to_image(image()))
+    with pytest.raises(WireViolation, match=r"^fal-ai/flux-2/lora/edit: image_urls: \[4 items\]: List should have at most 3"):
+        offline.check(image(references=refs))
+    with pytest.raises(BadRequest, match="fal-ai/z-image/turbo takes no reference images"):
+        offline.check(image(endpoints.Z_IMAGE_TURBO, references=refs[:1]))
+    # fal bills the output's megapixels and one megapixel per reference image, at the edit's rate
+    assert offline.estimate(image(references=refs[:3])) == pytest.approx(0.021 * (1 + 3))
+    assert offline.estimate(image()) == pytest.approx(0.021)
 
 
 @pytest.mark.parametrize(("changes", "field", "rule"), [

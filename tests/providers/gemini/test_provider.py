@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from datetime import date
@@ -157,6 +158,31 @@ def test_generate_asks_for_the_nearest_aspect_and_lands_on_the_exact_size(
     call = fake.calls[0]
     assert (call.images, call.aspect_ratio) == (0, "16:9")
     assert "A lighthouse at dusk" in call.prompt and "Avoid: text, watermark" in call.prompt
+
+
+def test_a_keyframe_sends_its_reference_images_inline_after_the_prompt(
+    provider: GeminiProvider, fake: FakeGemini, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    references = (gradient(tmp_path / "costume.png", (64, 64), (200, 10, 10)),
+                  gradient(tmp_path / "set.png", (90, 50), (10, 10, 200)))
+    request = ImageRequest(model=FLASH_IMAGE, prompt="Ana at the helm", width=200, height=112, seed=3,
+                           references=references)
+    sent: list[list[object]] = []
+    generate = provider._generate
+    monkeypatch.setattr(provider, "_generate", lambda model, contents, config: sent.append(contents) or generate(
+        model, contents, config))
+    provider.generate_image(request, tmp_path / "out.png")
+
+    assert load_image(tmp_path / "out.png").size == (200, 112)
+    call = fake.calls[0]
+    assert call.images == 2 and "Ana at the helm" in call.prompt and "references" in call.prompt
+    [(text, *parts)] = sent
+    assert isinstance(text, str) and text.startswith("Ana at the helm")
+    assert [Image.open(io.BytesIO(part.inline_data.data)).getpixel((0, 0)) for part in parts] == [
+        load_image(path).getpixel((0, 0)) for path in references], "each reference, in order, as an inline image"
+    with pytest.raises(BadRequest, match="at most 3 reference images; got 4"):
+        provider.check(request.model_copy(update={"references": references * 2}))
+    assert len(fake.calls) == 1
 
 
 @pytest.mark.parametrize(("size", "tier"), [((768, 1344), "1K"), ((1536, 2688), "2K"), ((3072, 5376), "4K")])

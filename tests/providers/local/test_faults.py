@@ -67,7 +67,7 @@ def test_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch)
     ("value", "message"),
     [
         ("foo=0.1", "REELFLOW_LOCAL_FAULTS: unknown fault 'foo' "
-                    "(use rate_limit, server_error, timeout, reject, off_model, stuck_video)"),
+                    "(use rate_limit, server_error, timeout, reject, off_model, off_location, stuck_video)"),
         ("rate_limit=1.5", "REELFLOW_LOCAL_FAULTS: rate_limit=1.5 is not a probability (use 0 to 1)"),
         ("reject=-0.1", "REELFLOW_LOCAL_FAULTS: reject=-0.1 is not a probability (use 0 to 1)"),
         ("timeout=nan", "REELFLOW_LOCAL_FAULTS: timeout=nan is not a probability (use 0 to 1)"),
