@@ -31,7 +31,7 @@ BAND: RGB = (16, 16, 20)
 BAND_SHARE, BAND_SHARE_WIDE = 0.17, 0.21
 CAPTION_LINES, CAPTION_LINES_WIDE = 6, 4
 MIN_TEXT_LINE = 11  # rows of a caption line at its smallest (9 px text)
-GRAIN_BELOW, GRAIN = 400, 13  # frames shorter than this get a film grain of ± this many levels
+GRAIN_BELOW, GRAIN = 400, 13  # frames shorter than this get a film grain: each pixel this many levels up or down
 Legend = list[tuple[str, list[tuple[str, RGB]]]]  # (character, [(tag, its colour), ...])
 
 
@@ -398,7 +398,7 @@ def _grained(image: Image.Image, seed: bytes) -> Image.Image:
     if image.height >= GRAIN_BELOW:
         return image
     rows = image.height - band_rows(image.size)
-    noise = np.random.default_rng(int.from_bytes(seed[:8])).integers(-GRAIN, GRAIN + 1, (rows, image.width, 1))
+    noise = (np.random.default_rng(int.from_bytes(seed[:8])).integers(0, 2, (rows, image.width, 1)) * 2 - 1) * GRAIN
     pixels = np.asarray(image, np.int16).copy()
     pixels[:rows] = np.clip(pixels[:rows] + noise, 0, 255)
     return Image.fromarray(pixels.astype(np.uint8))

@@ -63,7 +63,7 @@ def test_ep1_moving_shots_show_their_label_whole_in_every_middle_frame(tmp_path:
     board = json.loads((project / "storyboards" / "storyboard_ep_001.json").read_text())
     moving = [shot for shot in board["shots"] if shot["generation_approach"] != "held_frame_static"]
     result = run_cli("render", str(project), "--episode", "1", "--json",
-                     "--shots", ",".join(str(shot["shot"]) for shot in moving), env={"REELFLOW_FRAME_SCALE": "0.25"})
+                     "--shots", ",".join(str(shot["shot"]) for shot in moving), env={"REELFLOW_FRAME_SCALE": "0.125"})
     assert result.code == 0, result.stderr
     folder = project / "storyboards" / "assets" / "ep_001"
     named = [entry["name"] for entry in json.loads((folder / "manifest.json").read_text())["assets"]]
