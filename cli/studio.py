@@ -612,19 +612,19 @@ def status(as_json: JsonOpt = False) -> None:
 
 def runs_in_flight(home: Path) -> list[FlowRun]:
     """The flow runs on the studio's pools that have started and not ended (none when no server answers)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-        WorkPoolFilter,
-        WorkPoolFilterName,
-    )
-    from prefect.client.schemas.objects import StateType
-
     try:
         api_url, _ = studio_api(home)
-        point_at(home, api_url)
+        point_at(home, api_url)  # before prefect is imported: it would otherwise start a throwaway server of its own
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+            WorkPoolFilter,
+            WorkPoolFilterName,
+        )
+        from prefect.client.schemas.objects import StateType
+
         with get_client(sync_client=True) as client:
             return client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(

@@ -31,7 +31,7 @@ BAND: RGB = (16, 16, 20)
 BAND_SHARE, BAND_SHARE_WIDE = 0.17, 0.21
 CAPTION_LINES, CAPTION_LINES_WIDE = 6, 4
 MIN_TEXT_LINE = 11  # rows of a caption line at its smallest (9 px text)
-GRAIN_BELOW, GRAIN = 400, 13  # frames shorter than this get a film grain: each pixel this many levels up or down
+GRAIN_BELOW, GRAIN = 200, 13  # frames shorter than this get a film grain: each pixel this many levels up or down
 Legend = list[tuple[str, list[tuple[str, RGB]]]]  # (character, [(tag, its colour), ...])
 
 

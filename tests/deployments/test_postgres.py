@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -15,7 +15,7 @@ import pytest
 from reelflow.cli import server, studio
 
 from conftest import CliResult
-from postgres import BIN, NO_POSTGRES, cluster
+from postgres import BIN, NO_POSTGRES, new_database
 
 Reelflow = Callable[..., CliResult]
 
@@ -24,11 +24,10 @@ pytestmark = pytest.mark.skipif(BIN is None, reason=NO_POSTGRES)
 
 
 @pytest.fixture
-def postgres() -> Iterator[str]:
-    """A throwaway Postgres cluster on a free port; yields the URL Prefect's server takes (with a password it
-    must never show)."""
-    with cluster() as url:
-        yield url.replace("postgresql://postgres@", "postgresql+asyncpg://postgres:pg-secret@")
+def postgres(pg_server: str) -> str:
+    """A fresh database on the test process's throwaway Postgres cluster (on a free port); the URL Prefect's server
+    takes (with a password it must never show)."""
+    return new_database(pg_server).replace("postgresql://postgres@", "postgresql+asyncpg://postgres:pg-secret@")
 
 
 def count(database: str, table: str) -> int:
@@ -47,7 +46,8 @@ def count(database: str, table: str) -> int:
 def test_a_studio_on_postgres_renders_a_push(postgres: str, monkeypatch: pytest.MonkeyPatch, own_home: Path,
                                              pushed_project: Path, reelflow: Reelflow) -> None:
     home = own_home
-    env = {"REELFLOW_HOME": str(home), "REELFLOW_SERVER_PORT": "0", server.AUTH: "studio:s3cret"}
+    env = {"REELFLOW_HOME": str(home), "REELFLOW_SERVER_PORT": "0", server.AUTH: "studio:s3cret",
+           "REELFLOW_FRAME_SCALE": "0.25"}  # the worker's renders: small pictures, none is measured
     monkeypatch.setenv(server.AUTH, env[server.AUTH])  # so this process may ask the server too
     up = reelflow("studio", "up", "--database", postgres, "--host", "0.0.0.0", "--json", env=env, timeout=300)
     assert up.code == 0, up.stdout + up.stderr

@@ -115,7 +115,7 @@ def test_a_push_renders_the_changed_episode_on_the_studio_worker(
 ) -> None:
     root = pushed_project
     env = {"REELFLOW_HOME": str(studio_home), "FAL_KEY": "fal-key-for-the-worker", "REELFLOW_LOCAL_LATENCY": "1",
-           "REELFLOW_GPU_REAP_EVERY_S": "120"}
+           "REELFLOW_GPU_REAP_EVERY_S": "120", "REELFLOW_FRAME_SCALE": "0.25"}  # small pictures: none is measured
 
     # `up` finds the session's server by its home and starts nothing but a worker per pool.
     up = reelflow("studio", "up", "--json", env=env)
@@ -316,25 +316,22 @@ def check_pushes(studio_home: Path, prefect_api: str, tmp_path: Path, reelflow: 
         return [run for run in flow_runs(prefect_api, deployment_id={"any_": [changed_id]})
                 if run["parameters"].get("push") == push]
 
-    # The same push, three times: one event id, one run.
-    b = pushed(1, "Ana at the window, dawn breaking")
-    sent = [reelflow("push-event", str(root), first, b, "--json", env=env) for _ in range(2)]
-    waited = reelflow("push-event", str(root), first, b, "--json", "--wait", "--timeout", "120", env=env)
-    assert [result.code for result in sent] == [0, 0] and waited.code == 0, waited.stdout + waited.stderr
-    push = waited.json()["push"]
-    assert {result.json()["push"] for result in sent} == {push}
-    assert [(run["episode"], run["state"]) for run in waited.json()["runs"]] == [(1, "Completed")]
-    assert len(runs_of(push)) == 1
-
     # Two pushes 2 s apart: two runs in order, each at its own commit; the checkout ends on main at the later one.
+    # The earlier is sent twice at once, and a third time with --wait once the later is rendered: one event id, one run.
     c = pushed(2, "Ana alone, the lights out")
     d = pushed(1, "Ana at the door, rain outside")
-    early = reelflow("push-event", str(root), b, c, "--json", env=env)
-    assert early.code == 0, early.stderr
+    sent = [reelflow("push-event", str(root), first, c, "--json", env=env) for _ in range(2)]
+    assert [result.code for result in sent] == [0, 0], [result.stderr for result in sent]
     time.sleep(2)
     late = reelflow("push-event", str(root), c, d, "--json", "--wait", "--timeout", "180", env=env)
     assert late.code == 0, late.stdout + late.stderr
-    [run_c], [run_d] = runs_of(early.json()["push"]), runs_of(late.json()["push"])
+    waited = reelflow("push-event", str(root), first, c, "--json", "--wait", "--timeout", "120", env=env)
+    assert waited.code == 0, waited.stdout + waited.stderr
+    push = waited.json()["push"]
+    assert {result.json()["push"] for result in sent} == {push}
+    assert [(run["episode"], run["state"]) for run in waited.json()["runs"]] == [(2, "Completed")]
+    assert len(runs_of(push)) == 1
+    [run_c], [run_d] = runs_of(push), runs_of(late.json()["push"])
     assert (run_c["parameters"]["head"], run_d["parameters"]["head"]) == (c, d)
     assert flow_run(prefect_api, run_c["id"])["state_type"] == "COMPLETED"
     children = {run["id"]: flow_runs(prefect_api, parent_flow_run_id={"any_": [run["id"]]}) for run in (run_c, run_d)}

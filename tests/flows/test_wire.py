@@ -58,7 +58,9 @@ def test_a_16_9_episode_on_fal_sends_each_adapter_to_its_model_and_expert(tmp_pa
     sent = [[(_name(lora["path"]), lora["scale"]) for lora in job.body.get("loras", [])] for job in keyframes]
     assert keyframes and all(loras in ([], [("ana-flux2.safetensors", 1.0)]) for loras in sent)
     assert all(lora["path"].startswith(fal.url) for job in jobs for lora in job.body.get("loras", [])), "uploaded"
-    assert sum("loras" in job.body for job in keyframes) == 2, f"{sent} ANA's shots: shot 1's strip and shot 4's first frame"
+    # one prompt per frame: a try made again (a new seed, on a loaded machine now and then) asks for the same frame
+    prompts = {job.body["prompt"] for job in keyframes if "loras" in job.body}
+    assert len(prompts) == 2, f"{sent} ANA's shots: shot 1's strip and shot 4's first frame"
     videos = [job for job in jobs if job.endpoint == WAN_FLF]
     assert videos and all(job.body["aspect_ratio"] == "16:9" for job in videos)
     for job in videos:
