@@ -309,12 +309,12 @@ def kept_words(kept: UpgradeKept) -> str:
 
 def cut_problem(stale: list[int], missing: list[int], allow_stale: bool, held: Iterable[int] = ()) -> str | None:
     """Why the episode cannot be cut, in one line; None when it can."""
-    why = []
-    waiting = [number for number in missing if number in set(held)]
+    why, held = [], set(held)
+    waiting = [number for number in missing if number in held]
     if waiting:
         why.append(f"shots {', '.join(map(str, waiting))} wait for keyframe review "
                    f"(reelflow dailies … --approve-keyframes {','.join(map(str, waiting))})")
-    if other := [number for number in missing if number not in set(waiting)]:
+    if other := [number for number in missing if number not in held]:
         why.append(f"shots {', '.join(map(str, other))} have no clip")
     if stale and not allow_stale:
         why.append(f"shots {', '.join(map(str, stale))} have only clips of an older storyboard "

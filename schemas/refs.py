@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +151,24 @@ def defaults_of(breakdown: Breakdown) -> dict[str, str]:
 
 
 def default_wardrobes(root: Path) -> dict[str, str]:
-    """Each character's `default_wardrobe` in the project's breakdown.json (those that have one)."""
+    """Each character's `default_wardrobe` in the project's breakdown.json (those that have one); the file is read
+    again only when it changes (a take's inputs ask for it many times a render)."""
+    path = root / "breakdown.json"
     try:
-        breakdown = Breakdown.model_validate_json((root / "breakdown.json").read_text(encoding="utf-8"))
+        stat = path.stat()
+    except OSError as exc:
+        raise ContractError(f"breakdown.json: cannot be read for the characters' default_wardrobe ({exc})") from None
+    return dict(_defaults_in(path, stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=64)
+def _defaults_in(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, str], ...]:
+    """`default_wardrobes` of breakdown.json as it is at (`mtime_ns`, `size`)."""
+    try:
+        breakdown = Breakdown.model_validate_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ContractError(f"breakdown.json: cannot be read for the characters' default_wardrobe ({exc})") from None
-    return defaults_of(breakdown)
+    return tuple(defaults_of(breakdown).items())
 
 
 def _want(character: str, wardrobe: str) -> str:

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reelflow.media.hashing import sha256_file
+from reelflow.media.hashing import sha256_unchanged
 from reelflow.media.probe import probe_image
 from reelflow.providers.base import LoraTrainer, Provider, Ticket, VisionJudge
 from reelflow.providers.registry import get_provider
@@ -111,7 +111,7 @@ def reference_inputs(request: _Request) -> list[AssetRef]:
     (none: the key is as before references existed), so a ref's new bytes make the frame again and a new name does not."""
     if not isinstance(request, ImageRequest):
         return []
-    return [AssetRef(path=path, sha256=sha256_file(path), media=probe_image(path)) for path in request.references]
+    return [AssetRef(path=path, sha256=sha256_unchanged(path), media=probe_image(path)) for path in request.references]
 
 
 def provider_for(job: Job, name: str) -> Provider:
